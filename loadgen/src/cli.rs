@@ -1,0 +1,268 @@
+//! Command line: wrk's flags first (`-t -c -d -H --latency --timeout`),
+//! then ours. Turns arguments into a validated [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, allowed_cpus};
+use crate::http::{RequestError, RequestSpec};
+use crate::units::{UnitError, parse_count, parse_duration};
+use crate::url::{Url, UrlError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "HTTP/1.1 load generator: shard-per-core io_uring, exact latency, wrk-compatible flags",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  loadgen -t2 -c64 -d10s --latency http://127.0.0.1:8080/\n  loadgen -n 10000 --pipeline 16 --json out.json http://127.0.0.1:8080/\n  loadgen target --listen 127.0.0.1:8080"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in HTTP/1.1 target server.
+    Target(TargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Event-loop threads (default: the CPUs this process may use).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target URL, http://HOST[:PORT]/PATH
+    pub url: Option<String>,
+    /// Total connections to keep open (k/M suffixes allowed).
+    #[arg(short = 'c', long = "connections", default_value = "10", value_parser = count)]
+    pub connections: u64,
+    /// Test duration, e.g. 10s, 2m (default 10s unless -n is given).
+    #[arg(short = 'd', long = "duration", value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Send exactly N requests, then stop.
+    #[arg(short = 'n', long = "requests", value_parser = count)]
+    pub requests: Option<u64>,
+    /// Shards (threads), one per CPU (default: the CPUs this process may use).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Add a request header, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request method.
+    #[arg(short = 'm', long = "method", default_value = "GET")]
+    pub method: String,
+    /// Request body.
+    #[arg(short = 'b', long = "body", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long = "body-file")]
+    pub body_file: Option<PathBuf>,
+    /// Requests in flight per connection (HTTP/1.1 pipelining).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Fail a request with no complete response after this long.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub timeout: Duration,
+    /// Print the latency percentile distribution.
+    #[arg(long)]
+    pub latency: bool,
+    /// Write the JSON report to FILE ('-' for stdout; the text summary then goes to stderr).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Largest response head accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Do not pin shards to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
+    #[arg(short = 's', long = "script", hide = true)]
+    pub script: Option<String>,
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    parse_count(s).map_err(|e| e.to_string())
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("missing URL: try `loadgen -c64 -d10s http://127.0.0.1:8080/`")]
+    MissingUrl,
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error("cannot read --body-file {0}: {1}")]
+    BodyFile(PathBuf, std::io::Error),
+    #[error(
+        "Lua scripts (-s) are not supported: use -m, -H, -b/--body-file and --pipeline instead"
+    )]
+    Script,
+}
+
+impl RunArgs {
+    /// Builds and validates the run configuration.
+    pub fn to_config(&self) -> Result<Config, CliError> {
+        if self.script.is_some() {
+            return Err(CliError::Script);
+        }
+        let raw = self.url.as_deref().ok_or(CliError::MissingUrl)?;
+        let url = Url::parse(raw)?;
+        let addr = url.resolve()?;
+        let mut cfg = Config::for_url(url, addr);
+        let cpus = allowed_cpus();
+        let connections = usize::try_from(self.connections).unwrap_or(usize::MAX);
+        cfg.connections = connections;
+        cfg.shards = match self.threads {
+            Some(t) => t,
+            // wrk requires -c ≥ -t; with the default we just use fewer shards.
+            None => cpus.len().max(1).min(connections.max(1)),
+        };
+        if self.no_pin {
+            cfg.cpus.clear();
+        } else if cfg.shards > cpus.len().max(1) {
+            // More shards than CPUs would pin two to one CPU; let the
+            // scheduler place them instead.
+            cfg.cpus.clear();
+        }
+        cfg.duration = match (self.duration, self.requests) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        };
+        cfg.requests = self.requests;
+        cfg.pipeline = self.pipeline;
+        cfg.timeout = self.timeout;
+        cfg.max_header_bytes = self.max_header_bytes;
+        let mut request = RequestSpec::get(&cfg.url.host_header(), &cfg.url.target);
+        request.method = self.method.clone();
+        for h in &self.headers {
+            request.headers.push(RequestSpec::parse_header(h)?);
+        }
+        if let Some(b) = &self.body {
+            request.body = b.clone().into_bytes();
+        }
+        if let Some(path) = &self.body_file {
+            request.body = std::fs::read(path).map_err(|e| CliError::BodyFile(path.clone(), e))?;
+        }
+        cfg.set_request(request)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, CliError> {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().run.to_config()
+    }
+
+    #[test]
+    fn wrk_style_flags() {
+        let cfg = parse(&["-t1", "-c64", "-d5s", "--latency", "http://127.0.0.1:9/x"]).unwrap();
+        assert_eq!(cfg.shards, 1);
+        assert_eq!(cfg.connections, 64);
+        assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.requests, None);
+        assert!(
+            cfg.request_bytes
+                .starts_with(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+        );
+    }
+
+    #[test]
+    fn count_mode_and_request_options() {
+        let cfg = parse(&[
+            "-n",
+            "1k",
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-m",
+            "POST",
+            "-b",
+            "abc",
+            "-H",
+            "X-A: 1",
+            "--pipeline",
+            "8",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.requests, Some(1000));
+        assert_eq!(cfg.duration, None);
+        assert_eq!(cfg.pipeline, 8);
+        let text = String::from_utf8(cfg.request_bytes).unwrap();
+        assert!(text.starts_with("POST / HTTP/1.1\r\n"));
+        assert!(text.contains("X-A: 1\r\n"));
+        assert!(text.ends_with("Content-Length: 3\r\n\r\nabc"));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_is_wrong() {
+        assert!(matches!(parse(&[]), Err(CliError::MissingUrl)));
+        assert!(matches!(
+            parse(&["https://127.0.0.1/"]),
+            Err(CliError::Url(UrlError::Https(_)))
+        ));
+        assert!(matches!(
+            parse(&["-c", "0", "http://127.0.0.1:9/"]),
+            Err(CliError::Config(ConfigError::Connections(0)))
+        ));
+        assert!(matches!(
+            parse(&["-t", "4", "-c", "2", "http://127.0.0.1:9/"]),
+            Err(CliError::Config(ConfigError::FewerConnectionsThanShards(
+                2, 4
+            )))
+        ));
+        assert!(matches!(
+            parse(&["-d", "1s", "-n", "5", "http://127.0.0.1:9/"]),
+            Err(CliError::Config(ConfigError::DurationAndRequests))
+        ));
+        assert!(matches!(
+            parse(&["--body-file", "/nonexistent/x", "http://127.0.0.1:9/"]),
+            Err(CliError::BodyFile(..))
+        ));
+        assert!(matches!(
+            parse(&["-H", "bad", "http://127.0.0.1:9/"]),
+            Err(CliError::Request(_))
+        ));
+        assert!(matches!(
+            parse(&["-s", "x.lua", "http://127.0.0.1:9/"]),
+            Err(CliError::Script)
+        ));
+        assert!(Cli::try_parse_from(["loadgen", "-d", "10x", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn default_threads_never_exceed_connections() {
+        let cfg = parse(&["-c1", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(cfg.shards, 1);
+    }
+}

@@ -1,0 +1,135 @@
+//! A validated description of one run; everything downstream trusts it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::engine::RingMode;
+use crate::http::RequestSpec;
+use crate::url::Url;
+
+/// Upper bounds that catch typos (`-c 1000000000`) before they exhaust the
+/// machine.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+pub const MAX_SHARDS: usize = 1024;
+pub const MAX_PIPELINE: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub url: Url,
+    pub addr: SocketAddr,
+    pub shards: usize,
+    pub connections: usize,
+    /// Run length (`-d`); `None` with `requests` set.
+    pub duration: Option<Duration>,
+    /// Exact number of requests (`-n`).
+    pub requests: Option<u64>,
+    pub pipeline: usize,
+    pub timeout: Duration,
+    pub request: RequestSpec,
+    /// `request` rendered once.
+    pub request_bytes: Vec<u8>,
+    pub head_request: bool,
+    pub max_header_bytes: usize,
+    /// CPUs the shards are pinned to, round-robin; empty: no pinning.
+    pub cpus: Vec<usize>,
+    /// Weakest ring mode to try; tests raise it to exercise fallbacks.
+    pub ring_floor: RingMode,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("-c/--connections must be between 1 and {MAX_CONNECTIONS}, got {0}")]
+    Connections(usize),
+    #[error("-t/--threads must be between 1 and {MAX_SHARDS}, got {0}")]
+    Shards(usize),
+    #[error(
+        "-c/--connections ({0}) must be at least -t/--threads ({1}): each thread needs a connection"
+    )]
+    FewerConnectionsThanShards(usize, usize),
+    #[error("--pipeline must be between 1 and {MAX_PIPELINE}, got {0}")]
+    Pipeline(usize),
+    #[error("-n/--requests must be at least 1")]
+    Requests,
+    #[error("-d/--duration must be longer than zero")]
+    Duration,
+    #[error("--timeout must be longer than zero")]
+    Timeout,
+    #[error("give either -d/--duration or -n/--requests, not both")]
+    DurationAndRequests,
+    #[error("--max-header-bytes must be between 256 and 16777216, got {0}")]
+    MaxHeaderBytes(usize),
+}
+
+impl Config {
+    /// Checks the limits above; the CLI calls this after building.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return Err(ConfigError::Connections(self.connections));
+        }
+        if self.shards == 0 || self.shards > MAX_SHARDS {
+            return Err(ConfigError::Shards(self.shards));
+        }
+        if self.connections < self.shards {
+            return Err(ConfigError::FewerConnectionsThanShards(
+                self.connections,
+                self.shards,
+            ));
+        }
+        if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
+            return Err(ConfigError::Pipeline(self.pipeline));
+        }
+        match (self.duration, self.requests) {
+            (Some(_), Some(_)) => return Err(ConfigError::DurationAndRequests),
+            (_, Some(0)) => return Err(ConfigError::Requests),
+            (Some(d), _) if d.is_zero() => return Err(ConfigError::Duration),
+            (None, None) => return Err(ConfigError::Duration),
+            _ => {}
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::Timeout);
+        }
+        if !(256..=16 << 20).contains(&self.max_header_bytes) {
+            return Err(ConfigError::MaxHeaderBytes(self.max_header_bytes));
+        }
+        Ok(())
+    }
+
+    /// A config with wrk's defaults for `url` (resolved), 10 s, 10
+    /// connections, one shard per allowed CPU.
+    pub fn for_url(url: Url, addr: SocketAddr) -> Config {
+        let request = RequestSpec::get(&url.host_header(), &url.target);
+        let request_bytes = request.to_bytes().unwrap_or_default();
+        let cpus = allowed_cpus();
+        Config {
+            url,
+            addr,
+            shards: cpus.len().max(1),
+            connections: 10,
+            duration: Some(Duration::from_secs(10)),
+            requests: None,
+            pipeline: 1,
+            timeout: Duration::from_secs(2),
+            head_request: request.is_head(),
+            request,
+            request_bytes,
+            max_header_bytes: 64 * 1024,
+            cpus,
+            ring_floor: RingMode::DeferTaskrun,
+        }
+    }
+
+    /// Re-renders `request_bytes` after `request` changed.
+    pub fn set_request(&mut self, request: RequestSpec) -> Result<(), crate::http::RequestError> {
+        self.request_bytes = request.to_bytes()?;
+        self.head_request = request.is_head();
+        self.request = request;
+        Ok(())
+    }
+}
+
+/// The CPUs this process may run on (taskset, cgroup cpusets), in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,68 @@
+//! The JSON report. Field names are a public interface: add, never rename.
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value, json};
+
+use super::RunReport;
+
+fn latency(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({
+            "min": 0, "mean": 0.0, "stdev": 0.0, "max": 0,
+            "p50": 0, "p75": 0, "p90": 0, "p99": 0, "p99_9": 0, "p99_99": 0
+        });
+    }
+    json!({
+        "min": h.min(),
+        "mean": h.mean(),
+        "stdev": h.stdev(),
+        "max": h.max(),
+        "p50": h.value_at_quantile(0.5),
+        "p75": h.value_at_quantile(0.75),
+        "p90": h.value_at_quantile(0.9),
+        "p99": h.value_at_quantile(0.99),
+        "p99_9": h.value_at_quantile(0.999),
+        "p99_99": h.value_at_quantile(0.9999),
+    })
+}
+
+pub fn to_json(r: &RunReport<'_>) -> Value {
+    let t = &r.out.total;
+    let mut codes = Map::new();
+    for (code, &n) in t.status.iter().enumerate() {
+        if n > 0 {
+            codes.insert(code.to_string(), n.into());
+        }
+    }
+    json!({
+        "url": r.cfg.url.raw,
+        "engine": r.engine,
+        "ring_mode": r.out.ring_mode,
+        "shards": r.cfg.shards,
+        "connections": r.cfg.connections,
+        "pipeline": r.cfg.pipeline,
+        "duration_s": r.elapsed_s(),
+        "requests": t.responses,
+        "rps": r.rps(),
+        "bytes_read": t.bytes_read,
+        "bytes_written": t.bytes_written,
+        "transfer_per_s": r.transfer_per_s(),
+        "latency_us": latency(&t.latency),
+        "req_per_s_per_shard": {
+            "mean": if t.rate.is_empty() { 0.0 } else { t.rate.mean() },
+            "stdev": if t.rate.is_empty() { 0.0 } else { t.rate.stdev() },
+            "max": t.rate.max(),
+        },
+        "status": {
+            "2xx": t.status_class(2),
+            "3xx": t.status_class(3),
+            "4xx": t.status_class(4),
+            "5xx": t.status_class(5),
+            "codes": codes,
+        },
+        "errors": t.errors,
+        "reconnects": t.reconnects,
+        "reissued": t.reissued,
+        "interrupted": r.interrupted,
+    })
+}

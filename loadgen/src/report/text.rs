@@ -1,0 +1,154 @@
+//! wrk's summary, line for line, plus what wrk leaves out.
+
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use super::RunReport;
+use crate::config::Config;
+use crate::stats::within_stdev;
+use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
+
+/// `Running 10s test @ URL` and the threads/connections line, printed
+/// before the run starts (as wrk does).
+pub fn header(cfg: &Config) -> String {
+    let what = match (cfg.duration, cfg.requests) {
+        (_, Some(n)) => format!("{n} requests"),
+        (Some(d), _) => format_time_s(d.as_secs_f64()),
+        (None, None) => String::new(),
+    };
+    let mut s = format!("Running {what} test @ {}\n", cfg.url.raw);
+    let _ = writeln!(
+        s,
+        "  {} threads and {} connections",
+        cfg.shards, cfg.connections
+    );
+    if cfg.pipeline > 1 {
+        let _ = writeln!(s, "  pipeline depth {}", cfg.pipeline);
+    }
+    s
+}
+
+/// wrk's `print_units`: right-aligned in `width`, with two trailing spaces
+/// less one for each letter in the last two characters, so columns line
+/// up on the number whatever the unit.
+fn units(msg: &str, width: usize) -> String {
+    let b = msg.as_bytes();
+    let mut pad = 2usize;
+    if b.last().is_some_and(u8::is_ascii_alphabetic) {
+        pad -= 1;
+    }
+    if b.len() >= 2 && b[b.len() - 2].is_ascii_alphabetic() {
+        pad -= 1;
+    }
+    let w = width - pad;
+    format!("{msg:>w$}{}", &"  "[..pad])
+}
+
+fn stats_line(name: &str, h: &Histogram<u64>, fmt: fn(f64) -> String) -> String {
+    let (mean, sd, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean(), h.stdev(), h.max() as f64)
+    };
+    format!(
+        "    {name:<10}{}{}{}{:8.2}%\n",
+        units(&fmt(mean), 8),
+        units(&fmt(sd), 10),
+        units(&fmt(max), 9),
+        within_stdev(h, 1.0)
+    )
+}
+
+/// The summary after the run.
+pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
+    let t = &r.out.total;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  Thread Stats{:>6}{:>11}{:>8}{:>12}",
+        "Avg", "Stdev", "Max", "+/- Stdev"
+    );
+    s.push_str(&stats_line("Latency", &t.latency, format_time_us));
+    s.push_str(&stats_line("Req/Sec", &t.rate, format_metric));
+    if latency {
+        s.push_str("  Latency Distribution\n");
+        for (label, q) in [
+            ("50", 0.5),
+            ("75", 0.75),
+            ("90", 0.9),
+            ("99", 0.99),
+            ("99.9", 0.999),
+            ("99.99", 0.9999),
+        ] {
+            let v = if t.latency.is_empty() {
+                0
+            } else {
+                t.latency.value_at_quantile(q)
+            };
+            let _ = writeln!(s, "{:>7}%{}", label, units(&format_time_us(v as f64), 10));
+        }
+        let _ = writeln!(
+            s,
+            "{:>8}{}",
+            "max",
+            units(&format_time_us(t.latency.max() as f64), 10)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  {} requests in {}, {}B read",
+        t.responses,
+        format_time_us(t.elapsed.as_micros() as f64),
+        format_binary(t.bytes_read as f64)
+    );
+    let e = &t.errors;
+    if e.connect + e.read + e.write + e.timeout > 0 {
+        let _ = writeln!(
+            s,
+            "  Socket errors: connect {}, read {}, write {}, timeout {}",
+            e.connect, e.read, e.write, e.timeout
+        );
+    }
+    if e.parse + e.closed > 0 {
+        let _ = writeln!(
+            s,
+            "  HTTP errors: parse {}, closed mid-response {}",
+            e.parse, e.closed
+        );
+    }
+    let non = t.non_2xx_3xx();
+    if non > 0 {
+        let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
+    }
+    if t.reconnects + t.reissued > 0 {
+        let _ = writeln!(
+            s,
+            "  Reconnects: {}, requests re-sent after a close: {}",
+            t.reconnects, t.reissued
+        );
+    }
+    let _ = writeln!(s, "Requests/sec: {:9.2}", r.rps());
+    let _ = writeln!(
+        s,
+        "Transfer/sec: {:>10}B",
+        format_binary(r.transfer_per_s())
+    );
+    if r.interrupted {
+        s.push_str("(interrupted: the numbers cover the time until Ctrl-C)\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_pad_like_wrk() {
+        assert_eq!(units("635.91us", 8), "635.91us");
+        assert_eq!(units("0.89ms", 10), "    0.89ms");
+        assert_eq!(units("56.20k", 8), " 56.20k ");
+        assert_eq!(units("93.00", 8), " 93.00  ");
+    }
+}

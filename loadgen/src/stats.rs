@@ -1,0 +1,196 @@
+//! Per-shard measurements, merged once at the end of a run.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Latencies are recorded in microseconds, 1 µs … 1 h, 3 significant digits.
+pub const LATENCY_MAX_US: u64 = 3_600_000_000;
+/// Status codes are three digits; this indexes them directly.
+pub const STATUS_CODES: usize = 1000;
+
+/// Errors by kind; the names are part of the JSON interface.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Errors {
+    /// Connection attempts that failed (refused, unreachable, timed out).
+    pub connect: u64,
+    /// Receive errors (reset by peer and other socket errors).
+    pub read: u64,
+    /// Send errors.
+    pub write: u64,
+    /// Requests with no complete response within `--timeout`.
+    pub timeout: u64,
+    /// Responses that violate HTTP/1.1 framing.
+    pub parse: u64,
+    /// Connections closed by the server in the middle of a response.
+    pub closed: u64,
+}
+
+impl Errors {
+    /// Request-level failures (everything but connect).
+    pub fn requests(&self) -> u64 {
+        self.read + self.write + self.timeout + self.parse + self.closed
+    }
+
+    pub fn total(&self) -> u64 {
+        self.connect + self.requests()
+    }
+
+    fn merge(&mut self, o: &Errors) {
+        self.connect += o.connect;
+        self.read += o.read;
+        self.write += o.write;
+        self.timeout += o.timeout;
+        self.parse += o.parse;
+        self.closed += o.closed;
+    }
+}
+
+/// What one shard measured. Everything is preallocated when the shard
+/// starts, so recording never allocates.
+#[derive(Debug, Clone)]
+pub struct ShardStats {
+    /// Response latency, µs.
+    pub latency: Histogram<u64>,
+    /// Requests per second of this shard, sampled every 100 ms (wrk's
+    /// "Req/Sec" thread statistic).
+    pub rate: Histogram<u64>,
+    pub responses: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Responses by status code.
+    pub status: Box<[u64; STATUS_CODES]>,
+    pub errors: Errors,
+    /// Connections opened after the first one of each slot.
+    pub reconnects: u64,
+    /// Pipelined requests sent again because their connection closed
+    /// before they were answered.
+    pub reissued: u64,
+    /// Measured time of this shard.
+    pub elapsed: Duration,
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShardStats {
+    pub fn new() -> Self {
+        ShardStats {
+            latency: new_latency_histogram(),
+            rate: Histogram::new_with_bounds(1, 10_000_000_000, 3)
+                .expect("static histogram bounds are valid"),
+            responses: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            status: Box::new([0; STATUS_CODES]),
+            errors: Errors::default(),
+            reconnects: 0,
+            reissued: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[inline]
+    pub fn record_response(&mut self, status: u16, latency_us: u64) {
+        self.responses += 1;
+        self.latency.saturating_record(latency_us.max(1));
+        if let Some(slot) = self.status.get_mut(status as usize) {
+            *slot += 1;
+        }
+    }
+
+    /// Folds another shard's stats into this one.
+    pub fn merge(&mut self, o: &ShardStats) {
+        // Same bounds on both sides, so `add` cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.rate.add(&o.rate);
+        self.responses += o.responses;
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        for (a, b) in self.status.iter_mut().zip(o.status.iter()) {
+            *a += b;
+        }
+        self.errors.merge(&o.errors);
+        self.reconnects += o.reconnects;
+        self.reissued += o.reissued;
+        self.elapsed = self.elapsed.max(o.elapsed);
+    }
+
+    /// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").
+    pub fn non_2xx_3xx(&self) -> u64 {
+        self.status
+            .iter()
+            .enumerate()
+            .filter(|(code, _)| !(200..400).contains(code))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Responses with status in `class*100 .. class*100+99`.
+    pub fn status_class(&self, class: usize) -> u64 {
+        self.status[class * 100..(class + 1) * 100].iter().sum()
+    }
+}
+
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("static histogram bounds are valid")
+}
+
+/// Share of recorded values within `mean ± k·stdev`, in percent (wrk's
+/// "+/- Stdev" column).
+pub fn within_stdev(h: &Histogram<u64>, k: f64) -> f64 {
+    if h.is_empty() {
+        return 0.0;
+    }
+    let mean = h.mean();
+    let sd = h.stdev();
+    let (lo, hi) = (mean - k * sd, mean + k * sd);
+    let inside: u64 = h
+        .iter_recorded()
+        .filter(|v| {
+            let x = h.median_equivalent(v.value_iterated_to()) as f64;
+            x >= lo && x <= hi
+        })
+        .map(|v| v.count_at_value())
+        .sum();
+    100.0 * inside as f64 / h.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_everything() {
+        let mut a = ShardStats::new();
+        let mut b = ShardStats::new();
+        a.record_response(200, 100);
+        b.record_response(404, 300);
+        b.record_response(200, 200);
+        b.errors.timeout = 2;
+        b.bytes_read = 10;
+        b.elapsed = Duration::from_secs(2);
+        a.merge(&b);
+        assert_eq!(a.responses, 3);
+        assert_eq!(a.latency.len(), 3);
+        assert_eq!(a.status[200], 2);
+        assert_eq!(a.non_2xx_3xx(), 1);
+        assert_eq!(a.status_class(4), 1);
+        assert_eq!(a.errors.timeout, 2);
+        assert_eq!(a.bytes_read, 10);
+        assert_eq!(a.elapsed, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn within_stdev_counts_the_middle() {
+        let mut h = new_latency_histogram();
+        for v in [10, 10, 10, 10, 10, 10, 10, 10, 10, 1000] {
+            h.record(v).unwrap();
+        }
+        // mean 109, stdev 297: only the outlier is outside one stdev.
+        assert!((within_stdev(&h, 1.0) - 90.0).abs() < 1e-9);
+    }
+}
