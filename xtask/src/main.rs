@@ -1,1 +1,34 @@
-fn main() {}
+//! Build and benchmark helpers: `cargo xtask <command>`.
+//!
+//! - `compare`: loadgen vs wrk on nginx, client CPU per request (see
+//!   BENCHMARKS.md for the method).
+
+mod compare;
+mod nginx;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("compare") => compare::main(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1]
+      nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request";

@@ -1,0 +1,91 @@
+//! A throwaway nginx (Debian's package) with its own config, pinned to one
+//! CPU, on a free loopback port.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub fn find_nginx() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+impl Nginx {
+    /// Starts nginx with one worker pinned to `cpu`, answering every path
+    /// with a small fixed body, keep-alive without a request limit.
+    pub fn start(cpu: usize) -> anyhow::Result<Nginx> {
+        let bin = find_nginx().context("nginx not found: apt-get install nginx-light")?;
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("loadgen-nginx-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let mask: String = {
+            let mut m = vec!['0'; cpu + 1];
+            m[0] = '1';
+            m.into_iter().collect()
+        };
+        let user = if unsafe_is_root() { "user root;\n" } else { "" };
+        let conf = format!(
+            "{user}worker_processes 1;\nworker_cpu_affinity {mask};\ndaemon off;\nmaster_process on;\n\
+             error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 1000000000;\n  keepalive_timeout 300s;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{\n    listen 127.0.0.1:{port} reuseport;\n\
+                 location / {{ default_type text/plain; return 200 \"Hello from nginx\\n\"; }}\n  }}\n}}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start nginx")?;
+        let mut n = Nginx { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = n.child.try_wait()? {
+                let log = std::fs::read_to_string(n.dir.join("logs/error.log")).unwrap_or_default();
+                bail!("nginx exited ({status}): {log}");
+            }
+            if Instant::now() > deadline {
+                bail!("nginx did not start listening on port {port} within 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(n)
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
