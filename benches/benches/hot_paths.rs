@@ -1,1 +1,98 @@
-fn main() {}
+//! Micro benchmarks of the per-request hot paths: building a request,
+//! parsing responses (small, chunked, a pipelined batch), recording latency.
+
+use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use loadgen::http::{RequestSpec, ResponseParser};
+use loadgen::stats::{ShardStats, new_latency_histogram};
+
+const SMALL: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 17\r\nConnection: keep-alive\r\n\r\nHello from nginx\n";
+
+fn chunked_response() -> Vec<u8> {
+    let mut v =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        v.extend_from_slice(b"400;ext=1\r\n");
+        v.extend(std::iter::repeat_n(b'x', 0x400));
+        v.extend_from_slice(b"\r\n");
+    }
+    v.extend_from_slice(b"0\r\nTrailer: v\r\n\r\n");
+    v
+}
+
+/// Parses every response in `input`, returning how many completed.
+fn parse_all(p: &mut ResponseParser, input: &[u8]) -> usize {
+    let mut off = 0;
+    let mut n = 0;
+    while off < input.len() {
+        let (used, r) = p.parse(&input[off..], false).expect("valid input");
+        off += used;
+        n += usize::from(r.is_some());
+    }
+    n
+}
+
+fn requests(c: &mut Criterion) {
+    let mut spec = RequestSpec::get("127.0.0.1:8080", "/api/v1/items?id=42");
+    spec.headers
+        .push(("Accept".into(), "application/json".into()));
+    spec.headers
+        .push(("Authorization".into(), "Bearer abcdef0123456789".into()));
+    c.bench_function("request/serialize", |b| {
+        b.iter(|| black_box(&spec).to_bytes().expect("valid"))
+    });
+}
+
+fn responses(c: &mut Criterion) {
+    let mut g = c.benchmark_group("response");
+    let mut p = ResponseParser::new(64 * 1024);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_small", |b| {
+        b.iter(|| parse_all(&mut p, black_box(SMALL)))
+    });
+    let chunked = chunked_response();
+    g.bench_function("parse_chunked_4k", |b| {
+        b.iter(|| parse_all(&mut p, black_box(&chunked)))
+    });
+    let batch = SMALL.repeat(16);
+    g.throughput(Throughput::Elements(16));
+    g.bench_function("parse_pipelined_16", |b| {
+        b.iter(|| parse_all(&mut p, black_box(&batch)))
+    });
+    // The same batch split at an awkward point: the spill path.
+    g.bench_function("parse_pipelined_16_split", |b| {
+        let cut = SMALL.len() * 7 + 40;
+        b.iter(|| {
+            parse_all(&mut p, black_box(&batch[..cut]))
+                + parse_all(&mut p, black_box(&batch[cut..]))
+        })
+    });
+    g.finish();
+}
+
+fn recording(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stats");
+    g.bench_function("histogram_record", |b| {
+        let mut h = new_latency_histogram();
+        let mut v = 1u64;
+        b.iter(|| {
+            v = v.wrapping_mul(6364136223846793005).wrapping_add(1);
+            h.saturating_record(black_box(50 + (v >> 54)));
+        })
+    });
+    g.bench_function("record_response", |b| {
+        b.iter_batched_ref(
+            ShardStats::new,
+            |s| {
+                for i in 0..1000u64 {
+                    s.record_response(200, black_box(100 + i));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, requests, responses, recording);
+criterion_main!(benches);

@@ -1,1 +1,171 @@
+//! Helpers shared by loadgen's integration tests (and `cargo xtask`):
+//! locating the `loadgen` binary, running the built-in target as a child
+//! process, starting nginx, and running loadgen with a JSON report.
 
+pub mod nginx;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The workspace root (where `target/` lives unless CARGO_TARGET_DIR says
+/// otherwise).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Path to a `loadgen` binary: `$LOADGEN_BIN`, or one built now (release,
+/// so load tests measure the real engine) with the cargo running the tests.
+pub fn loadgen_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("LOADGEN_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "-p", "loadgen", "--bin", "loadgen"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cannot run cargo to build loadgen");
+        assert!(status.success(), "building the loadgen binary failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("release/loadgen")
+    })
+}
+
+/// The built-in target, running as a child process on a free port.
+pub struct Target {
+    child: Child,
+    pub port: u16,
+}
+
+impl Target {
+    pub fn start(threads: usize) -> Target {
+        Self::start_with(threads, &[])
+    }
+
+    pub fn start_with(threads: usize, extra: &[&str]) -> Target {
+        let mut child = Command::new(loadgen_bin())
+            .args(["target", "--listen", "127.0.0.1:0", "--threads"])
+            .arg(threads.to_string())
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start loadgen target");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("target printed nothing");
+        let port = line
+            .rsplit_once("127.0.0.1:")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("cannot find the port in {line:?}"));
+        Target { child, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The target's own count of responses sent.
+    pub fn responses(&self) -> u64 {
+        let body = http_get(self.port, "/__stats");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("stats JSON");
+        v["responses"].as_u64().expect("responses field")
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Size of one keep-alive response to `GET path`: fetched with
+/// `Connection: close`, less the header that request adds.
+pub fn keepalive_response_len(port: u16, path: &str) -> u64 {
+    let raw = http_get_raw(port, path);
+    let extra =
+        if raw.windows(19).any(|w| w == b"Connection: close\r\n") && !path.starts_with("/eof/") {
+            19
+        } else {
+            0
+        };
+    raw.len() as u64 - extra
+}
+
+/// A minimal blocking GET returning the body (for `/__stats`).
+pub fn http_get(port: u16, path: &str) -> String {
+    let raw = http_get_raw(port, path);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// The complete bytes of one response to `GET path` with
+/// `Connection: close`.
+pub fn http_get_raw(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("read");
+    out
+}
+
+/// Runs loadgen with `args` plus `--json -`; returns the parsed report, the
+/// text summary (stderr) and the exit code.
+pub fn run_json(args: &[&str]) -> (serde_json::Value, String, i32) {
+    let out = run(&[args, &["--json", "-"]].concat());
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "loadgen {args:?} did not print JSON ({e}); stdout: {}; stderr: {text}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    (json, text, out.status.code().unwrap_or(-1))
+}
+
+/// Runs loadgen with `args`, bounded to 60 s.
+pub fn run(args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg(loadgen_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run loadgen")
+}
+
+/// Environment switch that turns "skipped for lack of X" into a failure
+/// (CI sets it, so CI always runs everything).
+pub fn require_all() -> bool {
+    std::env::var_os("LOADGEN_REQUIRE_ALL").is_some_and(|v| v == "1")
+}
+
+/// Skips loudly, or fails when `LOADGEN_REQUIRE_ALL=1`.
+pub fn skip(why: &str) {
+    if require_all() {
+        panic!("required test cannot run: {why}");
+    }
+    eprintln!("\n*** SKIP: {why} (set LOADGEN_REQUIRE_ALL=1 to make this a failure) ***\n");
+}

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::nginx::Nginx;
+use loadgen_tests::nginx::Nginx;
 
 struct Opts {
     rounds: usize,
@@ -51,7 +51,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown option {other:?}"),
         }
     }
-    let root = workspace_root();
+    let root = loadgen_tests::workspace_root();
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "-p", "loadgen"])
         .current_dir(&root)
@@ -61,7 +61,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     let loadgen = root.join("target/release/loadgen");
     let wrk = which("wrk").context("wrk not found: apt-get install wrk")?;
-    let nginx = Nginx::start(o.server_cpu)?;
+    let nginx = Nginx::start(o.server_cpu).map_err(anyhow::Error::msg)?;
     let url = format!("http://127.0.0.1:{}/", nginx.port);
     let script = std::env::temp_dir().join("loadgen-wrk-pipeline.lua");
 
@@ -96,7 +96,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     "{:<6} {:>5} {:>8} {:>12.0} {:>14.2}",
                     depth, round, tool, s.rps, s.cpu_us_per_req
                 );
-                if tool == "loadgen" { lg.push(s) } else { wk.push(s) }
+                if tool == "loadgen" {
+                    lg.push(s)
+                } else {
+                    wk.push(s)
+                }
             }
         }
         results.push((depth, "loadgen", lg));
@@ -114,8 +118,18 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         let wk_cpu = median(wk.iter().map(|s| s.cpu_us_per_req).collect());
         let lg_rps = median(lg.iter().map(|s| s.rps).collect());
         let wk_rps = median(wk.iter().map(|s| s.rps).collect());
-        println!("{:<6} {:>8} {:>12.0} {:>14.2} {:>22.3}", depth, "loadgen", lg_rps, lg_cpu, lg_cpu / wk_cpu);
-        println!("{:<6} {:>8} {:>12.0} {:>14.2} {:>22}", depth, "wrk", wk_rps, wk_cpu, "");
+        println!(
+            "{:<6} {:>8} {:>12.0} {:>14.2} {:>22.3}",
+            depth,
+            "loadgen",
+            lg_rps,
+            lg_cpu,
+            lg_cpu / wk_cpu
+        );
+        println!(
+            "{:<6} {:>8} {:>12.0} {:>14.2} {:>22}",
+            depth, "wrk", wk_rps, wk_cpu, ""
+        );
     }
     Ok(())
 }
@@ -126,7 +140,11 @@ fn median(mut v: Vec<f64>) -> f64 {
         return f64::NAN;
     }
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
 }
 
 fn wrk_pipeline_script(depth: usize) -> String {
@@ -196,7 +214,11 @@ fn run_wrk(bin: &Path, url: &str, o: &Opts, depth: usize, script: &Path) -> anyh
     let (out, cpu) = timed(cmd.arg(url))?;
     let requests: f64 = out
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in ").map(|(n, _)| n.trim().to_string()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .map(|(n, _)| n.trim().to_string())
+        })
         .context("no 'requests in' line in wrk's output")?
         .parse()?;
     let rps: f64 = out
@@ -237,13 +259,6 @@ mod serde_like {
             requests: field(s, "requests")?,
         })
     }
-}
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn which(name: &str) -> Option<PathBuf> {

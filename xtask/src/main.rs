@@ -4,7 +4,6 @@
 //!   BENCHMARKS.md for the method).
 
 mod compare;
-mod nginx;
 
 use std::process::ExitCode;
 

@@ -259,12 +259,12 @@ impl<'a> Shard<'a> {
             }
             // The submission queue is full: hand it to the kernel now.
             self.stamp_sends();
-            if let Err(e) = self.ring.submit() {
-                if e.raw_os_error() != Some(libc::EBUSY) {
-                    // Nothing more we can do for this entry; the
-                    // connection will time out and be replaced.
-                    return;
-                }
+            if let Err(e) = self.ring.submit()
+                && e.raw_os_error() != Some(libc::EBUSY)
+            {
+                // Nothing more we can do for this entry; the connection
+                // will time out and be replaced.
+                return;
             }
         }
     }

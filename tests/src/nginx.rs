@@ -5,15 +5,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-
 pub struct Nginx {
     child: Child,
     pub port: u16,
     dir: PathBuf,
 }
 
-pub fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -28,17 +26,18 @@ pub fn find_nginx() -> Option<PathBuf> {
 impl Nginx {
     /// Starts nginx with one worker pinned to `cpu`, answering every path
     /// with a small fixed body, keep-alive without a request limit.
-    pub fn start(cpu: usize) -> anyhow::Result<Nginx> {
-        let bin = find_nginx().context("nginx not found: apt-get install nginx-light")?;
-        let port = free_port()?;
+    pub fn start(cpu: usize) -> Result<Nginx, String> {
+        let bin = find_nginx().ok_or("nginx not found: apt-get install nginx-light")?;
+        let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
+        let port = free_port().map_err(|err| e("free port", err))?;
         let dir = std::env::temp_dir().join(format!("loadgen-nginx-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("logs"))?;
+        std::fs::create_dir_all(dir.join("logs")).map_err(|err| e("temp dir", err))?;
         let mask: String = {
             let mut m = vec!['0'; cpu + 1];
             m[0] = '1';
             m.into_iter().collect()
         };
-        let user = if unsafe_is_root() { "user root;\n" } else { "" };
+        let user = if is_root() { "user root;\n" } else { "" };
         let conf = format!(
             "{user}worker_processes 1;\nworker_cpu_affinity {mask};\ndaemon off;\nmaster_process on;\n\
              error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
@@ -50,7 +49,7 @@ impl Nginx {
                  location / {{ default_type text/plain; return 200 \"Hello from nginx\\n\"; }}\n  }}\n}}\n",
             d = dir.display()
         );
-        std::fs::write(dir.join("nginx.conf"), conf)?;
+        std::fs::write(dir.join("nginx.conf"), conf).map_err(|err| e("nginx.conf", err))?;
         let child = Command::new(bin)
             .arg("-p")
             .arg(&dir)
@@ -60,16 +59,18 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("cannot start nginx")?;
+            .map_err(|err| e("cannot start nginx", err))?;
         let mut n = Nginx { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = n.child.try_wait()? {
+            if let Ok(Some(status)) = n.child.try_wait() {
                 let log = std::fs::read_to_string(n.dir.join("logs/error.log")).unwrap_or_default();
-                bail!("nginx exited ({status}): {log}");
+                return Err(format!("nginx exited ({status}): {log}"));
             }
             if Instant::now() > deadline {
-                bail!("nginx did not start listening on port {port} within 5 s");
+                return Err(format!(
+                    "nginx did not start listening on port {port} within 5 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -77,7 +78,7 @@ impl Nginx {
     }
 }
 
-fn unsafe_is_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
