@@ -1,0 +1,602 @@
+//! The target's event loop (mio, edge-triggered).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::routes::{self, Body, Route, STREAM_THRESHOLD};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// Request heads larger than this get 431 and a close.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// Stop parsing pipelined requests while this much output is unsent, so a
+/// client that never reads cannot grow our memory.
+const MAX_PENDING_OUTPUT: usize = 1 << 20;
+static XS: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub listen: SocketAddr,
+    pub threads: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot listen on {0}: {1} (is the port in use? try another --listen address)")]
+    Listen(SocketAddr, io::Error),
+    #[error("target thread setup failed: {0}")]
+    Setup(io::Error),
+}
+
+/// Counters one loop thread publishes; padded so threads do not share a
+/// cache line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Counters {
+    responses: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// A running target. Dropping it stops the threads.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Arc<Waker>>,
+    counters: Arc<Vec<Counters>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(cfg: &TargetConfig) -> Result<Server, TargetError> {
+        let threads = cfg.threads.max(1);
+        let counters: Arc<Vec<Counters>> =
+            Arc::new((0..threads).map(|_| Counters::default()).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        // The first listener fixes the port (the user may have asked for 0).
+        let first =
+            reuseport_listener(cfg.listen).map_err(|e| TargetError::Listen(cfg.listen, e))?;
+        let addr = first.local_addr().map_err(TargetError::Setup)?;
+        let mut listeners = vec![first];
+        for _ in 1..threads {
+            listeners.push(reuseport_listener(addr).map_err(|e| TargetError::Listen(addr, e))?);
+        }
+        let mut wakers = Vec::new();
+        let mut handles = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let poll = Poll::new().map_err(TargetError::Setup)?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(TargetError::Setup)?);
+            wakers.push(waker);
+            let lp = Loop {
+                poll,
+                listener,
+                conns: Vec::new(),
+                free: Vec::new(),
+                timers: BinaryHeap::new(),
+                stop: stop.clone(),
+                counters: counters.clone(),
+                index: i,
+            };
+            let h = std::thread::Builder::new()
+                .name(format!("target-{i}"))
+                .spawn(move || lp.run())
+                .map_err(TargetError::Setup)?;
+            handles.push(h);
+        }
+        Ok(Server {
+            addr,
+            stop,
+            wakers,
+            counters,
+            threads: handles,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Responses sent so far (not counting `/__stats`).
+    pub fn responses(&self) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| c.responses.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Blocks until the threads end (they only end on `stop`).
+    pub fn wait(mut self) {
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain syscall; checked below.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own; from here `std` closes it.
+    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        // SAFETY: valid fd and a pointer to a live c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let sa = crate::engine::SockAddr::new(addr);
+    // SAFETY: `sa` holds a valid sockaddr of `sa.len` bytes.
+    if unsafe { libc::bind(fd, sa.as_ptr(), sa.len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a bound socket.
+    if unsafe { libc::listen(fd, 4096) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from_std(std_listener))
+}
+
+struct Conn {
+    stream: TcpStream,
+    generation: u64,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Bytes of `x` still to stream after `wbuf`.
+    stream_left: u64,
+    /// A delayed response is pending; later requests wait behind it.
+    blocked: bool,
+    close_after_write: bool,
+    /// The peer closed its side; finish writing, then close.
+    peer_closed: bool,
+    /// The response a pending delay will release.
+    delayed: Option<Vec<u8>>,
+}
+
+struct Loop {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// (due, slot, generation) of delayed responses.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Vec<Counters>>,
+    index: usize,
+}
+
+impl Loop {
+    fn run(mut self) {
+        if self
+            .poll
+            .registry()
+            .register(&mut self.listener, LISTENER, Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut generation = 0u64;
+        while !self.stop.load(Ordering::Relaxed) {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((due, _, _))| due.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    LISTENER => self.accept(&mut generation),
+                    Token(slot) => self.drive(slot),
+                }
+            }
+            self.fire_timers();
+        }
+    }
+
+    fn accept(&mut self, generation: &mut u64) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let slot = self.free.pop().unwrap_or_else(|| {
+                        self.conns.push(None);
+                        self.conns.len() - 1
+                    });
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            Token(slot),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .is_err()
+                    {
+                        self.free.push(slot);
+                        continue;
+                    }
+                    *generation += 1;
+                    self.conns[slot] = Some(Conn {
+                        stream,
+                        generation: *generation,
+                        rbuf: Vec::with_capacity(4096),
+                        wbuf: Vec::with_capacity(4096),
+                        wpos: 0,
+                        stream_left: 0,
+                        blocked: false,
+                        close_after_write: false,
+                        peer_closed: false,
+                        delayed: None,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Out of descriptors and the like: try again on the next event.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads what is there, answers complete requests, writes what it can.
+    fn drive(&mut self, slot: usize) {
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let mut alive = read_all(conn);
+        if alive {
+            alive = self.process(slot);
+        }
+        if alive {
+            alive = self.flush(slot);
+        }
+        if !alive {
+            self.close(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut conn) = self.conns[slot].take() {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.free.push(slot);
+        }
+    }
+
+    /// Answers complete requests in order. Returns false to close.
+    fn process(&mut self, slot: usize) -> bool {
+        let index = self.index;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        let mut used = 0;
+        while !conn.blocked
+            && !conn.close_after_write
+            && conn.stream_left == 0
+            && conn.wbuf.len() - conn.wpos < MAX_PENDING_OUTPUT
+        {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            let input = &conn.rbuf[used..];
+            let head_len = match req.parse(input) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) => {
+                    if input.len() > MAX_REQUEST_HEAD {
+                        routes::write_head(&mut conn.wbuf, 431, Some(0), true);
+                        conn.close_after_write = true;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    routes::write_head(&mut conn.wbuf, 400, Some(0), true);
+                    conn.close_after_write = true;
+                    break;
+                }
+            };
+            let mut body_len = 0usize;
+            let mut close = req.version == Some(0);
+            let mut unsupported = false;
+            for h in req.headers.iter() {
+                if h.name.eq_ignore_ascii_case("content-length") {
+                    match std::str::from_utf8(h.value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                    {
+                        Some(n) => body_len = n,
+                        None => unsupported = true,
+                    }
+                } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                    unsupported = true;
+                } else if h.name.eq_ignore_ascii_case("connection") {
+                    let v = h.value.to_ascii_lowercase();
+                    if v.windows(5).any(|w| w == b"close") {
+                        close = true;
+                    } else if v.windows(10).any(|w| w == b"keep-alive") {
+                        close = false;
+                    }
+                }
+            }
+            if unsupported {
+                routes::write_head(&mut conn.wbuf, 400, Some(0), true);
+                conn.close_after_write = true;
+                break;
+            }
+            if input.len() < head_len + body_len {
+                break;
+            }
+            let head_only = req.method == Some("HEAD");
+            let route = routes::route(req.path.unwrap_or("/"));
+            used += head_len + body_len;
+            conn.close_after_write = close;
+            let counters = &self.counters[index];
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            match route {
+                Route::Delay { ms } => {
+                    conn.blocked = true;
+                    self.timers.push(Reverse((
+                        Instant::now() + Duration::from_millis(ms),
+                        slot,
+                        conn.generation,
+                    )));
+                    // The response is queued when the timer fires.
+                    respond_later(conn, head_only);
+                }
+                Route::Stats => {
+                    let total: u64 = self
+                        .counters
+                        .iter()
+                        .map(|c| c.responses.load(Ordering::Relaxed))
+                        .sum();
+                    let reqs: u64 = self
+                        .counters
+                        .iter()
+                        .map(|c| c.requests.load(Ordering::Relaxed))
+                        .sum();
+                    let body = format!("{{\"responses\":{total},\"requests\":{}}}\n", reqs - 1);
+                    // /__stats is not itself counted.
+                    counters.requests.fetch_sub(1, Ordering::Relaxed);
+                    routes::write_head(&mut conn.wbuf, 200, Some(body.len() as u64), close);
+                    if !head_only {
+                        conn.wbuf.extend_from_slice(body.as_bytes());
+                    }
+                }
+                route => {
+                    respond(conn, &route, head_only);
+                    counters.responses.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        conn.rbuf.drain(..used);
+        !(conn.peer_closed
+            && conn.rbuf.is_empty()
+            && !conn.blocked
+            && conn.wpos == conn.wbuf.len()
+            && conn.stream_left == 0)
+    }
+
+    /// Writes pending output. Returns false when the connection should go.
+    fn flush(&mut self, slot: usize) -> bool {
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return false;
+        };
+        loop {
+            let pending = &conn.wbuf[conn.wpos..];
+            let result = if !pending.is_empty() {
+                conn.stream.write(pending)
+            } else if conn.stream_left > 0 {
+                let n = conn.stream_left.min(XS.len() as u64) as usize;
+                conn.stream.write(&XS[..n])
+            } else {
+                break;
+            };
+            match result {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if conn.wpos < conn.wbuf.len() {
+                        conn.wpos += n;
+                        if conn.wpos == conn.wbuf.len() {
+                            conn.wbuf.clear();
+                            conn.wpos = 0;
+                        }
+                    } else {
+                        conn.stream_left -= n as u64;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        if conn.close_after_write && !conn.blocked {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+            return false;
+        }
+        // Output drained: more pipelined requests may be waiting.
+        if !conn.rbuf.is_empty() && !conn.blocked {
+            let alive = self.process(slot);
+            let again = self.conns[slot]
+                .as_ref()
+                .is_some_and(|c| c.wbuf.len() > c.wpos || c.stream_left > 0);
+            return if alive && again {
+                self.flush(slot)
+            } else {
+                alive
+            };
+        }
+        !conn.peer_closed
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, slot, generation))) = self.timers.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            conn.blocked = false;
+            if let Some(out) = conn.delayed.take() {
+                conn.wbuf.extend_from_slice(&out);
+            }
+            self.counters[self.index]
+                .responses
+                .fetch_add(1, Ordering::Relaxed);
+            let mut alive = self.process(slot);
+            if alive {
+                alive = self.flush(slot);
+            }
+            if !alive {
+                self.close(slot);
+            }
+        }
+    }
+}
+
+/// Reads until the socket would block. Returns false on a hard error.
+fn read_all(conn: &mut Conn) -> bool {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if conn.rbuf.len() > MAX_REQUEST_HEAD + MAX_PENDING_OUTPUT {
+            // The client sends faster than we answer: stop reading until the
+            // backlog is processed (we are edge-triggered, so `flush` calls
+            // `process` again when output drains).
+            return true;
+        }
+        match conn.stream.read(&mut chunk) {
+            Ok(0) => {
+                conn.peer_closed = true;
+                return true;
+            }
+            Ok(n) => conn.rbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Renders a delayed response; the timer moves it to the output.
+fn respond_later(conn: &mut Conn, head_only: bool) {
+    let body = b"delayed\n";
+    let mut out = Vec::new();
+    routes::write_head(
+        &mut out,
+        200,
+        Some(body.len() as u64),
+        conn.close_after_write,
+    );
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    conn.delayed = Some(out);
+}
+
+fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
+    let close = conn.close_after_write;
+    let out = &mut conn.wbuf;
+    match *route {
+        Route::Fixed { status, ref body } => {
+            let bytes: &[u8] = match body {
+                Body::Hello => routes::HELLO,
+                Body::Text(t) => t.as_bytes(),
+                Body::Bytes(_) => b"",
+            };
+            let len = match body {
+                Body::Bytes(n) => *n,
+                _ => bytes.len() as u64,
+            };
+            routes::write_head(out, status, Some(len), close);
+            if head_only || status == 204 || status == 304 {
+                return;
+            }
+            match body {
+                Body::Bytes(n) if *n > STREAM_THRESHOLD => conn.stream_left = *n,
+                Body::Bytes(n) => out.extend(std::iter::repeat_n(b'x', *n as usize)),
+                _ => out.extend_from_slice(bytes),
+            }
+        }
+        Route::Cpu { iters } => {
+            let v = routes::cpu_burn(iters);
+            let body = format!("{v:016x}\n");
+            routes::write_head(out, 200, Some(body.len() as u64), close);
+            if !head_only {
+                out.extend_from_slice(body.as_bytes());
+            }
+        }
+        Route::Chunked { len } => {
+            routes::write_head(out, 200, None, close);
+            if !head_only {
+                routes::write_chunked(out, len);
+            }
+        }
+        Route::Eof { len } => {
+            out.extend_from_slice(
+                b"HTTP/1.1 200 OK\r\nServer: loadgen-target\r\nConnection: close\r\n\r\n",
+            );
+            conn.close_after_write = true;
+            if !head_only {
+                if len > STREAM_THRESHOLD {
+                    conn.stream_left = len;
+                } else {
+                    out.extend(std::iter::repeat_n(b'x', len as usize));
+                }
+            }
+        }
+        Route::Delay { .. } | Route::Stats => {}
+    }
+}
