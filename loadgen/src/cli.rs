@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, allowed_cpus};
 use crate::http::{RequestError, RequestSpec};
+use crate::schedule::Schedule;
 use crate::units::{UnitError, parse_count, parse_duration};
 use crate::url::{Url, UrlError};
 
@@ -41,6 +42,12 @@ pub struct TargetArgs {
     /// Event-loop threads (default: the CPUs this process may use).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stall the whole server periodically (with --stall-for): e.g. 5s.
+    #[arg(long, value_parser = duration, requires = "stall_for")]
+    pub stall_every: Option<Duration>,
+    /// How long each stall lasts, from the start of each period: e.g. 1s.
+    #[arg(long, value_parser = duration, requires = "stall_every")]
+    pub stall_for: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +63,24 @@ pub struct RunArgs {
     /// Send exactly N requests, then stop.
     #[arg(short = 'n', long = "requests", value_parser = count)]
     pub requests: Option<u64>,
+    /// Open loop: total requests per second, on a fixed schedule; latency is
+    /// measured from each request's intended send time (no coordinated
+    /// omission). k/M suffixes allowed.
+    #[arg(short = 'R', long = "rate", conflicts_with = "stages")]
+    pub rate: Option<String>,
+    /// Open loop with a rate schedule: steps and linear ramps, e.g.
+    /// "10s:1000,30s:1000->5000,20s:5000". Sets the duration unless -d is given.
+    #[arg(long)]
+    pub stages: Option<String>,
+    /// Load for this long before measuring (closed and open loop).
+    #[arg(long, value_parser = duration)]
+    pub warmup: Option<Duration>,
+    /// Write an HdrHistogram interval log (one histogram per second, µs).
+    #[arg(long = "hdr-log")]
+    pub hdr_log: Option<PathBuf>,
+    /// Write the latency percentile distribution (.hgrm, values in ms).
+    #[arg(long)]
+    pub percentiles: Option<PathBuf>,
     /// Shards (threads), one per CPU (default: the CPUs this process may use).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -114,6 +139,12 @@ pub enum CliError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Unit(#[from] UnitError),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error(
+        "-R/--rate must be a positive number of requests per second, e.g. -R 1000 or -R 2.5k; got {0:?}"
+    )]
+    Rate(String),
     #[error("cannot read --body-file {0}: {1}")]
     BodyFile(PathBuf, std::io::Error),
     #[error(
@@ -147,10 +178,27 @@ impl RunArgs {
             // scheduler place them instead.
             cfg.cpus.clear();
         }
-        cfg.duration = match (self.duration, self.requests) {
-            (None, None) => Some(Duration::from_secs(10)),
-            (d, _) => d,
+        cfg.schedule = match (&self.rate, &self.stages) {
+            (Some(r), _) => {
+                let sched =
+                    Schedule::parse(&format!("1s:{r}")).map_err(|_| CliError::Rate(r.clone()))?;
+                Some(Schedule::constant(sched.stages[0].from))
+            }
+            (None, Some(spec)) => Some(Schedule::parse(spec)?),
+            (None, None) => None,
         };
+        let stage_time = self
+            .stages
+            .as_ref()
+            .and(cfg.schedule.as_ref())
+            .map(Schedule::duration);
+        cfg.duration = match (self.duration, self.requests, stage_time) {
+            (Some(d), _, _) => Some(d),
+            (None, Some(_), _) => None,
+            (None, None, Some(t)) => Some(t),
+            (None, None, None) => Some(Duration::from_secs(10)),
+        };
+        cfg.warmup = self.warmup.unwrap_or(Duration::ZERO);
         cfg.requests = self.requests;
         cfg.pipeline = self.pipeline;
         cfg.timeout = self.timeout;
@@ -258,6 +306,36 @@ mod tests {
             Err(CliError::Script)
         ));
         assert!(Cli::try_parse_from(["loadgen", "-d", "10x", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn open_loop_flags() {
+        let cfg = parse(&["-R", "2k", "-c4", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(cfg.schedule, Some(Schedule::constant(2000.0)));
+        assert_eq!(cfg.duration, Some(Duration::from_secs(10)));
+        let cfg = parse(&[
+            "--stages",
+            "2s:10,3s:10->20",
+            "--warmup",
+            "1s",
+            "-c4",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.warmup, Duration::from_secs(1));
+        assert!(matches!(
+            parse(&["-R", "0", "http://127.0.0.1:9/"]),
+            Err(CliError::Schedule(_) | CliError::Rate(_))
+        ));
+        assert!(matches!(
+            parse(&["-R", "fast", "http://127.0.0.1:9/"]),
+            Err(CliError::Rate(_))
+        ));
+        assert!(matches!(
+            parse(&["--stages", "10s", "http://127.0.0.1:9/"]),
+            Err(CliError::Schedule(_))
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::engine::RingMode;
 use crate::http::RequestSpec;
+use crate::schedule::Schedule;
 use crate::url::Url;
 
 /// Upper bounds that catch typos (`-c 1000000000`) before they exhaust the
@@ -23,6 +24,11 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Exact number of requests (`-n`).
     pub requests: Option<u64>,
+    /// Open loop (`-R`/`--stages`): requests follow this schedule, and
+    /// latency is measured from their intended send time.
+    pub schedule: Option<Schedule>,
+    /// Load without recording before the measurement starts.
+    pub warmup: Duration,
     pub pipeline: usize,
     pub timeout: Duration,
     pub request: RequestSpec,
@@ -107,6 +113,8 @@ impl Config {
             connections: 10,
             duration: Some(Duration::from_secs(10)),
             requests: None,
+            schedule: None,
+            warmup: Duration::ZERO,
             pipeline: 1,
             timeout: Duration::from_secs(2),
             head_request: request.is_head(),

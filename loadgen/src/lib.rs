@@ -8,6 +8,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod report;
+pub mod schedule;
 pub mod signal;
 pub mod stats;
 pub mod target;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 /// Latencies are recorded in microseconds, 1 µs … 1 h, 3 significant digits.
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;
@@ -46,12 +47,37 @@ impl Errors {
     }
 }
 
-/// What one shard measured. Everything is preallocated when the shard
-/// starts, so recording never allocates.
+/// One second of one shard (or, after [`merge_series`], of the run).
+#[derive(Debug, Clone)]
+pub struct SecondSample {
+    pub responses: u64,
+    pub errors: u64,
+    /// Latency histogram of the second, V2-deflate encoded: a few hundred
+    /// bytes instead of the 180 KiB of a live histogram.
+    pub encoded: Vec<u8>,
+}
+
+/// What one shard measured. Everything but the per-second series is
+/// preallocated when the shard starts, so recording never allocates; the
+/// series grows once per second.
 #[derive(Debug, Clone)]
 pub struct ShardStats {
-    /// Response latency, µs.
+    /// Response latency, µs. In open loop (`-R`) it is measured from the
+    /// intended send time (corrected for coordinated omission).
     pub latency: Histogram<u64>,
+    /// Open loop only: latency from the actual send time (service time).
+    pub service: Histogram<u64>,
+    /// Open loop only: how late the generator sent requests that had a
+    /// free connection (actual − intended send time), µs.
+    pub lag: Histogram<u64>,
+    /// Open loop only: requests that found no free connection when due
+    /// and waited for one (their wait is in `latency`).
+    pub conn_waits: u64,
+    /// The current second's latencies.
+    pub interval: Histogram<u64>,
+    interval_responses: u64,
+    interval_errors: u64,
+    pub seconds: Vec<SecondSample>,
     /// Requests per second of this shard, sampled every 100 ms (wrk's
     /// "Req/Sec" thread statistic).
     pub rate: Histogram<u64>,
@@ -80,6 +106,13 @@ impl ShardStats {
     pub fn new() -> Self {
         ShardStats {
             latency: new_latency_histogram(),
+            service: new_latency_histogram(),
+            lag: new_latency_histogram(),
+            conn_waits: 0,
+            interval: new_latency_histogram(),
+            interval_responses: 0,
+            interval_errors: 0,
+            seconds: Vec::new(),
             rate: Histogram::new_with_bounds(1, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
             responses: 0,
@@ -96,17 +129,68 @@ impl ShardStats {
     #[inline]
     pub fn record_response(&mut self, status: u16, latency_us: u64) {
         self.responses += 1;
-        self.latency.saturating_record(latency_us.max(1));
+        self.interval_responses += 1;
+        let us = latency_us.max(1);
+        self.latency.saturating_record(us);
+        self.interval.saturating_record(us);
         if let Some(slot) = self.status.get_mut(status as usize) {
             *slot += 1;
         }
+    }
+
+    /// Counts a request-level error in the current second (the kind is
+    /// counted in `errors` by the caller).
+    #[inline]
+    pub fn note_error(&mut self) {
+        self.interval_errors += 1;
+    }
+
+    /// Closes the current second of the series.
+    pub fn roll_second(&mut self) {
+        let mut encoded = Vec::new();
+        // Serializing into a Vec cannot fail for a valid histogram.
+        let _ = V2DeflateSerializer::new().serialize(&self.interval, &mut encoded);
+        self.seconds.push(SecondSample {
+            responses: std::mem::take(&mut self.interval_responses),
+            errors: std::mem::take(&mut self.interval_errors),
+            encoded,
+        });
+        self.interval.reset();
+    }
+
+    /// Forgets everything measured so far (end of warm-up). Keeps the
+    /// allocations.
+    pub fn reset_measurements(&mut self) {
+        for h in [
+            &mut self.latency,
+            &mut self.service,
+            &mut self.lag,
+            &mut self.interval,
+            &mut self.rate,
+        ] {
+            h.reset();
+        }
+        self.conn_waits = 0;
+        self.interval_responses = 0;
+        self.interval_errors = 0;
+        self.seconds.clear();
+        self.responses = 0;
+        self.bytes_read = 0;
+        self.bytes_written = 0;
+        self.status.fill(0);
+        self.errors = Errors::default();
+        self.reconnects = 0;
+        self.reissued = 0;
     }
 
     /// Folds another shard's stats into this one.
     pub fn merge(&mut self, o: &ShardStats) {
         // Same bounds on both sides, so `add` cannot fail.
         let _ = self.latency.add(&o.latency);
+        let _ = self.service.add(&o.service);
+        let _ = self.lag.add(&o.lag);
         let _ = self.rate.add(&o.rate);
+        self.conn_waits += o.conn_waits;
         self.responses += o.responses;
         self.bytes_read += o.bytes_read;
         self.bytes_written += o.bytes_written;
@@ -133,6 +217,37 @@ impl ShardStats {
     pub fn status_class(&self, class: usize) -> u64 {
         self.status[class * 100..(class + 1) * 100].iter().sum()
     }
+}
+
+/// One second of the whole run, merged over shards.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub responses: u64,
+    pub errors: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// Merges the shards' per-second series, second by second.
+pub fn merge_series(shards: &[ShardStats]) -> Vec<Second> {
+    let len = shards.iter().map(|s| s.seconds.len()).max().unwrap_or(0);
+    let mut de = Deserializer::new();
+    (0..len)
+        .map(|i| {
+            let mut second = Second {
+                responses: 0,
+                errors: 0,
+                latency: new_latency_histogram(),
+            };
+            for s in shards.iter().filter_map(|s| s.seconds.get(i)) {
+                second.responses += s.responses;
+                second.errors += s.errors;
+                if let Ok(h) = de.deserialize::<u64, _>(&mut s.encoded.as_slice()) {
+                    let _ = second.latency.add(&h);
+                }
+            }
+            second
+        })
+        .collect()
 }
 
 pub fn new_latency_histogram() -> Histogram<u64> {
@@ -182,6 +297,26 @@ mod tests {
         assert_eq!(a.errors.timeout, 2);
         assert_eq!(a.bytes_read, 10);
         assert_eq!(a.elapsed, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn series_merges_second_by_second() {
+        let mut a = ShardStats::new();
+        let mut b = ShardStats::new();
+        a.record_response(200, 10);
+        a.roll_second();
+        a.record_response(200, 1000);
+        a.note_error();
+        a.roll_second();
+        b.record_response(200, 20);
+        b.roll_second();
+        let series = merge_series(&[a, b]);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[0].responses, 2);
+        assert_eq!(series[0].latency.len(), 2);
+        assert_eq!(series[0].latency.max(), 20);
+        assert_eq!((series[1].responses, series[1].errors), (1, 1));
+        assert!(series[1].latency.equivalent(series[1].latency.max(), 1000));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct Conn {
     /// Send times (ns since shard start) of in-flight requests, a ring of
     /// `depth` slots starting at `head`.
     pub sent_at: Box<[u64]>,
+    /// Intended send times (open loop), same ring as `sent_at`; queued
+    /// requests follow the in-flight ones.
+    pub intended_at: Box<[u64]>,
     pub head: u32,
     /// Requests sent (or submitted) and not yet answered.
     pub inflight: u32,
@@ -51,6 +54,7 @@ impl Conn {
             state: ConnState::Backoff,
             parser: ResponseParser::new(max_header_bytes),
             sent_at: vec![0; depth].into_boxed_slice(),
+            intended_at: vec![0; depth].into_boxed_slice(),
             head: 0,
             inflight: 0,
             unstamped: 0,
@@ -75,14 +79,38 @@ impl Conn {
         (self.inflight > self.unstamped).then(|| self.sent_at[self.head as usize])
     }
 
-    /// Removes the oldest in-flight request, returning its send time.
+    /// Free pipeline slots.
     #[inline]
-    pub fn pop_oldest(&mut self) -> u64 {
-        let t = self.sent_at[self.head as usize];
+    pub fn free_slots(&self) -> u32 {
+        self.depth() - self.inflight - self.queued
+    }
+
+    /// Queues one request meant to be sent at `intended` (ns).
+    #[inline]
+    pub fn queue(&mut self, intended: u64) {
+        let idx = (self.head + self.inflight + self.queued) % self.depth();
+        self.intended_at[idx as usize] = intended;
+        self.queued += 1;
+    }
+
+    /// Removes the oldest in-flight request, returning its actual and
+    /// intended send times.
+    #[inline]
+    pub fn pop_oldest(&mut self) -> (u64, u64) {
+        let i = self.head as usize;
+        let t = (self.sent_at[i], self.intended_at[i]);
         self.head = (self.head + 1) % self.depth();
         self.inflight -= 1;
         self.unstamped = self.unstamped.min(self.inflight);
         t
+    }
+
+    /// Intended send times of the requests in flight or queued, oldest
+    /// first, skipping the first `skip`.
+    pub fn pending_intended(&self, skip: u32) -> impl Iterator<Item = u64> + '_ {
+        let depth = self.depth();
+        (skip..self.inflight + self.queued)
+            .map(move |k| self.intended_at[((self.head + k) % depth) as usize])
     }
 
     /// Gives the newest `unstamped` in-flight requests send time `t`.

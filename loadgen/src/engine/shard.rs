@@ -1,6 +1,9 @@
 //! One shard: a pinned thread, its io_uring, its connections, its stats.
-//! Nothing here is shared with other shards except the stop flag, which is
-//! read once per loop turn and written only on Ctrl-C.
+//! Nothing here is shared with other shards except the stop flag (read
+//! once per turn) and the progress counters (written once per second).
+//!
+//! Completion handling lives in `events.rs`; this file is the loop, the
+//! timers, and deciding when requests are sent.
 
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,35 +12,36 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::conn::{Conn, ConnState};
+use super::events::Failure;
 use super::ring::{BufRing, RingMode, build_ring};
-use super::sock::{SockAddr, tcp_socket};
-use super::{EngineError, ShardPlan};
+use super::sock::SockAddr;
+use super::{EngineError, ShardPlan, ShardProgress};
 use crate::config::Config;
+use crate::schedule::ShardSchedule;
 use crate::stats::ShardStats;
 
-const OP_CONNECT: u64 = 1;
-const OP_RECV: u64 = 2;
-const OP_SEND: u64 = 3;
+pub(super) const OP_CONNECT: u64 = 1;
+pub(super) const OP_RECV: u64 = 2;
+pub(super) const OP_SEND: u64 = 3;
 /// A send whose success posts no completion; only failures come back.
-const OP_SEND_SKIP: u64 = 4;
+pub(super) const OP_SEND_SKIP: u64 = 4;
 
 const BUF_COUNT: u16 = 1024;
 const BUF_SIZE: usize = 4096;
 const BUF_GROUP: u16 = 0;
 const RATE_INTERVAL_NS: u64 = 100_000_000;
-const BACKOFF_MIN_NS: u64 = 10_000_000;
-const BACKOFF_MAX_NS: u64 = 1_000_000_000;
+const SECOND_NS: u64 = 1_000_000_000;
 /// Completions handled per batch (copied out so the ring can be pushed to
 /// while they are processed).
 const CQE_BATCH: usize = 256;
 
 #[inline]
-fn user_data(conn: usize, generation: u32, op: u64) -> u64 {
+pub(super) fn user_data(conn: usize, generation: u32, op: u64) -> u64 {
     ((conn as u64) << 32) | (((generation & 0x00ff_ffff) as u64) << 8) | op
 }
 
 #[inline]
-fn split_user_data(ud: u64) -> (usize, u32, u64) {
+pub(super) fn split_user_data(ud: u64) -> (usize, u32, u64) {
     (
         (ud >> 32) as usize,
         ((ud >> 8) & 0x00ff_ffff) as u32,
@@ -45,42 +49,57 @@ fn split_user_data(ud: u64) -> (usize, u32, u64) {
     )
 }
 
-/// Why a connection is being replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    Read,
-    Write,
-    Timeout,
-    Parse,
-    Closed,
+/// Open-loop state: which request is next and when it is due.
+pub(super) struct OpenLoop {
+    pub schedule: ShardSchedule,
+    /// Index of the next new request in the schedule.
+    pub next_k: u64,
+    /// Its intended send time (ns); `None` once the schedule is exhausted.
+    pub next_due: Option<u64>,
+    /// Intended times of requests lost with a failed connection, to be
+    /// sent again first (preallocated: at most one per pipeline slot).
+    pub retry: Vec<u64>,
+    /// The last dispatch found no free connection: no point waking up for
+    /// `next_due` until a completion frees one.
+    pub blocked: bool,
+    /// Turn time of the last dispatch that found no free connection:
+    /// requests due by then waited for a connection, not for us.
+    pub last_block_at: Option<u64>,
+    /// Where the search for a free connection resumes.
+    pub cursor: usize,
+    /// Connections given requests in this dispatch (preallocated).
+    pub touched: Vec<u32>,
 }
 
 pub struct Shard<'a> {
     // Field order matters: the ring must be dropped (and its operations
     // cancelled) before the buffers it points into.
-    ring: IoUring,
-    bufs: BufRing,
-    addr: Box<SockAddr>,
+    pub(super) ring: IoUring,
+    pub(super) bufs: BufRing,
+    pub(super) addr: Box<SockAddr>,
     /// The request repeated `depth` times: a send of `k` pipelined requests
     /// is the first `k * req_len` bytes.
     reqs: Box<[u8]>,
     req_len: usize,
-    head_request: bool,
+    pub(super) head_request: bool,
     skip_send_cqe: bool,
-    conns: Vec<Conn>,
+    pub(super) conns: Vec<Conn>,
     pub stats: ShardStats,
     /// Requests still to start (`None`: until the deadline).
-    quota: Option<u64>,
+    pub(super) quota: Option<u64>,
     /// Requests started and not yet finished (answered or failed).
-    outstanding: u64,
+    pub(super) outstanding: u64,
+    pub(super) open_loop: Option<OpenLoop>,
     stamp_list: Vec<u32>,
-    ops_in_flight: u64,
+    pub(super) ops_in_flight: u64,
     epoch: Instant,
-    now: u64,
-    timeout_ns: u64,
+    pub(super) now: u64,
+    pub(super) timeout_ns: u64,
     check_every_ns: u64,
-    stopping: bool,
-    rng: u64,
+    pub(super) stopping: bool,
+    /// Measurement starts here (end of warm-up), ns.
+    measure_from: u64,
+    pub(super) rng: u64,
     cfg: &'a Config,
     pub mode: RingMode,
 }
@@ -98,6 +117,25 @@ impl<'a> Shard<'a> {
         let one = cfg.request_bytes.as_slice();
         let reqs = one.repeat(depth).into_boxed_slice();
         let timeout_ns = cfg.timeout.as_nanos() as u64;
+        let open_loop = cfg.schedule.as_ref().map(|s| {
+            let mut schedule = s.with_warmup(cfg.warmup).for_shard(plan.index, cfg.shards);
+            let next_due = schedule.intended_ns(0);
+            OpenLoop {
+                schedule,
+                next_k: 0,
+                next_due,
+                retry: Vec::with_capacity(conns_n * depth),
+                blocked: false,
+                last_block_at: None,
+                cursor: 0,
+                touched: Vec::with_capacity(conns_n),
+            }
+        });
+        // A send needs no completion only if it cannot be overtaken: that
+        // holds when a connection sends only with nothing in flight (closed
+        // loop sends whole batches; open loop at depth 1), and the send
+        // fits the smallest socket send buffer.
+        let sends_only_when_idle = open_loop.is_none() || depth == 1;
         Ok(Shard {
             ring,
             bufs,
@@ -105,17 +143,18 @@ impl<'a> Shard<'a> {
             reqs,
             req_len: one.len(),
             head_request: cfg.head_request,
-            // A batch is only sent when nothing is in flight, so the
-            // previous send has completed (the server answered it) and no
-            // send can overtake another. A batch that fits the smallest
-            // socket send buffer then needs no completion at all.
-            skip_send_cqe: one.len() * depth <= 16 * 1024,
+            skip_send_cqe: sends_only_when_idle && one.len() * depth <= 16 * 1024,
             conns: (0..conns_n)
                 .map(|_| Conn::new(depth, cfg.max_header_bytes))
                 .collect(),
             stats: ShardStats::new(),
-            quota: plan.requests,
+            quota: if cfg.warmup.is_zero() {
+                plan.requests
+            } else {
+                None
+            },
             outstanding: 0,
+            open_loop,
             stamp_list: Vec::with_capacity(conns_n),
             ops_in_flight: 0,
             epoch: Instant::now(),
@@ -123,6 +162,7 @@ impl<'a> Shard<'a> {
             timeout_ns,
             check_every_ns: (timeout_ns / 10).clamp(1_000_000, 50_000_000),
             stopping: false,
+            measure_from: cfg.warmup.as_nanos() as u64,
             rng: 0x9e37_79b9_7f4a_7c15
                 ^ (plan.index as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             cfg,
@@ -136,10 +176,20 @@ impl<'a> Shard<'a> {
     }
 
     /// Runs the load until the deadline, the quota, or the stop flag.
-    pub fn run(&mut self, stop: &AtomicBool, start: &Barrier) -> Result<(), EngineError> {
+    pub fn run(
+        &mut self,
+        plan: &ShardPlan,
+        stop: &AtomicBool,
+        start: &Barrier,
+        progress: &ShardProgress,
+    ) -> Result<(), EngineError> {
         start.wait();
         self.epoch = Instant::now();
-        let deadline = self.cfg.duration.map(|d| d.as_nanos() as u64);
+        let deadline = self
+            .cfg
+            .duration
+            .map(|d| self.measure_from + d.as_nanos() as u64);
+        let mut warming = self.measure_from > 0;
         for ci in 0..self.conns.len() {
             self.open(ci);
         }
@@ -147,11 +197,22 @@ impl<'a> Shard<'a> {
         let mut rate_count = 0u64;
         let mut rate_since = 0u64;
         let mut next_check = self.check_every_ns;
+        let mut next_second = self.measure_from + SECOND_NS;
         let mut batch = [(0u64, 0i32, 0u32); CQE_BATCH];
         loop {
-            let mut wake = next_rate.min(next_check);
+            let mut wake = next_rate.min(next_check).min(next_second);
             if let Some(d) = deadline {
                 wake = wake.min(d);
+            }
+            if warming {
+                wake = wake.min(self.measure_from);
+            }
+            if let Some(ol) = &self.open_loop
+                && !ol.blocked
+                && self.quota != Some(0)
+                && let Some(due) = ol.next_due
+            {
+                wake = wake.min(due);
             }
             self.enter(wake)?;
             self.now = self.clock();
@@ -177,15 +238,28 @@ impl<'a> Shard<'a> {
                 }
             }
             self.bufs.publish();
+            if self.open_loop.is_some() {
+                self.dispatch();
+            }
             rate_count += self.stats.responses + self.stats.errors.requests() - before;
 
+            if warming && self.now >= self.measure_from {
+                // Warm-up over: forget it, and start counting `-n` now. The
+                // requests still in flight finish inside the measurement and
+                // count toward N.
+                warming = false;
+                self.stats.reset_measurements();
+                self.quota = plan.requests.map(|n| n.saturating_sub(self.outstanding));
+                rate_count = 0;
+                rate_since = self.now;
+            }
             if self.now >= next_check {
                 self.check_timers();
                 next_check = self.now + self.check_every_ns;
             }
             if self.now >= next_rate {
                 // wrk's Req/Sec: per-thread rate over each ~100 ms interval.
-                if rate_count > 0 {
+                if rate_count > 0 && !warming {
                     let ns = (self.now - rate_since).max(1);
                     self.stats
                         .rate
@@ -200,14 +274,24 @@ impl<'a> Shard<'a> {
                 (_, Some(0)) => self.outstanding == 0,
                 _ => false,
             };
-            if done || stop.load(Ordering::Relaxed) || self.unreachable() {
+            let stopped = done || stop.load(Ordering::Relaxed) || self.unreachable();
+            // Seconds are closed on their boundary, and a final partial one
+            // when the run ends (so the series covers the whole window).
+            while self.now >= next_second || (stopped && !warming && next_second > self.now) {
+                let last = self.now < next_second;
+                self.stats.roll_second();
+                progress.publish(&self.stats);
+                next_second += SECOND_NS;
+                if last {
+                    break;
+                }
+            }
+            if stopped {
                 break;
             }
         }
-        self.stats.elapsed = Duration::from_nanos(match deadline {
-            Some(d) => self.now.min(d),
-            None => self.now,
-        });
+        let end = deadline.map_or(self.now, |d| self.now.min(d));
+        self.stats.elapsed = Duration::from_nanos(end.saturating_sub(self.measure_from));
         self.shutdown();
         Ok(())
     }
@@ -215,7 +299,7 @@ impl<'a> Shard<'a> {
     /// In `-n` mode, a target that never accepted a connection within the
     /// timeout ends the run instead of retrying forever.
     fn unreachable(&self) -> bool {
-        self.quota.is_some()
+        self.cfg.requests.is_some()
             && self.now >= self.timeout_ns
             && self.stats.errors.connect > 0
             && !self.conns.iter().any(|c| c.ever_connected)
@@ -225,9 +309,11 @@ impl<'a> Shard<'a> {
     /// `io_uring_enter`, and waits for at least one completion or `wake`.
     fn enter(&mut self, wake: u64) -> Result<(), EngineError> {
         self.stamp_sends();
-        let now = self.clock();
-        let wait = Duration::from_nanos(wake.saturating_sub(now).max(1000));
-        let ts = types::Timespec::from(wait);
+        // A zero timeout when a timer is already due: submit and reap without
+        // sleeping. It must still be a wait: with DEFER_TASKRUN completions
+        // are only posted by an enter with GETEVENTS, which a plain submit
+        // is not (a spin of plain submits once starved the receives).
+        let ts = types::Timespec::from(Duration::from_nanos(wake.saturating_sub(self.clock())));
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
@@ -249,7 +335,7 @@ impl<'a> Shard<'a> {
         self.stamp_list.clear();
     }
 
-    fn push(&mut self, entry: squeue::Entry) {
+    pub(super) fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: every entry we build points only at memory owned by
             // this shard (`addr`, `reqs`, the buffer ring) that outlives
@@ -269,75 +355,22 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn next_random(&mut self) -> u64 {
-        // xorshift64*: enough to spread reconnects.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn open(&mut self, ci: usize) {
-        if self.stopping {
-            return;
-        }
-        let fd = match tcp_socket(self.addr.family) {
-            Ok(fd) => fd,
-            Err(_) => {
-                // Out of descriptors or ports: a connect error, back off.
-                self.stats.errors.connect += 1;
-                self.backoff(ci);
-                return;
-            }
-        };
-        let now = self.now;
-        let c = &mut self.conns[ci];
-        c.fd = fd;
-        c.state = ConnState::Connecting;
-        c.connect_started = now;
-        let ud = user_data(ci, c.generation, OP_CONNECT);
-        let entry = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr(), self.addr.len)
-            .build()
-            .user_data(ud);
-        self.ops_in_flight += 1;
-        self.push(entry);
-    }
-
-    fn backoff(&mut self, ci: usize) {
-        let r = self.next_random();
-        let c = &mut self.conns[ci];
-        c.reset();
-        c.failures = c.failures.saturating_add(1);
-        let base = (BACKOFF_MIN_NS << (c.failures - 1).min(7)).min(BACKOFF_MAX_NS);
-        // Full jitter in [base/2, base): connections that failed together do
-        // not retry together.
-        let delay = base / 2 + r % (base / 2).max(1);
-        c.state = ConnState::Backoff;
-        c.retry_at = self.now + delay;
-    }
-
-    fn arm_recv(&mut self, ci: usize) {
-        let c = &mut self.conns[ci];
-        c.recv_armed = true;
-        let ud = user_data(ci, c.generation, OP_RECV);
-        let entry = opcode::RecvMulti::new(types::Fd(c.fd), self.bufs.bgid)
-            .build()
-            .user_data(ud);
-        self.ops_in_flight += 1;
-        self.push(entry);
-    }
-
-    /// Sends the next batch of up to `depth` requests once the previous
-    /// batch is fully answered (wrk's pipelining: one write per batch).
+    /// Closed loop: sends the next batch of up to `depth` requests once the
+    /// previous batch is fully answered (wrk's pipelining: one write per
+    /// batch). Open loop: nothing; `dispatch` sends on schedule.
     ///
     /// On loopback each send costs a full trip through the TCP stack on
     /// the client's CPU. Topping the pipeline up one request per response
     /// cost 10.4 µs/request at depth 16 (wrk: 7.3); refilling at half
     /// depth, 7.2; whole batches, 6.6 with 3 % more throughput from the
     /// server, which also reads whole batches (BENCHMARKS.md).
-    fn fill(&mut self, ci: usize) {
+    pub(super) fn fill(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
-        if c.state != ConnState::Open || self.stopping || c.inflight + c.queued > 0 {
+        if self.open_loop.is_some()
+            || c.state != ConnState::Open
+            || self.stopping
+            || c.inflight + c.queued > 0
+        {
             return;
         }
         while c.inflight + c.queued < c.depth() {
@@ -346,7 +379,7 @@ impl<'a> Shard<'a> {
                 Some(q) => *q -= 1,
                 None => {}
             }
-            c.queued += 1;
+            c.queue(0);
             self.outstanding += 1;
         }
         if c.queued > 0 && !c.send_busy {
@@ -354,7 +387,83 @@ impl<'a> Shard<'a> {
         }
     }
 
-    fn send(&mut self, ci: usize) {
+    /// Open loop: queues every request whose intended time has come on a
+    /// connection with a free pipeline slot, then sends once per touched
+    /// connection. When no slot is free the request waits; the wait counts
+    /// in its corrected latency.
+    fn dispatch(&mut self) {
+        if self.stopping {
+            return;
+        }
+        let now = self.now;
+        let n = self.conns.len();
+        let Some(ol) = self.open_loop.as_mut() else {
+            return;
+        };
+        ol.blocked = false;
+        loop {
+            let (intended, is_retry) = match ol.retry.last() {
+                Some(&t) => (t, true),
+                None => match ol.next_due {
+                    Some(t) if t <= now => (t, false),
+                    _ => break,
+                },
+            };
+            if !is_retry && self.quota == Some(0) {
+                break;
+            }
+            let cursor = ol.cursor;
+            let conns = &self.conns;
+            let Some(ci) = (0..n)
+                .map(|i| (cursor + i) % n)
+                .find(|&ci| conns[ci].state == ConnState::Open && conns[ci].free_slots() > 0)
+            else {
+                ol.blocked = true;
+                ol.last_block_at = Some(now);
+                break;
+            };
+            ol.cursor = (ci + 1) % n;
+            if is_retry {
+                ol.retry.pop();
+            } else {
+                ol.next_k += 1;
+                ol.next_due = ol.schedule.intended_ns(ol.next_k);
+                if let Some(q) = &mut self.quota {
+                    *q -= 1;
+                }
+                self.outstanding += 1;
+                if intended >= self.measure_from {
+                    if ol.last_block_at.is_some_and(|b| intended <= b) {
+                        // It waited for a connection (the server was slow),
+                        // not for us: not generator lag.
+                        self.stats.conn_waits += 1;
+                    } else {
+                        self.stats
+                            .lag
+                            .saturating_record(now.saturating_sub(intended) / 1000 + 1);
+                    }
+                }
+            }
+            let c = &mut self.conns[ci];
+            if c.queued == 0 {
+                ol.touched.push(ci as u32);
+            }
+            c.queue(intended);
+        }
+        let touched = std::mem::take(&mut ol.touched);
+        for &ci in &touched {
+            let ci = ci as usize;
+            if self.conns[ci].queued > 0 && !self.conns[ci].send_busy {
+                self.send(ci);
+            }
+        }
+        if let Some(ol) = self.open_loop.as_mut() {
+            ol.touched = touched;
+            ol.touched.clear();
+        }
+    }
+
+    pub(super) fn send(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
         let n = c.queued;
         let len = n as usize * self.req_len;
@@ -384,185 +493,6 @@ impl<'a> Shard<'a> {
         }
         self.push(entry);
     }
-
-    fn complete(&mut self, ud: u64, res: i32, flags: u32) {
-        let (ci, generation, op) = split_user_data(ud);
-        let more = op == OP_RECV && cqueue::more(flags);
-        if !more && op != OP_SEND_SKIP {
-            self.ops_in_flight = self.ops_in_flight.saturating_sub(1);
-        }
-        let bid = cqueue::buffer_select(flags);
-        let current = self
-            .conns
-            .get(ci)
-            .is_some_and(|c| c.generation & 0x00ff_ffff == generation && c.fd >= 0);
-        if !current {
-            // A completion for a socket we already replaced.
-            if let Some(bid) = bid {
-                self.bufs.recycle(bid);
-            }
-            return;
-        }
-        match op {
-            OP_CONNECT => self.on_connect(ci, res),
-            OP_RECV => self.on_recv(ci, res, bid, more),
-            OP_SEND | OP_SEND_SKIP => self.on_send(ci, res),
-            _ => {}
-        }
-    }
-
-    fn on_connect(&mut self, ci: usize, res: i32) {
-        if res < 0 {
-            self.stats.errors.connect += 1;
-            self.backoff(ci);
-            return;
-        }
-        let c = &mut self.conns[ci];
-        if c.ever_connected {
-            self.stats.reconnects += 1;
-        }
-        c.ever_connected = true;
-        c.failures = 0;
-        c.state = ConnState::Open;
-        self.arm_recv(ci);
-        self.fill(ci);
-    }
-
-    fn on_send(&mut self, ci: usize, res: i32) {
-        // MSG_WAITALL makes any non-negative result a complete send.
-        if res < 0 {
-            self.fail(ci, Failure::Write);
-            return;
-        }
-        let c = &mut self.conns[ci];
-        c.send_busy = false;
-        if c.queued > 0 {
-            self.send(ci);
-        }
-    }
-
-    fn on_recv(&mut self, ci: usize, res: i32, bid: Option<u16>, more: bool) {
-        if res > 0 {
-            let Some(bid) = bid else {
-                self.fail(ci, Failure::Read);
-                return;
-            };
-            let len = res as usize;
-            self.stats.bytes_read += len as u64;
-            let outcome = self.deliver(ci, bid, len);
-            self.bufs.recycle(bid);
-            match outcome {
-                Delivered::More => {}
-                Delivered::ServerClose => {
-                    self.replace(ci);
-                    return;
-                }
-                Delivered::Error(f) => {
-                    self.fail(ci, f);
-                    return;
-                }
-            }
-            self.fill(ci);
-        } else if res == 0 {
-            self.on_eof(ci);
-            return;
-        } else if res == -libc::ENOBUFS {
-            // Every buffer is waiting to be parsed; they are recycled before
-            // the next enter, so re-arming is enough.
-        } else {
-            if let Some(bid) = bid {
-                self.bufs.recycle(bid);
-            }
-            self.fail(ci, Failure::Read);
-            return;
-        }
-        if !more {
-            self.arm_recv(ci);
-        }
-    }
-
-    /// Parses what arrived, completing responses in order.
-    fn deliver(&mut self, ci: usize, bid: u16, len: usize) -> Delivered {
-        let data = self.bufs.get(bid, len);
-        let c = &mut self.conns[ci];
-        let now = self.now;
-        let mut off = 0;
-        while off < data.len() {
-            if c.inflight == 0 {
-                // Bytes nobody asked for.
-                return Delivered::Error(Failure::Parse);
-            }
-            match c.parser.parse(&data[off..], self.head_request) {
-                Ok((n, resp)) => {
-                    off += n;
-                    match resp {
-                        Some(r) => {
-                            let sent = c.pop_oldest();
-                            self.outstanding -= 1;
-                            self.stats
-                                .record_response(r.status, now.saturating_sub(sent) / 1000);
-                            if r.close {
-                                return Delivered::ServerClose;
-                            }
-                        }
-                        None if n == 0 => return Delivered::Error(Failure::Parse),
-                        None => {}
-                    }
-                }
-                Err(_) => return Delivered::Error(Failure::Parse),
-            }
-        }
-        Delivered::More
-    }
-
-    fn on_eof(&mut self, ci: usize) {
-        match self.conns[ci].parser.eof() {
-            Ok(Some(r)) => {
-                let c = &mut self.conns[ci];
-                let sent = c.pop_oldest();
-                self.outstanding -= 1;
-                self.stats
-                    .record_response(r.status, self.now.saturating_sub(sent) / 1000);
-                self.replace(ci);
-            }
-            // An idle keep-alive connection closed by the server: normal.
-            Ok(None) if self.conns[ci].inflight == 0 => self.replace(ci),
-            Ok(None) | Err(_) => self.fail(ci, Failure::Closed),
-        }
-    }
-
-    /// The oldest in-flight request failed with `f`; the connection is
-    /// replaced and the requests behind it are sent again on the new one.
-    fn fail(&mut self, ci: usize, f: Failure) {
-        let e = &mut self.stats.errors;
-        match f {
-            Failure::Read => e.read += 1,
-            Failure::Write => e.write += 1,
-            Failure::Timeout => e.timeout += 1,
-            Failure::Parse => e.parse += 1,
-            Failure::Closed => e.closed += 1,
-        }
-        if self.conns[ci].inflight > 0 {
-            self.conns[ci].pop_oldest();
-            self.outstanding -= 1;
-        }
-        self.replace(ci);
-    }
-
-    /// Closes the connection, returns its unanswered requests to the quota
-    /// and opens a new one.
-    fn replace(&mut self, ci: usize) {
-        let c = &mut self.conns[ci];
-        let sent = c.inflight as u64;
-        let lost = c.reset() as u64;
-        self.stats.reissued += sent;
-        self.outstanding -= lost;
-        if let Some(q) = &mut self.quota {
-            *q += lost;
-        }
-        self.open(ci);
-    }
-
     fn check_timers(&mut self) {
         let now = self.now;
         for ci in 0..self.conns.len() {
@@ -618,10 +548,4 @@ impl<'a> Shard<'a> {
             self.bufs.publish();
         }
     }
-}
-
-enum Delivered {
-    More,
-    ServerClose,
-    Error(Failure),
 }

@@ -26,6 +26,38 @@ fn latency(h: &Histogram<u64>) -> Value {
     })
 }
 
+fn series(r: &RunReport<'_>) -> Value {
+    let rows: Vec<Value> = r
+        .series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let len = r.second_len(i);
+            let q = |q: f64| {
+                if s.latency.is_empty() {
+                    0
+                } else {
+                    s.latency.value_at_quantile(q)
+                }
+            };
+            let mut row = json!({
+                "second": i + 1,
+                "requests": s.responses,
+                "errors": s.errors,
+                "rate": if len > 0.0 { s.responses as f64 / len } else { 0.0 },
+                "p50_us": q(0.5),
+                "p99_us": q(0.99),
+                "max_us": s.latency.max(),
+            });
+            if let Some(target) = r.target_in_second(i) {
+                row["target_rate"] = json!(if len > 0.0 { target / len } else { 0.0 });
+            }
+            row
+        })
+        .collect();
+    Value::Array(rows)
+}
+
 pub fn to_json(r: &RunReport<'_>) -> Value {
     let t = &r.out.total;
     let mut codes = Map::new();
@@ -34,7 +66,7 @@ pub fn to_json(r: &RunReport<'_>) -> Value {
             codes.insert(code.to_string(), n.into());
         }
     }
-    json!({
+    let mut doc = json!({
         "url": r.cfg.url.raw,
         "engine": r.engine,
         "ring_mode": r.out.ring_mode,
@@ -64,5 +96,16 @@ pub fn to_json(r: &RunReport<'_>) -> Value {
         "reconnects": t.reconnects,
         "reissued": t.reissued,
         "interrupted": r.interrupted,
-    })
+        "mode": if r.cfg.schedule.is_some() { "open" } else { "closed" },
+        "warmup_s": r.cfg.warmup.as_secs_f64(),
+        "series": series(r),
+        "warnings": r.warnings(),
+    });
+    if let Some(target) = r.target_rps() {
+        doc["target_rps"] = json!(target);
+        doc["service_time_us"] = latency(&t.service);
+        doc["lag_us"] = latency(&t.lag);
+        doc["conn_waits"] = json!(t.conn_waits);
+    }
+    doc
 }

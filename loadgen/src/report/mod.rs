@@ -1,14 +1,18 @@
-//! Turning merged stats into what people read: wrk's text summary and a
-//! JSON document whose field names are a public interface (see README).
+//! Turning merged stats into what people read: wrk's text summary, a JSON
+//! document whose field names are a public interface (see README), and
+//! HdrHistogram's file formats.
 
+mod hdr;
 mod json;
 mod text;
 
+pub use hdr::{write_interval_log, write_percentiles};
 pub use json::to_json;
 pub use text::{header, summary};
 
 use crate::config::Config;
 use crate::engine::RunOutput;
+use crate::stats::{Second, merge_series};
 
 /// Everything a report needs about one finished run.
 pub struct RunReport<'a> {
@@ -18,29 +22,101 @@ pub struct RunReport<'a> {
     pub engine: &'static str,
     /// The run was cut short by Ctrl-C.
     pub interrupted: bool,
+    /// Per-second series, merged over shards.
+    pub series: Vec<Second>,
 }
 
-impl RunReport<'_> {
+impl<'a> RunReport<'a> {
+    pub fn new(
+        cfg: &'a Config,
+        out: &'a RunOutput,
+        engine: &'static str,
+        interrupted: bool,
+    ) -> Self {
+        RunReport {
+            cfg,
+            out,
+            engine,
+            interrupted,
+            series: merge_series(&out.shards),
+        }
+    }
+
     pub fn elapsed_s(&self) -> f64 {
         self.out.total.elapsed.as_secs_f64()
     }
 
     /// Completed responses per second over the measured time.
     pub fn rps(&self) -> f64 {
-        let s = self.elapsed_s();
-        if s > 0.0 {
-            self.out.total.responses as f64 / s
-        } else {
-            0.0
-        }
+        per_second(self.out.total.responses as f64, self.elapsed_s())
     }
 
     pub fn transfer_per_s(&self) -> f64 {
-        let s = self.elapsed_s();
-        if s > 0.0 {
-            self.out.total.bytes_read as f64 / s
-        } else {
-            0.0
-        }
+        per_second(self.out.total.bytes_read as f64, self.elapsed_s())
     }
+
+    /// Open loop: the rate the schedule asked for over the measured time.
+    pub fn target_rps(&self) -> Option<f64> {
+        let s = self.cfg.schedule.as_ref()?;
+        Some(per_second(
+            s.count_until(self.elapsed_s()),
+            self.elapsed_s(),
+        ))
+    }
+
+    /// Open loop: requests the schedule asked for in second `i`.
+    pub fn target_in_second(&self, i: usize) -> Option<f64> {
+        let s = self.cfg.schedule.as_ref()?;
+        let end = ((i + 1) as f64).min(self.elapsed_s());
+        Some(s.count_until(end) - s.count_until(i as f64))
+    }
+
+    /// Length of second `i` of the series (the last may be partial).
+    pub fn second_len(&self, i: usize) -> f64 {
+        (self.elapsed_s() - i as f64).clamp(0.0, 1.0)
+    }
+
+    /// Self-checks of an open-loop run: did we deliver the schedule, and if
+    /// not, whose fault was it?
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let Some(target) = self.target_rps() else {
+            return w;
+        };
+        let t = &self.out.total;
+        let achieved = self.rps();
+        let lag_p99 = if t.lag.is_empty() {
+            0
+        } else {
+            t.lag.value_at_quantile(0.99)
+        };
+        let generator_behind = lag_p99 > 1000;
+        if target > 0.0 && achieved < 0.99 * target && !self.interrupted {
+            let why = if generator_behind {
+                "the generator fell behind its schedule: add shards (-t) or CPUs"
+            } else if t.conn_waits > 0 {
+                "requests waited for a free connection: the server is slower than the \
+                 schedule (the corrected latency shows the cost); more connections (-c) or \
+                 --pipeline let more requests queue at the server"
+            } else {
+                "responses were still in flight when the run ended, or requests failed"
+            };
+            w.push(format!(
+                "WARNING: achieved {achieved:.2} req/s is {:.1}% of the target {target:.2} req/s: {why}",
+                100.0 * achieved / target
+            ));
+        }
+        if generator_behind {
+            w.push(format!(
+                "WARNING: schedule lag p99 is {}: loadgen, not the server, was late sending; \
+                 add shards (-t), CPUs, or lower -R",
+                crate::units::format_time_us(lag_p99 as f64)
+            ));
+        }
+        w
+    }
+}
+
+fn per_second(n: f64, secs: f64) -> f64 {
+    if secs > 0.0 { n / secs } else { 0.0 }
 }

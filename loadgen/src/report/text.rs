@@ -18,6 +18,32 @@ pub fn header(cfg: &Config) -> String {
         (None, None) => String::new(),
     };
     let mut s = format!("Running {what} test @ {}\n", cfg.url.raw);
+    if let Some(sched) = &cfg.schedule {
+        let stages: Vec<String> = sched
+            .stages
+            .iter()
+            .map(|st| {
+                if st.from == st.to {
+                    format!("{:.0} req/s", st.from)
+                } else {
+                    format!(
+                        "{:.0}->{:.0} req/s over {}",
+                        st.from,
+                        st.to,
+                        format_time_s(st.duration.as_secs_f64())
+                    )
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "  open loop: {}", stages.join(", then "));
+    }
+    if !cfg.warmup.is_zero() {
+        let _ = writeln!(
+            s,
+            "  warm-up {} (not measured)",
+            format_time_s(cfg.warmup.as_secs_f64())
+        );
+    }
     let _ = writeln!(
         s,
         "  {} threads and {} connections",
@@ -71,28 +97,49 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     );
     s.push_str(&stats_line("Latency", &t.latency, format_time_us));
     s.push_str(&stats_line("Req/Sec", &t.rate, format_metric));
+    let open_loop = r.cfg.schedule.is_some();
     if latency {
-        s.push_str("  Latency Distribution\n");
-        for (label, q) in [
-            ("50", 0.5),
-            ("75", 0.75),
-            ("90", 0.9),
-            ("99", 0.99),
-            ("99.9", 0.999),
-            ("99.99", 0.9999),
-        ] {
-            let v = if t.latency.is_empty() {
-                0
+        s.push_str(if open_loop {
+            "  Latency Distribution (corrected: from intended send time)\n"
+        } else {
+            "  Latency Distribution\n"
+        });
+        distribution(&mut s, &t.latency);
+    }
+    if let Some(target) = r.target_rps() {
+        s.push_str("  Service Time Distribution (from actual send; not corrected)\n");
+        distribution(&mut s, &t.service);
+        let q = |h: &Histogram<u64>, q: f64| {
+            format_time_us(if h.is_empty() {
+                0.0
             } else {
-                t.latency.value_at_quantile(q)
-            };
-            let _ = writeln!(s, "{:>7}%{}", label, units(&format_time_us(v as f64), 10));
+                h.value_at_quantile(q) as f64
+            })
+        };
+        let _ = writeln!(
+            s,
+            "  Schedule lag (actual - intended send): p50 {}, p99 {}, max {}",
+            q(&t.lag, 0.5),
+            q(&t.lag, 0.99),
+            format_time_us(t.lag.max() as f64)
+        );
+        if t.conn_waits > 0 {
+            let _ = writeln!(
+                s,
+                "  Requests that waited for a free connection: {}",
+                t.conn_waits
+            );
         }
         let _ = writeln!(
             s,
-            "{:>8}{}",
-            "max",
-            units(&format_time_us(t.latency.max() as f64), 10)
+            "  Target rate {:.2} req/s, achieved {:.2} req/s ({:.2}%)",
+            target,
+            r.rps(),
+            if target > 0.0 {
+                100.0 * r.rps() / target
+            } else {
+                0.0
+            }
         );
     }
     let _ = writeln!(
@@ -137,7 +184,35 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     if r.interrupted {
         s.push_str("(interrupted: the numbers cover the time until Ctrl-C)\n");
     }
+    for w in r.warnings() {
+        s.push_str(&w);
+        s.push('\n');
+    }
     s
+}
+
+fn distribution(s: &mut String, h: &Histogram<u64>) {
+    for (label, q) in [
+        ("50", 0.5),
+        ("75", 0.75),
+        ("90", 0.9),
+        ("99", 0.99),
+        ("99.9", 0.999),
+        ("99.99", 0.9999),
+    ] {
+        let v = if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        };
+        let _ = writeln!(s, "{:>7}%{}", label, units(&format_time_us(v as f64), 10));
+    }
+    let _ = writeln!(
+        s,
+        "{:>8}{}",
+        "max",
+        units(&format_time_us(h.max() as f64), 10)
+    );
 }
 
 #[cfg(test)]

@@ -28,6 +28,30 @@ static XS: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 pub struct TargetConfig {
     pub listen: SocketAddr,
     pub threads: usize,
+    /// Stop answering for `.1` at the start of every `.0` (from server
+    /// start): the whole server stalls, as in a GC pause, so tests can
+    /// check coordinated-omission correction against theory.
+    pub stall: Option<(Duration, Duration)>,
+}
+
+/// When the server is stalled: for the first `stall_for` of every
+/// `every`, counted from `start`.
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    start: Instant,
+    every: Duration,
+    stall_for: Duration,
+}
+
+impl Stall {
+    /// The end of the stall in progress at `now`, if any.
+    fn until(&self, now: Instant) -> Option<Instant> {
+        let every = self.every.as_nanos().max(1);
+        let since = now.saturating_duration_since(self.start).as_nanos();
+        let phase = since % every;
+        (phase < self.stall_for.as_nanos())
+            .then(|| now + Duration::from_nanos((self.stall_for.as_nanos() - phase) as u64))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +86,12 @@ impl Server {
         let counters: Arc<Vec<Counters>> =
             Arc::new((0..threads).map(|_| Counters::default()).collect());
         let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let stall = cfg.stall.map(|(every, stall_for)| Stall {
+            start: started,
+            every,
+            stall_for,
+        });
         // The first listener fixes the port (the user may have asked for 0).
         let first =
             reuseport_listener(cfg.listen).map_err(|e| TargetError::Listen(cfg.listen, e))?;
@@ -85,6 +115,8 @@ impl Server {
                 stop: stop.clone(),
                 counters: counters.clone(),
                 index: i,
+                stall,
+                started,
             };
             let h = std::thread::Builder::new()
                 .name(format!("target-{i}"))
@@ -211,9 +243,15 @@ struct Loop {
     stop: Arc<AtomicBool>,
     counters: Arc<Vec<Counters>>,
     index: usize,
+    stall: Option<Stall>,
+    started: Instant,
 }
 
 impl Loop {
+    fn stalled_until(&self) -> Option<Instant> {
+        self.stall.and_then(|s| s.until(Instant::now()))
+    }
+
     fn run(mut self) {
         if self
             .poll
@@ -225,11 +263,24 @@ impl Loop {
         }
         let mut events = Events::with_capacity(1024);
         let mut generation = 0u64;
+        let mut was_stalled = false;
         while !self.stop.load(Ordering::Relaxed) {
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((due, _, _))| due.saturating_duration_since(Instant::now()));
+            let stalled = self.stalled_until();
+            if was_stalled && stalled.is_none() {
+                // The stall is over: answer everything that queued up.
+                for slot in 0..self.conns.len() {
+                    if self.conns[slot].is_some() {
+                        self.drive(slot);
+                    }
+                }
+                self.fire_timers();
+            }
+            was_stalled = stalled.is_some();
+            let next = match stalled {
+                Some(end) => Some(end),
+                None => self.timers.peek().map(|Reverse((due, _, _))| *due),
+            };
+            let timeout = next.map(|due| due.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -295,6 +346,10 @@ impl Loop {
             return;
         };
         let mut alive = read_all(conn);
+        if alive && self.stalled_until().is_some() {
+            // Stalled: keep what arrived, answer when the stall ends.
+            return;
+        }
         if alive {
             alive = self.process(slot);
         }
@@ -402,7 +457,11 @@ impl Loop {
                         .iter()
                         .map(|c| c.requests.load(Ordering::Relaxed))
                         .sum();
-                    let body = format!("{{\"responses\":{total},\"requests\":{}}}\n", reqs - 1);
+                    let body = format!(
+                        "{{\"responses\":{total},\"requests\":{},\"uptime_us\":{}}}\n",
+                        reqs - 1,
+                        self.started.elapsed().as_micros()
+                    );
                     // /__stats is not itself counted.
                     counters.requests.fetch_sub(1, Ordering::Relaxed);
                     routes::write_head(&mut conn.wbuf, 200, Some(body.len() as u64), close);
@@ -477,6 +536,9 @@ impl Loop {
     }
 
     fn fire_timers(&mut self) {
+        if self.stalled_until().is_some() {
+            return;
+        }
         let now = Instant::now();
         while let Some(Reverse((due, slot, generation))) = self.timers.peek().copied() {
             if due > now {

@@ -1,0 +1,301 @@
+//! What the shard does with each completion: connects, receives (parsing
+//! responses in order), send failures, and replacing a failed connection.
+
+use io_uring::{cqueue, opcode, types};
+
+use super::conn::ConnState;
+use super::shard::{OP_CONNECT, OP_RECV, OP_SEND, OP_SEND_SKIP, Shard, split_user_data, user_data};
+use super::sock::tcp_socket;
+use crate::stats::ShardStats;
+
+const BACKOFF_MIN_NS: u64 = 10_000_000;
+const BACKOFF_MAX_NS: u64 = 1_000_000_000;
+
+/// Why a connection is being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    Read,
+    Write,
+    Timeout,
+    Parse,
+    Closed,
+}
+
+enum Delivered {
+    More,
+    ServerClose,
+    Error(Failure),
+}
+
+impl Shard<'_> {
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: enough to spread reconnects.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(super) fn open(&mut self, ci: usize) {
+        if self.stopping {
+            return;
+        }
+        let fd = match tcp_socket(self.addr.family) {
+            Ok(fd) => fd,
+            Err(_) => {
+                // Out of descriptors or ports: a connect error, back off.
+                self.stats.errors.connect += 1;
+                self.backoff(ci);
+                return;
+            }
+        };
+        let now = self.now;
+        let c = &mut self.conns[ci];
+        c.fd = fd;
+        c.state = ConnState::Connecting;
+        c.connect_started = now;
+        let ud = user_data(ci, c.generation, OP_CONNECT);
+        let entry = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr(), self.addr.len)
+            .build()
+            .user_data(ud);
+        self.ops_in_flight += 1;
+        self.push(entry);
+    }
+
+    pub(super) fn backoff(&mut self, ci: usize) {
+        let r = self.next_random();
+        let c = &mut self.conns[ci];
+        c.reset();
+        c.failures = c.failures.saturating_add(1);
+        let base = (BACKOFF_MIN_NS << (c.failures - 1).min(7)).min(BACKOFF_MAX_NS);
+        // Full jitter in [base/2, base): connections that failed together do
+        // not retry together.
+        let delay = base / 2 + r % (base / 2).max(1);
+        c.state = ConnState::Backoff;
+        c.retry_at = self.now + delay;
+    }
+
+    pub(super) fn arm_recv(&mut self, ci: usize) {
+        let c = &mut self.conns[ci];
+        c.recv_armed = true;
+        let ud = user_data(ci, c.generation, OP_RECV);
+        let entry = opcode::RecvMulti::new(types::Fd(c.fd), self.bufs.bgid)
+            .build()
+            .user_data(ud);
+        self.ops_in_flight += 1;
+        self.push(entry);
+    }
+
+    pub(super) fn complete(&mut self, ud: u64, res: i32, flags: u32) {
+        let (ci, generation, op) = split_user_data(ud);
+        let more = op == OP_RECV && cqueue::more(flags);
+        if !more && op != OP_SEND_SKIP {
+            self.ops_in_flight = self.ops_in_flight.saturating_sub(1);
+        }
+        let bid = cqueue::buffer_select(flags);
+        let current = self
+            .conns
+            .get(ci)
+            .is_some_and(|c| c.generation & 0x00ff_ffff == generation && c.fd >= 0);
+        if !current {
+            // A completion for a socket we already replaced.
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            return;
+        }
+        match op {
+            OP_CONNECT => self.on_connect(ci, res),
+            OP_RECV => self.on_recv(ci, res, bid, more),
+            OP_SEND | OP_SEND_SKIP => self.on_send(ci, res),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_connect(&mut self, ci: usize, res: i32) {
+        if res < 0 {
+            self.stats.errors.connect += 1;
+            self.backoff(ci);
+            return;
+        }
+        let c = &mut self.conns[ci];
+        if c.ever_connected {
+            self.stats.reconnects += 1;
+        }
+        c.ever_connected = true;
+        c.failures = 0;
+        c.state = ConnState::Open;
+        self.arm_recv(ci);
+        self.fill(ci);
+    }
+
+    pub(super) fn on_send(&mut self, ci: usize, res: i32) {
+        // MSG_WAITALL makes any non-negative result a complete send.
+        if res < 0 {
+            self.fail(ci, Failure::Write);
+            return;
+        }
+        let c = &mut self.conns[ci];
+        c.send_busy = false;
+        if c.queued > 0 {
+            self.send(ci);
+        }
+    }
+
+    pub(super) fn on_recv(&mut self, ci: usize, res: i32, bid: Option<u16>, more: bool) {
+        if res > 0 {
+            let Some(bid) = bid else {
+                self.fail(ci, Failure::Read);
+                return;
+            };
+            let len = res as usize;
+            self.stats.bytes_read += len as u64;
+            let outcome = self.deliver(ci, bid, len);
+            self.bufs.recycle(bid);
+            match outcome {
+                Delivered::More => {}
+                Delivered::ServerClose => {
+                    self.replace(ci);
+                    return;
+                }
+                Delivered::Error(f) => {
+                    self.fail(ci, f);
+                    return;
+                }
+            }
+            self.fill(ci);
+        } else if res == 0 {
+            self.on_eof(ci);
+            return;
+        } else if res == -libc::ENOBUFS {
+            // Every buffer is waiting to be parsed; they are recycled before
+            // the next enter, so re-arming is enough.
+        } else {
+            if let Some(bid) = bid {
+                self.bufs.recycle(bid);
+            }
+            self.fail(ci, Failure::Read);
+            return;
+        }
+        if !more {
+            self.arm_recv(ci);
+        }
+    }
+
+    /// Parses what arrived, completing responses in order.
+    fn deliver(&mut self, ci: usize, bid: u16, len: usize) -> Delivered {
+        let data = self.bufs.get(bid, len);
+        let c = &mut self.conns[ci];
+        let now = self.now;
+        let open_loop = self.open_loop.is_some();
+        let mut off = 0;
+        while off < data.len() {
+            if c.inflight == 0 {
+                // Bytes nobody asked for.
+                return Delivered::Error(Failure::Parse);
+            }
+            match c.parser.parse(&data[off..], self.head_request) {
+                Ok((n, resp)) => {
+                    off += n;
+                    match resp {
+                        Some(r) => {
+                            let (sent, intended) = c.pop_oldest();
+                            self.outstanding -= 1;
+                            record(&mut self.stats, open_loop, now, r.status, sent, intended);
+                            if r.close {
+                                return Delivered::ServerClose;
+                            }
+                        }
+                        None if n == 0 => return Delivered::Error(Failure::Parse),
+                        None => {}
+                    }
+                }
+                Err(_) => return Delivered::Error(Failure::Parse),
+            }
+        }
+        Delivered::More
+    }
+
+    pub(super) fn on_eof(&mut self, ci: usize) {
+        match self.conns[ci].parser.eof() {
+            Ok(Some(r)) => {
+                let (sent, intended) = self.conns[ci].pop_oldest();
+                self.outstanding -= 1;
+                let open_loop = self.open_loop.is_some();
+                record(
+                    &mut self.stats,
+                    open_loop,
+                    self.now,
+                    r.status,
+                    sent,
+                    intended,
+                );
+                self.replace(ci);
+            }
+            // An idle keep-alive connection closed by the server: normal.
+            Ok(None) if self.conns[ci].inflight == 0 => self.replace(ci),
+            Ok(None) | Err(_) => self.fail(ci, Failure::Closed),
+        }
+    }
+
+    /// The oldest in-flight request failed with `f`; the connection is
+    /// replaced and the requests behind it are sent again on the new one.
+    pub(super) fn fail(&mut self, ci: usize, f: Failure) {
+        let e = &mut self.stats.errors;
+        match f {
+            Failure::Read => e.read += 1,
+            Failure::Write => e.write += 1,
+            Failure::Timeout => e.timeout += 1,
+            Failure::Parse => e.parse += 1,
+            Failure::Closed => e.closed += 1,
+        }
+        if self.conns[ci].inflight > 0 {
+            self.conns[ci].pop_oldest();
+            self.outstanding -= 1;
+            self.stats.note_error();
+        }
+        self.replace(ci);
+    }
+
+    /// Closes the connection and opens a new one. Its unanswered requests
+    /// are sent again: in closed loop they go back to the quota; in open
+    /// loop they keep their intended send times (so their delay counts).
+    pub(super) fn replace(&mut self, ci: usize) {
+        let sent = self.conns[ci].inflight as u64;
+        if let Some(ol) = self.open_loop.as_mut() {
+            // Oldest last, so `retry.pop()` sends the oldest first.
+            let start = ol.retry.len();
+            ol.retry.extend(self.conns[ci].pending_intended(0));
+            ol.retry[start..].reverse();
+            self.conns[ci].reset();
+        } else {
+            let lost = self.conns[ci].reset() as u64;
+            self.outstanding -= lost;
+            if let Some(q) = &mut self.quota {
+                *q += lost;
+            }
+        }
+        self.stats.reissued += sent;
+        self.open(ci);
+    }
+}
+
+/// Records one response: in open loop, latency from the intended send time
+/// (corrected) plus the service time; in closed loop they are the same.
+#[inline]
+fn record(
+    stats: &mut ShardStats,
+    open_loop: bool,
+    now: u64,
+    status: u16,
+    sent: u64,
+    intended: u64,
+) {
+    let service_us = now.saturating_sub(sent) / 1000;
+    if open_loop {
+        stats.record_response(status, now.saturating_sub(intended) / 1000);
+        stats.service.saturating_record(service_us.max(1));
+    } else {
+        stats.record_response(status, service_us);
+    }
+}
