@@ -158,8 +158,7 @@ mod tests {
         assert!(text.contains("Total count    =         1000]"), "{text}");
         let last_row = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .next_back()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
             .unwrap();
         assert!(last_row.contains("1.000000000000"), "{last_row}");
         assert!(last_row.trim().starts_with("1.000"), "{last_row}");
