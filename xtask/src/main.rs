@@ -4,6 +4,7 @@
 //!   BENCHMARKS.md for the method).
 
 mod compare;
+mod max_rate;
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("compare") => compare::main(&args[1..]),
+        Some("max-rate") => max_rate::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -30,4 +32,6 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1]
-      nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request";
+      nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request
+  max-rate [--rates 5000,10000,...] [--duration SECS]
+      open-loop rate sweep of one shard against the built-in target: lag and achieved rate";
