@@ -15,7 +15,7 @@ pub const STATUS_CODES: usize = 1000;
 pub struct Errors {
     /// Connection attempts that failed (refused, unreachable, timed out).
     pub connect: u64,
-    /// Receive errors (reset by peer and other socket errors).
+    /// Receive errors other than resets.
     pub read: u64,
     /// Send errors.
     pub write: u64,
@@ -25,12 +25,14 @@ pub struct Errors {
     pub parse: u64,
     /// Connections closed by the server in the middle of a response.
     pub closed: u64,
+    /// Connections reset by the peer (ECONNRESET/EPIPE) mid-request.
+    pub reset: u64,
 }
 
 impl Errors {
     /// Request-level failures (everything but connect).
     pub fn requests(&self) -> u64 {
-        self.read + self.write + self.timeout + self.parse + self.closed
+        self.read + self.write + self.timeout + self.parse + self.closed + self.reset
     }
 
     pub fn total(&self) -> u64 {
@@ -44,6 +46,7 @@ impl Errors {
         self.timeout += o.timeout;
         self.parse += o.parse;
         self.closed += o.closed;
+        self.reset += o.reset;
     }
 }
 

@@ -2,6 +2,7 @@
 //! locating the `loadgen` binary, running the built-in target as a child
 //! process, starting nginx, and running loadgen with a JSON report.
 
+pub mod hostile;
 pub mod nginx;
 
 use std::io::{BufRead, BufReader};
@@ -168,4 +169,64 @@ pub fn skip(why: &str) {
         panic!("required test cannot run: {why}");
     }
     eprintln!("\n*** SKIP: {why} (set LOADGEN_REQUIRE_ALL=1 to make this a failure) ***\n");
+}
+
+/// What a measured run returns: the report, the text, the exit code, and
+/// the child's own wall time, CPU time (user+sys) and peak RSS (KiB).
+pub struct Measured {
+    pub json: serde_json::Value,
+    pub text: String,
+    pub code: i32,
+    pub wall: Duration,
+    pub cpu: Duration,
+    pub max_rss_kib: u64,
+}
+
+/// Runs loadgen with `args` plus `--json -`, reaping it with `wait4` to get
+/// its own resource usage.
+pub fn run_measured(args: &[&str]) -> Measured {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = Command::new(loadgen_bin())
+        .args(args)
+        .args(["--json", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run loadgen");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = Vec::new();
+    let _ = stdout.read_to_end(&mut out);
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which `child` will not reap again.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
+    assert!(pid > 0, "wait4 failed");
+    std::mem::forget(child);
+    let wall = started.elapsed();
+    let text = err_reader.join().unwrap_or_default();
+    let tv =
+        |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
+    let json = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("loadgen {args:?} printed no JSON ({e}): {text}"));
+    Measured {
+        json,
+        text,
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        wall,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_kib: ru.ru_maxrss as u64,
+    }
 }

@@ -34,7 +34,9 @@ fn json_has_the_documented_fields_and_agrees_with_the_text() {
             "missing latency_us.{key}"
         );
     }
-    for key in ["connect", "read", "write", "timeout", "parse", "closed"] {
+    for key in [
+        "connect", "read", "write", "timeout", "parse", "closed", "reset",
+    ] {
         assert!(json["errors"][key].is_number(), "missing errors.{key}");
     }
     for key in ["2xx", "3xx", "4xx", "5xx", "codes"] {

@@ -13,7 +13,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     while let Some(a) = it.next() {
         let mut val = || it.next().context(format!("{a} needs a value"));
         match a.as_str() {
-            "--rates" => rates = val()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--rates" => {
+                rates = val()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--duration" => duration = val()?.parse()?,
             other => bail!("unknown option {other:?}"),
         }
@@ -37,8 +42,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .spawn()?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     let url = format!("http://127.0.0.1:{port}/");
-    println!("# built-in target (1 thread) on CPU 0, loadgen -t1 -c64 on CPU 1, {duration} s per rate");
-    println!("{:>8} {:>10} {:>9} {:>10} {:>10} {:>10} {:>12}", "target", "achieved", "%", "lag p50", "lag p99", "lag max", "corr. p99");
+    println!(
+        "# built-in target (1 thread) on CPU 0, loadgen -t1 -c64 on CPU 1, {duration} s per rate"
+    );
+    println!(
+        "{:>8} {:>10} {:>9} {:>10} {:>10} {:>10} {:>12}",
+        "target", "achieved", "%", "lag p50", "lag p99", "lag max", "corr. p99"
+    );
     let mut best = None;
     for r in rates {
         let out = Command::new("taskset")
@@ -69,11 +79,21 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             rest[..end].trim().parse().unwrap_or(f64::NAN)
         };
         let achieved = num(&["rps"]);
-        let (p50, p99, max) = (num(&["lag_us", "p50"]), num(&["lag_us", "p99"]), num(&["lag_us", "max"]));
+        let (p50, p99, max) = (
+            num(&["lag_us", "p50"]),
+            num(&["lag_us", "p99"]),
+            num(&["lag_us", "max"]),
+        );
         let corr = num(&["latency_us", "p99"]);
         println!(
             "{:>8} {:>10.0} {:>8.2}% {:>8.0}us {:>8.0}us {:>8.0}us {:>10.0}us",
-            r, achieved, 100.0 * achieved / r as f64, p50, p99, max, corr
+            r,
+            achieved,
+            100.0 * achieved / r as f64,
+            p50,
+            p99,
+            max,
+            corr
         );
         if p99 < 1000.0 && achieved >= 0.99 * r as f64 {
             best = Some(r);

@@ -15,6 +15,7 @@ const BACKOFF_MAX_NS: u64 = 1_000_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Failure {
     Read,
+    Reset,
     Write,
     Timeout,
     Parse,
@@ -132,7 +133,7 @@ impl Shard<'_> {
     pub(super) fn on_send(&mut self, ci: usize, res: i32) {
         // MSG_WAITALL makes any non-negative result a complete send.
         if res < 0 {
-            self.fail(ci, Failure::Write);
+            self.fail(ci, reset_or(res, Failure::Write));
             return;
         }
         let c = &mut self.conns[ci];
@@ -174,7 +175,7 @@ impl Shard<'_> {
             if let Some(bid) = bid {
                 self.bufs.recycle(bid);
             }
-            self.fail(ci, Failure::Read);
+            self.fail(ci, reset_or(res, Failure::Read));
             return;
         }
         if !more {
@@ -244,6 +245,7 @@ impl Shard<'_> {
         let e = &mut self.stats.errors;
         match f {
             Failure::Read => e.read += 1,
+            Failure::Reset => e.reset += 1,
             Failure::Write => e.write += 1,
             Failure::Timeout => e.timeout += 1,
             Failure::Parse => e.parse += 1,
@@ -277,6 +279,15 @@ impl Shard<'_> {
         }
         self.stats.reissued += sent;
         self.open(ci);
+    }
+}
+
+/// A peer reset is its own error kind; other errors are `otherwise`.
+fn reset_or(res: i32, otherwise: Failure) -> Failure {
+    if res == -libc::ECONNRESET || res == -libc::EPIPE {
+        Failure::Reset
+    } else {
+        otherwise
     }
 }
 

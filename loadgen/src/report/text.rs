@@ -150,11 +150,12 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
         format_binary(t.bytes_read as f64)
     );
     let e = &t.errors;
-    if e.connect + e.read + e.write + e.timeout > 0 {
+    if e.connect + e.read + e.write + e.timeout + e.reset > 0 {
+        // wrk's four fields first, so existing parsers keep working.
         let _ = writeln!(
             s,
-            "  Socket errors: connect {}, read {}, write {}, timeout {}",
-            e.connect, e.read, e.write, e.timeout
+            "  Socket errors: connect {}, read {}, write {}, timeout {}, reset {}",
+            e.connect, e.read, e.write, e.timeout, e.reset
         );
     }
     if e.parse + e.closed > 0 {
