@@ -201,6 +201,10 @@ fn head_limit_applies_in_one_read_and_across_reads() {
         big.extend_from_slice(b"\r\n");
     }
     assert_eq!(one(&big), Err(ParseError::HeadTooLarge));
+    // A complete head over the limit in one read is refused too.
+    let mut complete = big.clone();
+    complete.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    assert_eq!(one(&complete), Err(ParseError::HeadTooLarge));
     let pieces: Vec<&[u8]> = big.chunks(100).collect();
     assert_eq!(run(&pieces, false, false), Err(ParseError::HeadTooLarge));
 }
