@@ -32,6 +32,25 @@ pub struct Cli {
 pub enum Command {
     /// Run the built-in HTTP/1.1 target server.
     Target(TargetArgs),
+    /// Start the built-in target, load it for 10 s on a CPU-burning endpoint,
+    /// profile it, print the summary and write flamegraph.svg.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Load duration.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Where to write the flamegraph.
+    #[arg(long, default_value = "flamegraph.svg")]
+    pub flamegraph: PathBuf,
+    /// Sampling frequency per CPU, Hz.
+    #[arg(long, default_value_t = 99)]
+    pub profile_freq: u64,
+    /// Endpoint of the built-in target to load.
+    #[arg(long, default_value = "/cpu/2000")]
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +100,22 @@ pub struct RunArgs {
     /// Write the latency percentile distribution (.hgrm, values in ms).
     #[arg(long)]
     pub percentiles: Option<PathBuf>,
+    /// Profile the process listening on the URL's port (this host) during the
+    /// measured window: eBPF stack sampling, no change to the target.
+    #[arg(long)]
+    pub profile: bool,
+    /// Profile this process instead (repeatable; implies --profile).
+    #[arg(long = "profile-pid")]
+    pub profile_pids: Vec<u32>,
+    /// Samples per second per CPU.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub profile_freq: u64,
+    /// Write the profile as a flamegraph (SVG).
+    #[arg(long)]
+    pub flamegraph: Option<PathBuf>,
+    /// Write the profile as folded stacks (flamegraph.pl / inferno input).
+    #[arg(long)]
+    pub folded: Option<PathBuf>,
     /// Shards (threads), one per CPU (default: the CPUs this process may use).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -154,6 +189,14 @@ pub enum CliError {
 }
 
 impl RunArgs {
+    /// True when any profiling output or target was asked for.
+    pub fn wants_profile(&self) -> bool {
+        self.profile
+            || !self.profile_pids.is_empty()
+            || self.flamegraph.is_some()
+            || self.folded.is_some()
+    }
+
     /// Builds and validates the run configuration.
     pub fn to_config(&self) -> Result<Config, CliError> {
         if self.script.is_some() {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod profile;
 pub mod report;
 pub mod schedule;
 pub mod signal;

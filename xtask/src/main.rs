@@ -4,6 +4,7 @@
 //!   BENCHMARKS.md for the method).
 
 mod compare;
+mod ebpf;
 mod max_rate;
 
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("compare") => compare::main(&args[1..]),
         Some("max-rate") => max_rate::main(&args[1..]),
+        Some("ebpf") => ebpf::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -31,6 +33,8 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  ebpf [--check]
+      build the eBPF program into loadgen/bpf/ (object + manifest); --check rebuilds and compares bytes
   compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request
   max-rate [--rates 5000,10000,...] [--duration SECS]

@@ -1,0 +1,23 @@
+//! The binary's commands. Library code does the work; these wire it to
+//! flags, files and the terminal.
+
+pub mod demo;
+pub mod run;
+pub mod target;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let f =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .with_context(|| format!("cannot write {}", path.display()))
+}

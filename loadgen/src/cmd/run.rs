@@ -1,0 +1,232 @@
+//! A load run: config → engine (with the profiler around the measured
+//! window) → reports.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use loadgen::cli::RunArgs;
+use loadgen::config::Config;
+use loadgen::engine::{RunOutput, ShardProgress};
+use loadgen::profile::{self, Profile, ProfileConfig, Session};
+use loadgen::report::{self, RunReport};
+
+use super::write_file;
+
+pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let cfg = match args.to_config() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let mut text_out: Box<dyn Write> = if json_to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let session = if args.wants_profile() {
+        start_profiler(args, &cfg)
+    } else {
+        None
+    };
+    let stop = loadgen::signal::install();
+    write!(text_out, "{}", report::header(&cfg))?;
+    text_out.flush()?;
+    let (out, profile) = run_load(&cfg, stop, session)?;
+    let rep = RunReport::new(&cfg, &out, "io_uring", loadgen::signal::interrupted());
+    write!(text_out, "{}", report::summary(&rep, args.latency))?;
+    if let Some(p) = &profile {
+        write!(text_out, "{}", p.summary())?;
+    }
+    text_out.flush()?;
+    if let Some(path) = &args.json {
+        let mut doc = report::to_json(&rep);
+        if let Some(p) = &profile {
+            doc["profile"] = p.to_json();
+        }
+        let mut doc = serde_json::to_string_pretty(&doc)?;
+        doc.push('\n');
+        if json_to_stdout {
+            std::io::stdout().write_all(doc.as_bytes())?;
+        } else {
+            std::fs::write(path, doc)
+                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
+        }
+    }
+    if let Some(path) = &args.hdr_log {
+        write_file(path, |f| {
+            report::write_interval_log(f, &rep.series, out.started_at, out.total.elapsed)
+        })?;
+    }
+    if let Some(path) = &args.percentiles {
+        write_file(path, |f| report::write_percentiles(f, &out.total.latency))?;
+    }
+    if let Some(p) = &profile {
+        write_profile_files(
+            p,
+            args.flamegraph.as_deref(),
+            args.folded.as_deref(),
+            &load_name(&cfg),
+        )?;
+    }
+    let t = &out.total;
+    if t.responses == 0 && t.errors.connect > 0 {
+        eprintln!(
+            "loadgen: could not connect to {} ({} connect errors): is the server running?",
+            cfg.addr, t.errors.connect
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// "1000 req/s on http://…" or "closed loop, 64 connections on http://…".
+pub fn load_name(cfg: &Config) -> String {
+    match &cfg.schedule {
+        Some(s) if s.stages.len() == 1 => {
+            format!("{:.0} req/s on {}", s.stages[0].from, cfg.url.raw)
+        }
+        Some(_) => format!("staged load on {}", cfg.url.raw),
+        None => format!("{} connections on {}", cfg.connections, cfg.url.raw),
+    }
+}
+
+pub fn write_profile_files(
+    p: &Profile,
+    flamegraph: Option<&std::path::Path>,
+    folded: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<()> {
+    if let Some(path) = folded {
+        p.write_folded(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = flamegraph {
+        if p.samples == 0 {
+            eprintln!(
+                "loadgen: no samples, so no flamegraph written to {}",
+                path.display()
+            );
+        } else {
+            p.write_flamegraph(path, what)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Finds the target and loads the sampler; on failure says why in one
+/// line and returns None (the load runs anyway).
+fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
+    let pids = if args.profile_pids.is_empty() {
+        match profile::target_for_port(cfg.url.port) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("loadgen: {e}; continuing without a profile");
+                return None;
+            }
+        }
+    } else {
+        args.profile_pids.clone()
+    };
+    let pcfg = ProfileConfig {
+        pids,
+        freq: args.profile_freq,
+    };
+    match Session::start(&pcfg) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("loadgen: {e}; continuing without a profile");
+            None
+        }
+    }
+}
+
+/// Runs the engine; the profiler samples from the end of the warm-up until
+/// the load stops.
+pub fn run_load(
+    cfg: &Config,
+    stop: &'static AtomicBool,
+    mut session: Option<Session>,
+) -> anyhow::Result<(RunOutput, Option<Profile>)> {
+    let progress: Vec<ShardProgress> = (0..cfg.shards).map(|_| ShardProgress::default()).collect();
+    let running = AtomicBool::new(true);
+    let out = std::thread::scope(|s| {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(2) } == 1 {
+            s.spawn(|| progress_line(&progress, &running));
+        }
+        let engine = s.spawn(|| {
+            let out = loadgen::engine::run_observed(cfg, stop, &progress);
+            running.store(false, Ordering::Relaxed);
+            out
+        });
+        if let Some(sess) = session.as_mut() {
+            let until = Instant::now() + cfg.warmup;
+            while Instant::now() < until && running.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
+            }
+            if let Err(e) = sess.attach() {
+                eprintln!("loadgen: {e}; continuing without a profile");
+                session = None;
+            }
+        }
+        engine
+            .join()
+            .unwrap_or(Err(loadgen::engine::EngineError::Panic))
+    })?;
+    let profile = match session.map(Session::finish) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            eprintln!("loadgen: {e}; no profile");
+            None
+        }
+        None => None,
+    };
+    Ok((out, profile))
+}
+
+/// One line on stderr, redrawn every second: elapsed, rate over the last
+/// second, p99 of the last second (worst shard), errors. Erased at the end.
+fn progress_line(progress: &[ShardProgress], running: &AtomicBool) {
+    let start = Instant::now();
+    let mut last = (0u64, Instant::now());
+    let mut drawn = false;
+    while running.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        if last.1.elapsed() < Duration::from_secs(1) {
+            continue;
+        }
+        let responses: u64 = progress
+            .iter()
+            .map(|p| p.responses.load(Ordering::Relaxed))
+            .sum();
+        let errors: u64 = progress
+            .iter()
+            .map(|p| p.errors.load(Ordering::Relaxed))
+            .sum();
+        let p99 = progress
+            .iter()
+            .map(|p| p.last_p99_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let rate = responses.saturating_sub(last.0) as f64 / last.1.elapsed().as_secs_f64();
+        last = (responses, Instant::now());
+        eprint!(
+            "\r\x1b[K[{:>4.0}s] {} req/s, p99 {}, errors {}",
+            start.elapsed().as_secs_f64(),
+            loadgen::units::format_metric(rate),
+            loadgen::units::format_time_us(p99 as f64),
+            errors
+        );
+        drawn = true;
+    }
+    if drawn {
+        eprint!("\r\x1b[K");
+    }
+}

@@ -1,0 +1,34 @@
+//! `loadgen target`: the built-in server in the foreground.
+
+use std::process::ExitCode;
+
+use loadgen::cli::TargetArgs;
+use loadgen::config::allowed_cpus;
+use loadgen::target::{Server, TargetConfig};
+
+pub fn main(args: &TargetArgs) -> anyhow::Result<ExitCode> {
+    let cfg = TargetConfig {
+        listen: args.listen,
+        threads: args.threads.unwrap_or_else(|| allowed_cpus().len().max(1)),
+        stall: args.stall_every.zip(args.stall_for),
+    };
+    if let Some((every, stall_for)) = cfg.stall
+        && (stall_for >= every || every.is_zero())
+    {
+        eprintln!("loadgen: --stall-for must be shorter than --stall-every");
+        return Ok(ExitCode::from(2));
+    }
+    let stop = loadgen::signal::install();
+    let server = Server::start(&cfg)?;
+    println!(
+        "loadgen target listening on http://{} ({} threads)",
+        server.addr(),
+        cfg.threads
+    );
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!("loadgen target: {} responses sent", server.responses());
+    Ok(ExitCode::SUCCESS)
+}

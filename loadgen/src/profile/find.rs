@@ -1,0 +1,88 @@
+//! `--profile` without a PID: the process listening on the URL's port,
+//! found from /proc/net/tcp{,6} socket inodes and /proc/*/fd links.
+
+use std::fs;
+
+/// Inodes of sockets in LISTEN state on `port` (any address).
+fn listening_inodes(port: u16) -> Vec<u64> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st ... uid timeout inode
+            if cols.len() < 10 || cols[3] != "0A" {
+                continue;
+            }
+            let local_port = cols[1]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port)
+                && let Ok(inode) = cols[9].parse::<u64>()
+                && inode != 0
+            {
+                out.push(inode);
+            }
+        }
+    }
+    out
+}
+
+/// Processes holding a socket that listens on `port`, lowest PID first.
+pub fn pids_listening_on(port: u16) -> Vec<u32> {
+    let inodes = listening_inodes(port);
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut pids = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            fs::read_link(fd.path())
+                .ok()
+                .is_some_and(|l| targets.iter().any(|t| l.as_os_str() == t.as_str()))
+        });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    pids.sort_unstable();
+    pids
+}
+
+/// The process's name (`/proc/PID/comm`).
+pub fn comm(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_ourselves_listening() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(pids_listening_on(port), vec![std::process::id()]);
+        drop(l);
+        assert!(pids_listening_on(port).is_empty());
+        assert!(comm(std::process::id()).is_some());
+    }
+}
