@@ -65,6 +65,18 @@ pub fn pids_listening_on(port: u16) -> Vec<u32> {
     pids
 }
 
+/// True while the process exists and is not a zombie (a zombie has no
+/// memory maps left to symbolize against).
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+        })
+        .is_some_and(|dead| !dead)
+}
+
 /// The process's name (`/proc/PID/comm`).
 pub fn comm(pid: u32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -84,5 +96,7 @@ mod tests {
         drop(l);
         assert!(pids_listening_on(port).is_empty());
         assert!(comm(std::process::id()).is_some());
+        assert!(is_alive(std::process::id()));
+        assert!(!is_alive(u32::MAX));
     }
 }

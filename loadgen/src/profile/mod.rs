@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use loadgen_ebpf_common::stat;
 
-pub use find::{comm, pids_listening_on};
+pub use find::{comm, is_alive, pids_listening_on};
 pub use folded::{Folded, FunctionShare};
 
 #[derive(Debug, Clone)]
@@ -156,14 +156,15 @@ impl Session {
         if samples >= 20 && symbolize::shallow_user_share(&raw) > 0.5 {
             warnings.push(
                 "most user stacks are one frame deep: the target lacks frame pointers. Rebuild it with \
-                 Rust `-C force-frame-pointers=yes`, C/C++ `-fno-omit-frame-pointer`, Java \
+                 Rust `-C force-frame-pointers=yes`, C/C++ `-fno-omit-frame-pointer \
+                 -mno-omit-leaf-frame-pointer`, Java \
                  `-XX:+PreserveFramePointer` plus a perf map agent, Node `--perf-basic-prof`, Python 3.12+ \
                  `-X perf` (distro C libraries usually lack frame pointers too)"
                     .to_string(),
             );
         }
         for pid in &self.cfg.pids {
-            if comm(*pid).is_none() {
+            if !is_alive(*pid) {
                 warnings.push(format!(
                     "process {pid} exited during the run: its frames could not be symbolized ([unknown])"
                 ));

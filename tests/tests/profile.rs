@@ -1,0 +1,366 @@
+//! The profiler against real processes. These need CAP_BPF + CAP_PERFMON
+//! (root, which CI has); without them they SKIP loudly, and
+//! LOADGEN_REQUIRE_ALL=1 turns that into a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use loadgen::profile::Folded;
+use loadgen_tests::{Target, can_profile, loadgen_bin, process_cpu, run, run_json, skip};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if !can_profile() {
+        skip("profiling tests need CAP_BPF and CAP_PERFMON (run as root)");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loadgen-prof-{}-{name}", std::process::id()))
+}
+
+fn folded(path: &Path) -> Folded {
+    Folded::read(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+#[test]
+fn finds_the_hot_function_with_the_expected_sample_count() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    let folded_path = tmp("hot.folded");
+    let cpu_before = process_cpu(t.pid());
+    let (json, text, code) = run_json(&[
+        "-t1",
+        "-c8",
+        "-d",
+        "4s",
+        "--profile",
+        "--folded",
+        folded_path.to_str().unwrap(),
+        &t.url("/cpu/3000"),
+    ]);
+    let target_cpu = (process_cpu(t.pid()) - cpu_before).as_secs_f64();
+    assert_eq!(code, 0, "{text}");
+    let p = &json["profile"];
+    assert_eq!(
+        p["pids"][0],
+        t.pid(),
+        "--profile found another process: {p}"
+    );
+    let top = &p["functions"][0];
+    assert_eq!(top["name"], "cpu_burn_round", "{text}");
+    assert!(top["self_pct"].as_f64().unwrap() > 50.0, "{text}");
+    // 99 Hz on each CPU, counting only while the target runs: freq × the
+    // target's CPU time in the window.
+    let samples = p["samples"].as_f64().unwrap();
+    let expected = 99.0 * target_cpu;
+    assert!(
+        (samples - expected).abs() <= 0.3 * expected,
+        "{samples} samples, expected ≈ {expected:.0} (target used {target_cpu:.2} s of CPU)"
+    );
+    // The hot function is reached through its named caller.
+    let f = folded(&folded_path);
+    assert!(
+        f.stacks.iter().any(|(s, _)| s
+            .windows(2)
+            .any(|w| w[0] == "cpu_burn" && w[1] == "cpu_burn_round")),
+        "no cpu_burn;cpu_burn_round in the folded stacks"
+    );
+    let _ = std::fs::remove_file(folded_path);
+}
+
+#[test]
+fn kernel_frames_are_symbolized() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    let folded_path = tmp("kernel.folded");
+    let out = run(&[
+        "-t1",
+        "-c8",
+        "-d",
+        "2s",
+        "--profile-pid",
+        &t.pid().to_string(),
+        "--folded",
+        folded_path.to_str().unwrap(),
+        &t.url("/"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = folded(&folded_path);
+    let kernel: Vec<&String> = f
+        .stacks
+        .iter()
+        .flat_map(|(s, _)| s)
+        .filter(|fr| fr.ends_with("_[k]"))
+        .collect();
+    assert!(
+        !kernel.is_empty(),
+        "no kernel frames in a syscall-heavy profile"
+    );
+    let named = kernel
+        .iter()
+        .filter(|fr| !fr.starts_with("[unknown]"))
+        .count();
+    assert!(
+        named * 10 >= kernel.len() * 9,
+        "{named} of {} kernel frames named",
+        kernel.len()
+    );
+    assert!(
+        kernel
+            .iter()
+            .any(|fr| fr.contains("sys_") || fr.contains("tcp_")),
+        "no syscall or TCP frames: {:?}",
+        &kernel[..kernel.len().min(10)]
+    );
+    let _ = std::fs::remove_file(folded_path);
+}
+
+const C_PROGRAM: &str = r#"
+#include <stdlib.h>
+#include <time.h>
+volatile unsigned long sink;
+__attribute__((noinline)) void level3(void) { for (unsigned long i = 0; i < 300000; i++) sink += i * i; }
+__attribute__((noinline)) void level2(void) { level3(); sink++; }
+__attribute__((noinline)) void level1(void) { level2(); sink++; }
+int main(int argc, char **argv) {
+    time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
+    while (time(0) < end) level1();
+    return 0;
+}
+"#;
+
+/// Compiles the C program with `flags` and starts it burning CPU.
+fn c_program(name: &str, flags: &[&str]) -> Option<(Child, PathBuf)> {
+    let src = tmp(&format!("{name}.c"));
+    let bin = tmp(name);
+    std::fs::write(&src, C_PROGRAM).unwrap();
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status();
+    if !matches!(status, Ok(s) if s.success()) {
+        skip("no working C compiler (cc)");
+        return None;
+    }
+    let child = Command::new(&bin)
+        .arg("6")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    Some((child, bin))
+}
+
+fn profile_pid(pid: u32, folded_path: &Path) -> (serde_json::Value, String) {
+    let t = Target::start(1);
+    let (json, text, code) = run_json(&[
+        "-t1",
+        "-c2",
+        "-d",
+        "2s",
+        "--profile-pid",
+        &pid.to_string(),
+        "--folded",
+        folded_path.to_str().unwrap(),
+        &t.url("/"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    (json, text)
+}
+
+#[test]
+fn c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
+    let Some(_g) = serial() else { return };
+    let Some((mut fp, fp_bin)) = c_program(
+        "cfp",
+        // -O0: gcc 12 at -O1 gives a leaf that never touches the stack no
+        // frame even with -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
+        // (its caller then drops out of the stack: seen here); at -O0 every
+        // function gets one, so the whole chain must show.
+        &["-O0", "-fno-omit-frame-pointer"],
+    ) else {
+        return;
+    };
+    let path = tmp("cfp.folded");
+    let (json, text) = profile_pid(fp.id(), &path);
+    let _ = fp.kill();
+    let _ = fp.wait();
+    let f = folded(&path);
+    let chain = ["main", "level1", "level2", "level3"];
+    let full: u64 = f
+        .stacks
+        .iter()
+        .filter(|(s, _)| s.windows(4).any(|w| w == chain))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        full * 2 > f.total(),
+        "main;level1;level2;level3 in {full} of {} samples: {text}",
+        f.total()
+    );
+    assert!(!text.contains("lacks frame pointers"), "{text}");
+    assert!(json["profile"]["samples"].as_u64().unwrap() > 50);
+
+    let Some((mut nofp, nofp_bin)) = c_program("cnofp", &["-O2", "-fomit-frame-pointer"]) else {
+        return;
+    };
+    let path2 = tmp("cnofp.folded");
+    let (json, text) = profile_pid(nofp.id(), &path2);
+    let _ = nofp.kill();
+    let _ = nofp.wait();
+    assert!(text.contains("lacks frame pointers"), "{text}");
+    assert!(text.contains("-fno-omit-frame-pointer"), "{text}");
+    assert!(
+        json["profile"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("frame pointers"))
+    );
+    for p in [path, path2, fp_bin, nofp_bin] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[test]
+fn flamegraph_is_well_formed_and_folded_round_trips() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    let svg = tmp("flame.svg");
+    let folded_path = tmp("flame.folded");
+    let out = run(&[
+        "-t1",
+        "-c8",
+        "-d",
+        "2s",
+        "-R",
+        "3000",
+        "--profile",
+        "--flamegraph",
+        svg.to_str().unwrap(),
+        "--folded",
+        folded_path.to_str().unwrap(),
+        &t.url("/cpu/2000"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&text);
+    let mut elements = 0;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(_)) => elements += 1,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "flamegraph is not well-formed XML at {}: {e}",
+                reader.buffer_position()
+            ),
+        }
+    }
+    assert!(elements > 10);
+    assert!(text.contains("cpu_burn_round"));
+    assert!(text.contains("3000 req/s"), "title names the rate");
+    assert!(
+        text.contains("samples at 99 Hz"),
+        "title names the sample count and rate"
+    );
+    // Folded → read → write gives the same bytes.
+    let bytes = std::fs::read(&folded_path).unwrap();
+    let mut again = Vec::new();
+    Folded::read(bytes.as_slice())
+        .unwrap()
+        .write(&mut again)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        String::from_utf8(bytes).unwrap()
+    );
+    let _ = std::fs::remove_file(svg);
+    let _ = std::fs::remove_file(folded_path);
+}
+
+#[test]
+fn without_privileges_the_load_still_runs_and_says_why() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    let out = Command::new("setpriv")
+        .args([
+            "--bounding-set=-bpf,-perfmon,-sys_admin",
+            "--inh-caps=-bpf,-perfmon,-sys_admin",
+            "--",
+        ])
+        .arg(loadgen_bin())
+        .args(["-t1", "-c2", "-d", "1s", "--profile", "--json", "-"])
+        .arg(t.url("/"))
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let reason: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("profiling needs"))
+        .collect();
+    assert_eq!(reason.len(), 1, "{err}");
+    assert!(
+        reason[0].contains("CAP_BPF") && reason[0].contains("setcap"),
+        "{err}"
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        json["requests"].as_u64().unwrap() > 100,
+        "the load ran and reported"
+    );
+    assert!(json["profile"].is_null());
+}
+
+#[test]
+fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
+    let Some(_g) = serial() else { return };
+    let Some((mut c, bin)) = c_program("cexit", &["-O1", "-fno-omit-frame-pointer"]) else {
+        return;
+    };
+    // The C program runs 1–2 s (until the wall clock's second ticks twice),
+    // the load 3 s; it stays an unreaped zombie, as a crashed server would
+    // until its supervisor reaps it.
+    let _ = c.kill();
+    let _ = c.wait();
+    let mut c = Command::new(&bin)
+        .arg("2")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Target::start(1);
+    let (json, text, code) = run_json(&[
+        "-t1",
+        "-c2",
+        "-d",
+        "3s",
+        "--profile-pid",
+        &c.id().to_string(),
+        &t.url("/"),
+    ]);
+    let _ = c.wait();
+    assert!(json["profile"]["samples"].as_u64().unwrap() > 0, "{text}");
+    assert_eq!(code, 0, "{text}");
+    assert!(json["requests"].as_u64().unwrap() > 100);
+    let p = &json["profile"];
+    assert!(!p.is_null(), "{text}");
+    assert!(text.contains("exited during the run"), "{text}");
+    let _ = std::fs::remove_file(bin);
+    std::thread::sleep(Duration::from_millis(10));
+}
