@@ -6,6 +6,7 @@
 mod compare;
 mod ebpf;
 mod max_rate;
+mod profile_overhead;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
         Some("compare") => compare::main(&args[1..]),
         Some("max-rate") => max_rate::main(&args[1..]),
         Some("ebpf") => ebpf::main(&args[1..]),
+        Some("profile-overhead") => profile_overhead::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -37,5 +39,7 @@ commands:
       build the eBPF program into loadgen/bpf/ (object + manifest); --check rebuilds and compares bytes
   compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request
+  profile-overhead [--rounds N] [--duration SECS] [--path /]
+      target throughput with profiling off / 99 Hz / 999 Hz, and end-of-load to flamegraph time
   max-rate [--rates 5000,10000,...] [--duration SECS]
       open-loop rate sweep of one shard against the built-in target: lag and achieved rate";
