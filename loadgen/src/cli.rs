@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, allowed_cpus};
+use crate::engine::{Engine, RingMode, auto_engine};
 use crate::http::{RequestError, RequestSpec};
 use crate::schedule::Schedule;
 use crate::units::{UnitError, parse_count, parse_duration};
@@ -116,6 +117,10 @@ pub struct RunArgs {
     /// Write the profile as folded stacks (flamegraph.pl / inferno input).
     #[arg(long)]
     pub folded: Option<PathBuf>,
+    /// I/O engine: uring (our io_uring loop), glommio, or auto (uring when the
+    /// kernel has DEFER_TASKRUN, else glommio).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "glommio"])]
+    pub engine: String,
     /// Shards (threads), one per CPU (default: the CPUs this process may use).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
@@ -242,6 +247,22 @@ impl RunArgs {
             (None, None, None) => Some(Duration::from_secs(10)),
         };
         cfg.warmup = self.warmup.unwrap_or(Duration::ZERO);
+        cfg.ring_best = match std::env::var("LOADGEN_RING_MODE").as_deref() {
+            Ok("coop") => RingMode::CoopTaskrun,
+            Ok("plain") => RingMode::Plain,
+            _ => RingMode::DeferTaskrun,
+        };
+        cfg.engine = match self.engine.as_str() {
+            "uring" => Engine::Uring,
+            "glommio" => Engine::Glommio,
+            _ => {
+                let (engine, why) = auto_engine();
+                if engine != Engine::Uring {
+                    eprintln!("loadgen: notice: using the {} engine: {why}", engine.name());
+                }
+                engine
+            }
+        };
         cfg.requests = self.requests;
         cfg.pipeline = self.pipeline;
         cfg.timeout = self.timeout;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::engine::RingMode;
+use crate::engine::{Engine, RingMode};
 use crate::http::RequestSpec;
 use crate::schedule::Schedule;
 use crate::url::Url;
@@ -38,8 +38,10 @@ pub struct Config {
     pub max_header_bytes: usize,
     /// CPUs the shards are pinned to, round-robin; empty: no pinning.
     pub cpus: Vec<usize>,
-    /// Weakest ring mode to try; tests raise it to exercise fallbacks.
-    pub ring_floor: RingMode,
+    /// Best io_uring setup mode to try (weaker ones are tried after it);
+    /// `LOADGEN_RING_MODE=coop|plain` lowers it to exercise the fallbacks.
+    pub ring_best: RingMode,
+    pub engine: Engine,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -122,7 +124,8 @@ impl Config {
             request_bytes,
             max_header_bytes: 64 * 1024,
             cpus,
-            ring_floor: RingMode::DeferTaskrun,
+            ring_best: RingMode::DeferTaskrun,
+            engine: Engine::Uring,
         }
     }
 

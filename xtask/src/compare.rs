@@ -74,62 +74,50 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "{:<6} {:>5} {:>8} {:>12} {:>14}",
         "depth", "round", "client", "req/s", "cpu µs/req"
     );
+    const CLIENTS: [&str; 3] = ["loadgen", "glommio", "wrk"];
     let mut results: Vec<(usize, &str, Vec<Sample>)> = Vec::new();
     for &depth in &o.depths {
         std::fs::write(&script, wrk_pipeline_script(depth))?;
-        let mut lg = Vec::new();
-        let mut wk = Vec::new();
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); CLIENTS.len()];
         for round in 1..=o.rounds {
-            // Alternate which tool goes first so drift hits both equally.
-            let order: [&str; 2] = if round % 2 == 1 {
-                ["loadgen", "wrk"]
-            } else {
-                ["wrk", "loadgen"]
-            };
-            for tool in order {
-                let s = if tool == "loadgen" {
-                    run_loadgen(&loadgen, &url, &o, depth)?
-                } else {
-                    run_wrk(&wrk, &url, &o, depth, &script)?
+            // Rotate which client goes first so drift hits all equally.
+            for k in 0..CLIENTS.len() {
+                let c = (k + round - 1) % CLIENTS.len();
+                let s = match CLIENTS[c] {
+                    "loadgen" => run_loadgen(&loadgen, &url, &o, depth, "uring")?,
+                    "glommio" => run_loadgen(&loadgen, &url, &o, depth, "glommio")?,
+                    _ => run_wrk(&wrk, &url, &o, depth, &script)?,
                 };
                 println!(
                     "{:<6} {:>5} {:>8} {:>12.0} {:>14.2}",
-                    depth, round, tool, s.rps, s.cpu_us_per_req
+                    depth, round, CLIENTS[c], s.rps, s.cpu_us_per_req
                 );
-                if tool == "loadgen" {
-                    lg.push(s)
-                } else {
-                    wk.push(s)
-                }
+                samples[c].push(s);
             }
         }
-        results.push((depth, "loadgen", lg));
-        results.push((depth, "wrk", wk));
+        for (c, v) in samples.into_iter().enumerate() {
+            results.push((depth, CLIENTS[c], v));
+        }
     }
-    println!("\n# medians");
+    println!("\n# medians (loadgen = the io_uring engine, glommio = --engine glommio)");
     println!(
-        "{:<6} {:>8} {:>12} {:>14} {:>22}",
-        "depth", "client", "req/s", "cpu µs/req", "cpu ratio loadgen/wrk"
+        "{:<6} {:>8} {:>12} {:>14} {:>20}",
+        "depth", "client", "req/s", "cpu µs/req", "cpu ratio vs wrk"
     );
-    for pair in results.chunks(2) {
-        let (depth, _, lg) = &pair[0];
-        let (_, _, wk) = &pair[1];
-        let lg_cpu = median(lg.iter().map(|s| s.cpu_us_per_req).collect());
-        let wk_cpu = median(wk.iter().map(|s| s.cpu_us_per_req).collect());
-        let lg_rps = median(lg.iter().map(|s| s.rps).collect());
-        let wk_rps = median(wk.iter().map(|s| s.rps).collect());
-        println!(
-            "{:<6} {:>8} {:>12.0} {:>14.2} {:>22.3}",
-            depth,
-            "loadgen",
-            lg_rps,
-            lg_cpu,
-            lg_cpu / wk_cpu
-        );
-        println!(
-            "{:<6} {:>8} {:>12.0} {:>14.2} {:>22}",
-            depth, "wrk", wk_rps, wk_cpu, ""
-        );
+    for group in results.chunks(CLIENTS.len()) {
+        let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+        let wrk_cpu = med(&group[CLIENTS.len() - 1].2, |s| s.cpu_us_per_req);
+        for (depth, client, v) in group {
+            let cpu = med(v, |s| s.cpu_us_per_req);
+            println!(
+                "{:<6} {:>8} {:>12.0} {:>14.2} {:>20.3}",
+                depth,
+                client,
+                med(v, |s| s.rps),
+                cpu,
+                cpu / wrk_cpu
+            );
+        }
     }
     Ok(())
 }
@@ -176,7 +164,13 @@ fn children_cpu() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-fn run_loadgen(bin: &Path, url: &str, o: &Opts, depth: usize) -> anyhow::Result<Sample> {
+fn run_loadgen(
+    bin: &Path,
+    url: &str,
+    o: &Opts,
+    depth: usize,
+    engine: &str,
+) -> anyhow::Result<Sample> {
     let (out, cpu) = timed(
         Command::new("taskset")
             .arg("-c")
@@ -188,6 +182,7 @@ fn run_loadgen(bin: &Path, url: &str, o: &Opts, depth: usize) -> anyhow::Result<
             .arg(format!("{}s", o.duration))
             .arg("--pipeline")
             .arg(depth.to_string())
+            .args(["--engine", engine])
             .args(["--json", "-"])
             .arg(url)
             .stderr(Stdio::null()),

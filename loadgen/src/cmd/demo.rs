@@ -90,7 +90,12 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     write!(out, "{}", report::header(&cfg))?;
     out.flush()?;
     let (run, profile) = run_load(&cfg, stop, session)?;
-    let rep = RunReport::new(&cfg, &run, "io_uring", loadgen::signal::interrupted());
+    let rep = RunReport::new(
+        &cfg,
+        &run,
+        cfg.engine.name(),
+        loadgen::signal::interrupted(),
+    );
     write!(out, "{}", report::summary(&rep, true))?;
     if let Some(p) = &profile {
         write!(out, "{}", p.summary())?;

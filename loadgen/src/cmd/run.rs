@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use loadgen::cli::RunArgs;
 use loadgen::config::Config;
-use loadgen::engine::{RunOutput, ShardProgress};
+use loadgen::engine::{Engine, RingMode, RunOutput, ShardProgress};
 use loadgen::profile::{self, Profile, ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
 
@@ -38,7 +38,18 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     write!(text_out, "{}", report::header(&cfg))?;
     text_out.flush()?;
     let (out, profile) = run_load(&cfg, stop, session)?;
-    let rep = RunReport::new(&cfg, &out, "io_uring", loadgen::signal::interrupted());
+    if cfg.engine == Engine::Uring && out.ring_mode != RingMode::DeferTaskrun {
+        eprintln!(
+            "loadgen: notice: io_uring ran with {} (the kernel refused SINGLE_ISSUER|DEFER_TASKRUN): more client CPU per request",
+            out.ring_mode.describe()
+        );
+    }
+    let rep = RunReport::new(
+        &cfg,
+        &out,
+        cfg.engine.name(),
+        loadgen::signal::interrupted(),
+    );
     write!(text_out, "{}", report::summary(&rep, args.latency))?;
     if let Some(p) = &profile {
         write!(text_out, "{}", p.summary())?;

@@ -3,6 +3,7 @@
 
 mod conn;
 mod events;
+pub mod glommio;
 mod ring;
 mod shard;
 mod sock;
@@ -29,6 +30,62 @@ pub enum EngineError {
     Enter(io::Error),
     #[error("shard thread panicked; this is a bug, please report it")]
     Panic,
+    #[error(
+        "the glommio engine needs at least 512 KiB of locked memory, but `ulimit -l` is {0} KiB: raise it (ulimit -l 1024, or LimitMEMLOCK= in systemd) or use --engine uring"
+    )]
+    Memlock(u64),
+    #[error("the glommio engine could not start: {0}")]
+    Glommio(String),
+}
+
+/// Which I/O engine drives the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Our io_uring loop (the default).
+    Uring,
+    /// glommio, over the same HTTP core (portable fallback, cross-check).
+    Glommio,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Uring => "io_uring",
+            Engine::Glommio => "glommio",
+        }
+    }
+}
+
+/// Environment switch for tests: pretend the kernel lacks
+/// `DEFER_TASKRUN`, so `--engine auto` must fall back.
+pub const FORCE_NO_DEFER_TASKRUN: &str = "LOADGEN_FORCE_NO_DEFER_TASKRUN";
+
+/// `--engine auto`: the io_uring engine when the kernel has the ring
+/// features it is built for (`SINGLE_ISSUER | DEFER_TASKRUN`, Linux ≥ 6.1,
+/// plus provided-buffer rings), else glommio (Linux ≥ 5.8). Returns the
+/// choice and why.
+pub fn auto_engine() -> (Engine, String) {
+    if std::env::var_os(FORCE_NO_DEFER_TASKRUN).is_some_and(|v| v == "1") {
+        return (
+            Engine::Glommio,
+            format!("io_uring DEFER_TASKRUN disabled by {FORCE_NO_DEFER_TASKRUN}=1"),
+        );
+    }
+    match ring::build_ring(8, RingMode::DeferTaskrun) {
+        Ok((r, RingMode::DeferTaskrun)) => match ring::BufRing::new(&r, 8, 64, 1) {
+            Ok(_) => (
+                Engine::Uring,
+                "the kernel supports DEFER_TASKRUN and buffer rings".into(),
+            ),
+            Err(e) => (Engine::Glommio, format!("no io_uring buffer rings ({e})")),
+        },
+        Ok(_) => (
+            Engine::Glommio,
+            "the kernel lacks io_uring DEFER_TASKRUN (Linux < 6.1)".into(),
+        ),
+        Err(e) => (Engine::Glommio, format!("io_uring unavailable ({e})")),
+    }
 }
 
 /// What one shard is asked to do.
@@ -114,9 +171,22 @@ pub fn run_observed(
     stop: &AtomicBool,
     progress: &[ShardProgress],
 ) -> Result<RunOutput, EngineError> {
+    let started_at = std::time::SystemTime::now() + cfg.warmup;
+    if cfg.engine == Engine::Glommio {
+        let shards = glommio::run(cfg, stop, progress)?;
+        let mut total = ShardStats::new();
+        for s in &shards {
+            total.merge(s);
+        }
+        return Ok(RunOutput {
+            total,
+            shards,
+            ring_mode: RingMode::Plain,
+            started_at,
+        });
+    }
     let plans = plan(cfg);
     let start = Barrier::new(plans.len());
-    let started_at = std::time::SystemTime::now() + cfg.warmup;
     let results: Vec<Result<(ShardStats, RingMode), EngineError>> = std::thread::scope(|s| {
         let handles: Vec<_> = plans
             .iter()

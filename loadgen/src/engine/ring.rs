@@ -31,9 +31,9 @@ impl RingMode {
     }
 }
 
-/// Builds a ring with the best flags the kernel takes. Must be called on the
-/// thread that will submit to it (SINGLE_ISSUER).
-pub fn build_ring(entries: u32, floor: RingMode) -> io::Result<(IoUring, RingMode)> {
+/// Builds a ring with the best flags the kernel takes, starting at `best`.
+/// Must be called on the thread that will submit to it (SINGLE_ISSUER).
+pub fn build_ring(entries: u32, best: RingMode) -> io::Result<(IoUring, RingMode)> {
     let cq = entries.saturating_mul(4);
     let mut last_err = None;
     for mode in [
@@ -41,7 +41,7 @@ pub fn build_ring(entries: u32, floor: RingMode) -> io::Result<(IoUring, RingMod
         RingMode::CoopTaskrun,
         RingMode::Plain,
     ] {
-        if (mode as u8) < (floor as u8) {
+        if (mode as u8) < (best as u8) {
             continue;
         }
         let mut b = IoUring::builder();

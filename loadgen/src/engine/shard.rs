@@ -111,7 +111,7 @@ impl<'a> Shard<'a> {
         let entries = ((conns_n * 4).max(64) as u32)
             .next_power_of_two()
             .min(32768);
-        let (ring, mode) = build_ring(entries, cfg.ring_floor).map_err(EngineError::Ring)?;
+        let (ring, mode) = build_ring(entries, cfg.ring_best).map_err(EngineError::Ring)?;
         let bufs =
             BufRing::new(&ring, BUF_COUNT, BUF_SIZE, BUF_GROUP).map_err(EngineError::BufRing)?;
         let one = cfg.request_bytes.as_slice();

@@ -52,6 +52,9 @@ pub fn header(cfg: &Config) -> String {
     if cfg.pipeline > 1 {
         let _ = writeln!(s, "  pipeline depth {}", cfg.pipeline);
     }
+    if cfg.engine != crate::engine::Engine::Uring {
+        let _ = writeln!(s, "  engine: {}", cfg.engine.name());
+    }
     s
 }
 
