@@ -29,7 +29,31 @@ pub struct Errors {
     pub reset: u64,
 }
 
+/// Why a request (and its connection) failed; one per counter in
+/// [`Errors`] except `connect`. Both engines report through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Read,
+    Reset,
+    Write,
+    Timeout,
+    Parse,
+    Closed,
+}
+
 impl Errors {
+    /// Counts one request-level failure of `kind`.
+    pub fn add(&mut self, kind: ErrorKind) {
+        match kind {
+            ErrorKind::Read => self.read += 1,
+            ErrorKind::Reset => self.reset += 1,
+            ErrorKind::Write => self.write += 1,
+            ErrorKind::Timeout => self.timeout += 1,
+            ErrorKind::Parse => self.parse += 1,
+            ErrorKind::Closed => self.closed += 1,
+        }
+    }
+
     /// Request-level failures (everything but connect).
     pub fn requests(&self) -> u64 {
         self.read + self.write + self.timeout + self.parse + self.closed + self.reset

@@ -51,15 +51,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown option {other:?}"),
         }
     }
-    let root = loadgen_tests::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "loadgen"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building loadgen failed");
-    }
-    let loadgen = root.join("target/release/loadgen");
+    let loadgen = crate::build_loadgen()?;
     let wrk = which("wrk").context("wrk not found: apt-get install wrk")?;
     let nginx = Nginx::start(o.server_cpu).map_err(anyhow::Error::msg)?;
     let url = format!("http://127.0.0.1:{}/", nginx.port);

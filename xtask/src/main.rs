@@ -10,6 +10,19 @@ mod profile_overhead;
 
 use std::process::ExitCode;
 
+/// Builds the release `loadgen` binary and returns its path.
+pub fn build_loadgen() -> anyhow::Result<std::path::PathBuf> {
+    let root = loadgen_tests::workspace_root();
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "loadgen"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building loadgen failed");
+    }
+    Ok(root.join("target/release/loadgen"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {

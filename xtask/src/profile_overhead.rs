@@ -22,15 +22,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown option {other:?}"),
         }
     }
-    let root = loadgen_tests::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "loadgen"])
-        .current_dir(&root)
-        .status()?;
-    if !status.success() {
-        bail!("building loadgen failed");
-    }
-    let bin = root.join("target/release/loadgen");
+    let bin = crate::build_loadgen()?;
     let port = loadgen_tests::nginx::free_port()?;
     let mut target = Command::new("taskset")
         .args(["-c", "0"])

@@ -6,26 +6,15 @@ use io_uring::{cqueue, opcode, types};
 use super::conn::ConnState;
 use super::shard::{OP_CONNECT, OP_RECV, OP_SEND, OP_SEND_SKIP, Shard, split_user_data, user_data};
 use super::sock::tcp_socket;
-use crate::stats::ShardStats;
+use crate::stats::{ErrorKind, ShardStats};
 
 const BACKOFF_MIN_NS: u64 = 10_000_000;
 const BACKOFF_MAX_NS: u64 = 1_000_000_000;
 
-/// Why a connection is being replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Failure {
-    Read,
-    Reset,
-    Write,
-    Timeout,
-    Parse,
-    Closed,
-}
-
 enum Delivered {
     More,
     ServerClose,
-    Error(Failure),
+    Error(ErrorKind),
 }
 
 impl Shard<'_> {
@@ -133,7 +122,7 @@ impl Shard<'_> {
     pub(super) fn on_send(&mut self, ci: usize, res: i32) {
         // MSG_WAITALL makes any non-negative result a complete send.
         if res < 0 {
-            self.fail(ci, reset_or(res, Failure::Write));
+            self.fail(ci, reset_or(res, ErrorKind::Write));
             return;
         }
         let c = &mut self.conns[ci];
@@ -146,7 +135,7 @@ impl Shard<'_> {
     pub(super) fn on_recv(&mut self, ci: usize, res: i32, bid: Option<u16>, more: bool) {
         if res > 0 {
             let Some(bid) = bid else {
-                self.fail(ci, Failure::Read);
+                self.fail(ci, ErrorKind::Read);
                 return;
             };
             let len = res as usize;
@@ -175,7 +164,7 @@ impl Shard<'_> {
             if let Some(bid) = bid {
                 self.bufs.recycle(bid);
             }
-            self.fail(ci, reset_or(res, Failure::Read));
+            self.fail(ci, reset_or(res, ErrorKind::Read));
             return;
         }
         if !more {
@@ -193,7 +182,7 @@ impl Shard<'_> {
         while off < data.len() {
             if c.inflight == 0 {
                 // Bytes nobody asked for.
-                return Delivered::Error(Failure::Parse);
+                return Delivered::Error(ErrorKind::Parse);
             }
             match c.parser.parse(&data[off..], self.head_request) {
                 Ok((n, resp)) => {
@@ -207,11 +196,11 @@ impl Shard<'_> {
                                 return Delivered::ServerClose;
                             }
                         }
-                        None if n == 0 => return Delivered::Error(Failure::Parse),
+                        None if n == 0 => return Delivered::Error(ErrorKind::Parse),
                         None => {}
                     }
                 }
-                Err(_) => return Delivered::Error(Failure::Parse),
+                Err(_) => return Delivered::Error(ErrorKind::Parse),
             }
         }
         Delivered::More
@@ -235,22 +224,14 @@ impl Shard<'_> {
             }
             // An idle keep-alive connection closed by the server: normal.
             Ok(None) if self.conns[ci].inflight == 0 => self.replace(ci),
-            Ok(None) | Err(_) => self.fail(ci, Failure::Closed),
+            Ok(None) | Err(_) => self.fail(ci, ErrorKind::Closed),
         }
     }
 
     /// The oldest in-flight request failed with `f`; the connection is
     /// replaced and the requests behind it are sent again on the new one.
-    pub(super) fn fail(&mut self, ci: usize, f: Failure) {
-        let e = &mut self.stats.errors;
-        match f {
-            Failure::Read => e.read += 1,
-            Failure::Reset => e.reset += 1,
-            Failure::Write => e.write += 1,
-            Failure::Timeout => e.timeout += 1,
-            Failure::Parse => e.parse += 1,
-            Failure::Closed => e.closed += 1,
-        }
+    pub(super) fn fail(&mut self, ci: usize, f: ErrorKind) {
+        self.stats.errors.add(f);
         if self.conns[ci].inflight > 0 {
             self.conns[ci].pop_oldest();
             self.outstanding -= 1;
@@ -283,9 +264,9 @@ impl Shard<'_> {
 }
 
 /// A peer reset is its own error kind; other errors are `otherwise`.
-fn reset_or(res: i32, otherwise: Failure) -> Failure {
+fn reset_or(res: i32, otherwise: ErrorKind) -> ErrorKind {
     if res == -libc::ECONNRESET || res == -libc::EPIPE {
-        Failure::Reset
+        ErrorKind::Reset
     } else {
         otherwise
     }

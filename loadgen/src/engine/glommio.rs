@@ -26,11 +26,12 @@ use glommio::sync::Semaphore;
 use glommio::timer::{sleep, timeout};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::clocks::Clocks;
 use super::{EngineError, ShardPlan, ShardProgress};
 use crate::config::Config;
 use crate::http::ResponseParser;
 use crate::schedule::ShardSchedule;
-use crate::stats::ShardStats;
+use crate::stats::{ErrorKind, ShardStats};
 
 /// glommio refuses to start below this much locked memory.
 pub const MIN_MEMLOCK: u64 = 512 * 1024;
@@ -188,10 +189,7 @@ async fn ticker(
         .duration
         .map(|d| ctx.measure_from + d.as_nanos() as u64);
     let mut warming = ctx.measure_from > 0;
-    let mut next_rate = 100_000_000u64;
-    let mut next_second = ctx.measure_from + 1_000_000_000;
-    let mut last_count = 0u64;
-    let mut rate_since = 0u64;
+    let mut clocks = Clocks::new(ctx.measure_from);
     loop {
         sleep(Duration::from_millis(1)).await;
         let now = ctx.now();
@@ -201,20 +199,7 @@ async fn ticker(
             s.stats.reset_measurements();
             let outstanding = s.outstanding;
             s.quota = plan.requests.map(|n| n.saturating_sub(outstanding));
-            last_count = 0;
-            rate_since = now;
-        }
-        let count = s.stats.responses + s.stats.errors.requests();
-        if now >= next_rate {
-            if count > last_count && !warming {
-                let ns = (now - rate_since).max(1);
-                s.stats
-                    .rate
-                    .saturating_record((count - last_count) * 1_000_000_000 / ns);
-            }
-            last_count = count;
-            rate_since = now;
-            next_rate = now + 100_000_000;
+            clocks.restart(now);
         }
         let done = match (deadline, s.quota) {
             (Some(d), _) if now >= d => true,
@@ -227,15 +212,7 @@ async fn ticker(
             && s.stats.responses == 0
             && s.stats.errors.requests() == 0;
         let stopped = done || stop.load(Ordering::Relaxed) || unreachable;
-        while !warming && (now >= next_second || (stopped && next_second > now)) {
-            let last = now < next_second;
-            s.stats.roll_second();
-            progress.publish(&s.stats);
-            next_second += 1_000_000_000;
-            if last {
-                break;
-            }
-        }
+        clocks.tick(&mut s.stats, now, warming, stopped, progress);
         if stopped {
             // `-n` ends when the last response arrived, not at this tick.
             let end = match (deadline, ctx.cfg.requests) {
@@ -336,16 +313,6 @@ enum Outcome {
     },
 }
 
-#[derive(Clone, Copy)]
-enum ErrorKind {
-    Read,
-    Reset,
-    Write,
-    Timeout,
-    Parse,
-    Closed,
-}
-
 fn io_kind(e: &std::io::Error, otherwise: ErrorKind) -> ErrorKind {
     match e.kind() {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => ErrorKind::Reset,
@@ -408,15 +375,7 @@ async fn connection(st: State, ctx: Rc<Ctx>, wake: Rc<Semaphore>) {
                     let mut s = st.borrow_mut();
                     let mut rest = answered;
                     if let Some(kind) = error {
-                        let e = &mut s.stats.errors;
-                        match kind {
-                            ErrorKind::Read => e.read += 1,
-                            ErrorKind::Reset => e.reset += 1,
-                            ErrorKind::Write => e.write += 1,
-                            ErrorKind::Timeout => e.timeout += 1,
-                            ErrorKind::Parse => e.parse += 1,
-                            ErrorKind::Closed => e.closed += 1,
-                        }
+                        s.stats.errors.add(kind);
                         s.stats.note_error();
                         s.outstanding -= 1;
                         rest += 1;

@@ -1,6 +1,7 @@
 //! The load engine: one pinned thread per shard, each with its own
 //! io_uring, connections as state machines, stats merged at the end.
 
+mod clocks;
 mod conn;
 mod events;
 pub mod glommio;

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+use super::clocks::Clocks;
 use super::conn::{Conn, ConnState};
-use super::events::Failure;
 use super::ring::{BufRing, RingMode, build_ring};
 use super::sock::SockAddr;
 use super::{EngineError, ShardPlan, ShardProgress};
 use crate::config::Config;
 use crate::schedule::ShardSchedule;
-use crate::stats::ShardStats;
+use crate::stats::{ErrorKind, ShardStats};
 
 pub(super) const OP_CONNECT: u64 = 1;
 pub(super) const OP_RECV: u64 = 2;
@@ -29,8 +29,6 @@ pub(super) const OP_SEND_SKIP: u64 = 4;
 const BUF_COUNT: u16 = 1024;
 const BUF_SIZE: usize = 4096;
 const BUF_GROUP: u16 = 0;
-const RATE_INTERVAL_NS: u64 = 100_000_000;
-const SECOND_NS: u64 = 1_000_000_000;
 /// Completions handled per batch (copied out so the ring can be pushed to
 /// while they are processed).
 const CQE_BATCH: usize = 256;
@@ -193,14 +191,11 @@ impl<'a> Shard<'a> {
         for ci in 0..self.conns.len() {
             self.open(ci);
         }
-        let mut next_rate = RATE_INTERVAL_NS;
-        let mut rate_count = 0u64;
-        let mut rate_since = 0u64;
+        let mut clocks = Clocks::new(self.measure_from);
         let mut next_check = self.check_every_ns;
-        let mut next_second = self.measure_from + SECOND_NS;
         let mut batch = [(0u64, 0i32, 0u32); CQE_BATCH];
         loop {
-            let mut wake = next_rate.min(next_check).min(next_second);
+            let mut wake = clocks.next_wake().min(next_check);
             if let Some(d) = deadline {
                 wake = wake.min(d);
             }
@@ -216,7 +211,6 @@ impl<'a> Shard<'a> {
             }
             self.enter(wake)?;
             self.now = self.clock();
-            let before = self.stats.responses + self.stats.errors.requests();
             loop {
                 let n = {
                     let mut cq = self.ring.completion();
@@ -241,7 +235,6 @@ impl<'a> Shard<'a> {
             if self.open_loop.is_some() {
                 self.dispatch();
             }
-            rate_count += self.stats.responses + self.stats.errors.requests() - before;
 
             if warming && self.now >= self.measure_from {
                 // Warm-up over: forget it, and start counting `-n` now. The
@@ -250,24 +243,11 @@ impl<'a> Shard<'a> {
                 warming = false;
                 self.stats.reset_measurements();
                 self.quota = plan.requests.map(|n| n.saturating_sub(self.outstanding));
-                rate_count = 0;
-                rate_since = self.now;
+                clocks.restart(self.now);
             }
             if self.now >= next_check {
                 self.check_timers();
                 next_check = self.now + self.check_every_ns;
-            }
-            if self.now >= next_rate {
-                // wrk's Req/Sec: per-thread rate over each ~100 ms interval.
-                if rate_count > 0 && !warming {
-                    let ns = (self.now - rate_since).max(1);
-                    self.stats
-                        .rate
-                        .saturating_record(rate_count * 1_000_000_000 / ns);
-                }
-                rate_count = 0;
-                rate_since = self.now;
-                next_rate = self.now + RATE_INTERVAL_NS;
             }
             let done = match (deadline, self.quota) {
                 (Some(d), _) if self.now >= d => true,
@@ -275,17 +255,7 @@ impl<'a> Shard<'a> {
                 _ => false,
             };
             let stopped = done || stop.load(Ordering::Relaxed) || self.unreachable();
-            // Seconds are closed on their boundary, and a final partial one
-            // when the run ends (so the series covers the whole window).
-            while self.now >= next_second || (stopped && !warming && next_second > self.now) {
-                let last = self.now < next_second;
-                self.stats.roll_second();
-                progress.publish(&self.stats);
-                next_second += SECOND_NS;
-                if last {
-                    break;
-                }
-            }
+            clocks.tick(&mut self.stats, self.now, warming, stopped, progress);
             if stopped {
                 break;
             }
@@ -502,7 +472,7 @@ impl<'a> Shard<'a> {
                     if c.oldest_sent_at()
                         .is_some_and(|t| now.saturating_sub(t) > self.timeout_ns)
                     {
-                        self.fail(ci, Failure::Timeout);
+                        self.fail(ci, ErrorKind::Timeout);
                     }
                 }
                 ConnState::Connecting => {
