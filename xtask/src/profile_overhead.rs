@@ -83,19 +83,22 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     let _ = target.kill();
     let _ = target.wait();
-    let median = |v: &mut Vec<f64>| {
+    // Rounds move ±20 % here (host noise), so compare within a round:
+    // each profiled run against the unprofiled run of the same round.
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let off = median(&mut results[0]);
-    println!("\n# medians");
-    for (m, r) in results.iter_mut().enumerate() {
-        let med = median(r);
+    println!("\n# per-round change vs the unprofiled run of the same round (median over rounds)");
+    let off = &results[0];
+    for (m, r) in results.iter().enumerate().skip(1) {
+        let ratios: Vec<f64> = r.iter().zip(off).map(|(p, o)| 100.0 * (p - o) / o).collect();
+        let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
         println!(
-            "{:>8} {:>12.0} req/s {:>+8.2}% vs off",
+            "{:>8}: median {:+.2}%   rounds: {}",
             modes[m].map_or("off".to_string(), |h| format!("{h} Hz")),
-            med,
-            100.0 * (med - off) / off
+            median(ratios.clone()),
+            shown.join(" ")
         );
     }
     Ok(())
