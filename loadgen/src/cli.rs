@@ -36,6 +36,47 @@ pub enum Command {
     /// Start the built-in target, load it for 10 s on a CPU-burning endpoint,
     /// profile it, print the summary and write flamegraph.svg.
     Demo(DemoArgs),
+    /// Compare two JSON reports: is NEW significantly faster or slower than BASE?
+    Compare(CompareArgs),
+    /// Differential flamegraph of two folded profiles (BASE → NEW).
+    DiffFlame(DiffFlameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Report of the baseline run (loadgen --json).
+    pub base: PathBuf,
+    /// Report of the new run.
+    pub new: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 when a metric is significantly slower by at least PCT %.
+    #[arg(long, value_name = "PCT")]
+    pub fail_if_slower: Option<f64>,
+    /// Significance level.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffFlameArgs {
+    /// Folded stacks of the baseline (loadgen --folded, or any flamegraph.pl input).
+    pub base: PathBuf,
+    /// Folded stacks of the new profile.
+    pub new: PathBuf,
+    /// Where to write the differential flamegraph.
+    #[arg(short = 'o', long, default_value = "diff.svg")]
+    pub output: PathBuf,
+    /// JSON report of the baseline run, to normalize samples by requests served.
+    #[arg(long)]
+    pub base_report: Option<PathBuf>,
+    /// JSON report of the new run.
+    #[arg(long)]
+    pub new_report: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +162,21 @@ pub struct RunArgs {
     /// kernel has DEFER_TASKRUN, else glommio).
     #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "glommio"])]
     pub engine: String,
+    /// Repeat the load K times (each run is one sample for `loadgen compare`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Pause between runs.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub pause: Duration,
+    /// Compare this run with a baseline report (printed after the summary).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// With --profile and --baseline: write the differential flamegraph here.
+    #[arg(long)]
+    pub diff_flamegraph: Option<PathBuf>,
+    /// With --baseline: exit with status 3 when significantly slower by PCT %.
+    #[arg(long, value_name = "PCT")]
+    pub fail_if_slower: Option<f64>,
     /// Shards (threads), one per CPU (default: the CPUs this process may use).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,

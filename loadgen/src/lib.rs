@@ -4,6 +4,7 @@
 //! [`stats`] → merge → [`report`].
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod http;

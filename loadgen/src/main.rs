@@ -1,6 +1,7 @@
 //! The `loadgen` binary: parse, dispatch. Exit codes: 0 the run completed,
 //! 1 a runtime failure (no connection could be made, I/O setup failed, a
-//! report could not be written), 2 bad usage.
+//! report could not be written), 2 bad usage, 3 significantly slower than
+//! the baseline by more than `--fail-if-slower`.
 
 mod cmd;
 
@@ -32,6 +33,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Target(args)) => cmd::target::main(args),
         Some(Command::Demo(args)) => cmd::demo::main(args),
+        Some(Command::Compare(args)) => cmd::compare::compare(args),
+        Some(Command::DiffFlame(args)) => cmd::compare::diff_flame(args),
         None => cmd::run::main(&cli.run),
     };
     match result {

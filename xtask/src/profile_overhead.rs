@@ -92,7 +92,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     println!("\n# per-round change vs the unprofiled run of the same round (median over rounds)");
     let off = &results[0];
     for (m, r) in results.iter().enumerate().skip(1) {
-        let ratios: Vec<f64> = r.iter().zip(off).map(|(p, o)| 100.0 * (p - o) / o).collect();
+        let ratios: Vec<f64> = r
+            .iter()
+            .zip(off)
+            .map(|(p, o)| 100.0 * (p - o) / o)
+            .collect();
         let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
         println!(
             "{:>8}: median {:+.2}%   rounds: {}",

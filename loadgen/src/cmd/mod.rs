@@ -1,6 +1,7 @@
 //! The binary's commands. Library code does the work; these wire it to
 //! flags, files and the terminal.
 
+pub mod compare;
 pub mod demo;
 pub mod run;
 pub mod target;

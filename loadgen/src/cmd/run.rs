@@ -29,43 +29,106 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(std::io::stdout())
     };
-    let session = if args.wants_profile() {
-        start_profiler(args, &cfg)
-    } else {
-        None
-    };
     let stop = loadgen::signal::install();
     write!(text_out, "{}", report::header(&cfg))?;
+    if args.runs > 1 {
+        writeln!(text_out, "  {} runs", args.runs)?;
+    }
     text_out.flush()?;
-    let (out, profile) = run_load(&cfg, stop, session)?;
+    let mut outs: Vec<RunOutput> = Vec::new();
+    let mut profile: Option<Profile> = None;
+    for run in 0..args.runs {
+        if run > 0 && !args.pause.is_zero() {
+            std::thread::sleep(args.pause);
+        }
+        if loadgen::signal::interrupted() {
+            break;
+        }
+        let session = if args.wants_profile() {
+            start_profiler(args, &cfg)
+        } else {
+            None
+        };
+        let (out, p) = run_load(&cfg, stop, session)?;
+        if args.runs > 1 {
+            let t = &out.total;
+            let q = |q: f64| {
+                if t.latency.is_empty() {
+                    0
+                } else {
+                    t.latency.value_at_quantile(q)
+                }
+            };
+            writeln!(
+                text_out,
+                "  run {}/{}: {:.2} req/s, p50 {}, p99 {}, errors {}",
+                run + 1,
+                args.runs,
+                t.responses as f64 / t.elapsed.as_secs_f64().max(1e-9),
+                loadgen::units::format_time_us(q(0.5) as f64),
+                loadgen::units::format_time_us(q(0.99) as f64),
+                t.errors.total()
+            )?;
+            text_out.flush()?;
+        }
+        match (&mut profile, p) {
+            (Some(all), Some(p)) => all.merge(&p),
+            (slot @ None, Some(p)) => *slot = Some(p),
+            _ => {}
+        }
+        outs.push(out);
+    }
+    let out = combine(&outs);
     if cfg.engine == Engine::Uring && out.ring_mode != RingMode::DeferTaskrun {
         eprintln!(
             "loadgen: notice: io_uring ran with {} (the kernel refused SINGLE_ISSUER|DEFER_TASKRUN): more client CPU per request",
             out.ring_mode.describe()
         );
     }
-    let rep = RunReport::new(
+    let mut rep = RunReport::new(
         &cfg,
         &out,
         cfg.engine.name(),
         loadgen::signal::interrupted(),
     );
+    if outs.len() > 1 {
+        // One run after another: each run's own seconds, in order.
+        rep.series.clear();
+        rep.second_lens.clear();
+        for o in &outs {
+            let r = RunReport::new(&cfg, o, cfg.engine.name(), false);
+            rep.series.extend(r.series);
+            rep.second_lens.extend(r.second_lens);
+        }
+    }
     write!(text_out, "{}", report::summary(&rep, args.latency))?;
     if let Some(p) = &profile {
         write!(text_out, "{}", p.summary())?;
     }
     text_out.flush()?;
+    let mut doc = report::to_json(&rep);
+    if let Some(p) = &profile {
+        doc["profile"] = p.to_json();
+    }
+    if outs.len() > 1 {
+        doc["runs"] = serde_json::Value::Array(
+            outs.iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let mut r = report::to_json(&RunReport::new(&cfg, o, cfg.engine.name(), false));
+                    r["run"] = (i + 1).into();
+                    r
+                })
+                .collect(),
+        );
+    }
     if let Some(path) = &args.json {
-        let mut doc = report::to_json(&rep);
-        if let Some(p) = &profile {
-            doc["profile"] = p.to_json();
-        }
-        let mut doc = serde_json::to_string_pretty(&doc)?;
-        doc.push('\n');
+        let mut text = serde_json::to_string_pretty(&doc)?;
+        text.push('\n');
         if json_to_stdout {
-            std::io::stdout().write_all(doc.as_bytes())?;
+            std::io::stdout().write_all(text.as_bytes())?;
         } else {
-            std::fs::write(path, doc)
+            std::fs::write(path, text)
                 .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
         }
     }
@@ -85,6 +148,10 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             &load_name(&cfg),
         )?;
     }
+    let mut code = ExitCode::SUCCESS;
+    if let Some(base_path) = &args.baseline {
+        code = baseline(args, base_path, &doc, profile.as_ref(), &mut text_out)?;
+    }
     let t = &out.total;
     if t.responses == 0 && t.errors.connect > 0 {
         eprintln!(
@@ -92,6 +159,58 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             cfg.addr, t.errors.connect
         );
         return Ok(ExitCode::from(1));
+    }
+    Ok(code)
+}
+
+/// All runs as one: totals merged, measured time summed.
+fn combine(outs: &[RunOutput]) -> RunOutput {
+    let mut all = outs[0].clone();
+    for o in &outs[1..] {
+        all.total.merge(&o.total);
+        all.shards.extend(o.shards.iter().cloned());
+    }
+    all.total.elapsed = outs.iter().map(|o| o.total.elapsed).sum();
+    all
+}
+
+/// `--baseline`: the statistical comparison, and with a profile on both
+/// sides the differential flamegraph.
+fn baseline(
+    args: &RunArgs,
+    base_path: &std::path::Path,
+    doc: &serde_json::Value,
+    profile: Option<&Profile>,
+    out: &mut Box<dyn Write>,
+) -> anyhow::Result<ExitCode> {
+    let base = super::compare::read_report(base_path)?;
+    writeln!(out, "Compared with {}:", base_path.display())?;
+    out.flush()?;
+    let c = loadgen::compare::runs::compare(&base, doc, 0.05)?;
+    write!(out, "{}", c.text())?;
+    let base_folded: Option<Vec<String>> = base["profile"]["folded"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    });
+    if let (Some(p), Some(lines)) = (profile, base_folded) {
+        let base_f = loadgen::profile::Folded::read(lines.join("\n").as_bytes())?;
+        let requests = base["requests"].as_u64().zip(doc["requests"].as_u64());
+        let d = loadgen::compare::diff::diff(&base_f, &p.folded, requests);
+        write!(out, "{}", d.text())?;
+        if let Some(path) = &args.diff_flamegraph {
+            let title = format!("{} → this run", base_path.display());
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            loadgen::compare::diff::render(&base_f, &p.folded, &title, std::io::BufWriter::new(f))?;
+            writeln!(out, "Differential flamegraph written to {}", path.display())?;
+        }
+    }
+    if let Some(pct) = args.fail_if_slower
+        && c.slower_than(pct)
+    {
+        eprintln!("loadgen: significantly slower than the baseline by {pct}% or more");
+        return Ok(ExitCode::from(3));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -34,6 +34,17 @@ impl Folded {
         self.stacks.iter().map(|(_, n)| n).sum()
     }
 
+    /// Adds another profile's stacks to this one.
+    pub fn merge(&mut self, other: &Folded) {
+        let mut merged: HashMap<Vec<String>, u64> =
+            std::mem::take(&mut self.stacks).into_iter().collect();
+        for (frames, n) in &other.stacks {
+            *merged.entry(frames.clone()).or_default() += n;
+        }
+        self.stacks = merged.into_iter().collect();
+        self.stacks.sort();
+    }
+
     /// Lines as inferno and flamegraph.pl read them.
     pub fn lines(&self) -> Vec<String> {
         let mut lines: Vec<String> = self

@@ -210,6 +210,24 @@ pub struct Profile {
 }
 
 impl Profile {
+    /// Folds a later run's profile of the same target into this one.
+    pub fn merge(&mut self, other: &Profile) {
+        self.folded.merge(&other.folded);
+        self.samples += other.samples;
+        self.lost += other.lost;
+        for (a, b) in self.raw_stats.iter_mut().zip(other.raw_stats.iter()) {
+            *a += b;
+        }
+        self.window += other.window;
+        self.symbolize_time += other.symbolize_time;
+        for w in &other.warnings {
+            if !self.warnings.contains(w) {
+                self.warnings.push(w.clone());
+            }
+        }
+        self.top = self.folded.top_functions(15, true);
+    }
+
     pub fn target_name(&self) -> String {
         self.pids
             .iter()
@@ -262,6 +280,9 @@ impl Profile {
             "functions": self.top,
             "warnings": self.warnings,
             "symbolize_s": self.symbolize_time.as_secs_f64(),
+            // The stacks themselves, so a later run can draw a differential
+            // flamegraph against this report (--baseline).
+            "folded": self.folded.lines(),
         })
     }
 

@@ -46,7 +46,9 @@ fn series(r: &RunReport<'_>) -> Value {
                 "errors": s.errors,
                 "rate": if len > 0.0 { s.responses as f64 / len } else { 0.0 },
                 "p50_us": q(0.5),
+                "p90_us": q(0.9),
                 "p99_us": q(0.99),
+                "p99_9_us": q(0.999),
                 "max_us": s.latency.max(),
             });
             if let Some(target) = r.target_in_second(i) {

@@ -22,8 +22,11 @@ pub struct RunReport<'a> {
     pub engine: &'static str,
     /// The run was cut short by Ctrl-C.
     pub interrupted: bool,
-    /// Per-second series, merged over shards.
+    /// Per-second series, merged over shards (runs one after another).
     pub series: Vec<Second>,
+    /// Length of each second of the series (the last of a run may be
+    /// partial), s.
+    pub second_lens: Vec<f64>,
 }
 
 impl<'a> RunReport<'a> {
@@ -33,12 +36,18 @@ impl<'a> RunReport<'a> {
         engine: &'static str,
         interrupted: bool,
     ) -> Self {
+        let series = merge_series(&out.shards);
+        let elapsed = out.total.elapsed.as_secs_f64();
+        let second_lens = (0..series.len())
+            .map(|i| (elapsed - i as f64).clamp(0.0, 1.0))
+            .collect();
         RunReport {
             cfg,
             out,
             engine,
             interrupted,
-            series: merge_series(&out.shards),
+            series,
+            second_lens,
         }
     }
 
@@ -73,7 +82,7 @@ impl<'a> RunReport<'a> {
 
     /// Length of second `i` of the series (the last may be partial).
     pub fn second_len(&self, i: usize) -> f64 {
-        (self.elapsed_s() - i as f64).clamp(0.0, 1.0)
+        self.second_lens.get(i).copied().unwrap_or(0.0)
     }
 
     /// Self-checks of an open-loop run: did we deliver the schedule, and if

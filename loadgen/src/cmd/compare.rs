@@ -1,0 +1,84 @@
+//! `loadgen compare` and `loadgen diff-flame`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use loadgen::cli::{CompareArgs, DiffFlameArgs};
+use loadgen::compare::{diff, runs};
+use loadgen::profile::Folded;
+use serde_json::Value;
+
+pub fn read_report(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a loadgen JSON report", path.display()))
+}
+
+fn read_folded(path: &Path) -> anyhow::Result<Folded> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Folded::read(std::io::BufReader::new(f))?)
+}
+
+/// Prints the comparison; exit 3 when slower than the gate allows.
+pub fn report_comparison(
+    base: &Value,
+    new: &Value,
+    alpha: f64,
+    json: bool,
+    gate: Option<f64>,
+) -> anyhow::Result<ExitCode> {
+    let c = runs::compare(base, new, alpha)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c.to_json())?);
+    } else {
+        print!("{}", c.text());
+    }
+    if let Some(pct) = gate
+        && c.slower_than(pct)
+    {
+        eprintln!("loadgen: significantly slower than the baseline by {pct}% or more");
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..1.0).contains(&args.alpha) || args.alpha == 0.0 {
+        eprintln!("loadgen: --alpha must be between 0 and 1, e.g. 0.05");
+        return Ok(ExitCode::from(2));
+    }
+    let base = read_report(&args.base)?;
+    let new = read_report(&args.new)?;
+    report_comparison(&base, &new, args.alpha, args.json, args.fail_if_slower)
+}
+
+pub fn requests_of(path: &Option<std::path::PathBuf>) -> anyhow::Result<Option<u64>> {
+    match path {
+        Some(p) => Ok(read_report(p)?["requests"].as_u64()),
+        None => Ok(None),
+    }
+}
+
+pub fn diff_flame(args: &DiffFlameArgs) -> anyhow::Result<ExitCode> {
+    let base = read_folded(&args.base)?;
+    let new = read_folded(&args.new)?;
+    let requests = requests_of(&args.base_report)?.zip(requests_of(&args.new_report)?);
+    let d = diff::diff(&base, &new, requests);
+    let title = format!("{} → {}", args.base.display(), args.new.display());
+    let out = std::fs::File::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    diff::render(&base, &new, &title, std::io::BufWriter::new(out))
+        .with_context(|| format!("cannot draw {}", args.output.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d.to_json())?);
+    } else {
+        print!("{}", d.text());
+        println!(
+            "Differential flamegraph written to {}",
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

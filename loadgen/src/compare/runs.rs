@@ -1,0 +1,364 @@
+//! `loadgen compare BASE.json NEW.json`: did the change make it faster?
+//!
+//! Samples are the runs (`--runs K`, when both sides have at least 3),
+//! otherwise the per-second series. For throughput and p50/p90/p99/p99.9
+//! latency: medians, relative change, a 95 % bootstrap interval for it, a
+//! p-value (Welch's t-test when both sides pass Shapiro–Wilk at α, else
+//! Mann–Whitney U), and a verdict.
+
+use serde_json::{Value, json};
+
+use super::stats::{bootstrap_delta_pct, cv, mann_whitney_u, median, shapiro_wilk, welch_t};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(
+        "{0} has no samples for {1}: it needs `runs` (from --runs) or a per-second `series` (loadgen ≥ this version)"
+    )]
+    NoSamples(String, &'static str),
+}
+
+struct Metric {
+    name: &'static str,
+    /// Key in each run (`rps`, or a latency percentile).
+    run_key: &'static str,
+    /// Key in each per-second row.
+    series_key: &'static str,
+    higher_is_better: bool,
+}
+
+const METRICS: [Metric; 5] = [
+    Metric {
+        name: "throughput",
+        run_key: "rps",
+        series_key: "rate",
+        higher_is_better: true,
+    },
+    Metric {
+        name: "p50 latency",
+        run_key: "p50",
+        series_key: "p50_us",
+        higher_is_better: false,
+    },
+    Metric {
+        name: "p90 latency",
+        run_key: "p90",
+        series_key: "p90_us",
+        higher_is_better: false,
+    },
+    Metric {
+        name: "p99 latency",
+        run_key: "p99",
+        series_key: "p99_us",
+        higher_is_better: false,
+    },
+    Metric {
+        name: "p99.9 latency",
+        run_key: "p99_9",
+        series_key: "p99_9_us",
+        higher_is_better: false,
+    },
+];
+
+/// Where the samples came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleKind {
+    Runs,
+    Seconds,
+}
+
+fn runs(doc: &Value) -> &[Value] {
+    doc["runs"].as_array().map_or(&[], Vec::as_slice)
+}
+
+fn samples(doc: &Value, m: &Metric, kind: SampleKind) -> Vec<f64> {
+    match kind {
+        SampleKind::Runs => runs(doc)
+            .iter()
+            .filter_map(|r| {
+                if m.run_key == "rps" {
+                    r["rps"].as_f64()
+                } else {
+                    r["latency_us"][m.run_key].as_f64()
+                }
+            })
+            .collect(),
+        SampleKind::Seconds => {
+            let rows = doc["series"].as_array().map_or(&[][..], Vec::as_slice);
+            // A last partial second has too few requests to be a fair sample.
+            let full = rows.len().saturating_sub(usize::from(rows.len() > 1));
+            rows[..full]
+                .iter()
+                .filter(|r| r["requests"].as_u64().unwrap_or(0) > 0)
+                .filter_map(|r| r[m.series_key].as_f64())
+                .collect()
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub metric: &'static str,
+    pub base_median: f64,
+    pub new_median: f64,
+    pub delta_pct: f64,
+    pub ci95_pct: (f64, f64),
+    pub p_value: f64,
+    pub test: &'static str,
+    pub verdict: &'static str,
+    pub n_base: usize,
+    pub n_new: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub kind: SampleKind,
+    pub rows: Vec<Row>,
+    pub warnings: Vec<String>,
+    pub alpha: f64,
+}
+
+pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, CompareError> {
+    let kind = if runs(base).len() >= 3 && runs(new).len() >= 3 {
+        SampleKind::Runs
+    } else {
+        SampleKind::Seconds
+    };
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for m in &METRICS {
+        let a = samples(base, m, kind);
+        let b = samples(new, m, kind);
+        if a.is_empty() {
+            return Err(CompareError::NoSamples("BASE".into(), m.name));
+        }
+        if b.is_empty() {
+            return Err(CompareError::NoSamples("NEW".into(), m.name));
+        }
+        let (ma, mb) = (median(&a), median(&b));
+        let delta = if ma != 0.0 {
+            100.0 * (mb - ma) / ma
+        } else {
+            0.0
+        };
+        let normal = |x: &[f64]| shapiro_wilk(x).is_some_and(|(_, p)| p > alpha);
+        let (test, p) = if a.len() >= 2 && b.len() >= 2 && normal(&a) && normal(&b) {
+            ("Welch t", welch_t(&a, &b).2)
+        } else {
+            ("Mann-Whitney U", mann_whitney_u(&a, &b).1)
+        };
+        let verdict = if p < alpha && delta != 0.0 {
+            if (delta > 0.0) == m.higher_is_better {
+                "faster"
+            } else {
+                "slower"
+            }
+        } else {
+            "no significant difference"
+        };
+        for (side, x) in [("BASE", &a), ("NEW", &b)] {
+            let c = cv(x);
+            if c > 0.05 {
+                warnings.push(format!(
+                    "{} of {side} varies a lot (coefficient of variation {:.1}% > 5%): the machine was noisy or the run unstable; more runs narrow the interval",
+                    m.name,
+                    100.0 * c
+                ));
+            }
+        }
+        rows.push(Row {
+            metric: m.name,
+            base_median: ma,
+            new_median: mb,
+            delta_pct: delta,
+            ci95_pct: bootstrap_delta_pct(&a, &b, 2000, 0x5eed),
+            p_value: p,
+            test,
+            verdict,
+            n_base: a.len(),
+            n_new: b.len(),
+        });
+    }
+    let n = rows.first().map_or(0, |r| r.n_base.min(r.n_new));
+    if n < 5 {
+        warnings.insert(
+            0,
+            format!(
+                "only {n} samples on one side: tests have little power; use --runs 5 or longer runs"
+            ),
+        );
+    }
+    Ok(Comparison {
+        kind,
+        rows,
+        warnings,
+        alpha,
+    })
+}
+
+impl Comparison {
+    pub fn text(&self) -> String {
+        let what = match self.kind {
+            SampleKind::Runs => "runs (one sample per run)",
+            SampleKind::Seconds => "per-second samples (no --runs on both sides)",
+        };
+        let mut s = format!(
+            "Samples: {what}; 95% CI: bootstrap of the median's relative change; alpha {}\n",
+            self.alpha
+        );
+        s.push_str(&format!(
+            "{:<14} {:>12} {:>12} {:>9} {:>22} {:>10}  {:<15} {}\n",
+            "metric", "base", "new", "delta", "95% CI", "p-value", "test", "verdict"
+        ));
+        for r in &self.rows {
+            let unit = |v: f64| {
+                if r.metric == "throughput" {
+                    format!("{v:.1}/s")
+                } else {
+                    crate::units::format_time_us(v)
+                }
+            };
+            s.push_str(&format!(
+                "{:<14} {:>12} {:>12} {:>+8.2}% {:>22} {:>10.4}  {:<15} {}\n",
+                r.metric,
+                unit(r.base_median),
+                unit(r.new_median),
+                r.delta_pct,
+                format!("[{:+.2}%, {:+.2}%]", r.ci95_pct.0, r.ci95_pct.1),
+                r.p_value,
+                r.test,
+                r.verdict
+            ));
+        }
+        for w in &self.warnings {
+            s.push_str(&format!("WARNING: {w}\n"));
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "samples": match self.kind { SampleKind::Runs => "runs", SampleKind::Seconds => "seconds" },
+            "alpha": self.alpha,
+            "ci": "bootstrap, 2000 resamples, percentile",
+            "metrics": self.rows,
+            "warnings": self.warnings,
+        })
+    }
+
+    /// True when a metric got significantly slower by at least `pct` %.
+    pub fn slower_than(&self, pct: f64) -> bool {
+        self.rows
+            .iter()
+            .any(|r| r.verdict == "slower" && r.delta_pct.abs() >= pct)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report with `k` runs whose throughput and latencies are drawn
+    /// around `rps` and `lat_us` with relative noise `noise`.
+    fn report(k: usize, rps: f64, lat_us: f64, noise: f64, seed: u64) -> Value {
+        let mut state = seed;
+        let mut gauss = move || {
+            // Sum of 12 uniforms − 6: close enough to a standard normal.
+            (0..12)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state >> 11) as f64 / (1u64 << 53) as f64
+                })
+                .sum::<f64>()
+                - 6.0
+        };
+        let runs: Vec<Value> = (0..k)
+            .map(|_| {
+                let f = 1.0 + noise * gauss();
+                let l = lat_us * (1.0 + noise * gauss());
+                json!({"rps": rps * f, "latency_us": {"p50": l, "p90": l * 1.5, "p99": l * 3.0, "p99_9": l * 5.0}})
+            })
+            .collect();
+        json!({ "runs": runs })
+    }
+
+    #[test]
+    fn same_distribution_is_mostly_no_difference() {
+        let mut significant = 0;
+        for seed in 0..40 {
+            let c = compare(
+                &report(10, 1000.0, 500.0, 0.02, seed),
+                &report(10, 1000.0, 500.0, 0.02, seed + 1000),
+                0.05,
+            )
+            .unwrap();
+            if c.rows[0].verdict != "no significant difference" {
+                significant += 1;
+            }
+        }
+        // α = 0.05: about 2 of 40 by chance; 6 would be very unlikely.
+        assert!(
+            significant <= 6,
+            "{significant} of 40 seeds called a difference"
+        );
+    }
+
+    #[test]
+    fn ten_percent_slower_is_detected_with_the_right_sign_and_interval() {
+        let c = compare(
+            &report(10, 1000.0, 500.0, 0.01, 7),
+            &report(10, 900.0, 550.0, 0.01, 8),
+            0.05,
+        )
+        .unwrap();
+        let t = &c.rows[0];
+        assert_eq!(t.verdict, "slower");
+        assert!(t.delta_pct < -5.0, "{t:?}");
+        assert!(
+            t.ci95_pct.0 <= -10.0 + 3.0 && t.ci95_pct.1 >= -10.0 - 3.0,
+            "{t:?}"
+        );
+        let p99 = &c.rows[3];
+        assert_eq!(p99.verdict, "slower");
+        assert!(p99.delta_pct > 5.0);
+        assert!(c.slower_than(5.0));
+        assert!(!c.slower_than(50.0));
+        assert_eq!(c.kind, SampleKind::Runs);
+    }
+
+    #[test]
+    fn warns_on_noise_and_few_samples() {
+        let c = compare(
+            &report(3, 1000.0, 500.0, 0.2, 1),
+            &report(3, 1000.0, 500.0, 0.2, 2),
+            0.05,
+        )
+        .unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("coefficient of variation"))
+        );
+        assert!(c.warnings.iter().any(|w| w.contains("only 3 samples")));
+    }
+
+    #[test]
+    fn falls_back_to_per_second_samples() {
+        let series = |rate: f64| -> Value {
+            let rows: Vec<Value> = (0..12)
+                .map(|i| json!({"requests": 100, "rate": rate + (i % 3) as f64, "p50_us": 10, "p90_us": 20, "p99_us": 30, "p99_9_us": 40}))
+                .collect();
+            json!({ "series": rows })
+        };
+        let c = compare(&series(1000.0), &series(1100.0), 0.05).unwrap();
+        assert_eq!(c.kind, SampleKind::Seconds);
+        assert_eq!(
+            c.rows[0].n_base, 11,
+            "the last (partial) second is left out"
+        );
+        assert_eq!(c.rows[0].verdict, "faster");
+        assert!(compare(&json!({}), &series(1.0), 0.05).is_err());
+    }
+}
