@@ -85,6 +85,19 @@ fn is_root() -> bool {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM to the master: it stops its workers. SIGKILL would orphan
+        // them, and they would keep eating CPU under later tests (seen
+        // here: workers still busy minutes after a comparison).
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
