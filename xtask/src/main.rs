@@ -23,6 +23,21 @@ pub fn build_loadgen() -> anyhow::Result<std::path::PathBuf> {
     Ok(root.join("target/release/loadgen"))
 }
 
+/// Starts the built-in target with one thread pinned to CPU 0 on a free
+/// loopback port; returns it and its port.
+pub fn start_pinned_target(bin: &std::path::Path) -> anyhow::Result<(std::process::Child, u16)> {
+    let port = loadgen_tests::nginx::free_port()?;
+    let child = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .args(["target", "--threads", "1", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Ok((child, port))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {

@@ -2,7 +2,7 @@
 //! target with schedule lag p99 under 1 ms: a rate sweep, target pinned to
 //! one CPU and loadgen (`-t1`) to the other.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
@@ -24,15 +24,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let bin = crate::build_loadgen()?;
-    let port = loadgen_tests::nginx::free_port()?;
-    let mut target: Child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(&bin)
-        .args(["target", "--threads", "1", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut target, port) = crate::start_pinned_target(&bin)?;
     let url = format!("http://127.0.0.1:{port}/");
     println!(
         "# built-in target (1 thread) on CPU 0, loadgen -t1 -c64 on CPU 1, {duration} s per rate"

@@ -23,15 +23,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let bin = crate::build_loadgen()?;
-    let port = loadgen_tests::nginx::free_port()?;
-    let mut target = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(&bin)
-        .args(["target", "--threads", "1", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (mut target, port) = crate::start_pinned_target(&bin)?;
     let url = format!("http://127.0.0.1:{port}{path}");
     let svg = std::env::temp_dir().join("loadgen-overhead.svg");
     println!(

@@ -144,11 +144,7 @@ async fn shard(
     });
     let st: State = Rc::new(RefCell::new(Shared {
         stats: ShardStats::new(),
-        quota: if cfg.warmup.is_zero() {
-            plan.requests
-        } else {
-            None
-        },
+        quota: plan.quota_at_start(&cfg),
         outstanding: 0,
         stopping: false,
         due: VecDeque::with_capacity(plan.connections * depth),

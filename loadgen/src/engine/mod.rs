@@ -14,7 +14,7 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use ring::RingMode;
-pub use sock::SockAddr;
+pub use sock::{SockAddr, stream_socket};
 
 use crate::config::Config;
 use crate::stats::ShardStats;
@@ -98,6 +98,18 @@ pub struct ShardPlan {
     pub connections: usize,
     /// Requests to complete (`-n`), or `None` to run until the deadline.
     pub requests: Option<u64>,
+}
+
+impl ShardPlan {
+    /// The `-n` quota when the shard starts: with a warm-up, none (the
+    /// warm-up is unlimited and `-n` counts from its end).
+    pub fn quota_at_start(&self, cfg: &Config) -> Option<u64> {
+        if cfg.warmup.is_zero() {
+            self.requests
+        } else {
+            None
+        }
+    }
 }
 
 /// Splits connections (and `-n` requests) evenly, the remainder going to

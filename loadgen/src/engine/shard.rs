@@ -146,11 +146,7 @@ impl<'a> Shard<'a> {
                 .map(|_| Conn::new(depth, cfg.max_header_bytes))
                 .collect(),
             stats: ShardStats::new(),
-            quota: if cfg.warmup.is_zero() {
-                plan.requests
-            } else {
-                None
-            },
+            quota: plan.quota_at_start(cfg),
             outstanding: 0,
             open_loop,
             stamp_list: Vec::with_capacity(conns_n),

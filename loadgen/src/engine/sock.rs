@@ -59,9 +59,8 @@ impl SockAddr {
     }
 }
 
-/// A non-blocking TCP socket with Nagle off (requests are small and must
-/// leave at once).
-pub fn tcp_socket(family: libc::c_int) -> io::Result<RawFd> {
+/// A non-blocking, close-on-exec TCP socket (client or listener).
+pub fn stream_socket(family: libc::c_int) -> io::Result<RawFd> {
     // SAFETY: plain syscall; the result is checked.
     let fd = unsafe {
         libc::socket(
@@ -73,6 +72,13 @@ pub fn tcp_socket(family: libc::c_int) -> io::Result<RawFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(fd)
+}
+
+/// A client socket with Nagle off (requests are small and must leave at
+/// once).
+pub fn tcp_socket(family: libc::c_int) -> io::Result<RawFd> {
+    let fd = stream_socket(family)?;
     let one: libc::c_int = 1;
     // SAFETY: fd is ours; the option value points to a live c_int.
     unsafe {

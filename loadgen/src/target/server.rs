@@ -175,17 +175,7 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     } else {
         libc::AF_INET6
     };
-    // SAFETY: plain syscall; checked below.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = crate::engine::stream_socket(family)?;
     // SAFETY: fd is a fresh socket we own; from here `std` closes it.
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     let one: libc::c_int = 1;
