@@ -17,7 +17,11 @@ fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
         skip("profiling tests need CAP_BPF and CAP_PERFMON (run as root)");
         return None;
     }
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Build loadgen now, before a test starts a short-lived program to
+    // profile: a build in the middle would outlast it.
+    let _ = loadgen_bin();
+    Some(guard)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -229,6 +233,76 @@ fn c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
             .any(|w| w.as_str().unwrap().contains("frame pointers"))
     );
     for p in [path, path2, fp_bin, nofp_bin] {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A "JIT": machine code copied into an anonymous executable mapping and
+/// named in /tmp/perf-PID.map, as JVMs, V8 and CPython 3.12 `-X perf` do.
+const JIT_PROGRAM: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+static const unsigned char code[] = {0x48, 0xff, 0xcf, 0x75, 0xfb, 0xc3}; /* dec rdi; jnz; ret */
+int main(int argc, char **argv) {
+    void *p = mmap(0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return 1;
+    memcpy(p, code, sizeof code);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/perf-%d.map", getpid());
+    FILE *f = fopen(path, "w");
+    if (!f) return 1;
+    fprintf(f, "%lx %x jitted_hot_loop\n", (unsigned long)p, 4096);
+    fclose(f);
+    void (*fn)(long) = (void (*)(long))p;
+    time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
+    while (time(0) < end) fn(50000000);
+    unlink(path);
+    return 0;
+}
+"#;
+
+#[test]
+fn jit_frames_from_a_perf_map_are_named_and_marked() {
+    let Some(_g) = serial() else { return };
+    let src = tmp("jit.c");
+    let bin = tmp("jit");
+    std::fs::write(&src, JIT_PROGRAM).unwrap();
+    let built = Command::new("cc")
+        .args(["-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        skip("no working C compiler (cc)");
+        return;
+    }
+    let mut jit = Command::new(&bin)
+        .arg("5")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let path = tmp("jit.folded");
+    let (_json, text) = profile_pid(jit.id(), &path);
+    let _ = jit.kill();
+    let _ = jit.wait();
+    let f = folded(&path);
+    let jitted: u64 = f
+        .stacks
+        .iter()
+        .filter(|(s, _)| s.iter().any(|fr| fr == "jitted_hot_loop_[j]"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        jitted * 2 > f.total(),
+        "jitted_hot_loop_[j] in {jitted} of {} samples: {text}",
+        f.total()
+    );
+    for p in [src, bin, path] {
         let _ = std::fs::remove_file(p);
     }
 }

@@ -49,10 +49,9 @@ fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
 fn names_of(sym: &Symbolized<'_>, suffix: &str) -> Names {
     match sym {
         Symbolized::Sym(s) => {
-            let jit = s
-                .module
-                .as_ref()
-                .is_some_and(|m| m.to_string_lossy().ends_with(".map"));
+            // blazesym names the file a user symbol came from (ELF path,
+            // `[vdso]`); symbols from /tmp/perf-PID.map come with none.
+            let jit = suffix.is_empty() && s.module.is_none();
             let suffix = if jit { "_[j]" } else { suffix };
             std::iter::once(s.name.as_ref())
                 .chain(s.inlined.iter().map(|f| f.name.as_ref()))
