@@ -79,6 +79,8 @@ impl Errors {
 pub struct SecondSample {
     pub responses: u64,
     pub errors: u64,
+    /// This shard's p99 latency in the second, µs (for the live line).
+    pub p99_us: u64,
     /// Latency histogram of the second, V2-deflate encoded: a few hundred
     /// bytes instead of the 180 KiB of a live histogram.
     pub encoded: Vec<u8>,
@@ -177,9 +179,15 @@ impl ShardStats {
         let mut encoded = Vec::new();
         // Serializing into a Vec cannot fail for a valid histogram.
         let _ = V2DeflateSerializer::new().serialize(&self.interval, &mut encoded);
+        let p99_us = if self.interval.is_empty() {
+            0
+        } else {
+            self.interval.value_at_quantile(0.99)
+        };
         self.seconds.push(SecondSample {
             responses: std::mem::take(&mut self.interval_responses),
             errors: std::mem::take(&mut self.interval_errors),
+            p99_us,
             encoded,
         });
         self.interval.reset();

@@ -85,22 +85,22 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             out.ring_mode.describe()
         );
     }
-    let mut rep = RunReport::new(
-        &cfg,
-        &out,
-        cfg.engine.name(),
-        loadgen::signal::interrupted(),
-    );
-    if outs.len() > 1 {
-        // One run after another: each run's own seconds, in order.
-        rep.series.clear();
-        rep.second_lens.clear();
-        for o in &outs {
-            let r = RunReport::new(&cfg, o, cfg.engine.name(), false);
-            rep.series.extend(r.series);
-            rep.second_lens.extend(r.second_lens);
-        }
-    }
+    let engine = cfg.engine.name();
+    let interrupted = loadgen::signal::interrupted();
+    // With several runs, each run's report is built once: its seconds make
+    // the combined series, and it is the run's entry in the JSON.
+    let per_run: Vec<RunReport> = if outs.len() > 1 {
+        outs.iter()
+            .map(|o| RunReport::new(&cfg, o, engine, false))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rep = if per_run.is_empty() {
+        RunReport::new(&cfg, &out, engine, interrupted)
+    } else {
+        RunReport::from_runs(&cfg, &out, engine, interrupted, &per_run)
+    };
     write!(text_out, "{}", report::summary(&rep, args.latency))?;
     if let Some(p) = &profile {
         write!(text_out, "{}", p.summary())?;
@@ -110,12 +110,13 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(p) = &profile {
         doc["profile"] = p.to_json();
     }
-    if outs.len() > 1 {
+    if !per_run.is_empty() {
         doc["runs"] = serde_json::Value::Array(
-            outs.iter()
+            per_run
+                .iter()
                 .enumerate()
-                .map(|(i, o)| {
-                    let mut r = report::to_json(&RunReport::new(&cfg, o, cfg.engine.name(), false));
+                .map(|(i, r)| {
+                    let mut r = report::to_json(r);
                     r["run"] = (i + 1).into();
                     r
                 })

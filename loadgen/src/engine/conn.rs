@@ -38,7 +38,6 @@ pub struct Conn {
     /// A send whose completion we wait for is in the ring; another send
     /// must not overtake it.
     pub send_busy: bool,
-    pub recv_armed: bool,
     pub connect_started: u64,
     pub retry_at: u64,
     /// Consecutive failed connects, for the backoff.
@@ -60,7 +59,6 @@ impl Conn {
             unstamped: 0,
             queued: 0,
             send_busy: false,
-            recv_armed: false,
             connect_started: 0,
             retry_at: 0,
             failures: 0,
@@ -106,10 +104,10 @@ impl Conn {
     }
 
     /// Intended send times of the requests in flight or queued, oldest
-    /// first, skipping the first `skip`.
-    pub fn pending_intended(&self, skip: u32) -> impl Iterator<Item = u64> + '_ {
+    /// first.
+    pub fn pending_intended(&self) -> impl Iterator<Item = u64> + '_ {
         let depth = self.depth();
-        (skip..self.inflight + self.queued)
+        (0..self.inflight + self.queued)
             .map(move |k| self.intended_at[((self.head + k) % depth) as usize])
     }
 
@@ -138,7 +136,6 @@ impl Conn {
         self.unstamped = 0;
         self.queued = 0;
         self.send_busy = false;
-        self.recv_armed = false;
         lost
     }
 }

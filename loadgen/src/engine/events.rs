@@ -67,7 +67,6 @@ impl Shard<'_> {
 
     pub(super) fn arm_recv(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
-        c.recv_armed = true;
         let ud = user_data(ci, c.generation, OP_RECV);
         let entry = opcode::RecvMulti::new(types::Fd(c.fd), self.bufs.bgid)
             .build()
@@ -248,7 +247,7 @@ impl Shard<'_> {
         if let Some(ol) = self.open_loop.as_mut() {
             // Oldest last, so `retry.pop()` sends the oldest first.
             let start = ol.retry.len();
-            ol.retry.extend(self.conns[ci].pending_intended(0));
+            ol.retry.extend(self.conns[ci].pending_intended());
             ol.retry[start..].reverse();
             self.conns[ci].reset();
         } else {

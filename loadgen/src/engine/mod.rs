@@ -144,15 +144,7 @@ impl ShardProgress {
     pub(crate) fn publish(&self, stats: &ShardStats) {
         self.responses.store(stats.responses, Ordering::Relaxed);
         self.errors.store(stats.errors.total(), Ordering::Relaxed);
-        let p99 = stats
-            .seconds
-            .last()
-            .and_then(|s| {
-                hdrhistogram::serialization::Deserializer::new()
-                    .deserialize::<u64, _>(&mut s.encoded.as_slice())
-                    .ok()
-            })
-            .map_or(0, |h| h.value_at_quantile(0.99));
+        let p99 = stats.seconds.last().map_or(0, |s| s.p99_us);
         self.last_p99_us.store(p99, Ordering::Relaxed);
         self.seconds
             .store(stats.seconds.len() as u64, Ordering::Release);

@@ -51,6 +51,28 @@ impl<'a> RunReport<'a> {
         }
     }
 
+    /// The report of several runs in a row: `out` holds their merged totals,
+    /// and the series is each run's own seconds, one run after another.
+    pub fn from_runs(
+        cfg: &'a Config,
+        out: &'a RunOutput,
+        engine: &'static str,
+        interrupted: bool,
+        runs: &[RunReport<'_>],
+    ) -> Self {
+        RunReport {
+            cfg,
+            out,
+            engine,
+            interrupted,
+            series: runs.iter().flat_map(|r| r.series.iter().cloned()).collect(),
+            second_lens: runs
+                .iter()
+                .flat_map(|r| r.second_lens.iter().copied())
+                .collect(),
+        }
+    }
+
     pub fn elapsed_s(&self) -> f64 {
         self.out.total.elapsed.as_secs_f64()
     }
