@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod profile;
 pub mod report;
+pub mod scenario;
 pub mod schedule;
 pub mod signal;
 pub mod stats;

@@ -1,0 +1,428 @@
+//! What to send: one request or a weighted mix, compiled once from
+//! templates, rendered per request into a connection's reusable buffer.
+//!
+//! The state a rendering needs is split by who may share it: the shard
+//! owns `{{seq}}` and the feed cursors ([`ShardGen`], strided by shard so
+//! no counter is shared between threads); the connection owns its random
+//! generator and its token ([`ConnGen`]).
+
+mod feed;
+mod file;
+mod jwt;
+mod rng;
+mod template;
+
+pub use feed::{Feed, FeedError};
+pub use file::{FileError, load_file};
+pub use jwt::{Jwt, JwtError};
+pub use rng::{Rng, fresh_seed};
+pub use template::{Names, Template, TemplateError, Vars};
+
+use crate::http::{RequestError, RequestSpec};
+
+/// More requests than this in one scenario is almost surely a mistake
+/// (and each keeps its own histograms per shard).
+pub const MAX_REQUESTS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    #[error(
+        "feed {feed:?} row {row} contains spaces or control characters and is used in a URL: percent-encode it in the file"
+    )]
+    FeedInTarget { feed: String, row: usize },
+    #[error(
+        "feed {feed:?} row {row} contains control characters and is used in a header: remove them from the file"
+    )]
+    FeedInHeader { feed: String, row: usize },
+    #[error(
+        "request {0:?} sets Content-Length and has a templated body: drop the header, loadgen computes it"
+    )]
+    ContentLength(String),
+    #[error("a scenario needs at least one request")]
+    Empty,
+    #[error("a scenario may have at most {MAX_REQUESTS} requests, got {0}")]
+    TooMany(usize),
+}
+
+/// One request before compiling: method, target and header values and
+/// body are templates.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub weight: u32,
+    pub spec: RequestSpec,
+}
+
+/// Options that apply to every request of the scenario.
+pub struct Options<'a> {
+    pub feeds: Vec<Feed>,
+    /// `--jwt-secret`, `--jwt-claims`, `--jwt-ttl` (s).
+    pub jwt: Option<(Vec<u8>, String, u64)>,
+    pub seed: u64,
+    /// Report results per request name (`--scenario`).
+    pub named: bool,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// One compiled request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub name: String,
+    pub method: String,
+    /// The target as written (with its placeholders), for reports.
+    pub target: String,
+    pub weight: u32,
+    /// A HEAD: its responses have no body.
+    pub head: bool,
+    /// Request line and headers; with a literal body also the
+    /// Content-Length, the blank line and the body.
+    head_tpl: Template,
+    /// A templated body: its length is known only once it is rendered.
+    body: Option<Template>,
+    feeds: Vec<usize>,
+    max_len: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub requests: Vec<Request>,
+    /// Cumulative weights, for the weighted pick.
+    cum: Vec<u64>,
+    pub feeds: Vec<Feed>,
+    pub jwt: Option<Jwt>,
+    pub seed: u64,
+    pub named: bool,
+    /// The whole request when nothing in it varies: the engines then send
+    /// these bytes and render nothing.
+    fixed: Option<Vec<u8>>,
+    max_len: usize,
+    jwt_len: usize,
+}
+
+impl Scenario {
+    /// A scenario of one fixed request (no templates).
+    pub fn fixed(spec: &RequestSpec) -> Result<Scenario, ScenarioError> {
+        Scenario::compile(
+            vec![Entry {
+                name: format!("{} {}", spec.method, spec.target),
+                weight: 1,
+                spec: spec.clone(),
+            }],
+            Options {
+                feeds: Vec::new(),
+                jwt: None,
+                seed: 0,
+                named: false,
+                env: &|_| None,
+            },
+        )
+    }
+
+    pub fn compile(entries: Vec<Entry>, opts: Options<'_>) -> Result<Scenario, ScenarioError> {
+        if entries.is_empty() {
+            return Err(ScenarioError::Empty);
+        }
+        if entries.len() > MAX_REQUESTS {
+            return Err(ScenarioError::TooMany(entries.len()));
+        }
+        let feeds = opts.feeds;
+        let names = Names {
+            feeds: &feeds,
+            jwt: opts.jwt.is_some(),
+            env: opts.env,
+        };
+        let jwt = match &opts.jwt {
+            Some((secret, claims, ttl)) => Some(Jwt::new(secret, claims, *ttl, &names)?),
+            None => None,
+        };
+        let jwt_len = jwt.as_ref().map_or(0, |j| j.max_len(&feeds));
+        let mut requests = Vec::with_capacity(entries.len());
+        for e in entries {
+            requests.push(compile_one(e, &names, jwt_len, opts.named)?);
+        }
+        let mut cum = Vec::with_capacity(requests.len());
+        let mut total = 0u64;
+        for r in &requests {
+            total += r.weight as u64;
+            cum.push(total);
+        }
+        let fixed = match requests.as_slice() {
+            [r] if r.body.is_none() => r.head_tpl.as_literal().map(<[u8]>::to_vec),
+            _ => None,
+        };
+        let max_len = requests.iter().map(|r| r.max_len).max().unwrap_or(0);
+        Ok(Scenario {
+            requests,
+            cum,
+            feeds,
+            jwt,
+            seed: opts.seed,
+            named: opts.named,
+            fixed,
+            max_len,
+            jwt_len,
+        })
+    }
+
+    /// The bytes of every request, when they never vary.
+    pub fn fixed_bytes(&self) -> Option<&[u8]> {
+        self.fixed.as_deref()
+    }
+
+    /// The longest request this scenario can render.
+    pub fn max_request_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// True when request `which` is a HEAD.
+    #[inline]
+    pub fn is_head(&self, which: u16) -> bool {
+        self.requests[which as usize].head
+    }
+
+    /// Picks the next request, appends it to `out`, and returns which one
+    /// it was. `now_ms` is the wall clock (Unix ms).
+    #[inline]
+    pub fn render(
+        &self,
+        sg: &mut ShardGen,
+        cg: &mut ConnGen,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> u16 {
+        let which = if self.cum.len() == 1 {
+            0
+        } else {
+            let total = self.cum[self.cum.len() - 1];
+            let x = cg.rng.below(total);
+            self.cum.partition_point(|&c| c <= x)
+        };
+        let r = &self.requests[which];
+        let seq = sg.seq;
+        sg.seq = sg.seq.wrapping_add(sg.stride);
+        for &f in &r.feeds {
+            let len = self.feeds[f].rows() as u64;
+            sg.rows[f] = sg.cursor[f] as u32;
+            sg.cursor[f] = (sg.cursor[f] + sg.stride) % len;
+        }
+        let ConnGen {
+            rng,
+            token,
+            token_exp,
+            scratch,
+        } = cg;
+        if let Some(jwt) = &self.jwt {
+            let now_s = now_ms / 1000;
+            if token.is_empty() || now_s + jwt::REFRESH_MARGIN_S >= *token_exp {
+                let mut v = Vars {
+                    seq,
+                    rows: &sg.rows,
+                    feeds: &self.feeds,
+                    now_ms,
+                    rng,
+                    jwt: b"",
+                };
+                *token_exp = jwt.mint(&mut v, now_s, scratch, token);
+            }
+        }
+        let mut v = Vars {
+            seq,
+            rows: &sg.rows,
+            feeds: &self.feeds,
+            now_ms,
+            rng,
+            jwt: token,
+        };
+        r.head_tpl.render(&mut v, out);
+        if let Some(body) = &r.body {
+            scratch.clear();
+            body.render(&mut v, scratch);
+            out.extend_from_slice(b"Content-Length: ");
+            template::push_u64(out, scratch.len() as u64);
+            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(scratch);
+        }
+        which as u16
+    }
+}
+
+fn compile_one(
+    e: Entry,
+    names: &Names<'_>,
+    jwt_len: usize,
+    named: bool,
+) -> Result<Request, ScenarioError> {
+    let spec = &e.spec;
+    let what = |part: &str| {
+        if !named {
+            part.to_string()
+        } else {
+            format!("{part} of request {:?}", e.name)
+        }
+    };
+    // Method and header names are checked as a plain request would be.
+    let mut probe = RequestSpec::get(&spec.host, "/");
+    probe.method = spec.method.clone();
+    probe.to_bytes()?;
+    let target = Template::parse(&spec.target, &what("the URL"), names)?;
+    if target.literal_bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(RequestError::Target(spec.target.clone()).into());
+    }
+    check_feeds(
+        &target,
+        names.feeds,
+        |b| b <= b' ' || b == 0x7f,
+        |feed, row| ScenarioError::FeedInTarget { feed, row },
+    )?;
+    let mut head = Template::literal(format!("{} ", spec.method).as_bytes());
+    head.append(&target);
+    head.append(&Template::literal(b" HTTP/1.1\r\n"));
+    let has = |name: &str| {
+        spec.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    if !has("host") {
+        head.append(&Template::literal(
+            format!("Host: {}\r\n", spec.host).as_bytes(),
+        ));
+    }
+    let mut uses_jwt = false;
+    for (name, value) in &spec.headers {
+        let v = Template::parse(value, &what(&format!("header {name}")), names)?;
+        if v.literal_bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(RequestError::Header(format!("{name}: {value}")).into());
+        }
+        check_feeds(
+            &v,
+            names.feeds,
+            |b| b < b' ' && b != b'\t' || b == 0x7f,
+            |feed, row| ScenarioError::FeedInHeader { feed, row },
+        )?;
+        uses_jwt |= v.uses_jwt();
+        head.append(&Template::literal(format!("{name}: ").as_bytes()));
+        head.append(&v);
+        head.append(&Template::literal(b"\r\n"));
+    }
+    if names.jwt && !uses_jwt {
+        // A token is sent the usual way unless a header places it.
+        head.append(&Template::literal(b"Authorization: Bearer "));
+        head.append(&Template {
+            segs: vec![template::Seg::Jwt],
+        });
+        head.append(&Template::literal(b"\r\n"));
+    }
+    let body = match std::str::from_utf8(&spec.body) {
+        Ok(text) if text.contains("{{") => Template::parse(text, &what("the body"), names)?,
+        _ => Template::literal(&spec.body),
+    };
+    let is_method = |m: &str| spec.method.eq_ignore_ascii_case(m);
+    let body = match body.as_literal() {
+        Some(lit) => {
+            let wants_length =
+                !lit.is_empty() || ["POST", "PUT", "PATCH"].iter().any(|m| is_method(m));
+            if wants_length && !has("content-length") {
+                head.append(&Template::literal(
+                    format!("Content-Length: {}\r\n", lit.len()).as_bytes(),
+                ));
+            }
+            head.append(&Template::literal(b"\r\n"));
+            head.append(&Template::literal(lit));
+            None
+        }
+        None if has("content-length") => return Err(ScenarioError::ContentLength(e.name)),
+        None => Some(body),
+    };
+    let mut feeds: Vec<usize> = head
+        .feeds()
+        .chain(body.iter().flat_map(|b| b.feeds()))
+        .collect();
+    feeds.sort_unstable();
+    feeds.dedup();
+    let max_len = head.max_len(names.feeds, jwt_len)
+        + body.as_ref().map_or(0, |b| {
+            "Content-Length: \r\n\r\n".len() + 20 + b.max_len(names.feeds, jwt_len)
+        });
+    Ok(Request {
+        name: e.name,
+        method: spec.method.clone(),
+        target: spec.target.clone(),
+        weight: e.weight,
+        head: spec.is_head(),
+        head_tpl: head,
+        body,
+        feeds,
+        max_len,
+    })
+}
+
+/// Checks every value of every feed column `t` uses against `bad`.
+fn check_feeds(
+    t: &Template,
+    feeds: &[Feed],
+    bad: impl Fn(u8) -> bool,
+    err: impl Fn(String, usize) -> ScenarioError,
+) -> Result<(), ScenarioError> {
+    for s in &t.segs {
+        if let template::Seg::Feed { feed, col } = s {
+            let f = &feeds[*feed];
+            if let Some(row) = f.values(*col).position(|v| v.iter().any(|&b| bad(b))) {
+                return Err(err(f.name.clone(), row + 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A shard's part of the rendering state: `{{seq}}` and the feed cursors,
+/// strided by the shard count so shards never hand out the same value.
+#[derive(Debug, Clone)]
+pub struct ShardGen {
+    seq: u64,
+    stride: u64,
+    cursor: Vec<u64>,
+    rows: Vec<u32>,
+}
+
+impl ShardGen {
+    pub fn new(sc: &Scenario, shard: usize, shards: usize) -> ShardGen {
+        ShardGen {
+            seq: shard as u64,
+            stride: shards.max(1) as u64,
+            cursor: sc.feeds.iter().map(|f| (shard % f.rows()) as u64).collect(),
+            rows: vec![0; sc.feeds.len()],
+        }
+    }
+}
+
+/// A connection's part: its random stream and its token.
+#[derive(Debug, Clone)]
+pub struct ConnGen {
+    rng: Rng,
+    token: Vec<u8>,
+    /// `exp` of `token`, Unix s.
+    token_exp: u64,
+    scratch: Vec<u8>,
+}
+
+impl ConnGen {
+    /// Buffers are sized for the longest rendering up front, so rendering
+    /// never allocates.
+    pub fn new(sc: &Scenario, shard: usize, conn: usize) -> ConnGen {
+        ConnGen {
+            rng: Rng::for_connection(sc.seed, shard, conn),
+            token: Vec::with_capacity(sc.jwt_len),
+            token_exp: 0,
+            scratch: Vec::with_capacity(sc.max_len.max(sc.jwt_len)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
