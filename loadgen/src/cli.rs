@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ConfigError, allowed_cpus};
 use crate::engine::{Engine, RingMode, auto_engine};
 use crate::http::{RequestError, RequestSpec};
+use crate::scenario::{Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use crate::schedule::Schedule;
 use crate::units::{UnitError, parse_count, parse_duration};
 use crate::url::{Url, UrlError};
@@ -183,9 +185,9 @@ pub struct RunArgs {
     /// Add a request header, "Name: value" (repeatable).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
-    /// Request method.
-    #[arg(short = 'm', long = "method", default_value = "GET")]
-    pub method: String,
+    /// Request method (default GET).
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
     /// Request body.
     #[arg(short = 'b', long = "body", conflicts_with = "body_file")]
     pub body: Option<String>,
@@ -210,6 +212,39 @@ pub struct RunArgs {
     /// Do not pin shards to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Requests from a TOML file: several named, weighted, templated
+    /// requests to one host (see README, "Scenarios"). The URL argument, if
+    /// given, is the base for path-only URLs.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// A data file for {{feed:NAME}} (one row per request, round-robin;
+    /// .csv/.tsv have a header naming columns for {{feed:NAME.COL}}).
+    #[arg(long = "feed", value_name = "NAME=FILE")]
+    pub feeds: Vec<String>,
+    /// Seed for {{rand}}, {{uuid}} and the weighted pick: the same seed sends
+    /// the same values on the same connection (default: a new one per run,
+    /// printed in the JSON report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sign an HS256 JWT per connection with this key and send it as
+    /// "Authorization: Bearer" (or wherever a header says {{jwt}}).
+    #[arg(long, value_name = "KEY")]
+    pub jwt_secret: Option<String>,
+    /// JWT claims, a JSON object template; loadgen adds iat and exp.
+    #[arg(
+        long,
+        value_name = "JSON",
+        default_value = "{}",
+        requires = "jwt_secret"
+    )]
+    pub jwt_claims: String,
+    /// JWT lifetime: each connection keeps its token until 1 s before exp.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "jwt_secret")]
+    pub jwt_ttl: Duration,
+    /// Statuses that count as success, e.g. 200,204 or 2xx or 200-299; others
+    /// are reported as unexpected and the exit status is 4.
+    #[arg(long, value_name = "LIST", value_parser = status_list)]
+    pub expect_status: Option<StatusList>,
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,
@@ -217,6 +252,51 @@ pub struct RunArgs {
 
 fn count(s: &str) -> Result<u64, String> {
     parse_count(s).map_err(|e| e.to_string())
+}
+
+/// Parsed `--expect-status`, sorted and deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusList(pub Vec<u16>);
+
+/// `200,204`, `2xx`, `200-299`, or a mix.
+fn status_list(s: &str) -> Result<StatusList, String> {
+    let bad = |p: &str| {
+        format!("{p:?} is not a status: use codes (200,204), classes (2xx) or ranges (200-299)")
+    };
+    let code = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p = part.trim();
+        let range = if let Some(class) = p.strip_suffix("xx").or_else(|| p.strip_suffix("XX")) {
+            let c = class
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .ok_or_else(|| bad(p))?;
+            c * 100..=c * 100 + 99
+        } else if let Some((a, b)) = p.split_once('-') {
+            let (a, b) = (
+                code(a).ok_or_else(|| bad(p))?,
+                code(b).ok_or_else(|| bad(p))?,
+            );
+            if a > b {
+                return Err(bad(p));
+            }
+            a..=b
+        } else {
+            let c = code(p).ok_or_else(|| bad(p))?;
+            c..=c
+        };
+        out.extend(range);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(StatusList(out))
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -234,6 +314,8 @@ pub enum CliError {
     #[error(transparent)]
     Request(#[from] RequestError),
     #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error(transparent)]
     Unit(#[from] UnitError),
     #[error(transparent)]
     Schedule(#[from] crate::schedule::ScheduleError),
@@ -244,9 +326,15 @@ pub enum CliError {
     #[error("cannot read --body-file {0}: {1}")]
     BodyFile(PathBuf, std::io::Error),
     #[error(
-        "Lua scripts (-s) are not supported: use -m, -H, -b/--body-file and --pipeline instead"
+        "Lua scripts (-s) are not supported: use templates ({{seq}}, {{rand:1:100}}, {{feed:NAME}}…) in the URL, -H and -b, or --scenario FILE (see README)"
     )]
     Script,
+    #[error(transparent)]
+    Feed(#[from] crate::scenario::FeedError),
+    #[error(transparent)]
+    ScenarioFile(#[from] crate::scenario::FileError),
+    #[error("{0} applies to a single request; with --scenario set it per request in the file")]
+    ScenarioFlag(&'static str),
 }
 
 impl RunArgs {
@@ -263,8 +351,82 @@ impl RunArgs {
         if self.script.is_some() {
             return Err(CliError::Script);
         }
-        let raw = self.url.as_deref().ok_or(CliError::MissingUrl)?;
-        let url = Url::parse(raw)?;
+        let (url, mut entries) = match &self.scenario {
+            Some(path) => {
+                for (given, flag) in [
+                    (self.method.is_some(), "-m/--method"),
+                    (self.body.is_some(), "-b/--body"),
+                    (self.body_file.is_some(), "--body-file"),
+                ] {
+                    if given {
+                        return Err(CliError::ScenarioFlag(flag));
+                    }
+                }
+                let base = self.url.as_deref().map(Url::parse).transpose()?;
+                crate::scenario::load_file(path, base.as_ref())?
+            }
+            None => {
+                let raw = self.url.as_deref().ok_or(CliError::MissingUrl)?;
+                let url = Url::parse(raw)?;
+                let mut spec = RequestSpec::get(&url.host_header(), &url.target);
+                spec.method = self.method.clone().unwrap_or_else(|| "GET".into());
+                if let Some(b) = &self.body {
+                    spec.body = b.clone().into_bytes();
+                }
+                if let Some(path) = &self.body_file {
+                    spec.body =
+                        std::fs::read(path).map_err(|e| CliError::BodyFile(path.clone(), e))?;
+                }
+                let name = format!("{} {}", spec.method, spec.target);
+                (
+                    url,
+                    vec![Entry {
+                        name,
+                        weight: 1,
+                        spec,
+                    }],
+                )
+            }
+        };
+        // -H applies to every request; a request's own header wins.
+        let mut global = Vec::new();
+        for h in &self.headers {
+            global.push(RequestSpec::parse_header(h)?);
+        }
+        for e in &mut entries {
+            let own = std::mem::take(&mut e.spec.headers);
+            let mut headers: Vec<(String, String)> = global
+                .iter()
+                .filter(|(n, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect();
+            headers.extend(own);
+            e.spec.headers = headers;
+        }
+        let mut feeds: Vec<Feed> = Vec::new();
+        for arg in &self.feeds {
+            let f = Feed::from_arg(arg)?;
+            if feeds.iter().any(|g| g.name == f.name) {
+                return Err(FeedError::Duplicate(f.name).into());
+            }
+            feeds.push(f);
+        }
+        let scenario = Scenario::compile(
+            entries,
+            Options {
+                feeds,
+                jwt: self.jwt_secret.as_ref().map(|k| {
+                    (
+                        k.clone().into_bytes(),
+                        self.jwt_claims.clone(),
+                        self.jwt_ttl.as_secs(),
+                    )
+                }),
+                seed: self.seed.unwrap_or_else(fresh_seed),
+                named: self.scenario.is_some(),
+                env: &|k| std::env::var(k).ok(),
+            },
+        )?;
         let addr = url.resolve()?;
         let mut cfg = Config::for_url(url, addr);
         let cpus = allowed_cpus();
@@ -323,18 +485,12 @@ impl RunArgs {
         cfg.pipeline = self.pipeline;
         cfg.timeout = self.timeout;
         cfg.max_header_bytes = self.max_header_bytes;
-        let mut request = RequestSpec::get(&cfg.url.host_header(), &cfg.url.target);
-        request.method = self.method.clone();
-        for h in &self.headers {
-            request.headers.push(RequestSpec::parse_header(h)?);
-        }
-        if let Some(b) = &self.body {
-            request.body = b.clone().into_bytes();
-        }
-        if let Some(path) = &self.body_file {
-            request.body = std::fs::read(path).map_err(|e| CliError::BodyFile(path.clone(), e))?;
-        }
-        cfg.set_request(request)?;
+        cfg.scenario = Arc::new(scenario);
+        cfg.expect_status = self
+            .expect_status
+            .as_ref()
+            .map(|l| l.0.clone())
+            .unwrap_or_default();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -358,7 +514,9 @@ mod tests {
         assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
         assert_eq!(cfg.requests, None);
         assert!(
-            cfg.request_bytes
+            cfg.scenario
+                .fixed_bytes()
+                .unwrap()
                 .starts_with(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
         );
     }
@@ -386,7 +544,7 @@ mod tests {
         assert_eq!(cfg.requests, Some(1000));
         assert_eq!(cfg.duration, None);
         assert_eq!(cfg.pipeline, 8);
-        let text = String::from_utf8(cfg.request_bytes).unwrap();
+        let text = String::from_utf8(cfg.scenario.fixed_bytes().unwrap().to_vec()).unwrap();
         assert!(text.starts_with("POST / HTTP/1.1\r\n"));
         assert!(text.contains("X-A: 1\r\n"));
         assert!(text.ends_with("Content-Length: 3\r\n\r\nabc"));
@@ -456,6 +614,50 @@ mod tests {
             parse(&["--stages", "10s", "http://127.0.0.1:9/"]),
             Err(CliError::Schedule(_))
         ));
+    }
+
+    #[test]
+    fn expect_status_lists() {
+        assert_eq!(status_list("200,204").unwrap().0, [200, 204]);
+        assert_eq!(status_list("2xx").unwrap().0.len(), 100);
+        assert_eq!(status_list("301-303, 200").unwrap().0, [200, 301, 302, 303]);
+        for bad in ["", "abc", "600", "9xx", "300-200", "2x"] {
+            assert!(status_list(bad).is_err(), "{bad}");
+        }
+        let cfg = parse(&["--expect-status", "200", "http://127.0.0.1:9/"]).unwrap();
+        assert!(cfg.expected(200) && !cfg.expected(404));
+    }
+
+    #[test]
+    fn templates_and_scenario_flags() {
+        let cfg = parse(&[
+            "-H",
+            "X-Id: {{uuid}}",
+            "--seed",
+            "5",
+            "http://127.0.0.1:9/i/{{seq}}",
+        ])
+        .unwrap();
+        assert!(cfg.scenario.fixed_bytes().is_none());
+        assert_eq!(cfg.scenario.seed, 5);
+        assert!(!cfg.scenario.named);
+        assert!(matches!(
+            parse(&["http://127.0.0.1:9/{{nope}}"]),
+            Err(CliError::Scenario(_))
+        ));
+        assert!(matches!(
+            parse(&["--feed", "u=/nonexistent", "http://127.0.0.1:9/"]),
+            Err(CliError::Feed(_))
+        ));
+        assert!(matches!(
+            parse(&["--scenario", "/nonexistent.toml", "-m", "POST"]),
+            Err(CliError::ScenarioFlag("-m/--method"))
+        ));
+        assert!(matches!(
+            parse(&["--scenario", "/nonexistent.toml"]),
+            Err(CliError::ScenarioFile(_))
+        ));
+        assert!(Cli::try_parse_from(["loadgen", "--jwt-claims", "{}", "http://h/"]).is_err());
     }
 
     #[test]

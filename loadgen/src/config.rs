@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::engine::{Engine, RingMode};
+use std::sync::Arc;
+
 use crate::http::RequestSpec;
+use crate::scenario::{Scenario, ScenarioError};
 use crate::schedule::Schedule;
 use crate::url::Url;
 
@@ -31,10 +34,11 @@ pub struct Config {
     pub warmup: Duration,
     pub pipeline: usize,
     pub timeout: Duration,
-    pub request: RequestSpec,
-    /// `request` rendered once.
-    pub request_bytes: Vec<u8>,
-    pub head_request: bool,
+    /// What to send: one request or a weighted mix, compiled.
+    pub scenario: Arc<Scenario>,
+    /// `--expect-status`: responses with other statuses count as
+    /// unexpected (empty: no expectation).
+    pub expect_status: Vec<u16>,
     pub max_header_bytes: usize,
     /// CPUs the shards are pinned to, round-robin; empty: no pinning.
     pub cpus: Vec<usize>,
@@ -106,7 +110,12 @@ impl Config {
     /// connections, one shard per allowed CPU.
     pub fn for_url(url: Url, addr: SocketAddr) -> Config {
         let request = RequestSpec::get(&url.host_header(), &url.target);
-        let request_bytes = request.to_bytes().unwrap_or_default();
+        // A URL that parsed makes a valid GET; a bad target (spaces) is
+        // caught again when the CLI sets the request.
+        let scenario = Scenario::fixed(&request)
+            .or_else(|_| Scenario::fixed(&RequestSpec::get(&url.host_header(), "/")))
+            .map(Arc::new)
+            .expect("GET / is always a valid request");
         let cpus = allowed_cpus();
         Config {
             url,
@@ -119,9 +128,8 @@ impl Config {
             warmup: Duration::ZERO,
             pipeline: 1,
             timeout: Duration::from_secs(2),
-            head_request: request.is_head(),
-            request,
-            request_bytes,
+            scenario,
+            expect_status: Vec::new(),
             max_header_bytes: 64 * 1024,
             cpus,
             ring_best: RingMode::DeferTaskrun,
@@ -129,12 +137,16 @@ impl Config {
         }
     }
 
-    /// Re-renders `request_bytes` after `request` changed.
-    pub fn set_request(&mut self, request: RequestSpec) -> Result<(), crate::http::RequestError> {
-        self.request_bytes = request.to_bytes()?;
-        self.head_request = request.is_head();
-        self.request = request;
+    /// Sends `request`, unchanged, every time.
+    pub fn set_request(&mut self, request: RequestSpec) -> Result<(), ScenarioError> {
+        self.scenario = Arc::new(Scenario::fixed(&request)?);
         Ok(())
+    }
+
+    /// True when `status` is what `--expect-status` asked for (or nothing
+    /// was asked for).
+    pub fn expected(&self, status: u16) -> bool {
+        self.expect_status.is_empty() || self.expect_status.contains(&status)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `loadgen` binary: parse, dispatch. Exit codes: 0 the run completed,
 //! 1 a runtime failure (no connection could be made, I/O setup failed, a
 //! report could not be written), 2 bad usage, 3 significantly slower than
-//! the baseline by more than `--fail-if-slower`.
+//! the baseline by more than `--fail-if-slower`, 4 responses with a status
+//! outside `--expect-status`.
 
 mod cmd;
 

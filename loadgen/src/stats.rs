@@ -74,6 +74,57 @@ impl Errors {
     }
 }
 
+/// One named request of a scenario (`--scenario`): its own counts,
+/// latencies and errors, alongside the totals.
+#[derive(Debug, Clone)]
+pub struct RequestStats {
+    pub responses: u64,
+    pub latency: Histogram<u64>,
+    pub status: Box<[u64; STATUS_CODES]>,
+    /// Request-level failures of this request (connect errors belong to
+    /// no request).
+    pub errors: Errors,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats {
+            responses: 0,
+            latency: new_latency_histogram(),
+            status: Box::new([0; STATUS_CODES]),
+            errors: Errors::default(),
+        }
+    }
+}
+
+impl RequestStats {
+    fn merge(&mut self, o: &RequestStats) {
+        let _ = self.latency.add(&o.latency);
+        self.responses += o.responses;
+        for (a, b) in self.status.iter_mut().zip(o.status.iter()) {
+            *a += b;
+        }
+        self.errors.merge(&o.errors);
+    }
+
+    fn reset(&mut self) {
+        self.latency.reset();
+        self.responses = 0;
+        self.status.fill(0);
+        self.errors = Errors::default();
+    }
+}
+
+/// Responses in `status` whose code `expected` rejects.
+pub fn unexpected(status: &[u64; STATUS_CODES], expected: impl Fn(u16) -> bool) -> u64 {
+    status
+        .iter()
+        .enumerate()
+        .filter(|&(code, _)| !expected(code as u16))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// One second of one shard (or, after [`merge_series`], of the run).
 #[derive(Debug, Clone)]
 pub struct SecondSample {
@@ -123,6 +174,9 @@ pub struct ShardStats {
     pub reissued: u64,
     /// Measured time of this shard.
     pub elapsed: Duration,
+    /// Per request name, indexed like the scenario's requests; empty
+    /// unless the run reports by name.
+    pub by_request: Vec<RequestStats>,
 }
 
 impl Default for ShardStats {
@@ -152,6 +206,36 @@ impl ShardStats {
             reconnects: 0,
             reissued: 0,
             elapsed: Duration::ZERO,
+            by_request: Vec::new(),
+        }
+    }
+
+    /// Stats that also keep `named` requests apart.
+    pub fn with_requests(named: usize) -> Self {
+        let mut s = Self::new();
+        s.by_request = (0..named).map(|_| RequestStats::default()).collect();
+        s
+    }
+
+    /// Records a response to scenario request `which`.
+    #[inline]
+    pub fn record_request(&mut self, which: u16, status: u16, latency_us: u64) {
+        self.record_response(status, latency_us);
+        if let Some(r) = self.by_request.get_mut(which as usize) {
+            r.responses += 1;
+            r.latency.saturating_record(latency_us.max(1));
+            if let Some(slot) = r.status.get_mut(status as usize) {
+                *slot += 1;
+            }
+        }
+    }
+
+    /// Counts a failure of scenario request `which` (the caller counts the
+    /// total).
+    #[inline]
+    pub fn request_failed(&mut self, which: u16, kind: ErrorKind) {
+        if let Some(r) = self.by_request.get_mut(which as usize) {
+            r.errors.add(kind);
         }
     }
 
@@ -216,6 +300,9 @@ impl ShardStats {
         self.errors = Errors::default();
         self.reconnects = 0;
         self.reissued = 0;
+        for r in &mut self.by_request {
+            r.reset();
+        }
     }
 
     /// Folds another shard's stats into this one.
@@ -236,6 +323,13 @@ impl ShardStats {
         self.reconnects += o.reconnects;
         self.reissued += o.reissued;
         self.elapsed = self.elapsed.max(o.elapsed);
+        if self.by_request.len() < o.by_request.len() {
+            self.by_request
+                .resize_with(o.by_request.len(), RequestStats::default);
+        }
+        for (a, b) in self.by_request.iter_mut().zip(&o.by_request) {
+            a.merge(b);
+        }
     }
 
     /// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").

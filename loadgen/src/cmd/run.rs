@@ -153,6 +153,15 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(base_path) = &args.baseline {
         code = baseline(args, base_path, &doc, profile.as_ref(), &mut text_out)?;
     }
+    if let Some(n) = rep.unexpected().filter(|&n| n > 0) {
+        eprintln!(
+            "loadgen: {n} responses had a status outside --expect-status {}",
+            rep.expected_text()
+        );
+        if code == ExitCode::SUCCESS {
+            code = ExitCode::from(4);
+        }
+    }
     let t = &out.total;
     if t.responses == 0 && t.errors.connect > 0 {
         eprintln!(

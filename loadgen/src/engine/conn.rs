@@ -5,6 +5,7 @@
 use std::os::fd::RawFd;
 
 use crate::http::ResponseParser;
+use crate::scenario::ConnGen;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -27,6 +28,14 @@ pub struct Conn {
     /// Intended send times (open loop), same ring as `sent_at`; queued
     /// requests follow the in-flight ones.
     pub intended_at: Box<[u64]>,
+    /// Which scenario request each slot holds, same ring again.
+    pub which: Box<[u16]>,
+    /// Rendered requests of the send in flight (templated scenarios
+    /// only; sized for `depth` of the longest, so it never reallocates
+    /// under the kernel).
+    pub out: Vec<u8>,
+    /// This connection's random stream and token (templated only).
+    pub generator: Option<ConnGen>,
     pub head: u32,
     /// Requests sent (or submitted) and not yet answered.
     pub inflight: u32,
@@ -46,7 +55,12 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(depth: usize, max_header_bytes: usize) -> Conn {
+    pub fn new(
+        depth: usize,
+        max_header_bytes: usize,
+        generator: Option<ConnGen>,
+        out_capacity: usize,
+    ) -> Conn {
         Conn {
             fd: -1,
             generation: 0,
@@ -54,6 +68,9 @@ impl Conn {
             parser: ResponseParser::new(max_header_bytes),
             sent_at: vec![0; depth].into_boxed_slice(),
             intended_at: vec![0; depth].into_boxed_slice(),
+            which: vec![0; depth].into_boxed_slice(),
+            out: Vec::with_capacity(out_capacity),
+            generator,
             head: 0,
             inflight: 0,
             unstamped: 0,
@@ -91,12 +108,18 @@ impl Conn {
         self.queued += 1;
     }
 
-    /// Removes the oldest in-flight request, returning its actual and
-    /// intended send times.
+    /// Which scenario request the oldest in-flight one is.
     #[inline]
-    pub fn pop_oldest(&mut self) -> (u64, u64) {
+    pub fn oldest_which(&self) -> u16 {
+        self.which[self.head as usize]
+    }
+
+    /// Removes the oldest in-flight request, returning its actual and
+    /// intended send times and which scenario request it was.
+    #[inline]
+    pub fn pop_oldest(&mut self) -> (u64, u64, u16) {
         let i = self.head as usize;
-        let t = (self.sent_at[i], self.intended_at[i]);
+        let t = (self.sent_at[i], self.intended_at[i], self.which[i]);
         self.head = (self.head + 1) % self.depth();
         self.inflight -= 1;
         self.unstamped = self.unstamped.min(self.inflight);

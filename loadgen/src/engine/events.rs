@@ -183,14 +183,15 @@ impl Shard<'_> {
                 // Bytes nobody asked for.
                 return Delivered::Error(ErrorKind::Parse);
             }
-            match c.parser.parse(&data[off..], self.head_request) {
+            let head = self.scenario.is_head(c.oldest_which());
+            match c.parser.parse(&data[off..], head) {
                 Ok((n, resp)) => {
                     off += n;
                     match resp {
                         Some(r) => {
-                            let (sent, intended) = c.pop_oldest();
+                            let popped = c.pop_oldest();
                             self.outstanding -= 1;
-                            record(&mut self.stats, open_loop, now, r.status, sent, intended);
+                            record(&mut self.stats, open_loop, now, r.status, popped);
                             if r.close {
                                 return Delivered::ServerClose;
                             }
@@ -208,17 +209,10 @@ impl Shard<'_> {
     pub(super) fn on_eof(&mut self, ci: usize) {
         match self.conns[ci].parser.eof() {
             Ok(Some(r)) => {
-                let (sent, intended) = self.conns[ci].pop_oldest();
+                let popped = self.conns[ci].pop_oldest();
                 self.outstanding -= 1;
                 let open_loop = self.open_loop.is_some();
-                record(
-                    &mut self.stats,
-                    open_loop,
-                    self.now,
-                    r.status,
-                    sent,
-                    intended,
-                );
+                record(&mut self.stats, open_loop, self.now, r.status, popped);
                 self.replace(ci);
             }
             // An idle keep-alive connection closed by the server: normal.
@@ -232,7 +226,8 @@ impl Shard<'_> {
     pub(super) fn fail(&mut self, ci: usize, f: ErrorKind) {
         self.stats.errors.add(f);
         if self.conns[ci].inflight > 0 {
-            self.conns[ci].pop_oldest();
+            let (_, _, which) = self.conns[ci].pop_oldest();
+            self.stats.request_failed(which, f);
             self.outstanding -= 1;
             self.stats.note_error();
         }
@@ -279,14 +274,13 @@ fn record(
     open_loop: bool,
     now: u64,
     status: u16,
-    sent: u64,
-    intended: u64,
+    (sent, intended, which): (u64, u64, u16),
 ) {
     let service_us = now.saturating_sub(sent) / 1000;
     if open_loop {
-        stats.record_response(status, now.saturating_sub(intended) / 1000);
+        stats.record_request(which, status, now.saturating_sub(intended) / 1000);
         stats.service.saturating_record(service_us.max(1));
     } else {
-        stats.record_response(status, service_us);
+        stats.record_request(which, status, service_us);
     }
 }

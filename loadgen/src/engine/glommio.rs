@@ -30,6 +30,7 @@ use super::clocks::Clocks;
 use super::{EngineError, ShardPlan, ShardProgress};
 use crate::config::Config;
 use crate::http::ResponseParser;
+use crate::scenario::{ConnGen, ShardGen};
 use crate::schedule::ShardSchedule;
 use crate::stats::{ErrorKind, ShardStats};
 
@@ -58,11 +59,17 @@ struct Shared {
     due: VecDeque<(u64, bool)>,
     idle: u32,
     last_completion: u64,
+    /// Templated requests: `{{seq}}` and feed cursors of this shard.
+    generator: Option<ShardGen>,
 }
 
 struct Ctx {
     cfg: Arc<Config>,
     epoch: Instant,
+    /// Unix ms at `epoch`.
+    wall_epoch_ms: u64,
+    shard: usize,
+    /// A fixed request repeated `depth` times (empty when templated).
     reqs: Vec<u8>,
     req_len: usize,
     depth: usize,
@@ -133,17 +140,29 @@ async fn shard(
     let depth = cfg.pipeline.max(1);
     let open_loop = cfg.schedule.is_some();
     start.wait();
+    let fixed = cfg.scenario.fixed_bytes();
     let ctx = Rc::new(Ctx {
         epoch: Instant::now(),
-        reqs: cfg.request_bytes.repeat(depth),
-        req_len: cfg.request_bytes.len(),
+        wall_epoch_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        shard: plan.index,
+        reqs: fixed.unwrap_or_default().repeat(depth),
+        req_len: fixed.map_or(cfg.scenario.max_request_len(), <[u8]>::len),
         depth,
         open_loop,
         measure_from: cfg.warmup.as_nanos() as u64,
         cfg: cfg.clone(),
     });
     let st: State = Rc::new(RefCell::new(Shared {
-        stats: ShardStats::new(),
+        stats: ShardStats::with_requests(if cfg.scenario.named {
+            cfg.scenario.requests.len()
+        } else {
+            0
+        }),
+        generator: fixed
+            .is_none()
+            .then(|| ShardGen::new(&cfg.scenario, plan.index, cfg.shards)),
         quota: plan.quota_at_start(&cfg),
         outstanding: 0,
         stopping: false,
@@ -153,9 +172,10 @@ async fn shard(
     }));
     let wake = Rc::new(Semaphore::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..plan.connections {
-        tasks
-            .push(glommio::spawn_local(connection(st.clone(), ctx.clone(), wake.clone())).detach());
+    for i in 0..plan.connections {
+        tasks.push(
+            glommio::spawn_local(connection(st.clone(), ctx.clone(), wake.clone(), i)).detach(),
+        );
     }
     if let Some(s) = &cfg.schedule {
         let sched = s.with_warmup(cfg.warmup).for_shard(plan.index, cfg.shards);
@@ -317,8 +337,26 @@ fn io_kind(e: &std::io::Error, otherwise: ErrorKind) -> ErrorKind {
     }
 }
 
-async fn connection(st: State, ctx: Rc<Ctx>, wake: Rc<Semaphore>) {
+/// A connection's rendering state: templated requests only.
+struct Sender {
+    generator: Option<ConnGen>,
+    out: Vec<u8>,
+    /// Which scenario request each request of the batch is.
+    which: Vec<u16>,
+}
+
+async fn connection(st: State, ctx: Rc<Ctx>, wake: Rc<Semaphore>, index: usize) {
     let mut parser = ResponseParser::new(ctx.cfg.max_header_bytes);
+    let templated = ctx.cfg.scenario.fixed_bytes().is_none();
+    let mut snd = Sender {
+        generator: templated.then(|| ConnGen::new(&ctx.cfg.scenario, ctx.shard, index)),
+        out: Vec::with_capacity(if templated {
+            ctx.depth * ctx.req_len
+        } else {
+            0
+        }),
+        which: vec![0; ctx.depth],
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut batch: Vec<(u64, bool)> = Vec::with_capacity(ctx.depth);
     let mut failures = 0u32;
@@ -365,13 +403,26 @@ async fn connection(st: State, ctx: Rc<Ctx>, wake: Rc<Semaphore>) {
                 batch.clear();
                 batch.append(&mut carry);
             }
-            match exchange(&st, &ctx, &mut stream, &mut parser, &mut buf, &batch).await {
+            match exchange(
+                &st,
+                &ctx,
+                &mut stream,
+                &mut parser,
+                &mut buf,
+                &batch,
+                &mut snd,
+            )
+            .await
+            {
                 Outcome::Done => {}
                 Outcome::Replace { answered, error } => {
                     let mut s = st.borrow_mut();
                     let mut rest = answered;
                     if let Some(kind) = error {
                         s.stats.errors.add(kind);
+                        if answered < batch.len() {
+                            s.stats.request_failed(snd.which[answered], kind);
+                        }
                         s.stats.note_error();
                         s.outstanding -= 1;
                         rest += 1;
@@ -404,10 +455,26 @@ async fn exchange(
     parser: &mut ResponseParser,
     buf: &mut [u8],
     batch: &[(u64, bool)],
+    snd: &mut Sender,
 ) -> Outcome {
     let n = batch.len();
-    let bytes = &ctx.reqs[..n * ctx.req_len];
     let sent = ctx.now();
+    let bytes: &[u8] = match &mut snd.generator {
+        Some(cg) => {
+            let now_ms = ctx.wall_epoch_ms + sent / 1_000_000;
+            let mut s = st.borrow_mut();
+            // A shard without a generator is not templated; `None` here
+            // cannot happen, and would send nothing.
+            if let Some(sg) = s.generator.as_mut() {
+                snd.out.clear();
+                for w in &mut snd.which[..n] {
+                    *w = ctx.cfg.scenario.render(sg, cg, now_ms, &mut snd.out);
+                }
+            }
+            &snd.out
+        }
+        None => &ctx.reqs[..n * ctx.req_len],
+    };
     if ctx.open_loop {
         let mut s = st.borrow_mut();
         for &(t, waited) in batch {
@@ -426,7 +493,6 @@ async fn exchange(
         };
     }
     st.borrow_mut().stats.bytes_written += bytes.len() as u64;
-    let head = ctx.cfg.head_request;
     let mut answered = 0;
     while answered < n {
         let left = (sent + ctx.cfg.timeout.as_nanos() as u64).saturating_sub(ctx.now());
@@ -442,7 +508,8 @@ async fn exchange(
                 let now = ctx.now();
                 return match parser.eof() {
                     Ok(Some(r)) => {
-                        record(st, ctx, now, r.status, sent, batch[answered].0);
+                        let which = snd.which[answered];
+                        record(st, ctx, now, r.status, sent, batch[answered].0, which);
                         Outcome::Replace {
                             answered: answered + 1,
                             error: None,
@@ -478,11 +545,12 @@ async fn exchange(
                     error: Some(ErrorKind::Parse),
                 };
             }
-            match parser.parse(&buf[off..k], head) {
+            let which = snd.which[answered];
+            match parser.parse(&buf[off..k], ctx.cfg.scenario.is_head(which)) {
                 Ok((used, resp)) => {
                     off += used;
                     if let Some(r) = resp {
-                        record(st, ctx, now, r.status, sent, batch[answered].0);
+                        record(st, ctx, now, r.status, sent, batch[answered].0, which);
                         answered += 1;
                         if r.close {
                             return Outcome::Replace {
@@ -509,16 +577,16 @@ async fn exchange(
     Outcome::Done
 }
 
-fn record(st: &State, ctx: &Ctx, now: u64, status: u16, sent: u64, intended: u64) {
+fn record(st: &State, ctx: &Ctx, now: u64, status: u16, sent: u64, intended: u64, which: u16) {
     let mut s = st.borrow_mut();
     s.outstanding -= 1;
     s.last_completion = now;
     let service_us = now.saturating_sub(sent) / 1000;
     if ctx.open_loop {
         s.stats
-            .record_response(status, now.saturating_sub(intended) / 1000);
+            .record_request(which, status, now.saturating_sub(intended) / 1000);
         s.stats.service.saturating_record(service_us.max(1));
     } else {
-        s.stats.record_response(status, service_us);
+        s.stats.record_request(which, status, service_us);
     }
 }

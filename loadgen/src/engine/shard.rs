@@ -17,6 +17,7 @@ use super::ring::{BufRing, RingMode, build_ring};
 use super::sock::SockAddr;
 use super::{EngineError, ShardPlan, ShardProgress};
 use crate::config::Config;
+use crate::scenario::{ConnGen, Scenario, ShardGen};
 use crate::schedule::ShardSchedule;
 use crate::stats::{ErrorKind, ShardStats};
 
@@ -75,11 +76,15 @@ pub struct Shard<'a> {
     pub(super) ring: IoUring,
     pub(super) bufs: BufRing,
     pub(super) addr: Box<SockAddr>,
-    /// The request repeated `depth` times: a send of `k` pipelined requests
-    /// is the first `k * req_len` bytes.
+    /// A fixed request repeated `depth` times: a send of `k` pipelined
+    /// requests is the first `k * req_len` bytes. Empty when templated.
     reqs: Box<[u8]>,
     req_len: usize,
-    pub(super) head_request: bool,
+    /// Templated requests: `{{seq}}` and the feed cursors of this shard.
+    generator: Option<ShardGen>,
+    pub(super) scenario: &'a Scenario,
+    /// Unix time (ms) at `epoch`, for `{{now_ms}}` and token lifetimes.
+    wall_epoch_ms: u64,
     skip_send_cqe: bool,
     pub(super) conns: Vec<Conn>,
     pub stats: ShardStats,
@@ -112,8 +117,11 @@ impl<'a> Shard<'a> {
         let (ring, mode) = build_ring(entries, cfg.ring_best).map_err(EngineError::Ring)?;
         let bufs =
             BufRing::new(&ring, BUF_COUNT, BUF_SIZE, BUF_GROUP).map_err(EngineError::BufRing)?;
-        let one = cfg.request_bytes.as_slice();
-        let reqs = one.repeat(depth).into_boxed_slice();
+        let scenario: &Scenario = &cfg.scenario;
+        let fixed = scenario.fixed_bytes();
+        let reqs = fixed.unwrap_or_default().repeat(depth).into_boxed_slice();
+        let req_len = fixed.map_or(scenario.max_request_len(), <[u8]>::len);
+        let out_capacity = if fixed.is_some() { 0 } else { depth * req_len };
         let timeout_ns = cfg.timeout.as_nanos() as u64;
         let open_loop = cfg.schedule.as_ref().map(|s| {
             let mut schedule = s.with_warmup(cfg.warmup).for_shard(plan.index, cfg.shards);
@@ -139,13 +147,26 @@ impl<'a> Shard<'a> {
             bufs,
             addr: SockAddr::new(cfg.addr),
             reqs,
-            req_len: one.len(),
-            head_request: cfg.head_request,
-            skip_send_cqe: sends_only_when_idle && one.len() * depth <= 16 * 1024,
+            req_len,
+            generator: fixed
+                .is_none()
+                .then(|| ShardGen::new(scenario, plan.index, cfg.shards)),
+            scenario,
+            wall_epoch_ms: 0,
+            skip_send_cqe: sends_only_when_idle && req_len * depth <= 16 * 1024,
             conns: (0..conns_n)
-                .map(|_| Conn::new(depth, cfg.max_header_bytes))
+                .map(|i| {
+                    let generator = fixed
+                        .is_none()
+                        .then(|| ConnGen::new(scenario, plan.index, i));
+                    Conn::new(depth, cfg.max_header_bytes, generator, out_capacity)
+                })
                 .collect(),
-            stats: ShardStats::new(),
+            stats: ShardStats::with_requests(if scenario.named {
+                scenario.requests.len()
+            } else {
+                0
+            }),
             quota: plan.quota_at_start(cfg),
             outstanding: 0,
             open_loop,
@@ -179,6 +200,9 @@ impl<'a> Shard<'a> {
     ) -> Result<(), EngineError> {
         start.wait();
         self.epoch = Instant::now();
+        self.wall_epoch_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let deadline = self
             .cfg
             .duration
@@ -304,8 +328,9 @@ impl<'a> Shard<'a> {
     pub(super) fn push(&mut self, entry: squeue::Entry) {
         loop {
             // SAFETY: every entry we build points only at memory owned by
-            // this shard (`addr`, `reqs`, the buffer ring) that outlives
-            // the ring, which is dropped first.
+            // this shard (`addr`, `reqs`, each connection's `out`, the
+            // buffer ring) that outlives the ring, which is dropped first.
+            // `out` never reallocates: it is sized for the longest batch.
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
@@ -432,7 +457,22 @@ impl<'a> Shard<'a> {
     pub(super) fn send(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
         let n = c.queued;
-        let len = n as usize * self.req_len;
+        let (first, depth) = (c.head + c.inflight, c.depth());
+        let (ptr, len) = match (&mut self.generator, &mut c.generator) {
+            (Some(sg), Some(cg)) => {
+                // The previous send from `out` is complete: closed loop and
+                // SKIP_SUCCESS sends happen only with nothing in flight, and
+                // otherwise `send_busy` holds the next send back.
+                let now_ms = self.wall_epoch_ms + self.now / 1_000_000;
+                c.out.clear();
+                for k in 0..n {
+                    let slot = ((first + k) % depth) as usize;
+                    c.which[slot] = self.scenario.render(sg, cg, now_ms, &mut c.out);
+                }
+                (c.out.as_ptr(), c.out.len())
+            }
+            _ => (self.reqs.as_ptr(), n as usize * self.req_len),
+        };
         let (op, flags) = if self.skip_send_cqe {
             (OP_SEND_SKIP, squeue::Flags::SKIP_SUCCESS)
         } else {
@@ -448,7 +488,7 @@ impl<'a> Shard<'a> {
         let ud = user_data(ci, c.generation, op);
         // MSG_WAITALL: the kernel retries short sends itself, so a success
         // means every byte went out.
-        let entry = opcode::Send::new(types::Fd(c.fd), self.reqs.as_ptr(), len as u32)
+        let entry = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
             .flags(libc::MSG_WAITALL | libc::MSG_NOSIGNAL)
             .build()
             .flags(flags)

@@ -4,6 +4,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
 use super::RunReport;
+use crate::stats::STATUS_CODES;
 
 fn latency(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
@@ -60,14 +61,25 @@ fn series(r: &RunReport<'_>) -> Value {
     Value::Array(rows)
 }
 
-pub fn to_json(r: &RunReport<'_>) -> Value {
-    let t = &r.out.total;
-    let mut codes = Map::new();
-    for (code, &n) in t.status.iter().enumerate() {
+fn status(codes: &[u64; STATUS_CODES]) -> Value {
+    let class = |c: usize| codes[c * 100..(c + 1) * 100].iter().sum::<u64>();
+    let mut map = Map::new();
+    for (code, &n) in codes.iter().enumerate() {
         if n > 0 {
-            codes.insert(code.to_string(), n.into());
+            map.insert(code.to_string(), n.into());
         }
     }
+    json!({
+        "2xx": class(2),
+        "3xx": class(3),
+        "4xx": class(4),
+        "5xx": class(5),
+        "codes": map,
+    })
+}
+
+pub fn to_json(r: &RunReport<'_>) -> Value {
+    let t = &r.out.total;
     let mut doc = json!({
         "url": r.cfg.url.raw,
         "engine": r.engine,
@@ -87,13 +99,7 @@ pub fn to_json(r: &RunReport<'_>) -> Value {
             "stdev": if t.rate.is_empty() { 0.0 } else { t.rate.stdev() },
             "max": t.rate.max(),
         },
-        "status": {
-            "2xx": t.status_class(2),
-            "3xx": t.status_class(3),
-            "4xx": t.status_class(4),
-            "5xx": t.status_class(5),
-            "codes": codes,
-        },
+        "status": status(&t.status),
         "errors": t.errors,
         "reconnects": t.reconnects,
         "reissued": t.reissued,
@@ -103,6 +109,40 @@ pub fn to_json(r: &RunReport<'_>) -> Value {
         "series": series(r),
         "warnings": r.warnings(),
     });
+    let sc = &r.cfg.scenario;
+    if sc.fixed_bytes().is_none() {
+        doc["seed"] = json!(sc.seed);
+    }
+    if let Some(n) = r.unexpected() {
+        doc["expect_status"] = json!(r.expected_text());
+        doc["unexpected"] = json!(n);
+    }
+    if !t.by_request.is_empty() {
+        doc["by_request"] = Value::Array(
+            sc.requests
+                .iter()
+                .zip(&t.by_request)
+                .map(|(req, st)| {
+                    let mut row = json!({
+                        "name": req.name,
+                        "method": req.method,
+                        "target": req.target,
+                        "weight": req.weight,
+                        "requests": st.responses,
+                        "rps": if r.elapsed_s() > 0.0 { st.responses as f64 / r.elapsed_s() } else { 0.0 },
+                        "latency_us": latency(&st.latency),
+                        "status": status(&st.status),
+                        "errors": st.errors,
+                    });
+                    if r.unexpected().is_some() {
+                        row["unexpected"] =
+                            json!(crate::stats::unexpected(&st.status, |c| r.cfg.expected(c)));
+                    }
+                    row
+                })
+                .collect(),
+        );
+    }
     if let Some(target) = r.target_rps() {
         doc["target_rps"] = json!(target);
         doc["service_time_us"] = latency(&t.service);

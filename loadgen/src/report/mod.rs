@@ -73,6 +73,32 @@ impl<'a> RunReport<'a> {
         }
     }
 
+    /// Responses outside `--expect-status`, if it was given.
+    pub fn unexpected(&self) -> Option<u64> {
+        (!self.cfg.expect_status.is_empty())
+            .then(|| crate::stats::unexpected(&self.out.total.status, |c| self.cfg.expected(c)))
+    }
+
+    /// `--expect-status` as given, compressed back to ranges: `200-299,304`.
+    pub fn expected_text(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let codes = &self.cfg.expect_status;
+        let mut i = 0;
+        while i < codes.len() {
+            let mut j = i;
+            while j + 1 < codes.len() && codes[j + 1] == codes[j] + 1 {
+                j += 1;
+            }
+            parts.push(if i == j {
+                codes[i].to_string()
+            } else {
+                format!("{}-{}", codes[i], codes[j])
+            });
+            i = j + 1;
+        }
+        parts.join(",")
+    }
+
     pub fn elapsed_s(&self) -> f64 {
         self.out.total.elapsed.as_secs_f64()
     }

@@ -52,6 +52,19 @@ pub fn header(cfg: &Config) -> String {
     if cfg.pipeline > 1 {
         let _ = writeln!(s, "  pipeline depth {}", cfg.pipeline);
     }
+    let sc = &cfg.scenario;
+    if sc.named {
+        let total: u64 = sc.requests.iter().map(|r| r.weight as u64).sum();
+        let mix: Vec<String> = sc
+            .requests
+            .iter()
+            .map(|r| format!("{} {:.0}%", r.name, 100.0 * r.weight as f64 / total as f64))
+            .collect();
+        let _ = writeln!(s, "  scenario: {}", mix.join(", "));
+    }
+    if sc.fixed_bytes().is_none() {
+        let _ = writeln!(s, "  templated requests, --seed {}", sc.seed);
+    }
     if cfg.engine != crate::engine::Engine::Uring {
         let _ = writeln!(s, "  engine: {}", cfg.engine.name());
     }
@@ -172,6 +185,13 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     if non > 0 {
         let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
     }
+    if let Some(n) = r.unexpected() {
+        let _ = writeln!(
+            s,
+            "  Unexpected status (expected {}): {n}",
+            r.expected_text()
+        );
+    }
     if t.reconnects + t.reissued > 0 {
         let _ = writeln!(
             s,
@@ -185,6 +205,7 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
         "Transfer/sec: {:>10}B",
         format_binary(r.transfer_per_s())
     );
+    by_request(&mut s, r);
     if r.interrupted {
         s.push_str("(interrupted: the numbers cover the time until Ctrl-C)\n");
     }
@@ -193,6 +214,66 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The per-name table of a scenario run.
+fn by_request(s: &mut String, r: &RunReport<'_>) {
+    let t = &r.out.total;
+    if t.by_request.is_empty() {
+        return;
+    }
+    let width = r
+        .cfg
+        .scenario
+        .requests
+        .iter()
+        .map(|q| q.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 40);
+    let _ = writeln!(
+        s,
+        "  By request:\n    {:<width$} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "Name", "Requests", "Share", "Avg", "p50", "p99", "Max", "Errors", "Non-2xx"
+    );
+    let q = |h: &Histogram<u64>, q: f64| {
+        format_time_us(if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64
+        })
+    };
+    for (req, st) in r.cfg.scenario.requests.iter().zip(&t.by_request) {
+        let mean = if st.latency.is_empty() {
+            0.0
+        } else {
+            st.latency.mean()
+        };
+        let non = st
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| !(200..400).contains(c))
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        let name: String = req.name.chars().take(width).collect();
+        let _ = writeln!(
+            s,
+            "    {name:<width$} {:>10} {:>6.2}% {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            st.responses,
+            if t.responses > 0 {
+                100.0 * st.responses as f64 / t.responses as f64
+            } else {
+                0.0
+            },
+            format_time_us(mean),
+            q(&st.latency, 0.5),
+            q(&st.latency, 0.99),
+            format_time_us(st.latency.max() as f64),
+            st.errors.requests(),
+            non,
+        );
+    }
 }
 
 fn distribution(s: &mut String, h: &Histogram<u64>) {

@@ -15,12 +15,12 @@ impl Rng {
     pub fn for_connection(seed: u64, shard: usize, conn: usize) -> Rng {
         let mut r = Rng(seed ^ ((shard as u64) << 40) ^ (conn as u64).wrapping_mul(0x9e37_79b9));
         // Mix once, so that neighbouring connections do not start close.
-        r.0 = r.next();
+        r.0 = r.next_u64();
         r
     }
 
     #[inline]
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -32,7 +32,7 @@ impl Rng {
     /// the bias is below span / 2^64, invisible at load-test sizes.
     #[inline]
     pub fn below(&mut self, span: u64) -> u64 {
-        let r = self.next();
+        let r = self.next_u64();
         if span == 0 {
             r
         } else {
@@ -47,7 +47,7 @@ pub fn fresh_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    Rng::new(t ^ ((std::process::id() as u64) << 32)).next()
+    Rng::new(t ^ ((std::process::id() as u64) << 32)).next_u64()
 }
 
 #[cfg(test)]
@@ -59,25 +59,25 @@ mod tests {
         let a: Vec<u64> = (0..5)
             .map({
                 let mut r = Rng::for_connection(1, 0, 0);
-                move |_| r.next()
+                move |_| r.next_u64()
             })
             .collect();
         let b: Vec<u64> = (0..5)
             .map({
                 let mut r = Rng::for_connection(1, 0, 0);
-                move |_| r.next()
+                move |_| r.next_u64()
             })
             .collect();
         let c: Vec<u64> = (0..5)
             .map({
                 let mut r = Rng::for_connection(1, 0, 1);
-                move |_| r.next()
+                move |_| r.next_u64()
             })
             .collect();
         let d: Vec<u64> = (0..5)
             .map({
                 let mut r = Rng::for_connection(1, 1, 0);
-                move |_| r.next()
+                move |_| r.next_u64()
             })
             .collect();
         assert_eq!(a, b);

@@ -226,7 +226,7 @@ impl Template {
                     let r = v.rng.below(*span);
                     push_i64(out, min.wrapping_add(r as i64));
                 }
-                Seg::Uuid => push_uuid(out, v.rng.next(), v.rng.next()),
+                Seg::Uuid => push_uuid(out, v.rng.next_u64(), v.rng.next_u64()),
                 Seg::NowMs => push_u64(out, v.now_ms),
                 Seg::Feed { feed, col } => {
                     let row = v.rows[*feed];
