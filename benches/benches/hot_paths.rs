@@ -1,8 +1,10 @@
 //! Micro benchmarks of the per-request hot paths: building a request,
-//! parsing responses (small, chunked, a pipelined batch), recording latency.
+//! parsing responses (small, chunked, a pipelined batch), recording latency,
+//! rendering templated requests.
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use loadgen::http::{RequestSpec, ResponseParser};
+use loadgen::scenario::{ConnGen, Entry, Feed, Options, Scenario, ShardGen};
 use loadgen::stats::{ShardStats, new_latency_histogram};
 
 const SMALL: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 17\r\nConnection: keep-alive\r\n\r\nHello from nginx\n";
@@ -94,5 +96,96 @@ fn recording(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, requests, responses, recording);
+fn scenario(targets: &[(&str, u32)], jwt: bool, feeds: Vec<Feed>) -> Scenario {
+    let entries = targets
+        .iter()
+        .map(|&(t, weight)| {
+            let mut spec = RequestSpec::get("127.0.0.1:8080", t);
+            spec.headers
+                .push(("Accept".into(), "application/json".into()));
+            Entry {
+                name: t.into(),
+                weight,
+                spec,
+            }
+        })
+        .collect();
+    Scenario::compile(
+        entries,
+        Options {
+            feeds,
+            jwt: jwt.then(|| (b"secret".to_vec(), r#"{"sub":"user-{{seq}}"}"#.into(), 3600)),
+            seed: 1,
+            named: false,
+            env: &|_| None,
+        },
+    )
+    .expect("valid scenario")
+}
+
+/// Rendering one request into a connection's reused buffer: what a
+/// templated run adds per request over a fixed one.
+fn render(c: &mut Criterion) {
+    let mut g = c.benchmark_group("render");
+    g.throughput(Throughput::Elements(1));
+    let two = "/items/{{rand:1:100000}}?id={{seq}}";
+    let feed = Feed::parse(
+        "users",
+        std::path::Path::new("users.csv"),
+        b"id,name\n1,ann\n2,bob\n3,cy\n",
+    )
+    .expect("valid feed");
+    let cases = [
+        ("fixed", scenario(&[("/items/42?id=7", 1)], false, vec![])),
+        ("two_placeholders", scenario(&[(two, 1)], false, vec![])),
+        ("two_placeholders_jwt", scenario(&[(two, 1)], true, vec![])),
+        (
+            "weighted_3_with_feed",
+            scenario(
+                &[
+                    (two, 8),
+                    ("/users/{{feed:users.id}}", 1),
+                    ("/search?q={{uuid}}", 1),
+                ],
+                false,
+                vec![feed],
+            ),
+        ),
+    ];
+    for (name, sc) in &cases {
+        let mut sg = ShardGen::new(sc, 0, 1);
+        let mut cg = ConnGen::new(sc, 0, 0);
+        let mut out = Vec::with_capacity(sc.max_request_len());
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                out.clear();
+                match sc.fixed_bytes() {
+                    Some(bytes) => out.extend_from_slice(bytes),
+                    None => {
+                        sc.render(&mut sg, &mut cg, black_box(1_800_000_000_000), &mut out);
+                    }
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    // A token is minted once per connection per lifetime; this is that
+    // cost (HMAC-SHA256 and base64), paid when the token expires.
+    let sc = scenario(&[(two, 1)], true, vec![]);
+    let mut sg = ShardGen::new(&sc, 0, 1);
+    let mut cg = ConnGen::new(&sc, 0, 0);
+    let mut out = Vec::with_capacity(sc.max_request_len());
+    let mut now_ms = 1_800_000_000_000u64;
+    g.bench_function("jwt_mint_and_render", |b| {
+        b.iter(|| {
+            out.clear();
+            now_ms += 3_600_000;
+            sc.render(&mut sg, &mut cg, now_ms, &mut out);
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, requests, responses, recording, render);
 criterion_main!(benches);

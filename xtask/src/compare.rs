@@ -1,6 +1,11 @@
 //! Peer comparison: the same nginx, the same pinned client CPU, alternating
 //! loadgen and wrk, several rounds. Prints requests/s and client CPU
 //! (user+sys from rusage) per completed request, and their ratios.
+//!
+//! `--templated` compares request generation instead of engines: a fixed
+//! URL, `/items/{{rand:1:100000}}`, and a weighted scenario with a feed and
+//! JWTs, against wrk with a fixed URL and with the equivalent Lua
+//! `request()` function.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +21,24 @@ struct Opts {
     depths: Vec<usize>,
     server_cpu: usize,
     client_cpu: usize,
+    templated: bool,
+}
+
+/// One client configuration in a comparison.
+enum Client {
+    /// loadgen with these extra arguments and this path.
+    Loadgen {
+        engine: &'static str,
+        args: Vec<String>,
+        path: &'static str,
+    },
+    /// wrk with this path and a Lua script rendered for the depth: a
+    /// pipelining script only when depth > 1, a generating one always.
+    Wrk {
+        path: &'static str,
+        script: fn(usize) -> String,
+        generates: bool,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -32,6 +55,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         depths: vec![1, 16],
         server_cpu: 0,
         client_cpu: 1,
+        templated: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -48,14 +72,45 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             }
             "--server-cpu" => o.server_cpu = val()?.parse()?,
             "--client-cpu" => o.client_cpu = val()?.parse()?,
+            "--templated" => o.templated = true,
             other => bail!("unknown option {other:?}"),
         }
     }
     let loadgen = crate::build_loadgen()?;
     let wrk = which("wrk").context("wrk not found: apt-get install wrk")?;
     let nginx = Nginx::start(o.server_cpu).map_err(anyhow::Error::msg)?;
-    let url = format!("http://127.0.0.1:{}/", nginx.port);
-    let script = std::env::temp_dir().join("loadgen-wrk-pipeline.lua");
+    let base = format!("http://127.0.0.1:{}", nginx.port);
+    let script = std::env::temp_dir().join("loadgen-wrk-compare.lua");
+    let clients = if o.templated {
+        templated_clients()?
+    } else {
+        vec![
+            (
+                "loadgen",
+                Client::Loadgen {
+                    engine: "uring",
+                    args: vec![],
+                    path: "/",
+                },
+            ),
+            (
+                "glommio",
+                Client::Loadgen {
+                    engine: "glommio",
+                    args: vec![],
+                    path: "/",
+                },
+            ),
+            (
+                "wrk",
+                Client::Wrk {
+                    path: "/",
+                    script: wrk_pipeline_script,
+                    generates: false,
+                },
+            ),
+        ]
+    };
 
     println!(
         "# nginx 1 worker on CPU {}, client on CPU {}, {} connections, {} s, {} rounds",
@@ -63,55 +118,211 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     );
     println!("# kernel {}", uname_r());
     println!(
-        "{:<6} {:>5} {:>8} {:>12} {:>14}",
+        "{:<6} {:>5} {:>14} {:>12} {:>14}",
         "depth", "round", "client", "req/s", "cpu µs/req"
     );
-    const CLIENTS: [&str; 3] = ["loadgen", "glommio", "wrk"];
     let mut results: Vec<(usize, &str, Vec<Sample>)> = Vec::new();
     for &depth in &o.depths {
-        std::fs::write(&script, wrk_pipeline_script(depth))?;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); CLIENTS.len()];
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
         for round in 1..=o.rounds {
             // Rotate which client goes first so drift hits all equally.
-            for k in 0..CLIENTS.len() {
-                let c = (k + round - 1) % CLIENTS.len();
-                let s = match CLIENTS[c] {
-                    "loadgen" => run_loadgen(&loadgen, &url, &o, depth, "uring")?,
-                    "glommio" => run_loadgen(&loadgen, &url, &o, depth, "glommio")?,
-                    _ => run_wrk(&wrk, &url, &o, depth, &script)?,
+            for k in 0..clients.len() {
+                let c = (k + round - 1) % clients.len();
+                let s = match &clients[c].1 {
+                    Client::Loadgen { engine, args, path } => {
+                        run_loadgen(&loadgen, &format!("{base}{path}"), &o, depth, engine, args)?
+                    }
+                    Client::Wrk {
+                        path,
+                        script: lua,
+                        generates,
+                    } => {
+                        let lua = if depth > 1 || *generates {
+                            std::fs::write(&script, lua(depth))?;
+                            Some(script.as_path())
+                        } else {
+                            None
+                        };
+                        run_wrk(&wrk, &format!("{base}{path}"), &o, lua)?
+                    }
                 };
                 println!(
-                    "{:<6} {:>5} {:>8} {:>12.0} {:>14.2}",
-                    depth, round, CLIENTS[c], s.rps, s.cpu_us_per_req
+                    "{:<6} {:>5} {:>14} {:>12.0} {:>14.2}",
+                    depth, round, clients[c].0, s.rps, s.cpu_us_per_req
                 );
                 samples[c].push(s);
             }
         }
         for (c, v) in samples.into_iter().enumerate() {
-            results.push((depth, CLIENTS[c], v));
+            results.push((depth, clients[c].0, v));
         }
     }
-    println!("\n# medians (loadgen = the io_uring engine, glommio = --engine glommio)");
+    let reference = clients
+        .iter()
+        .position(|c| {
+            matches!(
+                c.1,
+                Client::Wrk {
+                    generates: false,
+                    ..
+                }
+            )
+        })
+        .unwrap_or(0);
     println!(
-        "{:<6} {:>8} {:>12} {:>14} {:>20}",
-        "depth", "client", "req/s", "cpu µs/req", "cpu ratio vs wrk"
+        "\n# medians; ratio = client CPU per request / {}'s",
+        clients[reference].0
     );
-    for group in results.chunks(CLIENTS.len()) {
+    println!(
+        "{:<6} {:>14} {:>12} {:>14} {:>10}",
+        "depth", "client", "req/s", "cpu µs/req", "cpu ratio"
+    );
+    for group in results.chunks(clients.len()) {
         let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-        let wrk_cpu = med(&group[CLIENTS.len() - 1].2, |s| s.cpu_us_per_req);
+        let ref_cpu = med(&group[reference].2, |s| s.cpu_us_per_req);
         for (depth, client, v) in group {
             let cpu = med(v, |s| s.cpu_us_per_req);
             println!(
-                "{:<6} {:>8} {:>12.0} {:>14.2} {:>20.3}",
+                "{:<6} {:>14} {:>12.0} {:>14.2} {:>10.3}",
                 depth,
                 client,
                 med(v, |s| s.rps),
                 cpu,
-                cpu / wrk_cpu
+                cpu / ref_cpu
             );
         }
     }
     Ok(())
+}
+
+/// `--templated`: fixed and templated requests from both tools. The
+/// scenario mixes three weighted templated requests, a CSV feed and a JWT
+/// per connection.
+fn templated_clients() -> anyhow::Result<Vec<(&'static str, Client)>> {
+    let dir = std::env::temp_dir().join("loadgen-compare-templated");
+    std::fs::create_dir_all(&dir)?;
+    let feed = dir.join("users.csv");
+    let mut users = String::from("id,name\n");
+    for i in 1..=1000 {
+        users.push_str(&format!("{i},user{i}\n"));
+    }
+    std::fs::write(&feed, users)?;
+    let scenario = dir.join("mix.toml");
+    std::fs::write(
+        &scenario,
+        r#"[[request]]
+name = "item"
+url = "/items/{{rand:1:100000}}"
+weight = 8
+
+[[request]]
+name = "user"
+url = "/users/{{feed:users.id}}"
+headers = ["X-User: {{feed:users.name}}"]
+weight = 1
+
+[[request]]
+name = "search"
+url = "/search?q={{uuid}}&seq={{seq}}"
+weight = 1
+"#,
+    )?;
+    // The same mix with every value written out (and a token-sized
+    // literal Authorization header): separates what generating costs from
+    // what longer, varied requests cost the kernel and the server.
+    let token = format!("Authorization: Bearer {}", "x".repeat(150));
+    let static_mix = dir.join("static-mix.toml");
+    std::fs::write(
+        &static_mix,
+        format!(
+            r#"[[request]]
+name = "item"
+url = "/items/54321"
+headers = ["{token}"]
+weight = 8
+
+[[request]]
+name = "user"
+url = "/users/500"
+headers = ["X-User: user500", "{token}"]
+weight = 1
+
+[[request]]
+name = "search"
+url = "/search?q=0b4f7c1e-9a3d-4e2b-8c5f-6d7e8f9a0b1c&seq=1234567"
+headers = ["{token}"]
+weight = 1
+"#
+        ),
+    )?;
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Ok(vec![
+        (
+            "lg-fixed",
+            Client::Loadgen {
+                engine: "uring",
+                args: vec![],
+                path: "/items/42",
+            },
+        ),
+        (
+            "lg-rand",
+            Client::Loadgen {
+                engine: "uring",
+                args: vec![],
+                path: "/items/{{rand:1:100000}}",
+            },
+        ),
+        (
+            "lg-static-mix",
+            Client::Loadgen {
+                engine: "uring",
+                args: s(&["--scenario", &static_mix.to_string_lossy()]),
+                path: "/",
+            },
+        ),
+        (
+            "lg-scenario",
+            Client::Loadgen {
+                engine: "uring",
+                args: s(&[
+                    "--scenario",
+                    &scenario.to_string_lossy(),
+                    "--feed",
+                    &format!("users={}", feed.display()),
+                    "--jwt-secret",
+                    "benchmark-secret",
+                    "--jwt-claims",
+                    r#"{"sub":"{{feed:users.name}}"}"#,
+                ]),
+                path: "/",
+            },
+        ),
+        (
+            "wrk-fixed",
+            Client::Wrk {
+                path: "/items/42",
+                script: wrk_pipeline_script,
+                generates: false,
+            },
+        ),
+        (
+            "wrk-lua-rand",
+            Client::Wrk {
+                path: "/",
+                script: wrk_random_script,
+                generates: true,
+            },
+        ),
+    ])
+}
+
+/// wrk's documented way to vary requests: a Lua `request()` returning
+/// `depth` freshly formatted requests per call.
+fn wrk_random_script(depth: usize) -> String {
+    format!(
+        "math.randomseed(os.time())\nrequest = function()\n  local r = {{}}\n  for i = 1, {depth} do\n    r[i] = wrk.format(nil, \"/items/\" .. math.random(1, 100000))\n  end\n  return table.concat(r)\nend\n"
+    )
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -162,6 +373,7 @@ fn run_loadgen(
     o: &Opts,
     depth: usize,
     engine: &str,
+    extra: &[String],
 ) -> anyhow::Result<Sample> {
     let (out, cpu) = timed(
         Command::new("taskset")
@@ -176,6 +388,7 @@ fn run_loadgen(
             .arg(depth.to_string())
             .args(["--engine", engine])
             .args(["--json", "-"])
+            .args(extra)
             .arg(url)
             .stderr(Stdio::null()),
     )?;
@@ -186,7 +399,7 @@ fn run_loadgen(
     })
 }
 
-fn run_wrk(bin: &Path, url: &str, o: &Opts, depth: usize, script: &Path) -> anyhow::Result<Sample> {
+fn run_wrk(bin: &Path, url: &str, o: &Opts, script: Option<&Path>) -> anyhow::Result<Sample> {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
         .arg(o.client_cpu.to_string())
@@ -195,7 +408,7 @@ fn run_wrk(bin: &Path, url: &str, o: &Opts, depth: usize, script: &Path) -> anyh
         .arg(o.connections.to_string())
         .arg("-d")
         .arg(format!("{}s", o.duration));
-    if depth > 1 {
+    if let Some(script) = script {
         cmd.arg("-s").arg(script);
     }
     let (out, cpu) = timed(cmd.arg(url))?;
