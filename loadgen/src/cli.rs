@@ -486,6 +486,11 @@ impl RunArgs {
         cfg.timeout = self.timeout;
         cfg.max_header_bytes = self.max_header_bytes;
         cfg.scenario = Arc::new(scenario);
+        cfg.scenario_file = self.scenario.clone();
+        if self.scenario.is_some() {
+            // The report names the host; the paths are in the file.
+            cfg.url.raw = format!("http://{}/", cfg.url.host_header());
+        }
         cfg.expect_status = self
             .expect_status
             .as_ref()

@@ -36,6 +36,8 @@ pub struct Config {
     pub timeout: Duration,
     /// What to send: one request or a weighted mix, compiled.
     pub scenario: Arc<Scenario>,
+    /// `--scenario FILE`, for the report.
+    pub scenario_file: Option<std::path::PathBuf>,
     /// `--expect-status`: responses with other statuses count as
     /// unexpected (empty: no expectation).
     pub expect_status: Vec<u16>,
@@ -129,6 +131,7 @@ impl Config {
             pipeline: 1,
             timeout: Duration::from_secs(2),
             scenario,
+            scenario_file: None,
             expect_status: Vec::new(),
             max_header_bytes: 64 * 1024,
             cpus,

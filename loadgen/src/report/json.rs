@@ -113,6 +113,9 @@ pub fn to_json(r: &RunReport<'_>) -> Value {
     if sc.fixed_bytes().is_none() {
         doc["seed"] = json!(sc.seed);
     }
+    if let Some(f) = &r.cfg.scenario_file {
+        doc["scenario"] = json!(f.display().to_string());
+    }
     if let Some(n) = r.unexpected() {
         doc["expect_status"] = json!(r.expected_text());
         doc["unexpected"] = json!(n);

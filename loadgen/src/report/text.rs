@@ -17,7 +17,14 @@ pub fn header(cfg: &Config) -> String {
         (Some(d), _) => format_time_s(d.as_secs_f64()),
         (None, None) => String::new(),
     };
-    let mut s = format!("Running {what} test @ {}\n", cfg.url.raw);
+    let mut s = match &cfg.scenario_file {
+        Some(f) => format!(
+            "Running {what} test @ {} (scenario {})\n",
+            cfg.url.raw,
+            f.display()
+        ),
+        None => format!("Running {what} test @ {}\n", cfg.url.raw),
+    };
     if let Some(sched) = &cfg.schedule {
         let stages: Vec<String> = sched
             .stages

@@ -293,7 +293,11 @@ fn compile_one(
             format!("Host: {}\r\n", spec.host).as_bytes(),
         ));
     }
-    let mut uses_jwt = false;
+    let body = match std::str::from_utf8(&spec.body) {
+        Ok(text) if text.contains("{{") => Template::parse(text, &what("the body"), names)?,
+        _ => Template::literal(&spec.body),
+    };
+    let mut uses_jwt = target.uses_jwt() || body.uses_jwt();
     for (name, value) in &spec.headers {
         let v = Template::parse(value, &what(&format!("header {name}")), names)?;
         if v.literal_bytes().any(|b| b == b'\r' || b == b'\n') {
@@ -310,18 +314,14 @@ fn compile_one(
         head.append(&v);
         head.append(&Template::literal(b"\r\n"));
     }
-    if names.jwt && !uses_jwt {
-        // A token is sent the usual way unless a header places it.
+    if names.jwt && !uses_jwt && !has("authorization") {
+        // A token is sent the usual way unless the request places it.
         head.append(&Template::literal(b"Authorization: Bearer "));
         head.append(&Template {
             segs: vec![template::Seg::Jwt],
         });
         head.append(&Template::literal(b"\r\n"));
     }
-    let body = match std::str::from_utf8(&spec.body) {
-        Ok(text) if text.contains("{{") => Template::parse(text, &what("the body"), names)?,
-        _ => Template::literal(&spec.body),
-    };
     let is_method = |m: &str| spec.method.eq_ignore_ascii_case(m);
     let body = match body.as_literal() {
         Some(lit) => {

@@ -257,3 +257,29 @@ body_file = "payload.json"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_placed_token_is_not_sent_twice() {
+    let jwt_opts = || {
+        let mut o = opts(vec![]);
+        o.jwt = Some((b"k".to_vec(), "{}".into(), 60));
+        o
+    };
+    let once = |e: Entry| {
+        let sc = Scenario::compile(vec![e], jwt_opts()).unwrap();
+        let r = render_all(&sc, 0, 1, 1).remove(0).1;
+        (
+            r.matches("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.").count(),
+            r,
+        )
+    };
+    let (n, r) = once(entry("q", 1, "/?token={{jwt}}"));
+    assert_eq!(n, 1, "{r}");
+    assert!(!r.contains("Authorization"), "{r}");
+    let mut e = entry("h", 1, "/");
+    e.spec.headers.push(("X-Token".into(), "{{jwt}}".into()));
+    assert_eq!(once(e).0, 1);
+    let (n, r) = once(entry("default", 1, "/"));
+    assert_eq!(n, 1);
+    assert!(r.contains("\r\nAuthorization: Bearer eyJ"), "{r}");
+}
