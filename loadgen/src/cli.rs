@@ -663,6 +663,17 @@ mod tests {
             Err(CliError::ScenarioFile(_))
         ));
         assert!(Cli::try_parse_from(["loadgen", "--jwt-claims", "{}", "http://h/"]).is_err());
+        let big = "x".repeat(1 << 20);
+        assert!(matches!(
+            parse(&[
+                "-c",
+                "2000",
+                "-b",
+                &format!("{{{{seq}}}}{big}"),
+                "http://127.0.0.1:9/"
+            ]),
+            Err(CliError::Config(ConfigError::RenderMemory(_)))
+        ));
     }
 
     #[test]

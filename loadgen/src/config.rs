@@ -72,7 +72,14 @@ pub enum ConfigError {
     DurationAndRequests,
     #[error("--max-header-bytes must be between 256 and 16777216, got {0}")]
     MaxHeaderBytes(usize),
+    #[error(
+        "templated requests need a send buffer per connection: {0} MiB for -c × --pipeline × the longest request; lower -c or --pipeline, or shorten the body"
+    )]
+    RenderMemory(u64),
 }
+
+/// Send buffers of templated requests, in total, at most.
+pub const MAX_RENDER_BYTES: u64 = 1 << 30;
 
 impl Config {
     /// Checks the limits above; the CLI calls this after building.
@@ -104,6 +111,14 @@ impl Config {
         }
         if !(256..=16 << 20).contains(&self.max_header_bytes) {
             return Err(ConfigError::MaxHeaderBytes(self.max_header_bytes));
+        }
+        if self.scenario.fixed_bytes().is_none() {
+            let bytes = (self.connections as u64)
+                .saturating_mul(self.pipeline as u64)
+                .saturating_mul(self.scenario.max_request_len() as u64);
+            if bytes > MAX_RENDER_BYTES {
+                return Err(ConfigError::RenderMemory(bytes >> 20));
+            }
         }
         Ok(())
     }

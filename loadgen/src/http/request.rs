@@ -1,5 +1,6 @@
-//! Request serialization. Requests are rendered once per run (not per
-//! request): the engine sends the same bytes again and again.
+//! One request as the user described it. `crate::scenario` compiles it,
+//! templates and all, into what the engines send; `to_bytes` is the plain
+//! rendering that the compiled form must match when nothing is templated.
 
 /// What to send; rendered to bytes by [`RequestSpec::to_bytes`].
 #[derive(Debug, Clone, PartialEq, Eq)]
