@@ -75,7 +75,8 @@ pub fn load_file(path: &Path, base: Option<&Url>) -> Result<(Url, Vec<Entry>), F
     let text = std::fs::read_to_string(path).map_err(|e| FileError::Read(path.to_path_buf(), e))?;
     let file: File = toml::from_str(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| {
-            text[..s.start.min(text.len())].lines().count().max(1)
+            let upto = &text.as_bytes()[..s.start.min(text.len())];
+            upto.iter().filter(|&&b| b == b'\n').count() + 1
         });
         FileError::Toml(
             path.to_path_buf(),

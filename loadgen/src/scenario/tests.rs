@@ -248,6 +248,8 @@ body_file = "payload.json"
     assert!(err("[[request]]\nurl = \"http://a:1/\"\nweight = 0\n").contains("weight"));
     assert!(err("[[request]]\nurl = \"http://a:1/\"\nbogus = 1\n").contains("unknown field"));
     assert!(err("").contains("no [[request]]"));
+    let at_line_start = err("[[request]]\nurl = \"http://a:1/\"\nnope\n");
+    assert!(at_line_start.contains("line 3"), "{at_line_start}");
     assert!(err("[[request]]\nname = \"a\"\nurl = \"http://a:1/\"\n[[request]]\nname = \"a\"\nurl = \"/\"\n").contains("twice"));
     assert!(
         load_file(Path::new("/nonexistent.toml"), None)
