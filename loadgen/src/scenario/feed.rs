@@ -244,6 +244,14 @@ mod tests {
     }
 
     #[test]
+    fn tsv_splits_on_tabs() {
+        let f = Feed::parse("t", Path::new("t.tsv"), b"k\tv\na,b\tc d\n").unwrap();
+        assert_eq!(f.columns, ["k", "v"]);
+        assert_eq!(s(f.get(0, Some(0))), "a,b");
+        assert_eq!(s(f.get(0, Some(1))), "c d");
+    }
+
+    #[test]
     fn bad_feeds_are_clear_errors() {
         assert!(matches!(
             Feed::parse("e", Path::new("e.csv"), b"id\n"),
