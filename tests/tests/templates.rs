@@ -305,6 +305,46 @@ weight = 6
     }
 }
 
+#[test]
+fn errors_count_against_the_request_that_hit_them() {
+    let h = loadgen_tests::hostile::Hostile::start();
+    let scenario = tmp(
+        "errors.toml",
+        &format!(
+            "[[request]]\nname = \"fine\"\nurl = \"{}\"\nweight = 3\n\n[[request]]\nname = \"broken\"\nurl = \"/garbage\"\n",
+            h.url("/ok")
+        ),
+    );
+    for engine in ENGINES {
+        let (doc, text, code) = run_json(&[
+            "--scenario",
+            &scenario,
+            "-n",
+            "400",
+            "-t",
+            "1",
+            "-c",
+            "4",
+            "--engine",
+            engine,
+        ]);
+        assert_eq!(code, 0, "{text}");
+        let by = doc["by_request"].as_array().unwrap();
+        let (fine, broken) = (&by[0], &by[1]);
+        assert_eq!(fine["name"], "fine");
+        assert_eq!(fine["errors"]["parse"], 0, "{text}");
+        assert!(fine["requests"].as_u64().unwrap() > 200, "{text}");
+        assert_eq!(broken["requests"], 0, "{text}");
+        assert_eq!(broken["errors"]["parse"], doc["errors"]["parse"], "{text}");
+        assert!(broken["errors"]["parse"].as_u64().unwrap() > 50, "{text}");
+        assert_eq!(
+            fine["requests"].as_u64().unwrap() + broken["errors"]["parse"].as_u64().unwrap(),
+            400,
+            "-n counts answered and failed requests: {text}"
+        );
+    }
+}
+
 fn hs256(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut k = [0u8; 64];
     k[..key.len()].copy_from_slice(key);
