@@ -18,6 +18,8 @@ pub struct Seen {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the server read it, Unix ms.
+    pub at_ms: u64,
 }
 
 impl Seen {
@@ -107,12 +109,16 @@ fn parse(buf: &mut Vec<u8>, conn: u64) -> Option<Seen> {
     }
     let body = buf[end + 4..end + 4 + len].to_vec();
     buf.drain(..end + 4 + len);
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     Some(Seen {
         conn,
         method,
         target,
         headers,
         body,
+        at_ms,
     })
 }
 

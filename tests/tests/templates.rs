@@ -472,3 +472,59 @@ fn bad_templates_and_scenarios_are_one_line_errors() {
     }
     assert!(r.take().is_empty());
 }
+
+#[test]
+fn tokens_are_replaced_before_they_expire() {
+    let r = Recorder::start();
+    let (_, text, code) = run_json(&[
+        "-d",
+        "4500ms",
+        "-t",
+        "1",
+        "-c",
+        "2",
+        "-R",
+        "200",
+        "--jwt-secret",
+        "k",
+        "--jwt-ttl",
+        "2s",
+        &r.url("/"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let seen = r.take();
+    assert!(seen.len() > 500, "{} requests", seen.len());
+    let mut per_conn: HashMap<u64, HashSet<String>> = HashMap::new();
+    for s in &seen {
+        let token = s
+            .header("Authorization")
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let exp_ms = claims["exp"].as_u64().unwrap() * 1000;
+        assert!(
+            s.at_ms < exp_ms,
+            "a token was used {} ms after it expired",
+            s.at_ms - exp_ms
+        );
+        per_conn
+            .entry(s.conn)
+            .or_default()
+            .insert(token.to_string());
+    }
+    assert_eq!(per_conn.len(), 2);
+    for tokens in per_conn.values() {
+        // 4.5 s with 2 s tokens renewed 1 s early: a new token every ~1 s.
+        assert!(
+            (3..=7).contains(&tokens.len()),
+            "{} tokens on one connection",
+            tokens.len()
+        );
+    }
+}
