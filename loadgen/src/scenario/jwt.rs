@@ -34,6 +34,8 @@ pub struct Jwt {
     rest: Template,
     /// The claims object is `{}`: no comma after `exp`.
     empty: bool,
+    /// Feeds the claims read.
+    feeds: Vec<usize>,
     pub ttl_s: u64,
 }
 
@@ -70,8 +72,12 @@ impl Jwt {
         }
         // HMAC takes keys of any length.
         let mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| JwtError::EmptySecret)?;
+        let mut feeds: Vec<usize> = rest.feeds().collect();
+        feeds.sort_unstable();
+        feeds.dedup();
         let jwt = Jwt {
             mac,
+            feeds,
             rest,
             empty: inner.trim() == "}",
             ttl_s,
@@ -106,6 +112,11 @@ impl Jwt {
             ));
         }
         Ok(())
+    }
+
+    /// Feeds the claims read: a new token takes their next row.
+    pub fn feeds(&self) -> &[usize] {
+        &self.feeds
     }
 
     fn payload(&self, v: &mut Vars<'_>, now_s: u64, out: &mut Vec<u8>) {

@@ -207,9 +207,7 @@ impl Scenario {
         let seq = sg.seq;
         sg.seq = sg.seq.wrapping_add(sg.stride);
         for &f in &r.feeds {
-            let len = self.feeds[f].rows() as u64;
-            sg.rows[f] = sg.cursor[f] as u32;
-            sg.cursor[f] = (sg.cursor[f] + sg.stride) % len;
+            sg.next_row(f, &self.feeds[f]);
         }
         let ConnGen {
             rng,
@@ -220,6 +218,12 @@ impl Scenario {
         if let Some(jwt) = &self.jwt {
             let now_s = now_ms / 1000;
             if token.is_empty() || now_s + jwt::REFRESH_MARGIN_S >= *token_exp {
+                // Feeds only the claims read take their next row now.
+                for &f in jwt.feeds() {
+                    if !r.feeds.contains(&f) {
+                        sg.next_row(f, &self.feeds[f]);
+                    }
+                }
                 let mut v = Vars {
                     seq,
                     rows: &sg.rows,
@@ -391,6 +395,13 @@ pub struct ShardGen {
 }
 
 impl ShardGen {
+    /// Moves feed `f` to its next row for this shard.
+    #[inline]
+    fn next_row(&mut self, f: usize, feed: &Feed) {
+        self.rows[f] = self.cursor[f] as u32;
+        self.cursor[f] = (self.cursor[f] + self.stride) % feed.rows() as u64;
+    }
+
     pub fn new(sc: &Scenario, shard: usize, shards: usize) -> ShardGen {
         ShardGen {
             seq: shard as u64,

@@ -285,3 +285,35 @@ fn a_placed_token_is_not_sent_twice() {
     assert_eq!(n, 1);
     assert!(r.contains("\r\nAuthorization: Bearer eyJ"), "{r}");
 }
+
+#[test]
+fn claims_take_the_next_feed_row_per_token() {
+    let feed = Feed::parse("u", Path::new("u.txt"), b"ann\nbob\n").unwrap();
+    let mut o = opts(vec![feed]);
+    o.jwt = Some((b"k".to_vec(), r#"{"sub":"{{feed:u}}"}"#.into(), 60));
+    let sc = Scenario::compile(vec![entry("a", 1, "/")], o).unwrap();
+    let mut sg = ShardGen::new(&sc, 0, 1);
+    let subs: Vec<String> = (0..3)
+        .map(|c| {
+            let mut cg = ConnGen::new(&sc, 0, c);
+            let mut out = Vec::new();
+            sc.render(&mut sg, &mut cg, 1_000_000, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            let token = text
+                .split("Bearer ")
+                .nth(1)
+                .unwrap()
+                .split("\r\n")
+                .next()
+                .unwrap();
+            let claims = base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                token.split('.').nth(1).unwrap(),
+            )
+            .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+            v["sub"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(subs, ["ann", "bob", "ann"]);
+}
