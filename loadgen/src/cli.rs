@@ -22,7 +22,7 @@ use crate::url::{Url, UrlError};
     version,
     about = "HTTP/1.1 load generator: shard-per-core io_uring, exact latency, wrk-compatible flags",
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  loadgen -t2 -c64 -d10s --latency http://127.0.0.1:8080/\n  loadgen -n 10000 --pipeline 16 --json out.json http://127.0.0.1:8080/\n  loadgen target --listen 127.0.0.1:8080"
+    after_help = "Examples:\n  loadgen -t2 -c64 -d10s --latency http://127.0.0.1:8080/\n  loadgen -n 10000 --pipeline 16 --json out.json http://127.0.0.1:8080/\n  loadgen -c64 -d30s -H 'X-Id: {{uuid}}' 'http://127.0.0.1:8080/items/{{rand:1:100000}}'\n  loadgen --scenario mix.toml --feed users=users.csv --jwt-secret \"$KEY\" --expect-status 2xx\n  loadgen target --listen 127.0.0.1:8080\n\nTemplates: {{seq}} {{rand:MIN:MAX}} {{uuid}} {{now_ms}} {{env:NAME}} {{feed:NAME[.COL]}} {{jwt}} (see README)"
 )]
 pub struct Cli {
     #[command(subcommand)]
