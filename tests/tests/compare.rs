@@ -218,3 +218,63 @@ fn bad_inputs_are_one_line() {
     let _ = std::fs::remove_file(empty);
     let _ = std::fs::remove_file(one);
 }
+
+#[test]
+fn scenario_runs_are_compared_per_request() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Target::start(1);
+    let mix = |heavy: &str| {
+        let p = tmp(&format!("mix-{heavy}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[[request]]\nname = \"light\"\nurl = \"{}\"\n\n[[request]]\nname = \"heavy\"\nurl = \"/cpu/{heavy}\"\n",
+                t.url("/cpu/50")
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (base, new) = (tmp("mix-base.json"), tmp("mix-new.json"));
+    for (heavy, json) in [("1000", &base), ("3000", &new)] {
+        let scenario = mix(heavy);
+        let out = run(&[
+            "-t1",
+            "-c8",
+            "-d",
+            "1s",
+            "--runs",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run(&[
+        "compare",
+        base.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = c["metrics"].as_array().unwrap();
+    let heavy_p50 = rows
+        .iter()
+        .find(|r| r["request"] == "heavy" && r["metric"] == "p50 latency")
+        .unwrap_or_else(|| panic!("no per-request row: {c}"));
+    assert!(heavy_p50["delta_pct"].as_f64().unwrap() > 50.0, "{c}");
+    assert!(rows.iter().any(|r| r["request"] == "light"), "{c}");
+    let text = run(&["compare", base.to_str().unwrap(), new.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("heavy: p50 latency"));
+}

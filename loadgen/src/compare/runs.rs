@@ -4,7 +4,8 @@
 //! otherwise the per-second series. For throughput and p50/p90/p99/p99.9
 //! latency: medians, relative change, a 95 % bootstrap interval for it, a
 //! p-value (Welch's t-test when both sides pass Shapiro–Wilk at α, else
-//! Mann–Whitney U), and a verdict.
+//! Mann–Whitney U), and a verdict. Scenario runs (`--scenario`) compared
+//! run by run also get throughput, p50 and p99 per request name.
 
 use serde_json::{Value, json};
 
@@ -99,6 +100,9 @@ fn samples(doc: &Value, m: &Metric, kind: SampleKind) -> Vec<f64> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Row {
     pub metric: &'static str,
+    /// The scenario request this row is about (`None`: all requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     pub base_median: f64,
     pub new_median: f64,
     pub delta_pct: f64,
@@ -135,49 +139,23 @@ pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, Comp
         if b.is_empty() {
             return Err(CompareError::NoSamples("NEW".into(), m.name));
         }
-        let (ma, mb) = (median(&a), median(&b));
-        let delta = if ma != 0.0 {
-            100.0 * (mb - ma) / ma
-        } else {
-            0.0
-        };
-        let normal = |x: &[f64]| shapiro_wilk(x).is_some_and(|(_, p)| p > alpha);
-        let (test, p) = if a.len() >= 2 && b.len() >= 2 && normal(&a) && normal(&b) {
-            ("Welch t", welch_t(&a, &b).2)
-        } else {
-            ("Mann-Whitney U", mann_whitney_u(&a, &b).1)
-        };
-        let verdict = if p < alpha && delta != 0.0 {
-            if (delta > 0.0) == m.higher_is_better {
-                "faster"
-            } else {
-                "slower"
-            }
-        } else {
-            "no significant difference"
-        };
-        for (side, x) in [("BASE", &a), ("NEW", &b)] {
-            let c = cv(x);
-            if c > 0.05 {
-                warnings.push(format!(
-                    "{} of {side} varies a lot (coefficient of variation {:.1}% > 5%): the machine was noisy or the run unstable; more runs narrow the interval",
-                    m.name,
-                    100.0 * c
-                ));
+        rows.push(row(m, None, &a, &b, alpha, &mut warnings));
+    }
+    if kind == SampleKind::Runs {
+        for name in request_names(base) {
+            for m in METRICS
+                .iter()
+                .filter(|m| matches!(m.run_key, "rps" | "p50" | "p99"))
+            {
+                let a = request_samples(base, &name, m);
+                let b = request_samples(new, &name, m);
+                // A name missing on one side, or a request never answered
+                // in some run, has nothing to compare.
+                if a.len() == runs(base).len() && b.len() == runs(new).len() && !b.is_empty() {
+                    rows.push(row(m, Some(name.clone()), &a, &b, alpha, &mut warnings));
+                }
             }
         }
-        rows.push(Row {
-            metric: m.name,
-            base_median: ma,
-            new_median: mb,
-            delta_pct: delta,
-            ci95_pct: bootstrap_delta_pct(&a, &b, 2000, 0x5eed),
-            p_value: p,
-            test,
-            verdict,
-            n_base: a.len(),
-            n_new: b.len(),
-        });
     }
     let n = rows.first().map_or(0, |r| r.n_base.min(r.n_new));
     if n < 5 {
@@ -196,6 +174,108 @@ pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, Comp
     })
 }
 
+/// Scenario request names of a report's first run, in file order.
+fn request_names(doc: &Value) -> Vec<String> {
+    runs(doc)
+        .first()
+        .and_then(|r| r["by_request"].as_array())
+        .map_or_else(Vec::new, |v| {
+            v.iter()
+                .filter_map(|q| q["name"].as_str().map(String::from))
+                .collect()
+        })
+}
+
+/// One sample per run of metric `m` for request `name`; runs where it got
+/// no response are left out.
+fn request_samples(doc: &Value, name: &str, m: &Metric) -> Vec<f64> {
+    runs(doc)
+        .iter()
+        .filter_map(|r| {
+            let q = r["by_request"]
+                .as_array()?
+                .iter()
+                .find(|q| q["name"] == name)?;
+            if q["requests"].as_u64()? == 0 {
+                return None;
+            }
+            if m.run_key == "rps" {
+                q["rps"].as_f64()
+            } else {
+                q["latency_us"][m.run_key].as_f64()
+            }
+        })
+        .collect()
+}
+
+/// Compares the samples `a` (base) and `b` (new) of one metric.
+fn row(
+    m: &Metric,
+    request: Option<String>,
+    a: &[f64],
+    b: &[f64],
+    alpha: f64,
+    warnings: &mut Vec<String>,
+) -> Row {
+    let (ma, mb) = (median(a), median(b));
+    let delta = if ma != 0.0 {
+        100.0 * (mb - ma) / ma
+    } else {
+        0.0
+    };
+    let normal = |x: &[f64]| shapiro_wilk(x).is_some_and(|(_, p)| p > alpha);
+    let (test, p) = if a.len() >= 2 && b.len() >= 2 && normal(a) && normal(b) {
+        ("Welch t", welch_t(a, b).2)
+    } else {
+        ("Mann-Whitney U", mann_whitney_u(a, b).1)
+    };
+    let verdict = if p < alpha && delta != 0.0 {
+        if (delta > 0.0) == m.higher_is_better {
+            "faster"
+        } else {
+            "slower"
+        }
+    } else {
+        "no significant difference"
+    };
+    let label = match &request {
+        Some(name) => format!("{name}: {}", m.name),
+        None => m.name.to_string(),
+    };
+    for (side, x) in [("BASE", a), ("NEW", b)] {
+        let c = cv(x);
+        if c > 0.05 {
+            warnings.push(format!(
+                "{label} of {side} varies a lot (coefficient of variation {:.1}% > 5%): the machine was noisy or the run unstable; more runs narrow the interval",
+                100.0 * c
+            ));
+        }
+    }
+    Row {
+        metric: m.name,
+        request,
+        base_median: ma,
+        new_median: mb,
+        delta_pct: delta,
+        ci95_pct: bootstrap_delta_pct(a, b, 2000, 0x5eed),
+        p_value: p,
+        test,
+        verdict,
+        n_base: a.len(),
+        n_new: b.len(),
+    }
+}
+
+impl Row {
+    /// `metric`, or `request: metric` for a per-request row.
+    pub fn label(&self) -> String {
+        match &self.request {
+            Some(name) => format!("{name}: {}", self.metric),
+            None => self.metric.to_string(),
+        }
+    }
+}
+
 impl Comparison {
     pub fn text(&self) -> String {
         let what = match self.kind {
@@ -206,8 +286,15 @@ impl Comparison {
             "Samples: {what}; 95% CI: bootstrap of the median's relative change; alpha {}\n",
             self.alpha
         );
+        let width = self
+            .rows
+            .iter()
+            .map(|r| r.label().chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(14);
         s.push_str(&format!(
-            "{:<14} {:>12} {:>12} {:>9} {:>22} {:>10}  {:<15} {}\n",
+            "{:<width$} {:>12} {:>12} {:>9} {:>22} {:>10}  {:<15} {}\n",
             "metric", "base", "new", "delta", "95% CI", "p-value", "test", "verdict"
         ));
         for r in &self.rows {
@@ -219,8 +306,8 @@ impl Comparison {
                 }
             };
             s.push_str(&format!(
-                "{:<14} {:>12} {:>12} {:>+8.2}% {:>22} {:>10.4}  {:<15} {}\n",
-                r.metric,
+                "{:<width$} {:>12} {:>12} {:>+8.2}% {:>22} {:>10.4}  {:<15} {}\n",
+                r.label(),
                 unit(r.base_median),
                 unit(r.new_median),
                 r.delta_pct,
@@ -282,6 +369,48 @@ mod tests {
             })
             .collect();
         json!({ "runs": runs })
+    }
+
+    #[test]
+    fn scenario_requests_are_compared_by_name() {
+        let with_requests = |heavy_p99: f64, seed: u64, names: &[&str]| {
+            let mut doc = report(5, 1000.0, 100.0, 0.01, seed);
+            let mut state = seed;
+            for r in doc["runs"].as_array_mut().unwrap() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let jitter = 1.0 + 0.01 * ((state >> 40) as f64 / (1u64 << 24) as f64 - 0.5);
+                let by: Vec<Value> = names
+                    .iter()
+                    .map(|&n| {
+                        let p99 = if n == "heavy" { heavy_p99 } else { 50.0 } * jitter;
+                        json!({"name": n, "requests": 10, "rps": 500.0 * jitter,
+                               "latency_us": {"p50": p99 / 2.0, "p99": p99}})
+                    })
+                    .collect();
+                r["by_request"] = Value::Array(by);
+            }
+            doc
+        };
+        let base = with_requests(1000.0, 1, &["light", "heavy", "gone"]);
+        let new = with_requests(2000.0, 2, &["light", "heavy"]);
+        let c = compare(&base, &new, 0.05).unwrap();
+        let find = |label: &str| c.rows.iter().find(|r| r.label() == label);
+        assert_eq!(find("heavy: p99 latency").unwrap().verdict, "slower");
+        assert!(find("heavy: p99 latency").unwrap().delta_pct > 90.0);
+        assert_eq!(
+            find("light: p99 latency").unwrap().verdict,
+            "no significant difference"
+        );
+        assert!(
+            find("gone: throughput").is_none(),
+            "a name missing in NEW is skipped"
+        );
+        assert_eq!(c.rows.iter().filter(|r| r.request.is_some()).count(), 6);
+        assert!(c.text().contains("heavy: p99 latency"));
+        assert_eq!(c.to_json()["metrics"][5]["request"], "light");
+        // Totals keep their rows first, without a request.
+        assert!(c.to_json()["metrics"][0].get("request").is_none());
+        assert!(c.slower_than(50.0));
     }
 
     #[test]
