@@ -215,24 +215,17 @@ impl Scenario {
             token_exp,
             scratch,
         } = cg;
-        if let Some(jwt) = &self.jwt {
-            let now_s = now_ms / 1000;
-            if token.is_empty() || now_s + jwt::REFRESH_MARGIN_S >= *token_exp {
-                // Feeds only the claims read take their next row now.
-                for &f in jwt.feeds() {
-                    if !r.feeds.contains(&f) {
-                        sg.next_row(f, &self.feeds[f]);
-                    }
+        let now_s = now_ms / 1000;
+        let mint = self
+            .jwt
+            .as_ref()
+            .filter(|_| token.is_empty() || now_s + jwt::REFRESH_MARGIN_S >= *token_exp);
+        if let Some(jwt) = mint {
+            // Feeds only the claims read take their next row now.
+            for &f in jwt.feeds() {
+                if !r.feeds.contains(&f) {
+                    sg.next_row(f, &self.feeds[f]);
                 }
-                let mut v = Vars {
-                    seq,
-                    rows: &sg.rows,
-                    feeds: &self.feeds,
-                    now_ms,
-                    rng,
-                    jwt: b"",
-                };
-                *token_exp = jwt.mint(&mut v, now_s, scratch, token);
             }
         }
         let mut v = Vars {
@@ -241,8 +234,12 @@ impl Scenario {
             feeds: &self.feeds,
             now_ms,
             rng,
-            jwt: token,
+            jwt: b"",
         };
+        if let Some(jwt) = mint {
+            *token_exp = jwt.mint(&mut v, now_s, scratch, token);
+        }
+        v.jwt = token;
         r.head_tpl.render(&mut v, out);
         if let Some(body) = &r.body {
             scratch.clear();
