@@ -115,6 +115,30 @@ impl RequestStats {
     }
 }
 
+/// The value at quantile `q`, or 0 for an empty histogram.
+pub fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// The mean, or 0 for an empty histogram.
+pub fn mean(h: &Histogram<u64>) -> f64 {
+    if h.is_empty() { 0.0 } else { h.mean() }
+}
+
+/// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").
+pub fn non_2xx_3xx(status: &[u64; STATUS_CODES]) -> u64 {
+    unexpected(status, |code| (200..400).contains(&code))
+}
+
+/// Responses with status in `class*100 .. class*100+99`.
+pub fn status_class(status: &[u64; STATUS_CODES], class: usize) -> u64 {
+    status[class * 100..(class + 1) * 100].iter().sum()
+}
+
 /// Responses in `status` whose code `expected` rejects.
 pub fn unexpected(status: &[u64; STATUS_CODES], expected: impl Fn(u16) -> bool) -> u64 {
     status
@@ -230,6 +254,27 @@ impl ShardStats {
         }
     }
 
+    /// Records the response to a request sent at `sent` (ns) and meant
+    /// for `intended`, completed at `now`. In open loop the latency runs
+    /// from the intended time (corrected) and the service time is kept
+    /// apart; in closed loop they are the same.
+    #[inline]
+    pub fn record_completion(
+        &mut self,
+        open_loop: bool,
+        now: u64,
+        status: u16,
+        (sent, intended, which): (u64, u64, u16),
+    ) {
+        let service_us = now.saturating_sub(sent) / 1000;
+        if open_loop {
+            self.record_request(which, status, now.saturating_sub(intended) / 1000);
+            self.service.saturating_record(service_us.max(1));
+        } else {
+            self.record_request(which, status, service_us);
+        }
+    }
+
     /// Counts a failure of scenario request `which` (the caller counts the
     /// total).
     #[inline]
@@ -263,11 +308,7 @@ impl ShardStats {
         let mut encoded = Vec::new();
         // Serializing into a Vec cannot fail for a valid histogram.
         let _ = V2DeflateSerializer::new().serialize(&self.interval, &mut encoded);
-        let p99_us = if self.interval.is_empty() {
-            0
-        } else {
-            self.interval.value_at_quantile(0.99)
-        };
+        let p99_us = quantile(&self.interval, 0.99);
         self.seconds.push(SecondSample {
             responses: std::mem::take(&mut self.interval_responses),
             errors: std::mem::take(&mut self.interval_errors),
@@ -334,17 +375,12 @@ impl ShardStats {
 
     /// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").
     pub fn non_2xx_3xx(&self) -> u64 {
-        self.status
-            .iter()
-            .enumerate()
-            .filter(|(code, _)| !(200..400).contains(code))
-            .map(|(_, n)| n)
-            .sum()
+        non_2xx_3xx(&self.status)
     }
 
     /// Responses with status in `class*100 .. class*100+99`.
     pub fn status_class(&self, class: usize) -> u64 {
-        self.status[class * 100..(class + 1) * 100].iter().sum()
+        status_class(&self.status, class)
     }
 }
 

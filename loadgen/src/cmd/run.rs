@@ -52,13 +52,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let (out, p) = run_load(&cfg, stop, session)?;
         if args.runs > 1 {
             let t = &out.total;
-            let q = |q: f64| {
-                if t.latency.is_empty() {
-                    0
-                } else {
-                    t.latency.value_at_quantile(q)
-                }
-            };
+            let q = |q: f64| loadgen::stats::quantile(&t.latency, q);
             writeln!(
                 text_out,
                 "  run {}/{}: {:.2} req/s, p50 {}, p99 {}, errors {}",

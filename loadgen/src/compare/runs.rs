@@ -72,18 +72,18 @@ fn runs(doc: &Value) -> &[Value] {
     doc["runs"].as_array().map_or(&[], Vec::as_slice)
 }
 
+/// Metric `m` of a run, or of one request of a run (same field names).
+fn run_value(r: &Value, m: &Metric) -> Option<f64> {
+    if m.run_key == "rps" {
+        r["rps"].as_f64()
+    } else {
+        r["latency_us"][m.run_key].as_f64()
+    }
+}
+
 fn samples(doc: &Value, m: &Metric, kind: SampleKind) -> Vec<f64> {
     match kind {
-        SampleKind::Runs => runs(doc)
-            .iter()
-            .filter_map(|r| {
-                if m.run_key == "rps" {
-                    r["rps"].as_f64()
-                } else {
-                    r["latency_us"][m.run_key].as_f64()
-                }
-            })
-            .collect(),
+        SampleKind::Runs => runs(doc).iter().filter_map(|r| run_value(r, m)).collect(),
         SampleKind::Seconds => {
             let rows = doc["series"].as_array().map_or(&[][..], Vec::as_slice);
             // A last partial second has too few requests to be a fair sample.
@@ -199,11 +199,7 @@ fn request_samples(doc: &Value, name: &str, m: &Metric) -> Vec<f64> {
             if q["requests"].as_u64()? == 0 {
                 return None;
             }
-            if m.run_key == "rps" {
-                q["rps"].as_f64()
-            } else {
-                q["latency_us"][m.run_key].as_f64()
-            }
+            run_value(q, m)
         })
         .collect()
 }
@@ -238,20 +234,7 @@ fn row(
     } else {
         "no significant difference"
     };
-    let label = match &request {
-        Some(name) => format!("{name}: {}", m.name),
-        None => m.name.to_string(),
-    };
-    for (side, x) in [("BASE", a), ("NEW", b)] {
-        let c = cv(x);
-        if c > 0.05 {
-            warnings.push(format!(
-                "{label} of {side} varies a lot (coefficient of variation {:.1}% > 5%): the machine was noisy or the run unstable; more runs narrow the interval",
-                100.0 * c
-            ));
-        }
-    }
-    Row {
+    let row = Row {
         metric: m.name,
         request,
         base_median: ma,
@@ -263,7 +246,18 @@ fn row(
         verdict,
         n_base: a.len(),
         n_new: b.len(),
+    };
+    for (side, x) in [("BASE", a), ("NEW", b)] {
+        let c = cv(x);
+        if c > 0.05 {
+            warnings.push(format!(
+                "{} of {side} varies a lot (coefficient of variation {:.1}% > 5%): the machine was noisy or the run unstable; more runs narrow the interval",
+                row.label(),
+                100.0 * c
+            ));
+        }
     }
+    row
 }
 
 impl Row {

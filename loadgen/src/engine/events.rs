@@ -6,7 +6,7 @@ use io_uring::{cqueue, opcode, types};
 use super::conn::ConnState;
 use super::shard::{OP_CONNECT, OP_RECV, OP_SEND, OP_SEND_SKIP, Shard, split_user_data, user_data};
 use super::sock::tcp_socket;
-use crate::stats::{ErrorKind, ShardStats};
+use crate::stats::ErrorKind;
 
 const BACKOFF_MIN_NS: u64 = 10_000_000;
 const BACKOFF_MAX_NS: u64 = 1_000_000_000;
@@ -191,7 +191,8 @@ impl Shard<'_> {
                         Some(r) => {
                             let popped = c.pop_oldest();
                             self.outstanding -= 1;
-                            record(&mut self.stats, open_loop, now, r.status, popped);
+                            self.stats
+                                .record_completion(open_loop, now, r.status, popped);
                             if r.close {
                                 return Delivered::ServerClose;
                             }
@@ -212,7 +213,8 @@ impl Shard<'_> {
                 let popped = self.conns[ci].pop_oldest();
                 self.outstanding -= 1;
                 let open_loop = self.open_loop.is_some();
-                record(&mut self.stats, open_loop, self.now, r.status, popped);
+                self.stats
+                    .record_completion(open_loop, self.now, r.status, popped);
                 self.replace(ci);
             }
             // An idle keep-alive connection closed by the server: normal.
@@ -263,24 +265,5 @@ fn reset_or(res: i32, otherwise: ErrorKind) -> ErrorKind {
         ErrorKind::Reset
     } else {
         otherwise
-    }
-}
-
-/// Records one response: in open loop, latency from the intended send time
-/// (corrected) plus the service time; in closed loop they are the same.
-#[inline]
-fn record(
-    stats: &mut ShardStats,
-    open_loop: bool,
-    now: u64,
-    status: u16,
-    (sent, intended, which): (u64, u64, u16),
-) {
-    let service_us = now.saturating_sub(sent) / 1000;
-    if open_loop {
-        stats.record_request(which, status, now.saturating_sub(intended) / 1000);
-        stats.service.saturating_record(service_us.max(1));
-    } else {
-        stats.record_request(which, status, service_us);
     }
 }

@@ -143,9 +143,7 @@ async fn shard(
     let fixed = cfg.scenario.fixed_bytes();
     let ctx = Rc::new(Ctx {
         epoch: Instant::now(),
-        wall_epoch_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        wall_epoch_ms: super::clocks::unix_ms(),
         shard: plan.index,
         reqs: fixed.unwrap_or_default().repeat(depth),
         req_len: fixed.map_or(cfg.scenario.max_request_len(), <[u8]>::len),
@@ -155,11 +153,7 @@ async fn shard(
         cfg: cfg.clone(),
     });
     let st: State = Rc::new(RefCell::new(Shared {
-        stats: ShardStats::with_requests(if cfg.scenario.named {
-            cfg.scenario.requests.len()
-        } else {
-            0
-        }),
+        stats: ShardStats::with_requests(cfg.scenario.named_count()),
         generator: fixed
             .is_none()
             .then(|| ShardGen::new(&cfg.scenario, plan.index, cfg.shards)),
@@ -581,12 +575,6 @@ fn record(st: &State, ctx: &Ctx, now: u64, status: u16, sent: u64, intended: u64
     let mut s = st.borrow_mut();
     s.outstanding -= 1;
     s.last_completion = now;
-    let service_us = now.saturating_sub(sent) / 1000;
-    if ctx.open_loop {
-        s.stats
-            .record_request(which, status, now.saturating_sub(intended) / 1000);
-        s.stats.service.saturating_record(service_us.max(1));
-    } else {
-        s.stats.record_request(which, status, service_us);
-    }
+    s.stats
+        .record_completion(ctx.open_loop, now, status, (sent, intended, which));
 }

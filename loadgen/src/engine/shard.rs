@@ -162,11 +162,7 @@ impl<'a> Shard<'a> {
                     Conn::new(depth, cfg.max_header_bytes, generator, out_capacity)
                 })
                 .collect(),
-            stats: ShardStats::with_requests(if scenario.named {
-                scenario.requests.len()
-            } else {
-                0
-            }),
+            stats: ShardStats::with_requests(scenario.named_count()),
             quota: plan.quota_at_start(cfg),
             outstanding: 0,
             open_loop,
@@ -200,9 +196,7 @@ impl<'a> Shard<'a> {
     ) -> Result<(), EngineError> {
         start.wait();
         self.epoch = Instant::now();
-        self.wall_epoch_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        self.wall_epoch_ms = super::clocks::unix_ms();
         let deadline = self
             .cfg
             .duration

@@ -7,5 +7,5 @@ mod chunked;
 mod request;
 mod response;
 
-pub use request::{RequestError, RequestSpec};
+pub use request::{RequestError, RequestSpec, bad_target_byte};
 pub use response::{ParseError, Response, ResponseParser};

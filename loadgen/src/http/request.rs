@@ -31,6 +31,11 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// A byte that cannot stand in a request target (space, control, DEL).
+pub fn bad_target_byte(b: u8) -> bool {
+    b <= b' ' || b == 0x7f
+}
+
 impl RequestSpec {
     /// A `GET target` with no headers or body.
     pub fn get(host: &str, target: &str) -> Self {
@@ -67,12 +72,19 @@ impl RequestSpec {
             .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
+    /// The method must be an HTTP token.
+    pub fn check_method(&self) -> Result<(), RequestError> {
+        if is_token(&self.method) {
+            Ok(())
+        } else {
+            Err(RequestError::Method(self.method.clone()))
+        }
+    }
+
     /// Renders the request as it goes on the wire.
     pub fn to_bytes(&self) -> Result<Vec<u8>, RequestError> {
-        if !is_token(&self.method) {
-            return Err(RequestError::Method(self.method.clone()));
-        }
-        if self.target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        self.check_method()?;
+        if self.target.bytes().any(bad_target_byte) {
             return Err(RequestError::Target(self.target.clone()));
         }
         let mut out = Vec::with_capacity(128 + self.body.len());

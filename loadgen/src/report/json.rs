@@ -4,7 +4,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
 use super::RunReport;
-use crate::stats::STATUS_CODES;
+use crate::stats::{STATUS_CODES, quantile, status_class};
 
 fn latency(h: &Histogram<u64>) -> Value {
     if h.is_empty() {
@@ -34,13 +34,7 @@ fn series(r: &RunReport<'_>) -> Value {
         .enumerate()
         .map(|(i, s)| {
             let len = r.second_len(i);
-            let q = |q: f64| {
-                if s.latency.is_empty() {
-                    0
-                } else {
-                    s.latency.value_at_quantile(q)
-                }
-            };
+            let q = |q: f64| quantile(&s.latency, q);
             let mut row = json!({
                 "second": i + 1,
                 "requests": s.responses,
@@ -62,7 +56,7 @@ fn series(r: &RunReport<'_>) -> Value {
 }
 
 fn status(codes: &[u64; STATUS_CODES]) -> Value {
-    let class = |c: usize| codes[c * 100..(c + 1) * 100].iter().sum::<u64>();
+    let class = |c: usize| status_class(codes, c);
     let mut map = Map::new();
     for (code, &n) in codes.iter().enumerate() {
         if n > 0 {

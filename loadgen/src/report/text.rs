@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 
 use super::RunReport;
 use crate::config::Config;
-use crate::stats::within_stdev;
+use crate::stats::{mean, non_2xx_3xx, quantile, within_stdev};
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
 
 /// `Running 10s test @ URL` and the threads/connections line, printed
@@ -132,13 +132,7 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     if let Some(target) = r.target_rps() {
         s.push_str("  Service Time Distribution (from actual send; not corrected)\n");
         distribution(&mut s, &t.service);
-        let q = |h: &Histogram<u64>, q: f64| {
-            format_time_us(if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(q) as f64
-            })
-        };
+        let q = |h: &Histogram<u64>, q: f64| format_time_us(quantile(h, q) as f64);
         let _ = writeln!(
             s,
             "  Schedule lag (actual - intended send): p50 {}, p99 {}, max {}",
@@ -243,26 +237,8 @@ fn by_request(s: &mut String, r: &RunReport<'_>) {
         "  By request:\n    {:<width$} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
         "Name", "Requests", "Share", "Avg", "p50", "p99", "Max", "Errors", "Non-2xx"
     );
-    let q = |h: &Histogram<u64>, q: f64| {
-        format_time_us(if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(q) as f64
-        })
-    };
+    let q = |h: &Histogram<u64>, q: f64| format_time_us(quantile(h, q) as f64);
     for (req, st) in r.cfg.scenario.requests.iter().zip(&t.by_request) {
-        let mean = if st.latency.is_empty() {
-            0.0
-        } else {
-            st.latency.mean()
-        };
-        let non = st
-            .status
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| !(200..400).contains(c))
-            .map(|(_, n)| n)
-            .sum::<u64>();
         let name: String = req.name.chars().take(width).collect();
         let _ = writeln!(
             s,
@@ -273,12 +249,12 @@ fn by_request(s: &mut String, r: &RunReport<'_>) {
             } else {
                 0.0
             },
-            format_time_us(mean),
+            format_time_us(mean(&st.latency)),
             q(&st.latency, 0.5),
             q(&st.latency, 0.99),
             format_time_us(st.latency.max() as f64),
             st.errors.requests(),
-            non,
+            non_2xx_3xx(&st.status),
         );
     }
 }
@@ -292,11 +268,7 @@ fn distribution(s: &mut String, h: &Histogram<u64>) {
         ("99.9", 0.999),
         ("99.99", 0.9999),
     ] {
-        let v = if h.is_empty() {
-            0
-        } else {
-            h.value_at_quantile(q)
-        };
+        let v = quantile(h, q);
         let _ = writeln!(s, "{:>7}%{}", label, units(&format_time_us(v as f64), 10));
     }
     let _ = writeln!(

@@ -18,7 +18,7 @@ pub use jwt::{Jwt, JwtError};
 pub use rng::{Rng, fresh_seed};
 pub use template::{Names, Template, TemplateError, Vars};
 
-use crate::http::{RequestError, RequestSpec};
+use crate::http::{RequestError, RequestSpec, bad_target_byte};
 
 /// More requests than this in one scenario is almost surely a mistake
 /// (and each keeps its own histograms per shard).
@@ -180,6 +180,12 @@ impl Scenario {
         self.max_len
     }
 
+    /// How many requests the report keeps apart by name: all of them for
+    /// `--scenario`, none for a single URL.
+    pub fn named_count(&self) -> usize {
+        if self.named { self.requests.len() } else { 0 }
+    }
+
     /// True when request `which` is a HEAD.
     #[inline]
     pub fn is_head(&self, which: u16) -> bool {
@@ -267,20 +273,15 @@ fn compile_one(
             format!("{part} of request {:?}", e.name)
         }
     };
-    // Method and header names are checked as a plain request would be.
-    let mut probe = RequestSpec::get(&spec.host, "/");
-    probe.method = spec.method.clone();
-    probe.to_bytes()?;
+    // Header names were checked when parsed (-H, the scenario file).
+    spec.check_method()?;
     let target = Template::parse(&spec.target, &what("the URL"), names)?;
-    if target.literal_bytes().any(|b| b <= b' ' || b == 0x7f) {
+    if target.literal_bytes().any(bad_target_byte) {
         return Err(RequestError::Target(spec.target.clone()).into());
     }
-    check_feeds(
-        &target,
-        names.feeds,
-        |b| b <= b' ' || b == 0x7f,
-        |feed, row| ScenarioError::FeedInTarget { feed, row },
-    )?;
+    check_feeds(&target, names.feeds, bad_target_byte, |feed, row| {
+        ScenarioError::FeedInTarget { feed, row }
+    })?;
     let mut head = Template::literal(format!("{} ", spec.method).as_bytes());
     head.append(&target);
     head.append(&Template::literal(b" HTTP/1.1\r\n"));
