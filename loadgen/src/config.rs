@@ -1,13 +1,16 @@
-//! A validated description of one run; everything downstream trusts it.
+//! A description of one run, and the rules that turn what a user asked for
+//! into it. A leaf: it reads no file, resolves no name, probes no kernel
+//! and knows no engine; the command layer does those and hands the results
+//! in as [`RunInputs`]. The engine takes only a [`Validated`] config.
 
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Engine, RingMode};
-use std::sync::Arc;
-
 use crate::http::RequestSpec;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::Scenario;
 use crate::schedule::Schedule;
 use crate::url::Url;
 
@@ -16,6 +19,57 @@ use crate::url::Url;
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_SHARDS: usize = 1024;
 pub const MAX_PIPELINE: usize = 4096;
+
+/// Which I/O engine drives the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Our io_uring loop (the default).
+    Uring,
+    /// glommio, over the same shard core (portable fallback, cross-check).
+    Glommio,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Uring => "io_uring",
+            Engine::Glommio => "glommio",
+        }
+    }
+}
+
+/// Which io_uring setup flags the kernel accepted, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux ≥ 6.1): completions are only
+    /// posted when we ask, so the shard is never interrupted mid-turn.
+    DeferTaskrun,
+    /// `COOP_TASKRUN` (Linux ≥ 5.19): no IPI to run task work.
+    CoopTaskrun,
+    /// No setup flags.
+    Plain,
+}
+
+impl RingMode {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RingMode::DeferTaskrun => "SINGLE_ISSUER|DEFER_TASKRUN",
+            RingMode::CoopTaskrun => "COOP_TASKRUN",
+            RingMode::Plain => "no setup flags",
+        }
+    }
+
+    /// The weaker of two modes.
+    pub fn weakest(self, other: RingMode) -> RingMode {
+        if other as u8 > self as u8 {
+            other
+        } else {
+            self
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,15 +91,14 @@ pub struct Config {
     /// What to send: one request or a weighted mix, compiled.
     pub scenario: Arc<Scenario>,
     /// `--scenario FILE`, for the report.
-    pub scenario_file: Option<std::path::PathBuf>,
+    pub scenario_file: Option<PathBuf>,
     /// `--expect-status`: responses with other statuses count as
     /// unexpected (empty: no expectation).
     pub expect_status: Vec<u16>,
     pub max_header_bytes: usize,
     /// CPUs the shards are pinned to, round-robin; empty: no pinning.
     pub cpus: Vec<usize>,
-    /// Best io_uring setup mode to try (weaker ones are tried after it);
-    /// `LOADGEN_RING_MODE=coop|plain` lowers it to exercise the fallbacks.
+    /// Best io_uring setup mode to try (weaker ones are tried after it).
     pub ring_best: RingMode,
     pub engine: Engine,
 }
@@ -53,7 +106,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("-c/--connections must be between 1 and {MAX_CONNECTIONS}, got {0}")]
-    Connections(usize),
+    Connections(u64),
     #[error("-t/--threads must be between 1 and {MAX_SHARDS}, got {0}")]
     Shards(usize),
     #[error(
@@ -81,11 +134,122 @@ pub enum ConfigError {
 /// Send buffers of templated requests, in total, at most.
 pub const MAX_RENDER_BYTES: u64 = 1 << 30;
 
+/// Open or closed loop, as asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// Each connection sends its next batch when the last is answered.
+    Closed,
+    /// `-R`: a constant rate.
+    Rate(Schedule),
+    /// `--stages`: steps and ramps; their total length is the default
+    /// duration.
+    Stages(Schedule),
+}
+
+/// What a user asked for, with every file already read, every name
+/// resolved and every machine fact looked up: the command layer's output.
+#[derive(Debug, Clone)]
+pub struct RunInputs {
+    pub url: Url,
+    pub addr: SocketAddr,
+    pub scenario: Scenario,
+    pub scenario_file: Option<PathBuf>,
+    pub connections: u64,
+    /// `-t`; `None`: one shard per allowed CPU, at most one per connection.
+    pub threads: Option<usize>,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub load: Load,
+    pub warmup: Duration,
+    pub pipeline: usize,
+    pub timeout: Duration,
+    pub max_header_bytes: usize,
+    /// Pin shards to CPUs (`--no-pin` clears it).
+    pub pin: bool,
+    /// The CPUs this process may run on.
+    pub allowed_cpus: Vec<usize>,
+    pub expect_status: Vec<u16>,
+    pub engine: Engine,
+    pub ring_best: RingMode,
+}
+
+/// A config that passed [`Config::validate`]; the only kind the engine
+/// takes, so nothing downstream re-checks (or divides by) its fields.
+#[derive(Debug, Clone)]
+pub struct Validated(Config);
+
+impl Deref for Validated {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl Validated {
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
 impl Config {
-    /// Checks the limits above; the CLI calls this after building.
+    /// Applies the rules between flags: default shards, pinning, the
+    /// schedule, the default duration. Then validates.
+    pub fn from_inputs(i: RunInputs) -> Result<Validated, ConfigError> {
+        let connections = usize::try_from(i.connections)
+            .ok()
+            .filter(|&c| c <= MAX_CONNECTIONS)
+            .ok_or(ConfigError::Connections(i.connections))?;
+        let cpus = i.allowed_cpus.len().max(1);
+        // wrk requires -c ≥ -t; with the default we just use fewer shards.
+        let shards = i.threads.unwrap_or_else(|| cpus.min(connections.max(1)));
+        // More shards than CPUs would pin two to one CPU; let the scheduler
+        // place them instead.
+        let pinned = i.pin && shards <= cpus;
+        let (schedule, stage_time) = match i.load {
+            Load::Closed => (None, None),
+            Load::Rate(s) => (Some(s), None),
+            Load::Stages(s) => {
+                let t = s.duration();
+                (Some(s), Some(t))
+            }
+        };
+        let duration = match (i.duration, i.requests, stage_time) {
+            (Some(d), _, _) => Some(d),
+            (None, Some(_), _) => None,
+            (None, None, Some(t)) => Some(t),
+            (None, None, None) => Some(Duration::from_secs(10)),
+        };
+        let mut url = i.url;
+        if i.scenario_file.is_some() {
+            // The report names the host; the paths are in the file.
+            url.raw = format!("http://{}/", url.host_header());
+        }
+        Config {
+            url,
+            addr: i.addr,
+            shards,
+            connections,
+            duration,
+            requests: i.requests,
+            schedule,
+            warmup: i.warmup,
+            pipeline: i.pipeline,
+            timeout: i.timeout,
+            scenario: Arc::new(i.scenario),
+            scenario_file: i.scenario_file,
+            expect_status: i.expect_status,
+            max_header_bytes: i.max_header_bytes,
+            cpus: if pinned { i.allowed_cpus } else { Vec::new() },
+            ring_best: i.ring_best,
+            engine: i.engine,
+        }
+        .validated()
+    }
+
+    /// Checks the limits above.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
-            return Err(ConfigError::Connections(self.connections));
+            return Err(ConfigError::Connections(self.connections as u64));
         }
         if self.shards == 0 || self.shards > MAX_SHARDS {
             return Err(ConfigError::Shards(self.shards));
@@ -123,21 +287,25 @@ impl Config {
         Ok(())
     }
 
-    /// A config with wrk's defaults for `url` (resolved), 10 s, 10
-    /// connections, one shard per allowed CPU.
+    /// Validates and seals the config.
+    pub fn validated(self) -> Result<Validated, ConfigError> {
+        self.validate()?;
+        Ok(Validated(self))
+    }
+
+    /// A config with wrk's defaults for `url` (resolved to `addr`): 10 s,
+    /// 10 connections, one unpinned shard, the io_uring engine.
     pub fn for_url(url: Url, addr: SocketAddr) -> Config {
-        let request = RequestSpec::get(&url.host_header(), &url.target);
-        // A URL that parsed makes a valid GET; a bad target (spaces) is
-        // caught again when the CLI sets the request.
-        let scenario = Scenario::fixed(&request)
+        // A URL that parsed has a target without spaces or controls, so
+        // its GET is a valid request.
+        let scenario = Scenario::fixed(&RequestSpec::get(&url.host_header(), &url.target))
             .or_else(|_| Scenario::fixed(&RequestSpec::get(&url.host_header(), "/")))
             .map(Arc::new)
             .expect("GET / is always a valid request");
-        let cpus = allowed_cpus();
         Config {
             url,
             addr,
-            shards: cpus.len().max(1),
+            shards: 1,
             connections: 10,
             duration: Some(Duration::from_secs(10)),
             requests: None,
@@ -149,16 +317,10 @@ impl Config {
             scenario_file: None,
             expect_status: Vec::new(),
             max_header_bytes: 64 * 1024,
-            cpus,
+            cpus: Vec::new(),
             ring_best: RingMode::DeferTaskrun,
             engine: Engine::Uring,
         }
-    }
-
-    /// Sends `request`, unchanged, every time.
-    pub fn set_request(&mut self, request: RequestSpec) -> Result<(), ScenarioError> {
-        self.scenario = Arc::new(Scenario::fixed(&request)?);
-        Ok(())
     }
 
     /// True when `status` is what `--expect-status` asked for (or nothing
@@ -168,9 +330,127 @@ impl Config {
     }
 }
 
-/// The CPUs this process may run on (taskset, cgroup cpusets), in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    core_affinity::get_core_ids()
-        .map(|ids| ids.into_iter().map(|c| c.id).collect())
-        .unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> RunInputs {
+        let url = Url::parse("http://127.0.0.1:9/x").unwrap();
+        let addr = url.resolve().unwrap();
+        let scenario = Scenario::fixed(&RequestSpec::get(&url.host_header(), &url.target)).unwrap();
+        RunInputs {
+            url,
+            addr,
+            scenario,
+            scenario_file: None,
+            connections: 10,
+            threads: None,
+            duration: None,
+            requests: None,
+            load: Load::Closed,
+            warmup: Duration::ZERO,
+            pipeline: 1,
+            timeout: Duration::from_secs(2),
+            max_header_bytes: 64 * 1024,
+            pin: true,
+            allowed_cpus: vec![0, 1],
+            expect_status: Vec::new(),
+            engine: Engine::Uring,
+            ring_best: RingMode::DeferTaskrun,
+        }
+    }
+
+    #[test]
+    fn default_shards_follow_cpus_and_never_exceed_connections() {
+        let cfg = Config::from_inputs(inputs()).unwrap();
+        assert_eq!((cfg.shards, cfg.cpus.clone()), (2, vec![0, 1]));
+        let cfg = Config::from_inputs(RunInputs {
+            connections: 1,
+            ..inputs()
+        })
+        .unwrap();
+        assert_eq!(cfg.shards, 1);
+    }
+
+    #[test]
+    fn more_shards_than_cpus_are_not_pinned() {
+        let cfg = Config::from_inputs(RunInputs {
+            threads: Some(4),
+            ..inputs()
+        })
+        .unwrap();
+        assert!(cfg.cpus.is_empty());
+        let cfg = Config::from_inputs(RunInputs {
+            pin: false,
+            ..inputs()
+        })
+        .unwrap();
+        assert!(cfg.cpus.is_empty());
+    }
+
+    #[test]
+    fn stages_set_the_duration_unless_given() {
+        let stages = Schedule::parse("2s:10,3s:10->20").unwrap();
+        let cfg = Config::from_inputs(RunInputs {
+            load: Load::Stages(stages.clone()),
+            ..inputs()
+        })
+        .unwrap();
+        assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
+        let cfg = Config::from_inputs(RunInputs {
+            load: Load::Stages(stages),
+            duration: Some(Duration::from_secs(1)),
+            ..inputs()
+        })
+        .unwrap();
+        assert_eq!(cfg.duration, Some(Duration::from_secs(1)));
+        let cfg = Config::from_inputs(RunInputs {
+            load: Load::Rate(Schedule::constant(5.0)),
+            ..inputs()
+        })
+        .unwrap();
+        assert_eq!(cfg.duration, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let bad = |i: RunInputs| Config::from_inputs(i).unwrap_err();
+        assert_eq!(
+            bad(RunInputs {
+                connections: 0,
+                ..inputs()
+            }),
+            ConfigError::Connections(0)
+        );
+        assert_eq!(
+            bad(RunInputs {
+                connections: u64::MAX,
+                ..inputs()
+            }),
+            ConfigError::Connections(u64::MAX)
+        );
+        assert_eq!(
+            bad(RunInputs {
+                threads: Some(0),
+                ..inputs()
+            }),
+            ConfigError::Shards(0)
+        );
+        assert_eq!(
+            bad(RunInputs {
+                connections: 2,
+                threads: Some(4),
+                ..inputs()
+            }),
+            ConfigError::FewerConnectionsThanShards(2, 4)
+        );
+        assert_eq!(
+            bad(RunInputs {
+                duration: Some(Duration::from_secs(1)),
+                requests: Some(5),
+                ..inputs()
+            }),
+            ConfigError::DurationAndRequests
+        );
+    }
 }

@@ -1,9 +1,10 @@
-//! loadgen: a shard-per-core io_uring HTTP/1.1 load generator.
+//! loadgen: a shard-per-core HTTP/1.1 load generator with exact latency and
+//! a profiler of the target.
 //!
-//! Data flows one way: [`config`] → [`engine`] shards → per-shard
-//! [`stats`] → merge → [`report`].
+//! Data flows one way: [`config`] → [`engine`] threads, each running a
+//! [`shard`] core → per-shard [`stats`] → merge → [`report`]. [`sys`] holds
+//! the system calls; the command line lives in the binary.
 
-pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod engine;
@@ -12,8 +13,10 @@ pub mod profile;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod shard;
 pub mod signal;
 pub mod stats;
+pub mod sys;
 pub mod target;
 pub mod units;
 pub mod url;

@@ -9,7 +9,7 @@ mod cmd;
 use std::process::ExitCode;
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command};
+use cmd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -34,6 +34,14 @@ pub enum ScheduleError {
     Rate(String),
     #[error("--stages needs at least one stage with a non-zero rate")]
     Empty,
+    #[error(
+        "-R takes one constant rate, got {0:?}; for a ramp use --stages, e.g. --stages 30s:1k->5k"
+    )]
+    RampInRate(String),
+    #[error(
+        "-R/--rate must be a positive number of requests per second, e.g. -R 1000 or -R 2.5k; got {0:?}"
+    )]
+    BadRate(String),
 }
 
 fn rate(s: &str) -> Result<f64, ScheduleError> {
@@ -59,6 +67,17 @@ impl Schedule {
                 from: rps,
                 to: rps,
             }],
+        }
+    }
+
+    /// Parses `-R`: one constant, positive rate (`1000`, `2.5k`).
+    pub fn parse_rate(spec: &str) -> Result<Schedule, ScheduleError> {
+        if spec.contains("->") || spec.contains(':') || spec.contains(',') {
+            return Err(ScheduleError::RampInRate(spec.to_string()));
+        }
+        match rate(spec) {
+            Ok(r) if r > 0.0 => Ok(Schedule::constant(r)),
+            _ => Err(ScheduleError::BadRate(spec.to_string())),
         }
     }
 
@@ -235,6 +254,26 @@ mod tests {
         assert_eq!(s.duration(), Duration::from_secs(60));
         for bad in ["", "10s", "x:1", "10s:-1", "10s:1->", "5s:0"] {
             assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_rate_is_one_number() {
+        assert_eq!(Schedule::parse_rate("2.5k"), Ok(Schedule::constant(2500.0)));
+        // A ramp given to -R once ran at its first rate without a word.
+        assert!(matches!(
+            Schedule::parse_rate("1k->5k"),
+            Err(ScheduleError::RampInRate(_))
+        ));
+        assert!(matches!(
+            Schedule::parse_rate("10s:1k"),
+            Err(ScheduleError::RampInRate(_))
+        ));
+        for bad in ["0", "fast", "-5", ""] {
+            assert!(
+                matches!(Schedule::parse_rate(bad), Err(ScheduleError::BadRate(_))),
+                "{bad}"
+            );
         }
     }
 

@@ -23,6 +23,9 @@ pub fn install() -> &'static AtomicBool {
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
     }
+    // A parent may have started us with these signals blocked; a stop
+    // still pending then arrives here, before the first run starts.
+    crate::sys::unblock_stop_signals();
     &STOP
 }
 

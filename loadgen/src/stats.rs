@@ -41,6 +41,19 @@ pub enum ErrorKind {
     Closed,
 }
 
+impl ErrorKind {
+    /// What a failed receive or send with `errno` (positive) was: a peer
+    /// reset is its own kind whatever the operation; anything else is
+    /// `otherwise`.
+    pub fn from_errno(errno: i32, otherwise: ErrorKind) -> ErrorKind {
+        if errno == libc::ECONNRESET || errno == libc::EPIPE {
+            ErrorKind::Reset
+        } else {
+            otherwise
+        }
+    }
+}
+
 impl Errors {
     /// Counts one request-level failure of `kind`.
     pub fn add(&mut self, kind: ErrorKind) {
@@ -384,6 +397,56 @@ impl ShardStats {
     }
 }
 
+/// What a run measured: every shard's stats and their merge.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// All shards merged.
+    pub total: ShardStats,
+    pub shards: Vec<ShardStats>,
+    /// The weakest io_uring mode any shard got (`None`: an engine that
+    /// builds no ring of ours).
+    pub ring_mode: Option<crate::config::RingMode>,
+    /// Wall-clock time at which measurement started (after warm-up).
+    pub started_at: std::time::SystemTime,
+}
+
+impl RunOutput {
+    /// Merges the shards of one run.
+    pub fn new(
+        shards: Vec<ShardStats>,
+        ring_mode: Option<crate::config::RingMode>,
+        started_at: std::time::SystemTime,
+    ) -> RunOutput {
+        let mut total = ShardStats::new();
+        for s in &shards {
+            total.merge(s);
+        }
+        RunOutput {
+            total,
+            shards,
+            ring_mode,
+            started_at,
+        }
+    }
+
+    /// Several runs of the same config as one: totals merged, measured time
+    /// summed. `None` for no runs.
+    pub fn combine(runs: &[RunOutput]) -> Option<RunOutput> {
+        let (first, rest) = runs.split_first()?;
+        let mut all = first.clone();
+        for o in rest {
+            all.total.merge(&o.total);
+            all.shards.extend(o.shards.iter().cloned());
+            all.ring_mode = match (all.ring_mode, o.ring_mode) {
+                (Some(a), Some(b)) => Some(a.weakest(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        all.total.elapsed = runs.iter().map(|o| o.total.elapsed).sum();
+        Some(all)
+    }
+}
+
 /// One second of the whole run, merged over shards.
 #[derive(Debug, Clone)]
 pub struct Second {
@@ -482,6 +545,35 @@ mod tests {
         assert_eq!(series[0].latency.max(), 20);
         assert_eq!((series[1].responses, series[1].errors), (1, 1));
         assert!(series[1].latency.equivalent(series[1].latency.max(), 1000));
+    }
+
+    #[test]
+    fn combine_sums_time_and_needs_a_run() {
+        assert!(RunOutput::combine(&[]).is_none());
+        let mut s = ShardStats::new();
+        s.record_response(200, 5);
+        s.elapsed = Duration::from_secs(2);
+        let one = RunOutput::new(vec![s], None, std::time::SystemTime::UNIX_EPOCH);
+        let all = RunOutput::combine(&[one.clone(), one]).unwrap();
+        assert_eq!(all.total.responses, 2);
+        assert_eq!(all.total.elapsed, Duration::from_secs(4));
+        assert_eq!(all.shards.len(), 2);
+    }
+
+    #[test]
+    fn resets_are_their_own_kind() {
+        assert_eq!(
+            ErrorKind::from_errno(libc::ECONNRESET, ErrorKind::Read),
+            ErrorKind::Reset
+        );
+        assert_eq!(
+            ErrorKind::from_errno(libc::EPIPE, ErrorKind::Write),
+            ErrorKind::Reset
+        );
+        assert_eq!(
+            ErrorKind::from_errno(libc::EIO, ErrorKind::Read),
+            ErrorKind::Read
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use super::cli::{CompareArgs, DiffFlameArgs};
 use anyhow::Context;
-use loadgen::cli::{CompareArgs, DiffFlameArgs};
 use loadgen::compare::{diff, runs};
 use loadgen::profile::Folded;
 use serde_json::Value;

@@ -7,9 +7,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitCode, Stdio};
 
+use super::cli::DemoArgs;
 use anyhow::{Context, bail};
-use loadgen::cli::DemoArgs;
-use loadgen::config::{Config, allowed_cpus};
+use loadgen::config::Config;
 use loadgen::profile::{ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
 use loadgen::url::Url;
@@ -27,7 +27,7 @@ impl Drop for TargetChild {
 }
 
 pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let cpus = allowed_cpus();
+    let cpus = loadgen::sys::allowed_cpus();
     // Target on the first CPU, loadgen on the last: each gets a core and
     // the profile shows the target's work, not contention.
     let target_cpu = cpus.first().copied();
@@ -67,7 +67,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     cfg.connections = 8;
     cfg.duration = Some(args.duration);
     cfg.cpus = client_cpu.into_iter().collect();
-    cfg.validate()?;
+    let cfg = cfg.validated()?;
 
     let pid = child.0.id();
     let session = match Session::start(&ProfileConfig {

@@ -1,9 +1,11 @@
 //! The binary's commands. Library code does the work; these wire it to
 //! flags, files and the terminal.
 
+pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod run;
+pub mod setup;
 pub mod target;
 
 use std::io::Write;

@@ -6,17 +6,18 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::cli::RunArgs;
 use anyhow::Context;
-use loadgen::cli::RunArgs;
-use loadgen::config::Config;
-use loadgen::engine::{Engine, RingMode, RunOutput, ShardProgress};
+use loadgen::config::{Config, Engine, RingMode, Validated};
 use loadgen::profile::{self, Profile, ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
+use loadgen::shard::ShardProgress;
+use loadgen::stats::RunOutput;
 
 use super::write_file;
 
 pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let cfg = match args.to_config() {
+    let cfg = match super::setup::run_config(args) {
         Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("loadgen: {e}");
@@ -41,7 +42,9 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if run > 0 && !args.pause.is_zero() {
             std::thread::sleep(args.pause);
         }
-        if loadgen::signal::interrupted() {
+        // The first run always happens: a stop that came before it ends
+        // it at once, and the report says so.
+        if run > 0 && loadgen::signal::interrupted() {
             break;
         }
         let session = if args.wants_profile() {
@@ -72,11 +75,16 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         outs.push(out);
     }
-    let out = combine(&outs);
-    if cfg.engine == Engine::Uring && out.ring_mode != RingMode::DeferTaskrun {
+    let Some(out) = RunOutput::combine(&outs) else {
+        anyhow::bail!("no run was made");
+    };
+    if cfg.engine == Engine::Uring
+        && let Some(mode) = out.ring_mode
+        && mode != RingMode::DeferTaskrun
+    {
         eprintln!(
             "loadgen: notice: io_uring ran with {} (the kernel refused SINGLE_ISSUER|DEFER_TASKRUN): more client CPU per request",
-            out.ring_mode.describe()
+            mode.describe()
         );
     }
     let engine = cfg.engine.name();
@@ -165,17 +173,6 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(code)
-}
-
-/// All runs as one: totals merged, measured time summed.
-fn combine(outs: &[RunOutput]) -> RunOutput {
-    let mut all = outs[0].clone();
-    for o in &outs[1..] {
-        all.total.merge(&o.total);
-        all.shards.extend(o.shards.iter().cloned());
-    }
-    all.total.elapsed = outs.iter().map(|o| o.total.elapsed).sum();
-    all
 }
 
 /// `--baseline`: the statistical comparison, and with a profile on both
@@ -284,7 +281,7 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
 /// Runs the engine; the profiler samples from the end of the warm-up until
 /// the load stops.
 pub fn run_load(
-    cfg: &Config,
+    cfg: &Validated,
     stop: &'static AtomicBool,
     mut session: Option<Session>,
 ) -> anyhow::Result<(RunOutput, Option<Profile>)> {

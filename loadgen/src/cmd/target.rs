@@ -2,14 +2,15 @@
 
 use std::process::ExitCode;
 
-use loadgen::cli::TargetArgs;
-use loadgen::config::allowed_cpus;
+use super::cli::TargetArgs;
 use loadgen::target::{Server, TargetConfig};
 
 pub fn main(args: &TargetArgs) -> anyhow::Result<ExitCode> {
     let cfg = TargetConfig {
         listen: args.listen,
-        threads: args.threads.unwrap_or_else(|| allowed_cpus().len().max(1)),
+        threads: args
+            .threads
+            .unwrap_or_else(|| loadgen::sys::allowed_cpus().len().max(1)),
         stall: args.stall_every.zip(args.stall_for),
     };
     if let Some((every, stall_for)) = cfg.stall

@@ -11,7 +11,7 @@ pub use json::to_json;
 pub use text::{header, summary};
 
 use crate::config::Config;
-use crate::engine::RunOutput;
+use crate::stats::RunOutput;
 use crate::stats::{Second, merge_series};
 
 /// Everything a report needs about one finished run.

@@ -72,7 +72,7 @@ pub fn header(cfg: &Config) -> String {
     if sc.fixed_bytes().is_none() {
         let _ = writeln!(s, "  templated requests, --seed {}", sc.seed);
     }
-    if cfg.engine != crate::engine::Engine::Uring {
+    if cfg.engine != crate::config::Engine::Uring {
         let _ = writeln!(s, "  engine: {}", cfg.engine.name());
     }
     s

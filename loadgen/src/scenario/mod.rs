@@ -105,6 +105,21 @@ pub struct Scenario {
     jwt_len: usize,
 }
 
+/// Adds `-H` headers to every request; a request's own header of the same
+/// name wins.
+pub fn add_global_headers(entries: &mut [Entry], global: &[(String, String)]) {
+    for e in entries {
+        let own = std::mem::take(&mut e.spec.headers);
+        let mut headers: Vec<(String, String)> = global
+            .iter()
+            .filter(|(n, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(n)))
+            .cloned()
+            .collect();
+        headers.extend(own);
+        e.spec.headers = headers;
+    }
+}
+
 impl Scenario {
     /// A scenario of one fixed request (no templates).
     pub fn fixed(spec: &RequestSpec) -> Result<Scenario, ScenarioError> {

@@ -175,7 +175,7 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     } else {
         libc::AF_INET6
     };
-    let fd = crate::engine::stream_socket(family)?;
+    let fd = crate::sys::sock::stream_socket(family)?;
     // SAFETY: fd is a fresh socket we own; from here `std` closes it.
     let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     let one: libc::c_int = 1;
@@ -194,7 +194,7 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
             return Err(io::Error::last_os_error());
         }
     }
-    let sa = crate::engine::SockAddr::new(addr);
+    let sa = crate::sys::sock::SockAddr::new(addr);
     // SAFETY: `sa` holds a valid sockaddr of `sa.len` bytes.
     if unsafe { libc::bind(fd, sa.as_ptr(), sa.len) } != 0 {
         return Err(io::Error::last_os_error());

@@ -76,10 +76,3 @@ impl Clocks {
         }
     }
 }
-
-/// Wall-clock Unix time, ms: the epoch of `{{now_ms}}` and token lifetimes.
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}

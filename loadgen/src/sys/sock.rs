@@ -1,4 +1,5 @@
-//! The few socket calls io_uring does not make for us.
+//! The socket calls io_uring does not make for us, shared by the io_uring
+//! engine and the built-in target.
 
 use std::io;
 use std::net::SocketAddr;
@@ -93,13 +94,23 @@ pub fn tcp_socket(family: libc::c_int) -> io::Result<RawFd> {
     Ok(fd)
 }
 
-/// Ends a connection: `shutdown` first so receives still armed in the ring
-/// complete now (the ring holds its own reference to the file, so `close`
-/// alone would leave them pending).
+/// Shuts a connection down both ways: receives and sends still pending on
+/// it in a ring complete now (the ring holds its own reference to the
+/// file, so `close` alone would leave them pending).
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: plain syscall on a descriptor we own; errors (ENOTCONN on a
+    // socket that never connected) change nothing.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Closes a descriptor we own, once (callers forget it afterwards).
+pub fn close(fd: RawFd) {
+    // SAFETY: fd is ours and closed exactly once.
+    unsafe { libc::close(fd) };
+}
+
+/// Ends a connection now: [`shutdown`], then [`close`].
 pub fn shutdown_and_close(fd: RawFd) {
-    // SAFETY: fd is ours and closed exactly once (callers reset it to -1).
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
-        libc::close(fd);
-    }
+    shutdown(fd);
+    close(fd);
 }

@@ -1,11 +1,13 @@
-//! One connection slot: an explicit state machine driven by completions.
-//! A slot outlives its sockets: when a connection dies, the slot opens a new
-//! one, and `gen` tells completions of the old socket from the new.
-
-use std::os::fd::RawFd;
+//! One connection slot: an explicit state machine driven by the shard
+//! core. A slot outlives its sockets: when a connection dies the slot opens
+//! a new one, and `generation` tells events of the old socket from the new.
+//! The slot holds no socket; the engine does, keyed by slot and generation.
 
 use crate::http::ResponseParser;
 use crate::scenario::ConnGen;
+
+/// Generations travel in 24 bits of io_uring user data.
+pub const GENERATION_MASK: u32 = 0x00ff_ffff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -17,36 +19,45 @@ pub enum ConnState {
     Closed,
 }
 
+impl ConnState {
+    /// Whether the engine holds a socket for the slot in this state.
+    pub fn has_socket(self) -> bool {
+        matches!(self, ConnState::Connecting | ConnState::Open)
+    }
+}
+
 pub struct Conn {
-    pub fd: RawFd,
     pub generation: u32,
     pub state: ConnState,
     pub parser: ResponseParser,
     /// Send times (ns since shard start) of in-flight requests, a ring of
     /// `depth` slots starting at `head`.
-    pub sent_at: Box<[u64]>,
+    sent_at: Box<[u64]>,
     /// Intended send times (open loop), same ring as `sent_at`; queued
     /// requests follow the in-flight ones.
-    pub intended_at: Box<[u64]>,
+    intended_at: Box<[u64]>,
     /// Which scenario request each slot holds, same ring again.
     pub which: Box<[u16]>,
     /// Rendered requests of the send in flight (templated scenarios
     /// only; sized for `depth` of the longest, so it never reallocates
-    /// under the kernel).
+    /// while the kernel may read it).
     pub out: Vec<u8>,
     /// This connection's random stream and token (templated only).
     pub generator: Option<ConnGen>,
     pub head: u32,
-    /// Requests sent (or submitted) and not yet answered.
+    /// Requests sent (or handed to the engine) and not yet answered.
     pub inflight: u32,
-    /// The last `unstamped` of the in-flight requests were queued this turn
-    /// and get their send time just before the ring is entered.
+    /// The last `unstamped` of the in-flight requests were handed to the
+    /// engine since its last `stamp`, and get that send time.
     pub unstamped: u32,
     /// Requests taken from the quota but waiting for the send slot.
     pub queued: u32,
-    /// A send whose completion we wait for is in the ring; another send
-    /// must not overtake it.
+    /// A send whose completion the core waits for is with the engine;
+    /// another send must not overtake it.
     pub send_busy: bool,
+    /// The bytes of the last send: `out` (templated) or the first
+    /// `send_len` bytes of the shard's fixed requests.
+    pub send_len: usize,
     pub connect_started: u64,
     pub retry_at: u64,
     /// Consecutive failed connects, for the backoff.
@@ -62,7 +73,6 @@ impl Conn {
         out_capacity: usize,
     ) -> Conn {
         Conn {
-            fd: -1,
             generation: 0,
             state: ConnState::Backoff,
             parser: ResponseParser::new(max_header_bytes),
@@ -76,6 +86,7 @@ impl Conn {
             unstamped: 0,
             queued: 0,
             send_busy: false,
+            send_len: 0,
             connect_started: 0,
             retry_at: 0,
             failures: 0,
@@ -86,6 +97,12 @@ impl Conn {
     #[inline]
     pub fn depth(&self) -> u32 {
         self.sent_at.len() as u32
+    }
+
+    /// Whether an event of `generation` is about this slot's socket.
+    #[inline]
+    pub fn is(&self, generation: u32) -> bool {
+        self.generation == generation & GENERATION_MASK
     }
 
     /// Send time of the oldest in-flight request, if it has one yet.
@@ -106,6 +123,16 @@ impl Conn {
         let idx = (self.head + self.inflight + self.queued) % self.depth();
         self.intended_at[idx as usize] = intended;
         self.queued += 1;
+    }
+
+    /// Moves the queued requests in flight (their send is with the engine).
+    #[inline]
+    pub fn mark_sent(&mut self) -> u32 {
+        let n = self.queued;
+        self.queued = 0;
+        self.inflight += n;
+        self.unstamped += n;
+        n
     }
 
     /// Which scenario request the oldest in-flight one is.
@@ -144,14 +171,11 @@ impl Conn {
         self.unstamped = 0;
     }
 
-    /// Forgets the socket and everything in flight on it. Returns how many
-    /// requests were in flight or queued (the caller decides their fate).
+    /// Forgets the socket and everything in flight on it, and moves to the
+    /// next generation. Returns how many requests were in flight or queued
+    /// (the caller decides their fate).
     pub fn reset(&mut self) -> u32 {
-        if self.fd >= 0 {
-            super::sock::shutdown_and_close(self.fd);
-            self.fd = -1;
-        }
-        self.generation = self.generation.wrapping_add(1);
+        self.generation = (self.generation + 1) & GENERATION_MASK;
         self.parser.reset();
         let lost = self.inflight + self.queued;
         self.head = 0;

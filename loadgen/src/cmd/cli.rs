@@ -1,0 +1,329 @@
+//! Command line: wrk's flags first (`-t -c -d -H --latency --timeout`),
+//! then ours. Only the flags' syntax is checked here; `setup.rs` turns them
+//! into a run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use loadgen::units::{parse_count, parse_duration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "HTTP/1.1 load generator: shard-per-core io_uring, exact latency, wrk-compatible flags",
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  loadgen -t2 -c64 -d10s --latency http://127.0.0.1:8080/\n  loadgen -n 10000 --pipeline 16 --json out.json http://127.0.0.1:8080/\n  loadgen -c64 -d30s -H 'X-Id: {{uuid}}' 'http://127.0.0.1:8080/items/{{rand:1:100000}}'\n  loadgen --scenario mix.toml --feed users=users.csv --jwt-secret \"$KEY\" --expect-status 2xx\n  loadgen target --listen 127.0.0.1:8080\n\nTemplates: {{seq}} {{rand:MIN:MAX}} {{uuid}} {{now_ms}} {{env:NAME}} {{feed:NAME[.COL]}} {{jwt}} (see README)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the built-in HTTP/1.1 target server.
+    Target(TargetArgs),
+    /// Start the built-in target, load it for 10 s on a CPU-burning endpoint,
+    /// profile it, print the summary and write flamegraph.svg.
+    Demo(DemoArgs),
+    /// Compare two JSON reports: is NEW significantly faster or slower than BASE?
+    Compare(CompareArgs),
+    /// Differential flamegraph of two folded profiles (BASE → NEW).
+    DiffFlame(DiffFlameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Report of the baseline run (loadgen --json).
+    pub base: PathBuf,
+    /// Report of the new run.
+    pub new: PathBuf,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 when a metric is significantly slower by at least PCT %.
+    #[arg(long, value_name = "PCT")]
+    pub fail_if_slower: Option<f64>,
+    /// Significance level.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffFlameArgs {
+    /// Folded stacks of the baseline (loadgen --folded, or any flamegraph.pl input).
+    pub base: PathBuf,
+    /// Folded stacks of the new profile.
+    pub new: PathBuf,
+    /// Where to write the differential flamegraph.
+    #[arg(short = 'o', long, default_value = "diff.svg")]
+    pub output: PathBuf,
+    /// JSON report of the baseline run, to normalize samples by requests served.
+    #[arg(long)]
+    pub base_report: Option<PathBuf>,
+    /// JSON report of the new run.
+    #[arg(long)]
+    pub new_report: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Load duration.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = duration)]
+    pub duration: Duration,
+    /// Where to write the flamegraph.
+    #[arg(long, default_value = "flamegraph.svg")]
+    pub flamegraph: PathBuf,
+    /// Sampling frequency per CPU, Hz.
+    #[arg(long, default_value_t = 99)]
+    pub profile_freq: u64,
+    /// Endpoint of the built-in target to load.
+    #[arg(long, default_value = "/cpu/2000")]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Event-loop threads (default: the CPUs this process may use).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Stall the whole server periodically (with --stall-for): e.g. 5s.
+    #[arg(long, value_parser = duration, requires = "stall_for")]
+    pub stall_every: Option<Duration>,
+    /// How long each stall lasts, from the start of each period: e.g. 1s.
+    #[arg(long, value_parser = duration, requires = "stall_every")]
+    pub stall_for: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target URL, http://HOST[:PORT]/PATH
+    pub url: Option<String>,
+    /// Total connections to keep open (k/M suffixes allowed).
+    #[arg(short = 'c', long = "connections", default_value = "10", value_parser = count)]
+    pub connections: u64,
+    /// Test duration, e.g. 10s, 2m (default 10s unless -n is given).
+    #[arg(short = 'd', long = "duration", value_parser = duration)]
+    pub duration: Option<Duration>,
+    /// Send exactly N requests, then stop.
+    #[arg(short = 'n', long = "requests", value_parser = count)]
+    pub requests: Option<u64>,
+    /// Open loop: total requests per second, on a fixed schedule; latency is
+    /// measured from each request's intended send time (no coordinated
+    /// omission). k/M suffixes allowed.
+    #[arg(short = 'R', long = "rate", conflicts_with = "stages")]
+    pub rate: Option<String>,
+    /// Open loop with a rate schedule: steps and linear ramps, e.g.
+    /// "10s:1000,30s:1000->5000,20s:5000". Sets the duration unless -d is given.
+    #[arg(long)]
+    pub stages: Option<String>,
+    /// Load for this long before measuring (closed and open loop).
+    #[arg(long, value_parser = duration)]
+    pub warmup: Option<Duration>,
+    /// Write an HdrHistogram interval log (one histogram per second, µs).
+    #[arg(long = "hdr-log")]
+    pub hdr_log: Option<PathBuf>,
+    /// Write the latency percentile distribution (.hgrm, values in ms).
+    #[arg(long)]
+    pub percentiles: Option<PathBuf>,
+    /// Profile the process listening on the URL's port (this host) during the
+    /// measured window: eBPF stack sampling, no change to the target.
+    #[arg(long)]
+    pub profile: bool,
+    /// Profile this process instead (repeatable; implies --profile).
+    #[arg(long = "profile-pid")]
+    pub profile_pids: Vec<u32>,
+    /// Samples per second per CPU.
+    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub profile_freq: u64,
+    /// Write the profile as a flamegraph (SVG).
+    #[arg(long)]
+    pub flamegraph: Option<PathBuf>,
+    /// Write the profile as folded stacks (flamegraph.pl / inferno input).
+    #[arg(long)]
+    pub folded: Option<PathBuf>,
+    /// I/O engine: uring (our io_uring loop), glommio, or auto (uring when the
+    /// kernel has DEFER_TASKRUN, else glommio).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "glommio"])]
+    pub engine: String,
+    /// Repeat the load K times (each run is one sample for `loadgen compare`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+    /// Pause between runs.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    pub pause: Duration,
+    /// Compare this run with a baseline report (printed after the summary).
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// With --profile and --baseline: write the differential flamegraph here.
+    #[arg(long)]
+    pub diff_flamegraph: Option<PathBuf>,
+    /// With --baseline: exit with status 3 when significantly slower by PCT %.
+    #[arg(long, value_name = "PCT")]
+    pub fail_if_slower: Option<f64>,
+    /// Shards (threads), one per CPU (default: the CPUs this process may use).
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<usize>,
+    /// Add a request header, "Name: value" (repeatable).
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
+    /// Request method (default GET).
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
+    /// Request body.
+    #[arg(short = 'b', long = "body", conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the request body from a file.
+    #[arg(long = "body-file")]
+    pub body_file: Option<PathBuf>,
+    /// Requests in flight per connection (HTTP/1.1 pipelining).
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// Fail a request with no complete response after this long.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    pub timeout: Duration,
+    /// Print the latency percentile distribution.
+    #[arg(long)]
+    pub latency: bool,
+    /// Write the JSON report to FILE ('-' for stdout; the text summary then goes to stderr).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Largest response head accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Do not pin shards to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Requests from a TOML file: several named, weighted, templated
+    /// requests to one host (see README, "Scenarios"). The URL argument, if
+    /// given, is the base for path-only URLs.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// A data file for {{feed:NAME}} (one row per request, round-robin;
+    /// .csv/.tsv have a header naming columns for {{feed:NAME.COL}}).
+    #[arg(long = "feed", value_name = "NAME=FILE")]
+    pub feeds: Vec<String>,
+    /// Seed for {{rand}}, {{uuid}} and the weighted pick: the same seed sends
+    /// the same values on the same connection (default: a new one per run,
+    /// printed in the JSON report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Sign an HS256 JWT per connection with this key and send it as
+    /// "Authorization: Bearer" (or wherever a header says {{jwt}}).
+    #[arg(long, value_name = "KEY")]
+    pub jwt_secret: Option<String>,
+    /// JWT claims, a JSON object template; loadgen adds iat and exp.
+    #[arg(
+        long,
+        value_name = "JSON",
+        default_value = "{}",
+        requires = "jwt_secret"
+    )]
+    pub jwt_claims: String,
+    /// JWT lifetime: each connection keeps its token until 1 s before exp.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "jwt_secret")]
+    pub jwt_ttl: Duration,
+    /// Statuses that count as success, e.g. 200,204 or 2xx or 200-299; others
+    /// are reported as unexpected and the exit status is 4.
+    #[arg(long, value_name = "LIST", value_parser = status_list)]
+    pub expect_status: Option<StatusList>,
+    /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
+    #[arg(short = 's', long = "script", hide = true)]
+    pub script: Option<String>,
+}
+
+fn count(s: &str) -> Result<u64, String> {
+    parse_count(s).map_err(|e| e.to_string())
+}
+
+/// Parsed `--expect-status`, sorted and deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusList(pub Vec<u16>);
+
+/// `200,204`, `2xx`, `200-299`, or a mix.
+fn status_list(s: &str) -> Result<StatusList, String> {
+    let bad = |p: &str| {
+        format!("{p:?} is not a status: use codes (200,204), classes (2xx) or ranges (200-299)")
+    };
+    let code = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let p = part.trim();
+        let range = if let Some(class) = p.strip_suffix("xx").or_else(|| p.strip_suffix("XX")) {
+            let c = class
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (1..=5).contains(c))
+                .ok_or_else(|| bad(p))?;
+            c * 100..=c * 100 + 99
+        } else if let Some((a, b)) = p.split_once('-') {
+            let (a, b) = (
+                code(a).ok_or_else(|| bad(p))?,
+                code(b).ok_or_else(|| bad(p))?,
+            );
+            if a > b {
+                return Err(bad(p));
+            }
+            a..=b
+        } else {
+            let c = code(p).ok_or_else(|| bad(p))?;
+            c..=c
+        };
+        out.extend(range);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(StatusList(out))
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+impl RunArgs {
+    /// True when any profiling output or target was asked for.
+    pub fn wants_profile(&self) -> bool {
+        self.profile
+            || !self.profile_pids.is_empty()
+            || self.flamegraph.is_some()
+            || self.folded.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expect_status_lists() {
+        assert_eq!(status_list("200,204").unwrap().0, [200, 204]);
+        assert_eq!(status_list("2xx").unwrap().0.len(), 100);
+        assert_eq!(status_list("301-303, 200").unwrap().0, [200, 301, 302, 303]);
+        for bad in ["", "abc", "600", "9xx", "300-200", "2x"] {
+            assert!(status_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_units_are_usage_errors() {
+        assert!(Cli::try_parse_from(["loadgen", "-d", "10x", "http://h/"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "--jwt-claims", "{}", "http://h/"]).is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! From flags to a validated run: the one place where loadgen reads the
+//! files a run names (bodies, scenarios, feeds), resolves the host, looks up
+//! the CPUs, probes the kernel for `--engine auto`, and reads environment
+//! overrides. Everything after this trusts the [`Validated`] config.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use loadgen::config::{Config, ConfigError, Engine, Load, RingMode, RunInputs, Validated};
+use loadgen::engine::{FORCE_NO_DEFER_TASKRUN, auto_engine};
+use loadgen::http::{RequestError, RequestSpec};
+use loadgen::scenario::{self, Entry, Feed, FeedError, Options, Scenario, fresh_seed};
+use loadgen::schedule::{Schedule, ScheduleError};
+use loadgen::url::{Url, UrlError};
+
+use super::cli::RunArgs;
+
+/// `LOADGEN_RING_MODE=coop|plain` lowers the io_uring setup mode, to
+/// exercise the fallbacks.
+pub const RING_MODE_ENV: &str = "LOADGEN_RING_MODE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("missing URL: try `loadgen -c64 -d10s http://127.0.0.1:8080/`")]
+    MissingUrl,
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Scenario(#[from] scenario::ScenarioError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("cannot read --body-file {0}: {1}")]
+    BodyFile(PathBuf, std::io::Error),
+    #[error(
+        "Lua scripts (-s) are not supported: use templates ({{{{seq}}}}, {{{{rand:1:100}}}}, {{{{feed:NAME}}}}…) in the URL, -H and -b, or --scenario FILE (see README)"
+    )]
+    Script,
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    #[error(transparent)]
+    ScenarioFile(#[from] scenario::FileError),
+    #[error("{0} applies to a single request; with --scenario set it per request in the file")]
+    ScenarioFlag(&'static str),
+}
+
+/// Builds and validates the run `args` describe.
+pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
+    if args.script.is_some() {
+        return Err(SetupError::Script);
+    }
+    let (url, mut entries) = requests(args)?;
+    let mut global = Vec::new();
+    for h in &args.headers {
+        global.push(RequestSpec::parse_header(h)?);
+    }
+    scenario::add_global_headers(&mut entries, &global);
+    let mut feeds: Vec<Feed> = Vec::new();
+    for arg in &args.feeds {
+        let f = Feed::from_arg(arg)?;
+        if feeds.iter().any(|g| g.name == f.name) {
+            return Err(FeedError::Duplicate(f.name).into());
+        }
+        feeds.push(f);
+    }
+    let scenario = Scenario::compile(
+        entries,
+        Options {
+            feeds,
+            jwt: args.jwt_secret.as_ref().map(|k| {
+                (
+                    k.clone().into_bytes(),
+                    args.jwt_claims.clone(),
+                    args.jwt_ttl.as_secs(),
+                )
+            }),
+            seed: args.seed.unwrap_or_else(fresh_seed),
+            named: args.scenario.is_some(),
+            env: &|k| std::env::var(k).ok(),
+        },
+    )?;
+    let load = match (&args.rate, &args.stages) {
+        (Some(r), _) => Load::Rate(Schedule::parse_rate(r)?),
+        (None, Some(spec)) => Load::Stages(Schedule::parse(spec)?),
+        (None, None) => Load::Closed,
+    };
+    let addr = url.resolve()?;
+    Ok(Config::from_inputs(RunInputs {
+        url,
+        addr,
+        scenario,
+        scenario_file: args.scenario.clone(),
+        connections: args.connections,
+        threads: args.threads,
+        duration: args.duration,
+        requests: args.requests,
+        load,
+        warmup: args.warmup.unwrap_or(Duration::ZERO),
+        pipeline: args.pipeline,
+        timeout: args.timeout,
+        max_header_bytes: args.max_header_bytes,
+        pin: !args.no_pin,
+        allowed_cpus: loadgen::sys::allowed_cpus(),
+        expect_status: args
+            .expect_status
+            .as_ref()
+            .map(|l| l.0.clone())
+            .unwrap_or_default(),
+        engine: engine(&args.engine),
+        ring_best: match std::env::var(RING_MODE_ENV).as_deref() {
+            Ok("coop") => RingMode::CoopTaskrun,
+            Ok("plain") => RingMode::Plain,
+            _ => RingMode::DeferTaskrun,
+        },
+    })?)
+}
+
+/// The URL and the requests: from `--scenario FILE`, or the one request
+/// the URL, `-m`, `-b` and `--body-file` describe.
+fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
+    if let Some(path) = &args.scenario {
+        for (given, flag) in [
+            (args.method.is_some(), "-m/--method"),
+            (args.body.is_some(), "-b/--body"),
+            (args.body_file.is_some(), "--body-file"),
+        ] {
+            if given {
+                return Err(SetupError::ScenarioFlag(flag));
+            }
+        }
+        let base = args.url.as_deref().map(Url::parse).transpose()?;
+        return Ok(scenario::load_file(path, base.as_ref())?);
+    }
+    let raw = args.url.as_deref().ok_or(SetupError::MissingUrl)?;
+    let url = Url::parse(raw)?;
+    let mut spec = RequestSpec::get(&url.host_header(), &url.target);
+    spec.method = args.method.clone().unwrap_or_else(|| "GET".into());
+    if let Some(b) = &args.body {
+        spec.body = b.clone().into_bytes();
+    }
+    if let Some(path) = &args.body_file {
+        spec.body = std::fs::read(path).map_err(|e| SetupError::BodyFile(path.clone(), e))?;
+    }
+    let name = format!("{} {}", spec.method, spec.target);
+    Ok((
+        url,
+        vec![Entry {
+            name,
+            weight: 1,
+            spec,
+        }],
+    ))
+}
+
+/// `--engine`; `auto` probes the kernel and says when it did not pick
+/// io_uring.
+fn engine(flag: &str) -> Engine {
+    match flag {
+        "uring" => Engine::Uring,
+        "glommio" => Engine::Glommio,
+        _ => {
+            let forced = std::env::var_os(FORCE_NO_DEFER_TASKRUN).is_some_and(|v| v == "1");
+            let (engine, why) = auto_engine(forced);
+            if engine != Engine::Uring {
+                eprintln!("loadgen: notice: using the {} engine: {why}", engine.name());
+            }
+            engine
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::cli::Cli;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Validated, SetupError> {
+        let mut argv = vec!["loadgen"];
+        argv.extend_from_slice(args);
+        run_config(&Cli::try_parse_from(argv).unwrap().run)
+    }
+
+    #[test]
+    fn wrk_style_flags() {
+        let cfg = parse(&["-t1", "-c64", "-d5s", "--latency", "http://127.0.0.1:9/x"]).unwrap();
+        assert_eq!(cfg.shards, 1);
+        assert_eq!(cfg.connections, 64);
+        assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.requests, None);
+        assert!(
+            cfg.scenario
+                .fixed_bytes()
+                .unwrap()
+                .starts_with(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+        );
+    }
+
+    #[test]
+    fn count_mode_and_request_options() {
+        let cfg = parse(&[
+            "-n",
+            "1k",
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-m",
+            "POST",
+            "-b",
+            "abc",
+            "-H",
+            "X-A: 1",
+            "--pipeline",
+            "8",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.requests, Some(1000));
+        assert_eq!(cfg.duration, None);
+        assert_eq!(cfg.pipeline, 8);
+        let text = String::from_utf8(cfg.scenario.fixed_bytes().unwrap().to_vec()).unwrap();
+        assert!(text.starts_with("POST / HTTP/1.1\r\n"));
+        assert!(text.contains("X-A: 1\r\n"));
+        assert!(text.ends_with("Content-Length: 3\r\n\r\nabc"));
+    }
+
+    #[test]
+    fn bad_inputs_say_what_is_wrong() {
+        assert!(matches!(parse(&[]), Err(SetupError::MissingUrl)));
+        assert!(matches!(
+            parse(&["https://127.0.0.1/"]),
+            Err(SetupError::Url(UrlError::Https(_)))
+        ));
+        assert!(matches!(
+            parse(&["-c", "0", "http://127.0.0.1:9/"]),
+            Err(SetupError::Config(ConfigError::Connections(0)))
+        ));
+        assert!(matches!(
+            parse(&["-t", "4", "-c", "2", "http://127.0.0.1:9/"]),
+            Err(SetupError::Config(ConfigError::FewerConnectionsThanShards(
+                2, 4
+            )))
+        ));
+        assert!(matches!(
+            parse(&["-d", "1s", "-n", "5", "http://127.0.0.1:9/"]),
+            Err(SetupError::Config(ConfigError::DurationAndRequests))
+        ));
+        assert!(matches!(
+            parse(&["--body-file", "/nonexistent/x", "http://127.0.0.1:9/"]),
+            Err(SetupError::BodyFile(..))
+        ));
+        assert!(matches!(
+            parse(&["-H", "bad", "http://127.0.0.1:9/"]),
+            Err(SetupError::Request(_))
+        ));
+    }
+
+    #[test]
+    fn the_script_refusal_names_placeholders_as_written() {
+        let e = parse(&["-s", "x.lua", "http://127.0.0.1:9/"]).unwrap_err();
+        assert!(matches!(e, SetupError::Script));
+        // It once suggested `{seq}`: placeholders are written `{{seq}}`.
+        let text = e.to_string();
+        assert!(text.contains("{{seq}}"), "{text}");
+        assert!(text.contains("{{rand:1:100}}"), "{text}");
+        assert!(text.contains("{{feed:NAME}}"), "{text}");
+    }
+
+    #[test]
+    fn open_loop_flags() {
+        let cfg = parse(&["-R", "2k", "-c4", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(cfg.schedule, Some(Schedule::constant(2000.0)));
+        assert_eq!(cfg.duration, Some(Duration::from_secs(10)));
+        let cfg = parse(&[
+            "--stages",
+            "2s:10,3s:10->20",
+            "--warmup",
+            "1s",
+            "-c4",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.duration, Some(Duration::from_secs(5)));
+        assert_eq!(cfg.warmup, Duration::from_secs(1));
+        for bad in ["0", "fast"] {
+            assert!(matches!(
+                parse(&["-R", bad, "http://127.0.0.1:9/"]),
+                Err(SetupError::Schedule(ScheduleError::BadRate(_)))
+            ));
+        }
+        // A ramp given to -R once ran a constant 1000 req/s without a word.
+        let e = parse(&["-R", "1k->5k", "http://127.0.0.1:9/"]).unwrap_err();
+        assert!(matches!(
+            e,
+            SetupError::Schedule(ScheduleError::RampInRate(_))
+        ));
+        assert!(e.to_string().contains("--stages"), "{e}");
+        assert!(matches!(
+            parse(&["--stages", "10s", "http://127.0.0.1:9/"]),
+            Err(SetupError::Schedule(_))
+        ));
+    }
+
+    #[test]
+    fn expect_status_reaches_the_config() {
+        let cfg = parse(&["--expect-status", "200", "http://127.0.0.1:9/"]).unwrap();
+        assert!(cfg.expected(200) && !cfg.expected(404));
+    }
+
+    #[test]
+    fn templates_and_scenario_flags() {
+        let cfg = parse(&[
+            "-H",
+            "X-Id: {{uuid}}",
+            "--seed",
+            "5",
+            "http://127.0.0.1:9/i/{{seq}}",
+        ])
+        .unwrap();
+        assert!(cfg.scenario.fixed_bytes().is_none());
+        assert_eq!(cfg.scenario.seed, 5);
+        assert!(!cfg.scenario.named);
+        assert!(matches!(
+            parse(&["http://127.0.0.1:9/{{nope}}"]),
+            Err(SetupError::Scenario(_))
+        ));
+        assert!(matches!(
+            parse(&["--feed", "u=/nonexistent", "http://127.0.0.1:9/"]),
+            Err(SetupError::Feed(_))
+        ));
+        assert!(matches!(
+            parse(&["--scenario", "/nonexistent.toml", "-m", "POST"]),
+            Err(SetupError::ScenarioFlag("-m/--method"))
+        ));
+        assert!(matches!(
+            parse(&["--scenario", "/nonexistent.toml"]),
+            Err(SetupError::ScenarioFile(_))
+        ));
+        let big = "x".repeat(1 << 20);
+        assert!(matches!(
+            parse(&[
+                "-c",
+                "2000",
+                "-b",
+                &format!("{{{{seq}}}}{big}"),
+                "http://127.0.0.1:9/"
+            ]),
+            Err(SetupError::Config(ConfigError::RenderMemory(_)))
+        ));
+    }
+
+    #[test]
+    fn default_threads_never_exceed_connections() {
+        let cfg = parse(&["-c1", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(cfg.shards, 1);
+    }
+}
