@@ -20,13 +20,15 @@ pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_SHARDS: usize = 1024;
 pub const MAX_PIPELINE: usize = 4096;
 
-/// Which I/O engine drives the connections.
+/// Which I/O engine drives the connections (named in reports as users
+/// see it: `io_uring`, `glommio`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Engine {
     /// Our io_uring loop (the default).
+    #[serde(rename = "io_uring")]
     Uring,
     /// glommio, over the same shard core (portable fallback, cross-check).
+    #[serde(rename = "glommio")]
     Glommio,
 }
 

@@ -7,9 +7,9 @@ use super::cli::{CompareArgs, DiffFlameArgs};
 use anyhow::Context;
 use loadgen::compare::{diff, runs};
 use loadgen::profile::Folded;
-use serde_json::Value;
+use loadgen::report::Report;
 
-pub fn read_report(path: &Path) -> anyhow::Result<Value> {
+pub fn read_report(path: &Path) -> anyhow::Result<Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text)
@@ -23,15 +23,15 @@ fn read_folded(path: &Path) -> anyhow::Result<Folded> {
 
 /// Prints the comparison; exit 3 when slower than the gate allows.
 pub fn report_comparison(
-    base: &Value,
-    new: &Value,
+    base: &Report,
+    new: &Report,
     alpha: f64,
     json: bool,
     gate: Option<f64>,
 ) -> anyhow::Result<ExitCode> {
     let c = runs::compare(base, new, alpha)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&c.to_json())?);
+        println!("{}", serde_json::to_string_pretty(&c.report())?);
     } else {
         print!("{}", c.text());
     }
@@ -56,7 +56,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
 
 pub fn requests_of(path: &Option<std::path::PathBuf>) -> anyhow::Result<Option<u64>> {
     match path {
-        Some(p) => Ok(read_report(p)?["requests"].as_u64()),
+        Some(p) => Ok(Some(read_report(p)?.requests).filter(|&n| n > 0)),
         None => Ok(None),
     }
 }

@@ -10,7 +10,7 @@ use super::cli::RunArgs;
 use anyhow::Context;
 use loadgen::config::{Config, Engine, RingMode, Validated};
 use loadgen::profile::{self, Profile, ProfileConfig, Session};
-use loadgen::report::{self, RunReport};
+use loadgen::report::{self, Report, RunEntry, RunReport};
 use loadgen::shard::ShardProgress;
 use loadgen::stats::RunOutput;
 
@@ -108,23 +108,16 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         write!(text_out, "{}", p.summary())?;
     }
     text_out.flush()?;
-    let mut doc = report::to_json(&rep);
-    if let Some(p) = &profile {
-        doc["profile"] = p.to_json();
-    }
-    if !per_run.is_empty() {
-        doc["runs"] = serde_json::Value::Array(
-            per_run
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    let mut r = report::to_json(r);
-                    r["run"] = (i + 1).into();
-                    r
-                })
-                .collect(),
-        );
-    }
+    let mut doc = Report::new(&rep);
+    doc.profile = profile.as_ref().map(Profile::to_json);
+    doc.runs = per_run
+        .iter()
+        .enumerate()
+        .map(|(i, r)| RunEntry {
+            run: i + 1,
+            report: Report::new(r),
+        })
+        .collect();
     if let Some(path) = &args.json {
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
@@ -180,7 +173,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn baseline(
     args: &RunArgs,
     base_path: &std::path::Path,
-    doc: &serde_json::Value,
+    doc: &Report,
     profile: Option<&Profile>,
     out: &mut Box<dyn Write>,
 ) -> anyhow::Result<ExitCode> {
@@ -189,14 +182,9 @@ fn baseline(
     out.flush()?;
     let c = loadgen::compare::runs::compare(&base, doc, 0.05)?;
     write!(out, "{}", c.text())?;
-    let base_folded: Option<Vec<String>> = base["profile"]["folded"].as_array().map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    });
-    if let (Some(p), Some(lines)) = (profile, base_folded) {
+    if let (Some(p), Some(lines)) = (profile, base.folded()) {
         let base_f = loadgen::profile::Folded::read(lines.join("\n").as_bytes())?;
-        let requests = base["requests"].as_u64().zip(doc["requests"].as_u64());
+        let requests = Some((base.requests, doc.requests)).filter(|&(b, n)| b > 0 && n > 0);
         let d = loadgen::compare::diff::diff(&base_f, &p.folded, requests);
         write!(out, "{}", d.text())?;
         if let Some(path) = &args.diff_flamegraph {

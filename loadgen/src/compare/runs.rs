@@ -7,9 +7,10 @@
 //! Mann–Whitney U), and a verdict. Scenario runs (`--scenario`) compared
 //! run by run also get throughput, p50 and p99 per request name.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::stats::{bootstrap_delta_pct, cv, mann_whitney_u, median, shapiro_wilk, welch_t};
+use crate::report::{Latency, Report, SecondReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -19,97 +20,160 @@ pub enum CompareError {
     NoSamples(String, &'static str),
 }
 
+/// What a metric's numbers are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Unit {
+    #[serde(rename = "req/s")]
+    PerSecond,
+    #[serde(rename = "us")]
+    Micros,
+}
+
+impl Unit {
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::PerSecond => format!("{v:.1}/s"),
+            Unit::Micros => crate::units::format_time_us(v),
+        }
+    }
+}
+
+/// What the comparison concluded about one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    #[serde(rename = "faster")]
+    Faster,
+    #[serde(rename = "slower")]
+    Slower,
+    #[serde(rename = "no significant difference")]
+    NoDifference,
+}
+
+impl Verdict {
+    pub fn text(self) -> &'static str {
+        match self {
+            Verdict::Faster => "faster",
+            Verdict::Slower => "slower",
+            Verdict::NoDifference => "no significant difference",
+        }
+    }
+}
+
+/// Which test gave the p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Test {
+    #[serde(rename = "Welch t")]
+    Welch,
+    #[serde(rename = "Mann-Whitney U")]
+    MannWhitney,
+}
+
+impl Test {
+    pub fn text(self) -> &'static str {
+        match self {
+            Test::Welch => "Welch t",
+            Test::MannWhitney => "Mann-Whitney U",
+        }
+    }
+}
+
 struct Metric {
     name: &'static str,
-    /// Key in each run (`rps`, or a latency percentile).
-    run_key: &'static str,
-    /// Key in each per-second row.
-    series_key: &'static str,
+    unit: Unit,
+    /// The metric of a run, or of one request of a run.
+    of_run: fn(rps: f64, latency: &Latency) -> f64,
+    /// The metric of one second of the series.
+    of_second: fn(&SecondReport) -> f64,
     higher_is_better: bool,
+    /// Also compared per scenario request.
+    per_request: bool,
 }
 
 const METRICS: [Metric; 5] = [
     Metric {
         name: "throughput",
-        run_key: "rps",
-        series_key: "rate",
+        unit: Unit::PerSecond,
+        of_run: |rps, _| rps,
+        of_second: |s| s.rate,
         higher_is_better: true,
+        per_request: true,
     },
     Metric {
         name: "p50 latency",
-        run_key: "p50",
-        series_key: "p50_us",
+        unit: Unit::Micros,
+        of_run: |_, l| l.p50 as f64,
+        of_second: |s| s.p50_us as f64,
         higher_is_better: false,
+        per_request: true,
     },
     Metric {
         name: "p90 latency",
-        run_key: "p90",
-        series_key: "p90_us",
+        unit: Unit::Micros,
+        of_run: |_, l| l.p90 as f64,
+        of_second: |s| s.p90_us as f64,
         higher_is_better: false,
+        per_request: false,
     },
     Metric {
         name: "p99 latency",
-        run_key: "p99",
-        series_key: "p99_us",
+        unit: Unit::Micros,
+        of_run: |_, l| l.p99 as f64,
+        of_second: |s| s.p99_us as f64,
         higher_is_better: false,
+        per_request: true,
     },
     Metric {
         name: "p99.9 latency",
-        run_key: "p99_9",
-        series_key: "p99_9_us",
+        unit: Unit::Micros,
+        of_run: |_, l| l.p99_9 as f64,
+        of_second: |s| s.p99_9_us as f64,
         higher_is_better: false,
+        per_request: false,
     },
 ];
 
 /// Where the samples came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SampleKind {
     Runs,
     Seconds,
 }
 
-fn runs(doc: &Value) -> &[Value] {
-    doc["runs"].as_array().map_or(&[], Vec::as_slice)
-}
-
-/// Metric `m` of a run, or of one request of a run (same field names).
-fn run_value(r: &Value, m: &Metric) -> Option<f64> {
-    if m.run_key == "rps" {
-        r["rps"].as_f64()
-    } else {
-        r["latency_us"][m.run_key].as_f64()
-    }
-}
-
-fn samples(doc: &Value, m: &Metric, kind: SampleKind) -> Vec<f64> {
+fn samples(doc: &Report, m: &Metric, kind: SampleKind) -> Vec<f64> {
     match kind {
-        SampleKind::Runs => runs(doc).iter().filter_map(|r| run_value(r, m)).collect(),
+        SampleKind::Runs => doc
+            .runs
+            .iter()
+            .map(|r| (m.of_run)(r.report.rps, &r.report.latency_us))
+            .collect(),
         SampleKind::Seconds => {
-            let rows = doc["series"].as_array().map_or(&[][..], Vec::as_slice);
+            let rows = &doc.series;
             // A last partial second has too few requests to be a fair sample.
             let full = rows.len().saturating_sub(usize::from(rows.len() > 1));
             rows[..full]
                 .iter()
-                .filter(|r| r["requests"].as_u64().unwrap_or(0) > 0)
-                .filter_map(|r| r[m.series_key].as_f64())
+                .filter(|r| r.requests > 0)
+                .map(m.of_second)
                 .collect()
         }
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub metric: &'static str,
     /// The scenario request this row is about (`None`: all requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    pub unit: Unit,
     pub base_median: f64,
     pub new_median: f64,
     pub delta_pct: f64,
     pub ci95_pct: (f64, f64),
     pub p_value: f64,
-    pub test: &'static str,
-    pub verdict: &'static str,
+    pub test: Test,
+    pub verdict: Verdict,
     pub n_base: usize,
     pub n_new: usize,
 }
@@ -122,8 +186,18 @@ pub struct Comparison {
     pub alpha: f64,
 }
 
-pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, CompareError> {
-    let kind = if runs(base).len() >= 3 && runs(new).len() >= 3 {
+/// The comparison as `loadgen compare --json` prints it.
+#[derive(Debug, Serialize)]
+pub struct ComparisonReport<'a> {
+    pub samples: SampleKind,
+    pub alpha: f64,
+    pub ci: &'static str,
+    pub metrics: &'a [Row],
+    pub warnings: &'a [String],
+}
+
+pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, CompareError> {
+    let kind = if base.runs.len() >= 3 && new.runs.len() >= 3 {
         SampleKind::Runs
     } else {
         SampleKind::Seconds
@@ -143,15 +217,12 @@ pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, Comp
     }
     if kind == SampleKind::Runs {
         for name in request_names(base) {
-            for m in METRICS
-                .iter()
-                .filter(|m| matches!(m.run_key, "rps" | "p50" | "p99"))
-            {
+            for m in METRICS.iter().filter(|m| m.per_request) {
                 let a = request_samples(base, &name, m);
                 let b = request_samples(new, &name, m);
                 // A name missing on one side, or a request never answered
                 // in some run, has nothing to compare.
-                if a.len() == runs(base).len() && b.len() == runs(new).len() && !b.is_empty() {
+                if a.len() == base.runs.len() && b.len() == new.runs.len() && !b.is_empty() {
                     rows.push(row(m, Some(name.clone()), &a, &b, alpha, &mut warnings));
                 }
             }
@@ -175,31 +246,20 @@ pub fn compare(base: &Value, new: &Value, alpha: f64) -> Result<Comparison, Comp
 }
 
 /// Scenario request names of a report's first run, in file order.
-fn request_names(doc: &Value) -> Vec<String> {
-    runs(doc)
-        .first()
-        .and_then(|r| r["by_request"].as_array())
-        .map_or_else(Vec::new, |v| {
-            v.iter()
-                .filter_map(|q| q["name"].as_str().map(String::from))
-                .collect()
-        })
+fn request_names(doc: &Report) -> Vec<String> {
+    doc.runs.first().map_or_else(Vec::new, |r| {
+        r.report.by_request.iter().map(|q| q.name.clone()).collect()
+    })
 }
 
 /// One sample per run of metric `m` for request `name`; runs where it got
 /// no response are left out.
-fn request_samples(doc: &Value, name: &str, m: &Metric) -> Vec<f64> {
-    runs(doc)
+fn request_samples(doc: &Report, name: &str, m: &Metric) -> Vec<f64> {
+    doc.runs
         .iter()
         .filter_map(|r| {
-            let q = r["by_request"]
-                .as_array()?
-                .iter()
-                .find(|q| q["name"] == name)?;
-            if q["requests"].as_u64()? == 0 {
-                return None;
-            }
-            run_value(q, m)
+            let q = r.report.by_request.iter().find(|q| q.name == name)?;
+            (q.requests > 0).then(|| (m.of_run)(q.rps, &q.latency_us))
         })
         .collect()
 }
@@ -221,22 +281,23 @@ fn row(
     };
     let normal = |x: &[f64]| shapiro_wilk(x).is_some_and(|(_, p)| p > alpha);
     let (test, p) = if a.len() >= 2 && b.len() >= 2 && normal(a) && normal(b) {
-        ("Welch t", welch_t(a, b).2)
+        (Test::Welch, welch_t(a, b).2)
     } else {
-        ("Mann-Whitney U", mann_whitney_u(a, b).1)
+        (Test::MannWhitney, mann_whitney_u(a, b).1)
     };
     let verdict = if p < alpha && delta != 0.0 {
         if (delta > 0.0) == m.higher_is_better {
-            "faster"
+            Verdict::Faster
         } else {
-            "slower"
+            Verdict::Slower
         }
     } else {
-        "no significant difference"
+        Verdict::NoDifference
     };
     let row = Row {
         metric: m.name,
         request,
+        unit: m.unit,
         base_median: ma,
         new_median: mb,
         delta_pct: delta,
@@ -292,13 +353,7 @@ impl Comparison {
             "metric", "base", "new", "delta", "95% CI", "p-value", "test", "verdict"
         ));
         for r in &self.rows {
-            let unit = |v: f64| {
-                if r.metric == "throughput" {
-                    format!("{v:.1}/s")
-                } else {
-                    crate::units::format_time_us(v)
-                }
-            };
+            let unit = |v: f64| r.unit.format(v);
             s.push_str(&format!(
                 "{:<width$} {:>12} {:>12} {:>+8.2}% {:>22} {:>10.4}  {:<15} {}\n",
                 r.label(),
@@ -307,8 +362,8 @@ impl Comparison {
                 r.delta_pct,
                 format!("[{:+.2}%, {:+.2}%]", r.ci95_pct.0, r.ci95_pct.1),
                 r.p_value,
-                r.test,
-                r.verdict
+                r.test.text(),
+                r.verdict.text()
             ));
         }
         for w in &self.warnings {
@@ -317,27 +372,32 @@ impl Comparison {
         s
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "samples": match self.kind { SampleKind::Runs => "runs", SampleKind::Seconds => "seconds" },
-            "alpha": self.alpha,
-            "ci": "bootstrap, 2000 resamples, percentile",
-            "metrics": self.rows,
-            "warnings": self.warnings,
-        })
+    pub fn report(&self) -> ComparisonReport<'_> {
+        ComparisonReport {
+            samples: self.kind,
+            alpha: self.alpha,
+            ci: "bootstrap, 2000 resamples, percentile",
+            metrics: &self.rows,
+            warnings: &self.warnings,
+        }
     }
 
     /// True when a metric got significantly slower by at least `pct` %.
     pub fn slower_than(&self, pct: f64) -> bool {
         self.rows
             .iter()
-            .any(|r| r.verdict == "slower" && r.delta_pct.abs() >= pct)
+            .any(|r| r.verdict == Verdict::Slower && r.delta_pct.abs() >= pct)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
+
+    fn typed(v: Value) -> Report {
+        serde_json::from_value(v).unwrap()
+    }
 
     /// A report with `k` runs whose throughput and latencies are drawn
     /// around `rps` and `lat_us` with relative noise `noise`.
@@ -359,7 +419,8 @@ mod tests {
             .map(|_| {
                 let f = 1.0 + noise * gauss();
                 let l = lat_us * (1.0 + noise * gauss());
-                json!({"rps": rps * f, "latency_us": {"p50": l, "p90": l * 1.5, "p99": l * 3.0, "p99_9": l * 5.0}})
+                let l = |k: f64| (l * k).round() as u64;
+                json!({"rps": rps * f, "latency_us": {"p50": l(1.0), "p90": l(1.5), "p99": l(3.0), "p99_9": l(5.0)}})
             })
             .collect();
         json!({ "runs": runs })
@@ -378,7 +439,7 @@ mod tests {
                     .map(|&n| {
                         let p99 = if n == "heavy" { heavy_p99 } else { 50.0 } * jitter;
                         json!({"name": n, "requests": 10, "rps": 500.0 * jitter,
-                               "latency_us": {"p50": p99 / 2.0, "p99": p99}})
+                               "latency_us": {"p50": (p99 / 2.0) as u64, "p99": p99 as u64}})
                     })
                     .collect();
                 r["by_request"] = Value::Array(by);
@@ -387,13 +448,13 @@ mod tests {
         };
         let base = with_requests(1000.0, 1, &["light", "heavy", "gone"]);
         let new = with_requests(2000.0, 2, &["light", "heavy"]);
-        let c = compare(&base, &new, 0.05).unwrap();
+        let c = compare(&typed(base), &typed(new), 0.05).unwrap();
         let find = |label: &str| c.rows.iter().find(|r| r.label() == label);
-        assert_eq!(find("heavy: p99 latency").unwrap().verdict, "slower");
+        assert_eq!(find("heavy: p99 latency").unwrap().verdict, Verdict::Slower);
         assert!(find("heavy: p99 latency").unwrap().delta_pct > 90.0);
         assert_eq!(
             find("light: p99 latency").unwrap().verdict,
-            "no significant difference"
+            Verdict::NoDifference
         );
         assert!(
             find("gone: throughput").is_none(),
@@ -401,9 +462,13 @@ mod tests {
         );
         assert_eq!(c.rows.iter().filter(|r| r.request.is_some()).count(), 6);
         assert!(c.text().contains("heavy: p99 latency"));
-        assert_eq!(c.to_json()["metrics"][5]["request"], "light");
+        let v = serde_json::to_value(c.report()).unwrap();
+        assert_eq!(v["metrics"][5]["request"], "light");
+        assert_eq!(v["metrics"][5]["verdict"], "no significant difference");
+        assert_eq!(v["metrics"][0]["unit"], "req/s");
+        assert_eq!(v["samples"], "runs");
         // Totals keep their rows first, without a request.
-        assert!(c.to_json()["metrics"][0].get("request").is_none());
+        assert!(v["metrics"][0].get("request").is_none());
         assert!(c.slower_than(50.0));
     }
 
@@ -412,12 +477,12 @@ mod tests {
         let mut significant = 0;
         for seed in 0..40 {
             let c = compare(
-                &report(10, 1000.0, 500.0, 0.02, seed),
-                &report(10, 1000.0, 500.0, 0.02, seed + 1000),
+                &typed(report(10, 1000.0, 500.0, 0.02, seed)),
+                &typed(report(10, 1000.0, 500.0, 0.02, seed + 1000)),
                 0.05,
             )
             .unwrap();
-            if c.rows[0].verdict != "no significant difference" {
+            if c.rows[0].verdict != Verdict::NoDifference {
                 significant += 1;
             }
         }
@@ -431,18 +496,18 @@ mod tests {
     #[test]
     fn ten_percent_slower_is_detected_with_the_right_sign_and_interval() {
         let c = compare(
-            &report(10, 1000.0, 500.0, 0.01, 7),
-            &report(10, 900.0, 550.0, 0.01, 8),
+            &typed(report(10, 1000.0, 500.0, 0.01, 7)),
+            &typed(report(10, 900.0, 550.0, 0.01, 8)),
             0.05,
         )
         .unwrap();
         let t = &c.rows[0];
-        assert_eq!(t.verdict, "slower");
+        assert_eq!(t.verdict, Verdict::Slower);
         assert!(t.delta_pct < -5.0, "{t:?}");
         // The interval covers the true change of −10 %.
         assert!(t.ci95_pct.0 <= -10.0 && -10.0 <= t.ci95_pct.1, "{t:?}");
         let p99 = &c.rows[3];
-        assert_eq!(p99.verdict, "slower");
+        assert_eq!(p99.verdict, Verdict::Slower);
         assert!(p99.delta_pct > 5.0);
         assert!(c.slower_than(5.0));
         assert!(!c.slower_than(50.0));
@@ -452,8 +517,8 @@ mod tests {
     #[test]
     fn warns_on_noise_and_few_samples() {
         let c = compare(
-            &report(3, 1000.0, 500.0, 0.2, 1),
-            &report(3, 1000.0, 500.0, 0.2, 2),
+            &typed(report(3, 1000.0, 500.0, 0.2, 1)),
+            &typed(report(3, 1000.0, 500.0, 0.2, 2)),
             0.05,
         )
         .unwrap();
@@ -467,11 +532,11 @@ mod tests {
 
     #[test]
     fn falls_back_to_per_second_samples() {
-        let series = |rate: f64| -> Value {
+        let series = |rate: f64| -> Report {
             let rows: Vec<Value> = (0..12)
                 .map(|i| json!({"requests": 100, "rate": rate + (i % 3) as f64, "p50_us": 10, "p90_us": 20, "p99_us": 30, "p99_9_us": 40}))
                 .collect();
-            json!({ "series": rows })
+            typed(json!({ "series": rows }))
         };
         let c = compare(&series(1000.0), &series(1100.0), 0.05).unwrap();
         assert_eq!(c.kind, SampleKind::Seconds);
@@ -479,7 +544,7 @@ mod tests {
             c.rows[0].n_base, 11,
             "the last (partial) second is left out"
         );
-        assert_eq!(c.rows[0].verdict, "faster");
-        assert!(compare(&json!({}), &series(1.0), 0.05).is_err());
+        assert_eq!(c.rows[0].verdict, Verdict::Faster);
+        assert!(compare(&Report::default(), &series(1.0), 0.05).is_err());
     }
 }

@@ -1,150 +1,358 @@
-//! The JSON report. Field names are a public interface: add, never rename.
+//! The JSON report as types. Field names are a public interface: add,
+//! never rename. The same types read reports back (`loadgen compare`,
+//! `--baseline`): every field has a default, so reports of older versions,
+//! which lack newer fields, still read.
+
+use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::RunReport;
-use crate::stats::{STATUS_CODES, quantile, status_class};
+use super::{RunReport, per_second};
+use crate::config::{Engine, RingMode};
+use crate::stats::{Errors, STATUS_CODES, quantile, status_class};
 
-fn latency(h: &Histogram<u64>) -> Value {
-    if h.is_empty() {
-        return json!({
-            "min": 0, "mean": 0.0, "stdev": 0.0, "max": 0,
-            "p50": 0, "p75": 0, "p90": 0, "p99": 0, "p99_9": 0, "p99_99": 0
-        });
-    }
-    json!({
-        "min": h.min(),
-        "mean": h.mean(),
-        "stdev": h.stdev(),
-        "max": h.max(),
-        "p50": h.value_at_quantile(0.5),
-        "p75": h.value_at_quantile(0.75),
-        "p90": h.value_at_quantile(0.9),
-        "p99": h.value_at_quantile(0.99),
-        "p99_9": h.value_at_quantile(0.999),
-        "p99_99": h.value_at_quantile(0.9999),
-    })
+/// A latency distribution, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Latency {
+    pub min: u64,
+    pub mean: f64,
+    pub stdev: f64,
+    pub max: u64,
+    pub p50: u64,
+    pub p75: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub p99_99: u64,
 }
 
-fn series(r: &RunReport<'_>) -> Value {
-    let rows: Vec<Value> = r
-        .series
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            min: h.min(),
+            mean: h.mean(),
+            stdev: h.stdev(),
+            max: h.max(),
+            p50: h.value_at_quantile(0.5),
+            p75: h.value_at_quantile(0.75),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p99_9: h.value_at_quantile(0.999),
+            p99_99: h.value_at_quantile(0.9999),
+        }
+    }
+}
+
+/// wrk's Req/Sec: each shard's rate, sampled every 100 ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShardRate {
+    pub mean: f64,
+    pub stdev: f64,
+    pub max: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    #[serde(rename = "2xx")]
+    pub c2xx: u64,
+    #[serde(rename = "3xx")]
+    pub c3xx: u64,
+    #[serde(rename = "4xx")]
+    pub c4xx: u64,
+    #[serde(rename = "5xx")]
+    pub c5xx: u64,
+    /// Responses by status code (codes with none are left out).
+    pub codes: BTreeMap<String, u64>,
+}
+
+impl Status {
+    pub fn of(codes: &[u64; STATUS_CODES]) -> Status {
+        Status {
+            c2xx: status_class(codes, 2),
+            c3xx: status_class(codes, 3),
+            c4xx: status_class(codes, 4),
+            c5xx: status_class(codes, 5),
+            codes: codes
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(c, &n)| (c.to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+/// Closed loop (connections send when answered) or open loop (a schedule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Closed,
+    Open,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Second {
+    pub second: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub rate: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    pub max_us: u64,
+    /// Open loop: the rate the schedule asked for in this second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+}
+
+/// One request of a scenario.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestReport {
+    pub name: String,
+    pub method: String,
+    pub target: String,
+    pub weight: u32,
+    pub requests: u64,
+    pub rps: f64,
+    pub latency_us: Latency,
+    pub status: Status,
+    pub errors: Errors,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unexpected: Option<u64>,
+}
+
+/// One run of `--runs K`: a whole report, numbered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunEntry {
+    pub run: usize,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// The report of a run (or of several runs together, with `runs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Report {
+    pub url: String,
+    pub engine: Option<Engine>,
+    /// The weakest io_uring mode any shard got; `null` for an engine that
+    /// builds no ring of ours (glommio).
+    pub ring_mode: Option<RingMode>,
+    pub shards: usize,
+    pub connections: usize,
+    pub pipeline: usize,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub transfer_per_s: f64,
+    pub latency_us: Latency,
+    pub req_per_s_per_shard: ShardRate,
+    pub status: Status,
+    pub errors: Errors,
+    pub reconnects: u64,
+    pub reissued: u64,
+    pub interrupted: bool,
+    pub mode: Mode,
+    pub warmup_s: f64,
+    pub series: Vec<Second>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unexpected: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_request: Vec<RequestReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_time_us: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_us: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conn_waits: Option<u64>,
+    /// With `--profile`: the target's profile (see `profile::ProfileReport`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<serde_json::Value>,
+    /// With `--runs K > 1`: each run's own report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunEntry>,
+}
+
+impl Report {
+    /// The report of a finished run (its profile and runs are added by the
+    /// caller).
+    pub fn new(r: &RunReport<'_>) -> Report {
+        let t = &r.out.total;
+        let sc = &r.cfg.scenario;
+        let open = r.target_rps().is_some();
+        let unexpected = r.unexpected();
+        Report {
+            url: r.cfg.url.raw.clone(),
+            engine: Some(r.cfg.engine),
+            ring_mode: r.out.ring_mode,
+            shards: r.cfg.shards,
+            connections: r.cfg.connections,
+            pipeline: r.cfg.pipeline,
+            duration_s: r.elapsed_s(),
+            requests: t.responses,
+            rps: r.rps(),
+            bytes_read: t.bytes_read,
+            bytes_written: t.bytes_written,
+            transfer_per_s: r.transfer_per_s(),
+            latency_us: Latency::of(&t.latency),
+            req_per_s_per_shard: ShardRate {
+                mean: if t.rate.is_empty() {
+                    0.0
+                } else {
+                    t.rate.mean()
+                },
+                stdev: if t.rate.is_empty() {
+                    0.0
+                } else {
+                    t.rate.stdev()
+                },
+                max: t.rate.max(),
+            },
+            status: Status::of(&t.status),
+            errors: t.errors,
+            reconnects: t.reconnects,
+            reissued: t.reissued,
+            interrupted: r.interrupted,
+            mode: if r.cfg.schedule.is_some() {
+                Mode::Open
+            } else {
+                Mode::Closed
+            },
+            warmup_s: r.cfg.warmup.as_secs_f64(),
+            series: series(r),
+            warnings: r.warnings(),
+            seed: sc.fixed_bytes().is_none().then_some(sc.seed),
+            scenario: r
+                .cfg
+                .scenario_file
+                .as_ref()
+                .map(|f| f.display().to_string()),
+            expect_status: unexpected.map(|_| r.expected_text()),
+            unexpected,
+            by_request: sc
+                .requests
+                .iter()
+                .zip(&t.by_request)
+                .map(|(req, st)| RequestReport {
+                    name: req.name.clone(),
+                    method: req.method.clone(),
+                    target: req.target.clone(),
+                    weight: req.weight,
+                    requests: st.responses,
+                    rps: per_second(st.responses as f64, r.elapsed_s()),
+                    latency_us: Latency::of(&st.latency),
+                    status: Status::of(&st.status),
+                    errors: st.errors,
+                    unexpected: unexpected
+                        .map(|_| crate::stats::unexpected(&st.status, |c| r.cfg.expected(c))),
+                })
+                .collect(),
+            target_rps: r.target_rps(),
+            service_time_us: open.then(|| Latency::of(&t.service)),
+            lag_us: open.then(|| Latency::of(&t.lag)),
+            conn_waits: open.then_some(t.conn_waits),
+            profile: None,
+            runs: Vec::new(),
+        }
+    }
+
+    /// The folded stacks of the report's profile, if it has one.
+    pub fn folded(&self) -> Option<Vec<String>> {
+        let lines = self.profile.as_ref()?.get("folded")?.as_array()?;
+        Some(
+            lines
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+}
+
+fn series(r: &RunReport<'_>) -> Vec<Second> {
+    r.series
         .iter()
         .enumerate()
         .map(|(i, s)| {
             let len = r.second_len(i);
             let q = |q: f64| quantile(&s.latency, q);
-            let mut row = json!({
-                "second": i + 1,
-                "requests": s.responses,
-                "errors": s.errors,
-                "rate": if len > 0.0 { s.responses as f64 / len } else { 0.0 },
-                "p50_us": q(0.5),
-                "p90_us": q(0.9),
-                "p99_us": q(0.99),
-                "p99_9_us": q(0.999),
-                "max_us": s.latency.max(),
-            });
-            if let Some(target) = r.target_in_second(i) {
-                row["target_rate"] = json!(if len > 0.0 { target / len } else { 0.0 });
+            Second {
+                second: i + 1,
+                requests: s.responses,
+                errors: s.errors,
+                rate: per_second(s.responses as f64, len),
+                p50_us: q(0.5),
+                p90_us: q(0.9),
+                p99_us: q(0.99),
+                p99_9_us: q(0.999),
+                max_us: s.latency.max(),
+                target_rate: r.target_in_second(i).map(|t| per_second(t, len)),
             }
-            row
         })
-        .collect();
-    Value::Array(rows)
+        .collect()
 }
 
-fn status(codes: &[u64; STATUS_CODES]) -> Value {
-    let class = |c: usize| status_class(codes, c);
-    let mut map = Map::new();
-    for (code, &n) in codes.iter().enumerate() {
-        if n > 0 {
-            map.insert(code.to_string(), n.into());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_report_with_fewer_fields_still_reads() {
+        let r: Report = serde_json::from_str(
+            r#"{"url": "http://h/", "engine": "io_uring", "ring_mode": "plain",
+                "rps": 5.5, "latency_us": {"p50": 7}, "runs": [{"run": 1, "rps": 2.0}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.engine, Some(Engine::Uring));
+        assert_eq!(r.ring_mode, Some(RingMode::Plain));
+        assert_eq!(r.latency_us.p50, 7);
+        assert_eq!(r.runs[0].run, 1);
+        assert_eq!(r.runs[0].report.rps, 2.0);
+        assert!(r.folded().is_none());
+    }
+
+    #[test]
+    fn names_match_the_interface() {
+        let mut r = Report::default();
+        r.target_rps = Some(1.0);
+        r.runs.push(RunEntry {
+            run: 1,
+            report: Report::default(),
+        });
+        let v = serde_json::to_value(&r).unwrap();
+        for k in ["2xx", "3xx", "4xx", "5xx", "codes"] {
+            assert!(v["status"].get(k).is_some(), "{k}");
         }
+        assert_eq!(v["mode"], "closed");
+        assert!(v["ring_mode"].is_null());
+        assert_eq!(v["runs"][0]["run"], 1);
+        assert!(v["runs"][0].get("url").is_some(), "a run is a whole report");
+        assert!(v.get("by_request").is_none(), "empty lists are left out");
+        let e = serde_json::to_value(Engine::Glommio).unwrap();
+        assert_eq!(e, "glommio");
+        assert_eq!(serde_json::to_value(Engine::Uring).unwrap(), "io_uring");
     }
-    json!({
-        "2xx": class(2),
-        "3xx": class(3),
-        "4xx": class(4),
-        "5xx": class(5),
-        "codes": map,
-    })
-}
-
-pub fn to_json(r: &RunReport<'_>) -> Value {
-    let t = &r.out.total;
-    let mut doc = json!({
-        "url": r.cfg.url.raw,
-        "engine": r.engine,
-        "ring_mode": r.out.ring_mode,
-        "shards": r.cfg.shards,
-        "connections": r.cfg.connections,
-        "pipeline": r.cfg.pipeline,
-        "duration_s": r.elapsed_s(),
-        "requests": t.responses,
-        "rps": r.rps(),
-        "bytes_read": t.bytes_read,
-        "bytes_written": t.bytes_written,
-        "transfer_per_s": r.transfer_per_s(),
-        "latency_us": latency(&t.latency),
-        "req_per_s_per_shard": {
-            "mean": if t.rate.is_empty() { 0.0 } else { t.rate.mean() },
-            "stdev": if t.rate.is_empty() { 0.0 } else { t.rate.stdev() },
-            "max": t.rate.max(),
-        },
-        "status": status(&t.status),
-        "errors": t.errors,
-        "reconnects": t.reconnects,
-        "reissued": t.reissued,
-        "interrupted": r.interrupted,
-        "mode": if r.cfg.schedule.is_some() { "open" } else { "closed" },
-        "warmup_s": r.cfg.warmup.as_secs_f64(),
-        "series": series(r),
-        "warnings": r.warnings(),
-    });
-    let sc = &r.cfg.scenario;
-    if sc.fixed_bytes().is_none() {
-        doc["seed"] = json!(sc.seed);
-    }
-    if let Some(f) = &r.cfg.scenario_file {
-        doc["scenario"] = json!(f.display().to_string());
-    }
-    if let Some(n) = r.unexpected() {
-        doc["expect_status"] = json!(r.expected_text());
-        doc["unexpected"] = json!(n);
-    }
-    if !t.by_request.is_empty() {
-        doc["by_request"] = Value::Array(
-            sc.requests
-                .iter()
-                .zip(&t.by_request)
-                .map(|(req, st)| {
-                    let mut row = json!({
-                        "name": req.name,
-                        "method": req.method,
-                        "target": req.target,
-                        "weight": req.weight,
-                        "requests": st.responses,
-                        "rps": if r.elapsed_s() > 0.0 { st.responses as f64 / r.elapsed_s() } else { 0.0 },
-                        "latency_us": latency(&st.latency),
-                        "status": status(&st.status),
-                        "errors": st.errors,
-                    });
-                    if r.unexpected().is_some() {
-                        row["unexpected"] =
-                            json!(crate::stats::unexpected(&st.status, |c| r.cfg.expected(c)));
-                    }
-                    row
-                })
-                .collect(),
-        );
-    }
-    if let Some(target) = r.target_rps() {
-        doc["target_rps"] = json!(target);
-        doc["service_time_us"] = latency(&t.service);
-        doc["lag_us"] = latency(&t.lag);
-        doc["conn_waits"] = json!(t.conn_waits);
-    }
-    doc
 }

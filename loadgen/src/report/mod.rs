@@ -7,7 +7,7 @@ mod json;
 mod text;
 
 pub use hdr::{write_interval_log, write_percentiles};
-pub use json::to_json;
+pub use json::{Latency, Mode, Report, RequestReport, RunEntry, Second as SecondReport};
 pub use text::{header, summary};
 
 use crate::config::Config;
@@ -170,6 +170,6 @@ impl<'a> RunReport<'a> {
     }
 }
 
-fn per_second(n: f64, secs: f64) -> f64 {
+pub(crate) fn per_second(n: f64, secs: f64) -> f64 {
     if secs > 0.0 { n / secs } else { 0.0 }
 }
