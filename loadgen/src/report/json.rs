@@ -336,12 +336,14 @@ mod tests {
 
     #[test]
     fn names_match_the_interface() {
-        let mut r = Report::default();
-        r.target_rps = Some(1.0);
-        r.runs.push(RunEntry {
-            run: 1,
-            report: Report::default(),
-        });
+        let r = Report {
+            target_rps: Some(1.0),
+            runs: vec![RunEntry {
+                run: 1,
+                report: Report::default(),
+            }],
+            ..Report::default()
+        };
         let v = serde_json::to_value(&r).unwrap();
         for k in ["2xx", "3xx", "4xx", "5xx", "codes"] {
             assert!(v["status"].get(k).is_some(), "{k}");
