@@ -17,7 +17,14 @@ pub enum FeedError {
     Duplicate(String),
     #[error("feed file {0} line {1}: unterminated quoted field")]
     Quote(PathBuf, usize),
+    #[error(
+        "feed file {0} is too large: feeds are held in memory with 32-bit offsets, at most 4 GiB of rows and cells; split it or use a sample"
+    )]
+    TooLarge(PathBuf),
 }
+
+/// Bytes of lines and cells a feed may hold (its offsets are `u32`).
+const MAX_FEED_BYTES: u64 = u32::MAX as u64;
 
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -47,11 +54,20 @@ impl Feed {
             })
             .ok_or_else(|| FeedError::Syntax(arg.to_string()))?;
         let path = PathBuf::from(path);
+        // Refused before it is read: a file this large would not fit anyway.
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_FEED_BYTES) {
+            return Err(FeedError::TooLarge(path));
+        }
         let text = std::fs::read(&path).map_err(|e| FeedError::Read(path.clone(), e))?;
         Feed::parse(name, &path, &text)
     }
 
     pub fn parse(name: &str, path: &Path, text: &[u8]) -> Result<Feed, FeedError> {
+        Self::parse_within(name, path, text, MAX_FEED_BYTES)
+    }
+
+    /// [`Feed::parse`], holding at most `limit` bytes of lines and cells.
+    fn parse_within(name: &str, path: &Path, text: &[u8], limit: u64) -> Result<Feed, FeedError> {
         let sep = match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => Some(b','),
             Some(e) if e.eq_ignore_ascii_case("tsv") => Some(b'\t'),
@@ -61,7 +77,7 @@ impl Feed {
             name: name.to_string(),
             path: path.to_path_buf(),
             columns: Vec::new(),
-            data: Vec::with_capacity(text.len() * 2),
+            data: Vec::with_capacity((text.len() * 2).min(limit as usize)),
             lines: Vec::new(),
             cells: Vec::new(),
             max_line: 0,
@@ -87,6 +103,11 @@ impl Feed {
                     header_done = true;
                     continue;
                 }
+            }
+            // The line, then its cells.
+            let cells: usize = fields.iter().take(feed.columns.len()).map(Vec::len).sum();
+            if (feed.data.len() + line.len() + cells) as u64 > limit {
+                return Err(FeedError::TooLarge(path.to_path_buf()));
             }
             let start = feed.data.len() as u32;
             feed.data.extend_from_slice(line);
@@ -209,6 +230,29 @@ fn split_fields(line: &[u8], sep: u8, out: &mut Vec<Vec<u8>>) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feeds_beyond_32_bit_offsets_are_refused() {
+        // Offsets were cast `as u32`: past 4 GiB rows silently pointed at
+        // the wrong bytes.
+        let text = b"id,name\n1,ann\n2,bob\n3,cy\n";
+        let p = Path::new("u.csv");
+        assert!(Feed::parse_within("u", p, text, 1 << 20).is_ok());
+        assert!(matches!(
+            Feed::parse_within("u", p, text, 20),
+            Err(FeedError::TooLarge(_))
+        ));
+        // A file over the limit is refused before it is read (sparse here).
+        let path = std::env::temp_dir().join(format!("loadgen-huge-feed-{}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_FEED_BYTES + 1)
+            .unwrap();
+        let e = Feed::from_arg(&format!("big={}", path.display())).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(e, FeedError::TooLarge(_)), "{e}");
+        assert!(e.to_string().contains("split it"), "{e}");
+    }
 
     fn s(b: &[u8]) -> &str {
         std::str::from_utf8(b).unwrap()

@@ -29,6 +29,13 @@ pub fn no_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
+/// The calling thread's timer slack, ns.
+pub fn timer_slack_ns() -> u64 {
+    // SAFETY: PR_GET_TIMERSLACK reads no memory of ours; it returns the
+    // slack.
+    unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0, 0, 0, 0) as u64 }
+}
+
 /// The soft `RLIMIT_MEMLOCK` in bytes (`None`: unlimited).
 pub fn memlock_limit() -> io::Result<Option<u64>> {
     let mut lim = libc::rlimit {

@@ -19,6 +19,25 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Request heads larger than this get 431 and a close.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
+/// Request bodies are buffered whole; larger ones get 413.
+const MAX_REQUEST_BODY: usize = 64 << 20;
+
+/// A request's `Content-Length`: the body length, or the status to refuse
+/// it with (400 unreadable, 413 too large). It was once parsed into
+/// `usize` and added to the head length unchecked: `18446744073709551615`
+/// panicked in debug builds and misframed in release.
+fn content_length(value: &[u8]) -> Result<usize, u16> {
+    let n: u64 = std::str::from_utf8(value)
+        .ok()
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+        .ok_or(400u16)?;
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_REQUEST_BODY)
+        .ok_or(413)
+}
 /// Stop parsing pipelined requests while this much output is unsent, so a
 /// client that never reads cannot grow our memory.
 const MAX_PENDING_OUTPUT: usize = 1 << 20;
@@ -390,18 +409,15 @@ impl Loop {
             };
             let mut body_len = 0usize;
             let mut close = req.version == Some(0);
-            let mut unsupported = false;
+            let mut unsupported = None;
             for h in req.headers.iter() {
                 if h.name.eq_ignore_ascii_case("content-length") {
-                    match std::str::from_utf8(h.value)
-                        .ok()
-                        .and_then(|v| v.trim().parse().ok())
-                    {
-                        Some(n) => body_len = n,
-                        None => unsupported = true,
+                    match content_length(h.value) {
+                        Ok(n) => body_len = n,
+                        Err(status) => unsupported = Some(status),
                     }
                 } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                    unsupported = true;
+                    unsupported = Some(400);
                 } else if h.name.eq_ignore_ascii_case("connection") {
                     let v = h.value.to_ascii_lowercase();
                     if v.windows(5).any(|w| w == b"close") {
@@ -411,8 +427,8 @@ impl Loop {
                     }
                 }
             }
-            if unsupported {
-                routes::write_head(&mut conn.wbuf, 400, Some(0), true);
+            if let Some(status) = unsupported {
+                routes::write_head(&mut conn.wbuf, status, Some(0), true);
                 conn.close_after_write = true;
                 break;
             }
@@ -650,5 +666,24 @@ fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
             }
         }
         Route::Delay { .. } | Route::Stats => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_is_checked_before_it_frames_anything() {
+        assert_eq!(content_length(b" 12 "), Ok(12));
+        assert_eq!(content_length(b"18446744073709551615"), Err(413));
+        assert_eq!(content_length(b"99999999999999999999999"), Err(400));
+        assert_eq!(
+            content_length(&(MAX_REQUEST_BODY + 1).to_string().into_bytes()),
+            Err(413)
+        );
+        for bad in [&b""[..], b"-1", b"+5", b"1 2", b"0x10"] {
+            assert_eq!(content_length(bad), Err(400), "{bad:?}");
+        }
     }
 }
