@@ -256,3 +256,27 @@ pub fn process_cpu(pid: u32) -> Duration {
 pub fn can_profile() -> bool {
     loadgen::profile::missing_capabilities().is_none()
 }
+
+/// Where privileged tests note that they ran (`.ci/run` sets it and lists
+/// them at the end, so CI output says which ran rather than skipped).
+pub const PRIVILEGED_LOG: &str = "LOADGEN_PRIVILEGED_LOG";
+
+/// Records that the calling test (libtest names its thread after it) got
+/// past its privilege check.
+pub fn privileged_ran() {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(PRIVILEGED_LOG) else {
+        return;
+    };
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{name}");
+    }
+}

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use loadgen::profile::Folded;
 use loadgen_tests::{Target, can_profile, loadgen_bin, process_cpu, run, run_json, skip};
@@ -17,6 +16,7 @@ fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
         skip("profiling tests need CAP_BPF and CAP_PERFMON (run as root)");
         return None;
     }
+    loadgen_tests::privileged_ran();
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Build loadgen now, before a test starts a short-lived program to
     // profile: a build in the middle would outlast it.
@@ -257,6 +257,8 @@ int main(int argc, char **argv) {
     if (!f) return 1;
     fprintf(f, "%lx %x jitted_hot_loop\n", (unsigned long)p, 4096);
     fclose(f);
+    printf("ready\n");
+    fflush(stdout);
     void (*fn)(long) = (void (*)(long))p;
     time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
     while (time(0) < end) fn(50000000);
@@ -282,10 +284,17 @@ fn jit_frames_from_a_perf_map_are_named_and_marked() {
     }
     let mut jit = Command::new(&bin)
         .arg("5")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The perf map is written and the loop about to start.
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(jit.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
     let path = tmp("jit.folded");
     let (_json, text) = profile_pid(jit.id(), &path);
     let _ = jit.kill();
@@ -436,5 +445,4 @@ fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
     assert!(!p.is_null(), "{text}");
     assert!(text.contains("exited during the run"), "{text}");
     let _ = std::fs::remove_file(bin);
-    std::thread::sleep(Duration::from_millis(10));
 }

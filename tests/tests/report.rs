@@ -245,6 +245,7 @@ fn every_field_the_readme_documents_is_in_real_output() {
     assert_eq!(code, 0, "{text}");
     let mut docs = vec![json];
     if loadgen_tests::can_profile() {
+        loadgen_tests::privileged_ran();
         let pid = t.pid().to_string();
         let (json, text, code) = run_json(&[
             "-t1",

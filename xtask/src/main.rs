@@ -1,7 +1,15 @@
 //! Build and benchmark helpers: `cargo xtask <command>`.
 //!
-//! - `compare`: loadgen vs wrk on nginx, client CPU per request (see
-//!   BENCHMARKS.md for the method).
+//! - `ebpf [--check]`: builds the eBPF program into `loadgen/bpf/` (object
+//!   and manifest); `--check` rebuilds it in a scratch directory and
+//!   compares the bytes with the committed object (CI runs it).
+//! - `compare`: loadgen vs wrk on nginx, client CPU per request, in
+//!   alternating runs (see BENCHMARKS.md for the method).
+//! - `profile-overhead`: the target's throughput with profiling off, at
+//!   99 Hz and at 999 Hz, and the time from the end of the load to the
+//!   flamegraph.
+//! - `max-rate`: an open-loop rate sweep of one shard against the built-in
+//!   target: schedule lag and achieved rate.
 
 mod compare;
 mod ebpf;
@@ -14,7 +22,7 @@ use std::process::ExitCode;
 pub fn build_loadgen() -> anyhow::Result<std::path::PathBuf> {
     let root = loadgen_tests::workspace_root();
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "loadgen"])
+        .args(["build", "--release", "-p", "loadgen", "--bin", "loadgen"])
         .current_dir(&root)
         .status()?;
     if !status.success() {
@@ -27,14 +35,22 @@ pub fn build_loadgen() -> anyhow::Result<std::path::PathBuf> {
 /// loopback port; returns it and its port.
 pub fn start_pinned_target(bin: &std::path::Path) -> anyhow::Result<(std::process::Child, u16)> {
     let port = loadgen_tests::nginx::free_port()?;
-    let child = std::process::Command::new("taskset")
+    let mut child = std::process::Command::new("taskset")
         .args(["-c", "0"])
         .arg(bin)
         .args(["target", "--threads", "1", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // It says so once it listens.
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+    }
+    if !line.contains("listening on") {
+        let _ = child.kill();
+        anyhow::bail!("the built-in target did not start: {line:?}");
+    }
     Ok((child, port))
 }
 
