@@ -1,6 +1,7 @@
 //! Micro benchmarks of the per-request hot paths: building a request,
 //! parsing responses (small, chunked, a pipelined batch), recording latency,
-//! rendering templated requests.
+//! rendering templated requests, and the shard core's work per response
+//! (the event in, the next send out), which both engines pay.
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use loadgen::http::{RequestSpec, ResponseParser};
@@ -187,5 +188,61 @@ fn render(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, requests, responses, recording, render);
+/// One closed-loop exchange through the shard core, as an engine drives it:
+/// a response arrives, the core books it and asks for the next send, the
+/// engine takes the action and stamps the send.
+fn shard_core(c: &mut Criterion) {
+    use loadgen::config::Config;
+    use loadgen::shard::{Action, Core, EngineCaps, ShardProgress, plan};
+    use loadgen::url::Url;
+    use std::sync::atomic::AtomicBool;
+
+    let mut g = c.benchmark_group("shard_core");
+    for depth in [1usize, 16] {
+        let url = Url::parse("http://127.0.0.1:8080/").expect("valid URL");
+        let addr = url.resolve().expect("an IP literal");
+        let mut cfg = Config::for_url(url, addr);
+        cfg.connections = 64;
+        cfg.pipeline = depth;
+        cfg.duration = Some(std::time::Duration::from_secs(3600));
+        let shard = plan(&cfg).remove(0);
+        let (progress, stop) = (ShardProgress::default(), AtomicBool::new(false));
+        let mut core = Core::new(
+            &cfg,
+            &shard,
+            EngineCaps { silent_sends: true },
+            &progress,
+            &stop,
+        );
+        core.start(0);
+        let mut actions = Vec::with_capacity(256);
+        core.take_actions(&mut actions);
+        for a in actions.drain(..) {
+            if let Action::Connect { conn, generation } = a {
+                core.on_connected(conn, generation, 1);
+            }
+        }
+        core.take_actions(&mut actions);
+        actions.clear();
+        let batch = SMALL.repeat(depth);
+        let mut now = 1_000u64;
+        let mut conn = 0u32;
+        g.throughput(Throughput::Elements(depth as u64));
+        g.bench_function(format!("response_and_next_send_depth_{depth}"), |b| {
+            b.iter(|| {
+                now += 1_000;
+                core.on_received(conn, 0, black_box(&batch), now);
+                core.take_actions(&mut actions);
+                let sent = actions.len();
+                actions.clear();
+                core.stamp(now);
+                conn = (conn + 1) % 64;
+                sent
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, requests, responses, recording, render, shard_core);
 criterion_main!(benches);
