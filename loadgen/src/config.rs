@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::http::RequestSpec;
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
+use crate::tls::TlsSettings;
 use crate::url::Url;
 
 /// Upper bounds that catch typos (`-c 1000000000`) before they exhaust the
@@ -103,6 +104,11 @@ pub struct Config {
     /// Best io_uring setup mode to try (weaker ones are tried after it).
     pub ring_best: RingMode,
     pub engine: Engine,
+    /// `https://`: the TLS client config.
+    pub tls: Option<TlsSettings>,
+    /// Keep connections open between requests (`--no-keepalive` clears it:
+    /// every request asks for `Connection: close`).
+    pub keepalive: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +137,12 @@ pub enum ConfigError {
         "templated requests need a send buffer per connection: {0} MiB for -c × --pipeline × the longest request; lower -c or --pipeline, or shorten the body"
     )]
     RenderMemory(u64),
+    #[error("--no-keepalive sends one request per connection, so --pipeline must be 1")]
+    PipelineWithoutKeepalive,
+    #[error("{0} applies to https:// URLs only")]
+    TlsFlagOnHttp(&'static str),
+    #[error("an https:// URL needs TLS settings, and an http:// one none")]
+    TlsMismatch,
 }
 
 /// Send buffers of templated requests, in total, at most.
@@ -173,6 +185,9 @@ pub struct RunInputs {
     pub expect_status: Vec<u16>,
     pub engine: Engine,
     pub ring_best: RingMode,
+    /// Built by the command layer for `https://` URLs.
+    pub tls: Option<TlsSettings>,
+    pub keepalive: bool,
 }
 
 /// A config that passed [`Config::validate`]; the only kind the engine
@@ -224,7 +239,7 @@ impl Config {
         let mut url = i.url;
         if i.scenario_file.is_some() {
             // The report names the host; the paths are in the file.
-            url.raw = format!("http://{}/", url.host_header());
+            url.raw = format!("{}://{}/", url.scheme(), url.host_header());
         }
         Config {
             url,
@@ -244,6 +259,8 @@ impl Config {
             cpus: if pinned { i.allowed_cpus } else { Vec::new() },
             ring_best: i.ring_best,
             engine: i.engine,
+            tls: i.tls,
+            keepalive: i.keepalive,
         }
         .validated()
     }
@@ -274,6 +291,12 @@ impl Config {
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::Timeout);
+        }
+        if !self.keepalive && self.pipeline > 1 {
+            return Err(ConfigError::PipelineWithoutKeepalive);
+        }
+        if self.url.tls != self.tls.is_some() {
+            return Err(ConfigError::TlsMismatch);
         }
         if !(256..=16 << 20).contains(&self.max_header_bytes) {
             return Err(ConfigError::MaxHeaderBytes(self.max_header_bytes));
@@ -322,6 +345,8 @@ impl Config {
             cpus: Vec::new(),
             ring_best: RingMode::DeferTaskrun,
             engine: Engine::Uring,
+            tls: None,
+            keepalive: true,
         }
     }
 
@@ -359,6 +384,8 @@ mod tests {
             expect_status: Vec::new(),
             engine: Engine::Uring,
             ring_best: RingMode::DeferTaskrun,
+            tls: None,
+            keepalive: true,
         }
     }
 

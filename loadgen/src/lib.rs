@@ -18,5 +18,6 @@ pub mod signal;
 pub mod stats;
 pub mod sys;
 pub mod target;
+pub mod tls;
 pub mod units;
 pub mod url;

@@ -12,6 +12,7 @@ pub const STATUS_CODES: usize = 1000;
 
 /// Errors by kind; the names are part of the JSON interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Errors {
     /// Connection attempts that failed (refused, unreachable, timed out).
     pub connect: u64,
@@ -27,6 +28,9 @@ pub struct Errors {
     pub closed: u64,
     /// Connections reset by the peer (ECONNRESET/EPIPE) mid-request.
     pub reset: u64,
+    /// TLS failures after the handshake, with a request in flight (the
+    /// handshake's own failures are in the TLS section).
+    pub tls: u64,
 }
 
 /// Why a request (and its connection) failed; one per counter in
@@ -39,6 +43,7 @@ pub enum ErrorKind {
     Timeout,
     Parse,
     Closed,
+    Tls,
 }
 
 impl ErrorKind {
@@ -64,12 +69,13 @@ impl Errors {
             ErrorKind::Timeout => self.timeout += 1,
             ErrorKind::Parse => self.parse += 1,
             ErrorKind::Closed => self.closed += 1,
+            ErrorKind::Tls => self.tls += 1,
         }
     }
 
     /// Request-level failures (everything but connect).
     pub fn requests(&self) -> u64 {
-        self.read + self.write + self.timeout + self.parse + self.closed + self.reset
+        self.read + self.write + self.timeout + self.parse + self.closed + self.reset + self.tls
     }
 
     pub fn total(&self) -> u64 {
@@ -84,6 +90,7 @@ impl Errors {
         self.parse += o.parse;
         self.closed += o.closed;
         self.reset += o.reset;
+        self.tls += o.tls;
     }
 }
 
@@ -214,6 +221,8 @@ pub struct ShardStats {
     /// Per request name, indexed like the scenario's requests; empty
     /// unless the run reports by name.
     pub by_request: Vec<RequestStats>,
+    /// `https://` runs only.
+    pub tls: Option<Box<crate::tls::TlsStats>>,
 }
 
 impl Default for ShardStats {
@@ -244,6 +253,7 @@ impl ShardStats {
             reissued: 0,
             elapsed: Duration::ZERO,
             by_request: Vec::new(),
+            tls: None,
         }
     }
 
@@ -357,6 +367,9 @@ impl ShardStats {
         for r in &mut self.by_request {
             r.reset();
         }
+        if let Some(t) = &mut self.tls {
+            t.reset();
+        }
     }
 
     /// Folds another shard's stats into this one.
@@ -383,6 +396,9 @@ impl ShardStats {
         }
         for (a, b) in self.by_request.iter_mut().zip(&o.by_request) {
             a.merge(b);
+        }
+        if let Some(b) = &o.tls {
+            self.tls.get_or_insert_with(Default::default).merge(b);
         }
     }
 

@@ -1,4 +1,4 @@
-//! `http://host[:port]/path?query` — the only URL form loadgen speaks.
+//! `http[s]://host[:port]/path?query`: the URL forms loadgen speaks.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -8,17 +8,17 @@ pub struct Url {
     pub raw: String,
     pub host: String,
     pub port: u16,
+    /// `https://`: the connection speaks TLS.
+    pub tls: bool,
     /// Path and query, starting with `/`.
     pub target: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("{0:?} is not a URL: write it as http://HOST[:PORT]/PATH")]
+    #[error("{0:?} is not a URL: write it as http://HOST[:PORT]/PATH or https://…")]
     Syntax(String),
-    #[error("{0:?}: https is not supported yet; point loadgen at an http:// endpoint")]
-    Https(String),
-    #[error("{0:?}: unsupported scheme; use http://")]
+    #[error("{0:?}: unsupported scheme; use http:// or https://")]
     Scheme(String),
     #[error("{0:?}: invalid port; use a number from 1 to 65535")]
     Port(String),
@@ -30,12 +30,13 @@ impl Url {
     pub fn parse(raw: &str) -> Result<Url, UrlError> {
         let syntax = || UrlError::Syntax(raw.to_string());
         let (scheme, rest) = raw.split_once("://").ok_or_else(syntax)?;
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(UrlError::Https(raw.to_string()));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
+        let tls = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
             return Err(UrlError::Scheme(raw.to_string()));
-        }
+        };
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         let target = target.split('#').next().unwrap_or("");
@@ -64,7 +65,7 @@ impl Url {
             return Err(syntax());
         }
         let port = match port {
-            None => 80,
+            None => Self::default_port(tls),
             Some(p) => p
                 .parse::<u16>()
                 .ok()
@@ -75,8 +76,23 @@ impl Url {
             raw: raw.to_string(),
             host: host.to_string(),
             port,
+            tls,
             target,
         })
+    }
+
+    fn default_port(tls: bool) -> u16 {
+        if tls { 443 } else { 80 }
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// `scheme://host:port`, to tell origins apart.
+    pub fn origin(&self) -> String {
+        format!("{}://{}:{}", self.scheme(), self.host, self.port)
     }
 
     /// The `Host` header value: the port only when it is not the default.
@@ -86,7 +102,7 @@ impl Url {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == Self::default_port(self.tls) {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -129,8 +145,23 @@ mod tests {
     }
 
     #[test]
+    fn https_defaults_to_443() {
+        let u = Url::parse("https://example.com/x").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.port, u.host_header().as_str()), (443, "example.com"));
+        let u = Url::parse("https://example.com:8443/").unwrap();
+        assert_eq!(u.host_header(), "example.com:8443");
+        assert_eq!(u.origin(), "https://example.com:8443");
+        let u = Url::parse("http://example.com:443/").unwrap();
+        assert_eq!(u.host_header(), "example.com:443");
+    }
+
+    #[test]
     fn rejects_bad_urls_with_a_reason() {
-        assert!(matches!(Url::parse("https://x/"), Err(UrlError::Https(_))));
+        assert!(matches!(
+            Url::parse("gopher://x/"),
+            Err(UrlError::Scheme(_))
+        ));
         assert!(matches!(Url::parse("ftp://x/"), Err(UrlError::Scheme(_))));
         assert!(matches!(
             Url::parse("localhost:80"),

@@ -212,3 +212,77 @@ fn serve(mut stream: TcpStream, stop: &AtomicBool, requests: &AtomicU64) {
         }
     }
 }
+
+/// How a [`HostileTls`] server answers a ClientHello.
+#[derive(Debug, Clone, Copy)]
+pub enum TlsMischief {
+    /// Reads the hello and closes.
+    CloseMidHandshake,
+    /// Answers with bytes that are not a TLS record.
+    Garbage,
+    /// Reads the hello and never answers.
+    Stall,
+}
+
+/// A TCP server that breaks the TLS handshake one way.
+pub struct HostileTls {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl HostileTls {
+    pub fn start(mischief: TlsMischief) -> HostileTls {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let accept = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            let _ = stream.set_nonblocking(false);
+                            let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+                            let mut hello = [0u8; 4096];
+                            let _ = stream.read(&mut hello);
+                            match mischief {
+                                TlsMischief::CloseMidHandshake => {}
+                                TlsMischief::Garbage => {
+                                    let _ = stream.write_all(&[0x42; 64]);
+                                    std::thread::sleep(Duration::from_millis(200));
+                                }
+                                TlsMischief::Stall => {
+                                    while !s.load(Ordering::Relaxed) {
+                                        std::thread::sleep(Duration::from_millis(20));
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        HostileTls {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for HostileTls {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}

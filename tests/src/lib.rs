@@ -5,6 +5,7 @@
 pub mod ebpf;
 pub mod hostile;
 pub mod nginx;
+pub mod pki;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader};

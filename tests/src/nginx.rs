@@ -23,10 +23,28 @@ pub fn find_nginx() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// nginx speaking TLS: its certificate and key, and optionally a CA whose
+/// client certificates it requires.
+pub struct NginxTls<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
+    pub client_ca: Option<&'a std::path::Path>,
+}
+
 impl Nginx {
     /// Starts nginx with one worker pinned to `cpu`, answering every path
     /// with a small fixed body, keep-alive without a request limit.
     pub fn start(cpu: usize) -> Result<Nginx, String> {
+        Self::start_with(cpu, None)
+    }
+
+    /// The same over TLS 1.2 and 1.3, with session resumption (tickets and
+    /// a session cache).
+    pub fn start_tls(cpu: usize, tls: &NginxTls<'_>) -> Result<Nginx, String> {
+        Self::start_with(cpu, Some(tls))
+    }
+
+    fn start_with(cpu: usize, tls: Option<&NginxTls<'_>>) -> Result<Nginx, String> {
         let bin = find_nginx().ok_or("nginx not found: apt-get install nginx-light")?;
         let e = |what: &str, err: std::io::Error| format!("{what}: {err}");
         let port = free_port().map_err(|err| e("free port", err))?;
@@ -38,6 +56,21 @@ impl Nginx {
             m.into_iter().collect()
         };
         let user = if is_root() { "user root;\n" } else { "" };
+        let (ssl, ssl_conf) = match tls {
+            None => ("", String::new()),
+            Some(t) => (
+                " ssl",
+                format!(
+                    "    ssl_certificate {};\n    ssl_certificate_key {};\n    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n{}",
+                    t.cert.display(),
+                    t.key.display(),
+                    t.client_ca.map_or(String::new(), |ca| format!(
+                        "    ssl_client_certificate {};\n    ssl_verify_client on;\n",
+                        ca.display()
+                    ))
+                ),
+            ),
+        };
         let conf = format!(
             "{user}worker_processes 1;\nworker_cpu_affinity {mask};\ndaemon off;\nmaster_process on;\n\
              error_log {d}/logs/error.log warn;\npid {d}/nginx.pid;\n\
@@ -45,7 +78,7 @@ impl Nginx {
              http {{\n  access_log off;\n  keepalive_requests 1000000000;\n  keepalive_timeout 300s;\n\
                client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
                uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-               server {{\n    listen 127.0.0.1:{port} reuseport;\n\
+               server {{\n    listen 127.0.0.1:{port}{ssl} reuseport;\n{ssl_conf}\
                  location / {{ default_type text/plain; return 200 \"Hello from nginx\\n\"; }}\n  }}\n}}\n",
             d = dir.display()
         );

@@ -239,6 +239,33 @@ pub struct RunArgs {
     /// are reported as unexpected and the exit status is 4.
     #[arg(long, value_name = "LIST", value_parser = status_list)]
     pub expect_status: Option<StatusList>,
+    /// https: trust this CA (PEM) besides the system's roots (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Vec<PathBuf>,
+    /// https: do not verify the server's certificate.
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+    /// https: client certificate chain (PEM) for mutual TLS (with --key).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// https: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// https: speak only this TLS version.
+    #[arg(long, value_name = "1.2|1.3", value_parser = ["1.2", "1.3"])]
+    pub tls_version: Option<String>,
+    /// https: offer only these cipher suites (comma- or colon-separated; IANA
+    /// or OpenSSL names).
+    #[arg(long, value_name = "LIST")]
+    pub ciphers: Option<String>,
+    /// https: do not resume TLS sessions when reconnecting (a full handshake
+    /// every time).
+    #[arg(long)]
+    pub no_tls_resume: bool,
+    /// One request per connection: each asks for `Connection: close` and the
+    /// next opens a new connection (a connect, or handshake, benchmark).
+    #[arg(long)]
+    pub no_keepalive: bool,
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,

@@ -158,6 +158,21 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let t = &out.total;
+    if let Some(why) = t.tls.as_ref().and_then(|t| t.cert_error.as_ref()) {
+        eprintln!(
+            "loadgen: TLS certificate verification failed for {}: {why}; trust its CA with --cacert FILE, or skip verification with -k",
+            cfg.url.host
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let tls_failed = t.tls.as_ref().map_or(0, |t| t.errors.total());
+    if t.responses == 0 && tls_failed > 0 && t.errors.connect == 0 {
+        eprintln!(
+            "loadgen: no TLS handshake with {} succeeded ({tls_failed} failed; see the TLS errors line): is it an https server, and does it accept this client (--tls-version, --ciphers, --cert)?",
+            cfg.addr
+        );
+        return Ok(ExitCode::from(1));
+    }
     if t.responses == 0 && t.errors.connect > 0 {
         eprintln!(
             "loadgen: could not connect to {} ({} connect errors): is the server running?",

@@ -11,7 +11,10 @@ use loadgen::engine::{FORCE_NO_DEFER_TASKRUN, auto_engine};
 use loadgen::http::{RequestError, RequestSpec};
 use loadgen::scenario::{self, Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use loadgen::schedule::{Schedule, ScheduleError};
+use loadgen::tls::{self, TlsError, TlsInputs, TlsSettings, TlsVersion};
 use loadgen::url::{Url, UrlError};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::cli::RunArgs;
 
@@ -45,6 +48,12 @@ pub enum SetupError {
     ScenarioFile(#[from] scenario::FileError),
     #[error("{0} applies to a single request; with --scenario set it per request in the file")]
     ScenarioFlag(&'static str),
+    #[error("cannot read {0} {1}: {2}")]
+    TlsFile(&'static str, PathBuf, std::io::Error),
+    #[error("{0} {1} holds no {2} in PEM form")]
+    Pem(&'static str, PathBuf, &'static str),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Builds and validates the run `args` describe.
@@ -56,6 +65,9 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     let mut global = Vec::new();
     for h in &args.headers {
         global.push(RequestSpec::parse_header(h)?);
+    }
+    if args.no_keepalive {
+        global.push(("Connection".into(), "close".into()));
     }
     scenario::add_global_headers(&mut entries, &global);
     let mut feeds: Vec<Feed> = Vec::new();
@@ -87,6 +99,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         (None, Some(spec)) => Load::Stages(Schedule::parse(spec)?),
         (None, None) => Load::Closed,
     };
+    let tls = tls_settings(args, &url)?;
     let addr = url.resolve()?;
     Ok(Config::from_inputs(RunInputs {
         url,
@@ -115,7 +128,88 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             Ok("plain") => RingMode::Plain,
             _ => RingMode::DeferTaskrun,
         },
+        tls,
+        keepalive: !args.no_keepalive,
     })?)
+}
+
+/// The TLS client config of an `https://` run: the system's roots, the
+/// files the flags name, and the choices. TLS flags on `http://` are
+/// refused rather than ignored.
+fn tls_settings(args: &RunArgs, url: &Url) -> Result<Option<TlsSettings>, SetupError> {
+    if !url.tls {
+        for (given, flag) in [
+            (!args.cacert.is_empty(), "--cacert"),
+            (args.insecure, "-k/--insecure"),
+            (args.cert.is_some(), "--cert"),
+            (args.tls_version.is_some(), "--tls-version"),
+            (args.ciphers.is_some(), "--ciphers"),
+            (args.no_tls_resume, "--no-tls-resume"),
+        ] {
+            if given {
+                return Err(ConfigError::TlsFlagOnHttp(flag).into());
+            }
+        }
+        return Ok(None);
+    }
+    let system_roots = if args.insecure {
+        Vec::new()
+    } else {
+        // Unreadable stores are skipped, as curl does; with none at all
+        // and no --cacert the config says so.
+        rustls_native_certs::load_native_certs().certs
+    };
+    let mut extra_roots = Vec::new();
+    for path in &args.cacert {
+        extra_roots.extend(read_certs("--cacert", path)?);
+    }
+    let client_auth = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some((read_certs("--cert", cert)?, read_key(key)?)),
+        _ => None,
+    };
+    Ok(Some(tls::client_config(TlsInputs {
+        host: url.host.clone(),
+        system_roots,
+        extra_roots,
+        insecure: args.insecure,
+        client_auth,
+        version: args.tls_version.as_deref().map(|v| match v {
+            "1.2" => TlsVersion::V1_2,
+            _ => TlsVersion::V1_3,
+        }),
+        ciphers: args
+            .ciphers
+            .as_deref()
+            .map(|l| {
+                l.split([',', ':'])
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        resume: !args.no_tls_resume,
+    })?))
+}
+
+fn read_certs(
+    flag: &'static str,
+    path: &PathBuf,
+) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    let pem = std::fs::read(path).map_err(|e| SetupError::TlsFile(flag, path.clone(), e))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(SetupError::Pem(flag, path.clone(), "certificate"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, SetupError> {
+    let pem = std::fs::read(path).map_err(|e| SetupError::TlsFile("--key", path.clone(), e))?;
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|_| SetupError::Pem("--key", path.clone(), "private key"))
 }
 
 /// The URL and the requests: from `--scenario FILE`, or the one request
@@ -232,8 +326,8 @@ mod tests {
     fn bad_inputs_say_what_is_wrong() {
         assert!(matches!(parse(&[]), Err(SetupError::MissingUrl)));
         assert!(matches!(
-            parse(&["https://127.0.0.1/"]),
-            Err(SetupError::Url(UrlError::Https(_)))
+            parse(&["ftp://127.0.0.1/"]),
+            Err(SetupError::Url(UrlError::Scheme(_)))
         ));
         assert!(matches!(
             parse(&["-c", "0", "http://127.0.0.1:9/"]),
@@ -351,6 +445,31 @@ mod tests {
             ]),
             Err(SetupError::Config(ConfigError::RenderMemory(_)))
         ));
+    }
+
+    #[test]
+    fn tls_flags_are_checked() {
+        let cfg = parse(&["-k", "-n", "1", "https://127.0.0.1:9/"]).unwrap();
+        assert!(cfg.tls.is_some() && cfg.url.tls);
+        assert!(matches!(
+            parse(&["-k", "http://127.0.0.1:9/"]),
+            Err(SetupError::Config(ConfigError::TlsFlagOnHttp(
+                "-k/--insecure"
+            )))
+        ));
+        assert!(matches!(
+            parse(&["--cacert", "/nonexistent.pem", "https://127.0.0.1:9/"]),
+            Err(SetupError::TlsFile("--cacert", ..))
+        ));
+        let e = parse(&["-k", "--ciphers", "RC4-MD5", "https://127.0.0.1:9/"]).unwrap_err();
+        assert!(matches!(e, SetupError::Tls(TlsError::Cipher(..))), "{e}");
+        assert!(matches!(
+            parse(&["--no-keepalive", "--pipeline", "4", "http://127.0.0.1:9/"]),
+            Err(SetupError::Config(ConfigError::PipelineWithoutKeepalive))
+        ));
+        let cfg = parse(&["--no-keepalive", "http://127.0.0.1:9/"]).unwrap();
+        let text = String::from_utf8_lossy(cfg.scenario.fixed_bytes().unwrap()).into_owned();
+        assert!(text.contains("Connection: close\r\n"), "{text}");
     }
 
     #[test]

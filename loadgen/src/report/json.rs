@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{RunReport, per_second};
 use crate::config::{Engine, RingMode};
 use crate::stats::{Errors, STATUS_CODES, quantile, status_class};
+use crate::tls::{TlsErrors, TlsStats};
 
 /// A latency distribution, µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -133,6 +134,53 @@ pub struct RequestReport {
     pub unexpected: Option<u64>,
 }
 
+/// A handshake-time distribution, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HandshakeLatency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// `https://` runs: what was negotiated and how the handshakes went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsReport {
+    /// `1.2` or `1.3`.
+    pub version: Option<String>,
+    /// IANA name of the suite.
+    pub cipher: Option<String>,
+    pub alpn: Option<String>,
+    /// Handshakes completed in the measured window.
+    pub handshakes: u64,
+    /// Of those, how many resumed an earlier session.
+    pub resumed: u64,
+    pub handshake_us: HandshakeLatency,
+    pub errors: TlsErrors,
+}
+
+impl TlsReport {
+    pub fn of(t: &TlsStats) -> TlsReport {
+        let q = |q: f64| quantile(&t.handshake, q);
+        TlsReport {
+            version: t.version.map(String::from),
+            cipher: t.cipher.clone(),
+            alpn: t.alpn.clone(),
+            handshakes: t.handshakes,
+            resumed: t.resumed,
+            handshake_us: HandshakeLatency {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                max: t.handshake.max(),
+            },
+            errors: t.errors,
+        }
+    }
+}
+
 /// One run of `--runs K`: a whole report, numbered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -189,6 +237,8 @@ pub struct Report {
     pub lag_us: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conn_waits: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     /// With `--profile`: the target's profile (see `profile::ProfileReport`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<serde_json::Value>,
@@ -275,6 +325,7 @@ impl Report {
             service_time_us: open.then(|| Latency::of(&t.service)),
             lag_us: open.then(|| Latency::of(&t.lag)),
             conn_waits: open.then_some(t.conn_waits),
+            tls: t.tls.as_deref().map(TlsReport::of),
             profile: None,
             runs: Vec::new(),
         }

@@ -182,6 +182,9 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
             e.parse, e.closed
         );
     }
+    if let Some(tls) = &t.tls {
+        tls_lines(&mut s, tls, e.tls);
+    }
     let non = t.non_2xx_3xx();
     if non > 0 {
         let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
@@ -215,6 +218,44 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
         s.push('\n');
     }
     s
+}
+
+/// `TLS 1.3 TLS_AES_256_GCM_SHA384 http/1.1: 64 handshakes, 0.00% resumed,
+/// handshake p99 1.20ms`, and the failures when there were any.
+fn tls_lines(s: &mut String, t: &crate::tls::TlsStats, request_errors: u64) {
+    let what = [
+        t.version.map(|v| format!("TLS {v}")),
+        t.cipher.clone(),
+        t.alpn.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ");
+    let _ = writeln!(
+        s,
+        "  {}: {} handshakes, {:.2}% resumed, handshake p99 {}",
+        if what.is_empty() {
+            "TLS".to_string()
+        } else {
+            what
+        },
+        t.handshakes,
+        if t.handshakes > 0 {
+            100.0 * t.resumed as f64 / t.handshakes as f64
+        } else {
+            0.0
+        },
+        format_time_us(quantile(&t.handshake, 0.99) as f64)
+    );
+    let e = &t.errors;
+    if e.total() + request_errors > 0 {
+        let _ = writeln!(
+            s,
+            "  TLS errors: cert {}, alert {}, protocol {}, handshake timeout {}, closed in handshake {}, failed requests {}",
+            e.cert, e.alert, e.protocol, e.timeout, e.closed, request_errors
+        );
+    }
 }
 
 /// The per-name table of a scenario run.

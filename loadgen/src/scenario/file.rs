@@ -101,12 +101,8 @@ pub fn load_file(path: &Path, base: Option<&Url>) -> Result<(Url, Vec<Entry>), F
         } else {
             let url = Url::parse(&r.url).map_err(|e| FileError::Url(name.clone(), e))?;
             match &base {
-                Some(b) if (b.host.as_str(), b.port) != (url.host.as_str(), url.port) => {
-                    return Err(FileError::Host(
-                        name,
-                        format!("{}:{}", url.host, url.port),
-                        format!("{}:{}", b.host, b.port),
-                    ));
+                Some(b) if b.origin() != url.origin() => {
+                    return Err(FileError::Host(name, url.origin(), b.origin()));
                 }
                 Some(_) => {}
                 None => base = Some(url.clone()),

@@ -5,6 +5,7 @@
 
 use crate::http::ResponseParser;
 use crate::scenario::ConnGen;
+use crate::tls::Session;
 
 /// Generations travel in 24 bits of io_uring user data.
 pub const GENERATION_MASK: u32 = 0x00ff_ffff;
@@ -14,6 +15,8 @@ pub enum ConnState {
     /// Waiting until `retry_at` after a failed connect.
     Backoff,
     Connecting,
+    /// Connected; the TLS handshake is under way (`https://` only).
+    Handshaking,
     Open,
     /// Not coming back (the run is ending).
     Closed,
@@ -22,7 +25,10 @@ pub enum ConnState {
 impl ConnState {
     /// Whether the engine holds a socket for the slot in this state.
     pub fn has_socket(self) -> bool {
-        matches!(self, ConnState::Connecting | ConnState::Open)
+        matches!(
+            self,
+            ConnState::Connecting | ConnState::Handshaking | ConnState::Open
+        )
     }
 }
 
@@ -58,7 +64,14 @@ pub struct Conn {
     /// The bytes of the last send: `out` (templated) or the first
     /// `send_len` bytes of the shard's fixed requests.
     pub send_len: usize,
+    /// `https://`: the connection's TLS, and the records of the send in
+    /// flight (changed only when no send is, so it never moves under the
+    /// kernel).
+    pub tls: Option<Session>,
+    pub tls_out: Vec<u8>,
     pub connect_started: u64,
+    /// When the TCP connection was up and the TLS handshake began.
+    pub handshake_started: u64,
     pub retry_at: u64,
     /// Consecutive failed connects, for the backoff.
     pub failures: u32,
@@ -87,7 +100,10 @@ impl Conn {
             queued: 0,
             send_busy: false,
             send_len: 0,
+            tls: None,
+            tls_out: Vec::new(),
             connect_started: 0,
+            handshake_started: 0,
             retry_at: 0,
             failures: 0,
             ever_connected: false,
@@ -177,6 +193,7 @@ impl Conn {
     pub fn reset(&mut self) -> u32 {
         self.generation = (self.generation + 1) & GENERATION_MASK;
         self.parser.reset();
+        self.tls = None;
         let lost = self.inflight + self.queued;
         self.head = 0;
         self.inflight = 0;

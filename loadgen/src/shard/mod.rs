@@ -20,6 +20,7 @@ mod open_loop;
 mod plan;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -108,6 +109,15 @@ pub struct Core<'a> {
     ever_connected: bool,
     /// When the last request finished (answered or failed).
     last_completion: u64,
+    /// `https://`: this shard's client config and the server's name.
+    tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    /// Decrypted bytes on their way to the parser (TLS only).
+    tls_plain: Box<[u8]>,
+    /// A failure no retry can fix (a refused certificate): the run ends.
+    fatal: bool,
     rng: u64,
     progress: &'a ShardProgress,
     stop: &'a AtomicBool,
@@ -150,6 +160,14 @@ impl<'a> Core<'a> {
         // smallest socket send buffer.
         let sends_only_when_idle = open_loop.is_none() || depth == 1;
         let check_every_ns = (timeout_ns / 10).clamp(1_000_000, 50_000_000);
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(|t| (t.for_shard(), t.server_name.clone()));
+        let mut stats = ShardStats::with_requests(scenario.named_count());
+        if tls.is_some() {
+            stats.tls = Some(Box::default());
+        }
         Core {
             scenario,
             conns: (0..conns_n)
@@ -160,7 +178,7 @@ impl<'a> Core<'a> {
                     Conn::new(depth, cfg.max_header_bytes, generator, out_capacity)
                 })
                 .collect(),
-            stats: ShardStats::with_requests(scenario.named_count()),
+            stats,
             quota: if measure_from == 0 {
                 plan.requests
             } else {
@@ -176,7 +194,10 @@ impl<'a> Core<'a> {
                 .is_none()
                 .then(|| ShardGen::new(scenario, plan.index, cfg.shards.max(1))),
             wall_epoch_ms: 0,
+            // TLS sends always report: rustls may have records to send
+            // whenever the server speaks (tickets, key updates, alerts).
             silent_sends: caps.silent_sends
+                && tls.is_none()
                 && sends_only_when_idle
                 && req_len * depth <= SILENT_SEND_MAX,
             actions: Vec::with_capacity(conns_n * 3 + 8),
@@ -192,6 +213,13 @@ impl<'a> Core<'a> {
             finished: false,
             ever_connected: false,
             last_completion: 0,
+            tls_plain: if tls.is_some() {
+                vec![0; 16 * 1024].into_boxed_slice()
+            } else {
+                Box::default()
+            },
+            tls,
+            fatal: false,
             rng: 0x9e37_79b9_7f4a_7c15
                 ^ (plan.index as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             progress,
@@ -226,7 +254,9 @@ impl<'a> Core<'a> {
     #[inline]
     pub fn send_bytes(&self, conn: u32) -> &[u8] {
         let c = &self.conns[conn as usize];
-        if c.generator.is_some() {
+        if c.tls.is_some() {
+            &c.tls_out
+        } else if c.generator.is_some() {
             &c.out
         } else {
             &self.reqs[..c.send_len]
@@ -300,7 +330,10 @@ impl<'a> Core<'a> {
             self.check_timers(now);
             self.next_check = now + self.check_every_ns;
         }
-        let stopped = self.done(now) || self.stop.load(Ordering::Relaxed) || self.unreachable(now);
+        let stopped = self.done(now)
+            || self.fatal
+            || self.stop.load(Ordering::Relaxed)
+            || self.unreachable(now);
         self.clocks
             .tick(&mut self.stats, now, self.warming, stopped, self.progress);
         if stopped {
@@ -320,9 +353,10 @@ impl<'a> Core<'a> {
     /// In `-n` mode, a target that never accepted a connection within the
     /// timeout ends the run instead of retrying forever.
     fn unreachable(&self, now: u64) -> bool {
+        let tls_errors = self.stats.tls.as_ref().map_or(0, |t| t.errors.total());
         self.planned.is_some()
             && now >= self.timeout_ns
-            && self.stats.errors.connect > 0
+            && self.stats.errors.connect + tls_errors > 0
             && !self.ever_connected
     }
 
@@ -354,6 +388,15 @@ impl<'a> Core<'a> {
         if !self.current(ci, generation, ConnState::Connecting) {
             return;
         }
+        if self.tls.is_some() {
+            self.start_handshake(ci, now);
+        } else {
+            self.ready(ci, now);
+        }
+    }
+
+    /// The connection can carry requests.
+    fn ready(&mut self, ci: usize, now: u64) {
         let c = &mut self.conns[ci];
         if c.ever_connected {
             self.stats.reconnects += 1;
@@ -378,20 +421,24 @@ impl<'a> Core<'a> {
     /// A tracked send (`ack`) completed: all its bytes went out.
     pub fn on_sent(&mut self, conn: u32, generation: u32, now: u64) {
         let ci = conn as usize;
-        if !self.current(ci, generation, ConnState::Open) {
+        if !self.live(ci, generation) {
             return;
         }
         let c = &mut self.conns[ci];
         c.send_busy = false;
-        if c.queued > 0 {
+        if c.queued > 0 && c.state == ConnState::Open {
             self.send(ci, now);
+        } else {
+            self.flush_tls(ci);
         }
     }
 
     /// A send failed with `errno`.
     pub fn on_send_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
         let ci = conn as usize;
-        if self.current(ci, generation, ConnState::Open) {
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
             self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Write), now);
         }
     }
@@ -399,10 +446,14 @@ impl<'a> Core<'a> {
     /// `data` arrived on the slot's socket.
     pub fn on_received(&mut self, conn: u32, generation: u32, data: &[u8], now: u64) {
         let ci = conn as usize;
-        if !self.current(ci, generation, ConnState::Open) {
+        if !self.live(ci, generation) {
             return;
         }
         self.stats.bytes_read += data.len() as u64;
+        if self.conns[ci].tls.is_some() {
+            self.received_tls(ci, data, now);
+            return;
+        }
         match self.deliver(ci, data, now) {
             Delivered::More => self.fill(ci, now),
             Delivered::ServerClose => self.replace(ci, now),
@@ -413,9 +464,16 @@ impl<'a> Core<'a> {
     /// The server closed its side (a read returned 0).
     pub fn on_eof(&mut self, conn: u32, generation: u32, now: u64) {
         let ci = conn as usize;
-        if !self.current(ci, generation, ConnState::Open) {
-            return;
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
+            self.closed_by_server(ci, now);
         }
+    }
+
+    /// The server ended the connection: a response delimited by the close
+    /// completes; anything else in flight failed.
+    fn closed_by_server(&mut self, ci: usize, now: u64) {
         match self.conns[ci].parser.eof() {
             Ok(Some(r)) => {
                 let popped = self.conns[ci].pop_oldest();
@@ -431,7 +489,9 @@ impl<'a> Core<'a> {
     /// A receive failed with `errno`.
     pub fn on_recv_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
         let ci = conn as usize;
-        if self.current(ci, generation, ConnState::Open) {
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
             self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Read), now);
         }
     }
@@ -445,6 +505,15 @@ impl<'a> Core<'a> {
         self.conns
             .get(ci)
             .is_some_and(|c| c.is(generation) && c.state == state)
+    }
+
+    /// Whether the slot's socket of `generation` is connected (open, or
+    /// in its TLS handshake).
+    #[inline]
+    fn live(&self, ci: usize, generation: u32) -> bool {
+        self.conns.get(ci).is_some_and(|c| {
+            c.is(generation) && matches!(c.state, ConnState::Open | ConnState::Handshaking)
+        })
     }
 
     fn next_random(&mut self) -> u64 {
@@ -532,6 +601,8 @@ impl<'a> Core<'a> {
         let n = c.queued;
         let (first, depth) = (c.head + c.inflight, c.depth());
         if let (Some(sg), Some(cg)) = (&mut self.generator, &mut c.generator) {
+            // With TLS `out` holds plaintext, which rustls copies at once;
+            // without, see `send_bytes` for why it is free to rewrite.
             // The previous send from `out` is done: sends without ack happen
             // only with nothing in flight, and otherwise `send_busy` holds
             // this one back until the last is acked.
@@ -549,6 +620,16 @@ impl<'a> Core<'a> {
             self.stamp_list.push(ci as u32);
         }
         c.mark_sent();
+        if let Some(s) = &mut c.tls {
+            let plain = if c.generator.is_some() {
+                &c.out[..]
+            } else {
+                &self.reqs[..c.send_len]
+            };
+            s.write_plain(plain);
+            self.flush_tls(ci);
+            return;
+        }
         let ack = !self.silent_sends;
         c.send_busy = ack;
         self.stats.bytes_written += c.send_len as u64;
@@ -647,6 +728,14 @@ impl<'a> Core<'a> {
                 ConnState::Connecting => {
                     if now.saturating_sub(c.connect_started) > self.timeout_ns {
                         self.stats.errors.connect += 1;
+                        self.backoff(ci, now);
+                    }
+                }
+                ConnState::Handshaking => {
+                    if now.saturating_sub(c.handshake_started) > self.timeout_ns {
+                        if let Some(t) = &mut self.stats.tls {
+                            t.errors.timeout += 1;
+                        }
                         self.backoff(ci, now);
                     }
                 }
