@@ -6,13 +6,17 @@
 //! URL, `/items/{{rand:1:100000}}`, and a weighted scenario with a feed and
 //! JWTs, against wrk with a fixed URL and with the equivalent Lua
 //! `request()` function.
+//!
+//! `--tls` runs the engine comparison over https (nginx with a test CA,
+//! TLS 1.3, keep-alive), with h2load (`--h1`) as a third peer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use loadgen_tests::nginx::Nginx;
+use loadgen_tests::nginx::{Nginx, NginxTls};
+use loadgen_tests::pki::Pki;
 
 struct Opts {
     rounds: usize,
@@ -22,6 +26,9 @@ struct Opts {
     server_cpu: usize,
     client_cpu: usize,
     templated: bool,
+    tls: bool,
+    /// `--also NAME=BINARY`: another loadgen build as one more client.
+    also: Vec<(String, PathBuf)>,
 }
 
 /// One client configuration in a comparison.
@@ -31,6 +38,8 @@ enum Client {
         engine: &'static str,
         args: Vec<String>,
         path: &'static str,
+        /// A binary other than the one built here.
+        bin: Option<PathBuf>,
     },
     /// wrk with this path and a Lua script rendered for the depth: a
     /// pipelining script only when depth > 1, a generating one always.
@@ -39,6 +48,8 @@ enum Client {
         script: fn(usize) -> String,
         generates: bool,
     },
+    /// h2load speaking HTTP/1.1 (`--h1`), pipelining with `-m`.
+    H2load,
 }
 
 #[derive(Clone, Copy)]
@@ -56,6 +67,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         server_cpu: 0,
         client_cpu: 1,
         templated: false,
+        tls: false,
+        also: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -73,32 +86,65 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             "--server-cpu" => o.server_cpu = val()?.parse()?,
             "--client-cpu" => o.client_cpu = val()?.parse()?,
             "--templated" => o.templated = true,
+            "--tls" => o.tls = true,
+            "--also" => {
+                let v = val()?;
+                let (name, bin) = v
+                    .split_once('=')
+                    .context("--also wants NAME=BINARY, e.g. --also before=/tmp/old/loadgen")?;
+                o.also.push((name.to_string(), PathBuf::from(bin)));
+            }
             other => bail!("unknown option {other:?}"),
         }
     }
     let loadgen = crate::build_loadgen()?;
     let wrk = which("wrk").context("wrk not found: apt-get install wrk")?;
-    let nginx = Nginx::start(o.server_cpu).map_err(anyhow::Error::msg)?;
-    let base = format!("http://127.0.0.1:{}", nginx.port);
+    let pki = if o.tls {
+        Some(Pki::new().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let nginx = match &pki {
+        Some(p) => Nginx::start_tls(
+            o.server_cpu,
+            &NginxTls {
+                cert: &p.server_cert,
+                key: &p.server_key,
+                client_ca: None,
+            },
+        ),
+        None => Nginx::start(o.server_cpu),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let base = match &pki {
+        Some(_) => format!("https://localhost:{}", nginx.port),
+        None => format!("http://127.0.0.1:{}", nginx.port),
+    };
+    let tls_args: Vec<String> = match &pki {
+        Some(p) => vec!["--cacert".into(), p.ca.display().to_string()],
+        None => vec![],
+    };
     let script = std::env::temp_dir().join("loadgen-wrk-compare.lua");
     let clients = if o.templated {
         templated_clients()?
     } else {
-        vec![
+        let mut c = vec![
             (
                 "loadgen",
                 Client::Loadgen {
                     engine: "uring",
-                    args: vec![],
+                    args: tls_args.clone(),
                     path: "/",
+                    bin: None,
                 },
             ),
             (
                 "glommio",
                 Client::Loadgen {
                     engine: "glommio",
-                    args: vec![],
+                    args: tls_args.clone(),
                     path: "/",
+                    bin: None,
                 },
             ),
             (
@@ -109,12 +155,37 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     generates: false,
                 },
             ),
-        ]
+        ];
+        if o.tls {
+            c.push(("h2load", Client::H2load));
+        }
+        for (name, bin) in &o.also {
+            let name: &'static str = Box::leak(name.clone().into_boxed_str());
+            c.push((
+                name,
+                Client::Loadgen {
+                    engine: "uring",
+                    args: tls_args.clone(),
+                    path: "/",
+                    bin: Some(bin.clone()),
+                },
+            ));
+        }
+        c
     };
+    let h2load = which("h2load");
+    if o.tls && h2load.is_none() {
+        bail!("h2load not found: apt-get install nghttp2-client");
+    }
 
     println!(
-        "# nginx 1 worker on CPU {}, client on CPU {}, {} connections, {} s, {} rounds",
-        o.server_cpu, o.client_cpu, o.connections, o.duration, o.rounds
+        "# nginx 1 worker on CPU {}, client on CPU {}, {} connections, {} s, {} rounds{}",
+        o.server_cpu,
+        o.client_cpu,
+        o.connections,
+        o.duration,
+        o.rounds,
+        if o.tls { ", https (TLS 1.3)" } else { "" }
     );
     println!("# kernel {}", uname_r());
     println!(
@@ -129,9 +200,19 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             for k in 0..clients.len() {
                 let c = (k + round - 1) % clients.len();
                 let s = match &clients[c].1 {
-                    Client::Loadgen { engine, args, path } => {
-                        run_loadgen(&loadgen, &format!("{base}{path}"), &o, depth, engine, args)?
-                    }
+                    Client::Loadgen {
+                        engine,
+                        args,
+                        path,
+                        bin,
+                    } => run_loadgen(
+                        bin.as_deref().unwrap_or(&loadgen),
+                        &format!("{base}{path}"),
+                        &o,
+                        depth,
+                        engine,
+                        args,
+                    )?,
                     Client::Wrk {
                         path,
                         script: lua,
@@ -144,6 +225,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                             None
                         };
                         run_wrk(&wrk, &format!("{base}{path}"), &o, lua)?
+                    }
+                    Client::H2load => {
+                        let bin = h2load.as_deref().context("h2load")?;
+                        run_h2load(bin, &format!("{base}/"), &o, depth)?
                     }
                 };
                 println!(
@@ -263,6 +348,7 @@ weight = 1
                 engine: "uring",
                 args: vec![],
                 path: "/items/42",
+                bin: None,
             },
         ),
         (
@@ -271,6 +357,7 @@ weight = 1
                 engine: "uring",
                 args: vec![],
                 path: "/items/{{rand:1:100000}}",
+                bin: None,
             },
         ),
         (
@@ -279,6 +366,7 @@ weight = 1
                 engine: "uring",
                 args: s(&["--scenario", &static_mix.to_string_lossy()]),
                 path: "/",
+                bin: None,
             },
         ),
         (
@@ -296,6 +384,7 @@ weight = 1
                     r#"{"sub":"{{feed:users.name}}"}"#,
                 ]),
                 path: "/",
+                bin: None,
             },
         ),
         (
@@ -430,6 +519,34 @@ fn run_wrk(bin: &Path, url: &str, o: &Opts, script: Option<&Path>) -> anyhow::Re
     Ok(Sample {
         rps,
         cpu_us_per_req: cpu * 1e6 / requests.max(1.0),
+    })
+}
+
+fn run_h2load(bin: &Path, url: &str, o: &Opts, depth: usize) -> anyhow::Result<Sample> {
+    let (out, cpu) = timed(
+        Command::new("taskset")
+            .arg("-c")
+            .arg(o.client_cpu.to_string())
+            .arg(bin)
+            .args(["--h1", "-t1", "-c"])
+            .arg(o.connections.to_string())
+            .arg("-m")
+            .arg(depth.to_string())
+            .arg("-D")
+            .arg(o.duration.to_string())
+            .arg(url),
+    )?;
+    // "requests: 100 total, 100 started, 100 done, 100 succeeded, …"
+    let succeeded: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("requests: "))
+        .and_then(|l| l.split(", ").find_map(|f| f.strip_suffix(" succeeded")))
+        .context("no 'requests:' line in h2load's output")?
+        .trim()
+        .parse()?;
+    Ok(Sample {
+        rps: succeeded / o.duration.max(1) as f64,
+        cpu_us_per_req: cpu * 1e6 / succeeded.max(1.0),
     })
 }
 

@@ -85,9 +85,18 @@ fn suite_names(s: &rustls::SupportedCipherSuite) -> (String, Option<&'static str
     (iana, openssl)
 }
 
+/// The crypto provider of this build: ring by default (measured in
+/// BENCHMARKS.md), aws-lc-rs with the `aws-lc-rs` feature.
+pub fn default_provider() -> CryptoProvider {
+    #[cfg(feature = "aws-lc-rs")]
+    return rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    rustls::crypto::ring::default_provider()
+}
+
 /// The suites this build offers, by IANA name.
 pub fn cipher_names() -> Vec<String> {
-    rustls::crypto::ring::default_provider()
+    default_provider()
         .cipher_suites
         .iter()
         .map(|s| suite_names(s).0)
@@ -96,7 +105,7 @@ pub fn cipher_names() -> Vec<String> {
 
 /// The provider with only the suites `names` asks for (all when empty).
 fn provider(names: &[String]) -> Result<CryptoProvider, TlsError> {
-    let mut p = rustls::crypto::ring::default_provider();
+    let mut p = default_provider();
     if names.is_empty() {
         return Ok(p);
     }
