@@ -244,6 +244,7 @@ fn every_field_the_readme_documents_is_in_real_output() {
     ]);
     assert_eq!(code, 0, "{text}");
     let mut docs = vec![json];
+    let mut skipped: Vec<&str> = Vec::new();
     if loadgen_tests::can_profile() {
         loadgen_tests::privileged_ran();
         let pid = t.pid().to_string();
@@ -260,9 +261,36 @@ fn every_field_the_readme_documents_is_in_real_output() {
         docs.push(json);
     } else {
         loadgen_tests::skip("the `profile` field needs CAP_BPF and CAP_PERFMON (run as root)");
+        skipped.push("profile");
+    }
+    // https: the `tls` section.
+    match (
+        loadgen_tests::nginx::find_nginx(),
+        loadgen_tests::pki::Pki::new(),
+    ) {
+        (Some(_), Ok(pki)) => {
+            let nginx = loadgen_tests::nginx::Nginx::start_tls(
+                0,
+                &loadgen_tests::nginx::NginxTls {
+                    cert: &pki.server_cert,
+                    key: &pki.server_key,
+                    client_ca: None,
+                },
+            )
+            .unwrap();
+            let url = format!("https://localhost:{}/", nginx.port);
+            let ca = pki.ca.to_str().unwrap();
+            let (json, text, code) = run_json(&["-t1", "-c2", "-n", "100", "--cacert", ca, &url]);
+            assert_eq!(code, 0, "{text}");
+            docs.push(json);
+        }
+        _ => {
+            loadgen_tests::skip("the `tls` field needs nginx and openssl");
+            skipped.push("tls");
+        }
     }
     for f in &fields {
-        if f == "profile" && docs.len() == 1 {
+        if skipped.contains(&f.as_str()) {
             continue;
         }
         assert!(
