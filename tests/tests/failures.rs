@@ -77,7 +77,11 @@ fn slow_responses_time_out_and_the_run_ends_on_time() {
 fn bad_usage_is_one_line_and_exit_2() {
     for args in [
         &["-c", "0", "http://127.0.0.1:1/"][..],
-        &["https://127.0.0.1/"],
+        &["ftp://127.0.0.1/"],
+        &["-k", "http://127.0.0.1:1/"],
+        &["--cacert", "/nonexistent.pem", "https://127.0.0.1:1/"],
+        &["--no-keepalive", "--pipeline", "8", "http://127.0.0.1:1/"],
+        &["-R", "1k->5k", "http://127.0.0.1:1/"],
         &["-d", "ten", "http://127.0.0.1:1/"],
         &["-t", "8", "-c", "2", "http://127.0.0.1:1/"],
         &["--body-file", "/nonexistent/file", "http://127.0.0.1:1/"],
