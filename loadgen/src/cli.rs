@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ConfigError, allowed_cpus};
 use crate::engine::{Engine, RingMode, auto_engine};
 use crate::http::{RequestError, RequestSpec};
+use crate::profile::UnwindMode;
 use crate::scenario::{Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use crate::schedule::Schedule;
 use crate::units::{UnitError, parse_count, parse_duration};
@@ -92,6 +93,12 @@ pub struct DemoArgs {
     /// Sampling frequency per CPU, Hz.
     #[arg(long, default_value_t = 99)]
     pub profile_freq: u64,
+    /// How to unwind the target's stacks: auto, dwarf or fp.
+    #[arg(long, default_value = "auto", value_parser = unwind_mode)]
+    pub unwind: UnwindMode,
+    /// User stack copied per sample for DWARF unwinding (4k..64k).
+    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
+    pub stack_bytes: u32,
     /// Endpoint of the built-in target to load.
     #[arg(long, default_value = "/cpu/2000")]
     pub path: String,
@@ -154,6 +161,14 @@ pub struct RunArgs {
     /// Samples per second per CPU.
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub profile_freq: u64,
+    /// How to unwind the target's stacks: auto (DWARF CFI where the code
+    /// has it, else frame pointers), dwarf, or fp.
+    #[arg(long, default_value = "auto", value_parser = unwind_mode)]
+    pub unwind: UnwindMode,
+    /// User stack copied per sample for DWARF unwinding: a multiple of 4k
+    /// from 4k to 64k.
+    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
+    pub stack_bytes: u32,
     /// Write the profile as a flamegraph (SVG).
     #[arg(long)]
     pub flamegraph: Option<PathBuf>,
@@ -297,6 +312,14 @@ fn status_list(s: &str) -> Result<StatusList, String> {
     out.sort_unstable();
     out.dedup();
     Ok(StatusList(out))
+}
+
+fn unwind_mode(s: &str) -> Result<UnwindMode, String> {
+    s.parse()
+}
+
+fn stack_bytes(s: &str) -> Result<u32, String> {
+    crate::profile::parse_stack_bytes(s)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

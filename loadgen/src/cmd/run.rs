@@ -271,6 +271,8 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
     let pcfg = ProfileConfig {
         pids,
         freq: args.profile_freq,
+        unwind: args.unwind,
+        stack_bytes: args.stack_bytes,
     };
     match Session::start(&pcfg) {
         Ok(s) => Some(s),
