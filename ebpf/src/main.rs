@@ -238,8 +238,14 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         want
     };
     // Page-sized pieces, each a page or up to the next page boundary, so
-    // that a page that cannot be read (the end of the stack mapping, or
-    // one not present) costs only what lies beyond it.
+    // that a page that cannot be read (not present, or past the end of the
+    // stack mapping) costs only its own bytes: the copy goes on past it.
+    //
+    // What was read is kept in the record, not in locals: the verifier
+    // does not track map memory, so after each piece both outcomes leave
+    // the same state and it need not walk 2^17 paths.
+    rec.header.stack_len = 0;
+    rec.header.missing_pieces = 0;
     let mut copied: u32 = 0;
     let mut i = 0;
     while i < MAX_PIECES {
@@ -262,7 +268,8 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
             break;
         }
         // SAFETY: off + len ≤ MAX_STACK_BYTES + PAGE_BYTES, the size of
-        // rec.stack; bpf_probe_read_user checks the user address.
+        // rec.stack; bpf_probe_read_user checks the user address (and
+        // zeroes the destination when it cannot read it).
         let r = unsafe {
             bpf_probe_read_user(
                 rec.stack.as_mut_ptr().add(off) as *mut c_void,
@@ -270,12 +277,26 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
                 addr as *const c_void,
             )
         };
-        if r < 0 {
-            break;
-        }
         copied += len;
+        // SAFETY: fields of this CPU's record (see above); volatile, so
+        // the compiler keeps them in memory.
+        unsafe {
+            if r < 0 {
+                let m = core::ptr::read_volatile(&rec.header.missing_pieces);
+                core::ptr::write_volatile(&mut rec.header.missing_pieces, m | 1 << i);
+            } else {
+                core::ptr::write_volatile(&mut rec.header.stack_len, copied);
+            }
+        }
         i += 1;
     }
+    // SAFETY: as above.
+    let (copied, missing) = unsafe {
+        (
+            core::ptr::read_volatile(&rec.header.stack_len),
+            core::ptr::read_volatile(&rec.header.missing_pieces),
+        )
+    };
     if copied == 0 && ip != 0 {
         bump(stat::STACK_UNREADABLE, 1);
     }
@@ -291,6 +312,8 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         kernel_stack_id: kernel,
         flags,
         stack_len: copied,
+        missing_pieces: missing,
+        _pad: 0,
         ip,
         sp,
         fp,

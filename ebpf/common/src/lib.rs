@@ -71,9 +71,16 @@ pub struct SampleHeader {
     pub kernel_stack_id: i32,
     /// [`sample_flags`].
     pub flags: u32,
-    /// Bytes of stack that follow (may be less than asked for: the copy
-    /// stops at the first page that cannot be read).
+    /// Bytes of stack that follow: up to the end of the last piece that
+    /// could be read (less than asked for at the end of the stack mapping).
     pub stack_len: u32,
+    /// Pieces of the copy that could not be read (bit i: piece i; piece 0
+    /// runs from sp to the next page boundary, the others are whole
+    /// pages). Their bytes are zeros. A page of the stack that was never
+    /// touched (a large local array) is not present, and a BPF program
+    /// cannot fault it in, but the frames above it are still there.
+    pub missing_pieces: u32,
+    pub _pad: u32,
     /// The user-mode registers the unwinder starts from.
     pub ip: u64,
     pub sp: u64,
@@ -84,7 +91,7 @@ pub struct SampleHeader {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), integer fields, no implicit padding (48 bytes).
+// SAFETY: repr(C), integer fields, no implicit padding (56 bytes).
 unsafe impl aya::Pod for SampleHeader {}
 
 pub const SAMPLE_HEADER_BYTES: usize = core::mem::size_of::<SampleHeader>();
@@ -93,9 +100,8 @@ pub mod sample_flags {
     /// The sample interrupted kernel mode: the registers are the task's
     /// saved user registers (its `pt_regs`), not the interrupt frame's.
     pub const FROM_TASK_REGS: u32 = 1;
-    /// The copy asked for this many bytes and got fewer (a page could not
-    /// be read); user space tells "end of the stack mapping" from "failed
-    /// read" with the process's mappings.
+    /// The copy got fewer bytes than asked for (its last pieces could not
+    /// be read: usually the end of the stack mapping).
     pub const SHORT: u32 = 2;
 }
 
@@ -114,8 +120,8 @@ pub mod stat {
     pub const MAP_FULL: u32 = 5;
     /// DWARF mode: the ring buffer had no room: the sample is lost.
     pub const RING_FULL: u32 = 6;
-    /// DWARF mode: not even the first page of the stack could be read
-    /// (the sample is still sent, with no stack bytes).
+    /// DWARF mode: no piece of the stack could be read (the sample is
+    /// still sent, with no stack bytes).
     pub const STACK_UNREADABLE: u32 = 7;
     /// DWARF mode: samples sent through the ring buffer.
     pub const RING_SAMPLES: u32 = 8;

@@ -49,6 +49,7 @@ impl Record<'_> {
         StackCopy {
             bytes: self.stack,
             short: self.header.flags & sample_flags::SHORT != 0,
+            missing_pieces: self.header.missing_pieces,
         }
     }
 }
@@ -66,10 +67,12 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
         kernel_stack_id: half(4) as i32,
         flags: half(8),
         stack_len: half(12),
-        ip: word(16),
-        sp: word(24),
-        fp: word(32),
-        lr: word(40),
+        missing_pieces: half(16),
+        _pad: 0,
+        ip: word(24),
+        sp: word(32),
+        fp: word(40),
+        lr: word(48),
     };
     let said = header.stack_len as usize;
     let stack = bytes[SAMPLE_HEADER_BYTES..]
@@ -304,7 +307,14 @@ mod tests {
 
     fn record(h: SampleHeader, stack: &[u8]) -> Vec<u8> {
         let mut v = Vec::new();
-        for x in [h.tgid, h.kernel_stack_id as u32, h.flags, h.stack_len] {
+        for x in [
+            h.tgid,
+            h.kernel_stack_id as u32,
+            h.flags,
+            h.stack_len,
+            h.missing_pieces,
+            0,
+        ] {
             v.extend_from_slice(&x.to_ne_bytes());
         }
         for x in [h.ip, h.sp, h.fp, h.lr] {
@@ -321,6 +331,8 @@ mod tests {
             kernel_stack_id: -14,
             flags: sample_flags::SHORT,
             stack_len: 5,
+            missing_pieces: 0b10,
+            _pad: 0,
             ip: 0x1000,
             sp: 0x7fff_0000,
             fp: 0x7fff_0100,
