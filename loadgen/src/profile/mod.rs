@@ -37,7 +37,7 @@ pub use find::{comm, is_alive, pids_listening_on};
 pub use folded::{Folded, FunctionShare};
 pub use plan::{UnwindMode, parse_stack_bytes};
 pub use report::{Cost, LostDetail, ProfileReport, StackDepth};
-pub use session::Session;
+pub use session::{Session, fold_unwound};
 
 #[derive(Debug, Clone)]
 pub struct ProfileConfig {

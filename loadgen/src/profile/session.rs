@@ -279,6 +279,21 @@ impl Session {
     }
 }
 
+/// Symbolizes DWARF-unwound stacks alone into folded stacks (what
+/// [`Session::finish`] does with them, for the benchmark).
+pub fn fold_unwound(
+    stacks: &super::ringbuf::StackCounts,
+    comms: &HashMap<u32, String>,
+) -> super::Folded {
+    let mut raw = RawProfile::default();
+    let c = Collected {
+        stacks: stacks.clone(),
+        ..Default::default()
+    };
+    merge_dwarf(&mut raw, &c);
+    symbolize::fold(&raw, comms, false)
+}
+
 /// Adds the DWARF-unwound stacks to the frame-pointer counts: each
 /// distinct user stack gets an id above the kernel stack map's ids, so
 /// symbolizing treats both alike.
