@@ -64,13 +64,15 @@ static RING: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static SCRATCH: Array<Record> = Array::with_max_entries(1, 0);
 
-/// The header, then room for the stack copy. One page more than the
-/// largest copy, so that the verifier can see that a piece of at most a
-/// page, written at an offset below `MAX_STACK_BYTES`, stays inside.
+/// Room for a record: the stack is copied in whole pages, starting with
+/// the page that holds sp, to `pages` (one page more than the largest
+/// copy, as sp need not be page-aligned). The header goes right before sp's
+/// byte, over the part of that first page below sp (dead stack), so
+/// header and stack leave in one piece from `head + sp % PAGE`.
 #[repr(C)]
 pub struct Record {
-    header: SampleHeader,
-    stack: [u8; (MAX_STACK_BYTES + PAGE_BYTES) as usize],
+    head: [u8; SAMPLE_HEADER_BYTES],
+    pages: [u8; (MAX_STACK_BYTES + PAGE_BYTES) as usize],
 }
 
 const EEXIST: i32 = 17;
@@ -237,94 +239,109 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
     } else {
         want
     };
-    // Page-sized pieces, each a page or up to the next page boundary, so
-    // that a page that cannot be read (not present, or past the end of the
-    // stack mapping) costs only its own bytes: the copy goes on past it.
+    let skew = (sp & (PAGE_BYTES as u64 - 1)) as u32;
+    let page0 = sp & !(PAGE_BYTES as u64 - 1);
+    let pages = if ip == 0 {
+        0
+    } else {
+        (skew + want).div_ceil(PAGE_BYTES)
+    };
+    // Whole pages, so that one that cannot be read (never touched, or past
+    // the end of the stack mapping) costs only its own bytes: the copy
+    // goes on past it. Every read is one page at a page boundary, which
+    // also keeps the verifier's work small.
     //
     // What was read is kept in the record, not in locals: the verifier
-    // does not track map memory, so after each piece both outcomes leave
-    // the same state and it need not walk 2^17 paths.
-    rec.header.stack_len = 0;
-    rec.header.missing_pieces = 0;
-    let mut copied: u32 = 0;
-    let mut i = 0;
-    while i < MAX_PIECES {
-        if copied >= want || ip == 0 {
-            break;
-        }
-        let addr = sp.wrapping_add(copied as u64);
-        let to_boundary = PAGE_BYTES - (addr as u32 & (PAGE_BYTES - 1));
-        let left = want - copied;
-        let len = if left < to_boundary {
-            left
-        } else {
-            to_boundary
-        };
-        // The masks restate bounds the verifier cannot derive itself:
-        // copied < MAX_STACK_BYTES and len ≤ a page.
-        let off = (copied & (MAX_STACK_BYTES - 1)) as usize;
-        let len = len & (2 * PAGE_BYTES - 1);
-        if len > PAGE_BYTES {
-            break;
-        }
-        // SAFETY: off + len ≤ MAX_STACK_BYTES + PAGE_BYTES, the size of
-        // rec.stack; bpf_probe_read_user checks the user address (and
-        // zeroes the destination when it cannot read it).
-        let r = unsafe {
-            bpf_probe_read_user(
-                rec.stack.as_mut_ptr().add(off) as *mut c_void,
-                len,
-                addr as *const c_void,
-            )
-        };
-        copied += len;
-        // SAFETY: fields of this CPU's record (see above); volatile, so
-        // the compiler keeps them in memory.
-        unsafe {
-            if r < 0 {
-                let m = core::ptr::read_volatile(&rec.header.missing_pieces);
-                core::ptr::write_volatile(&mut rec.header.missing_pieces, m | 1 << i);
-            } else {
-                core::ptr::write_volatile(&mut rec.header.stack_len, copied);
-            }
-        }
-        i += 1;
-    }
-    // SAFETY: as above.
-    let (copied, missing) = unsafe {
-        (
-            core::ptr::read_volatile(&rec.header.stack_len),
-            core::ptr::read_volatile(&rec.header.missing_pieces),
-        )
-    };
-    if copied == 0 && ip != 0 {
-        bump(stat::STACK_UNREADABLE, 1);
-    }
-    let mut flags = 0;
-    if from_task {
-        flags |= sample_flags::FROM_TASK_REGS;
-    }
-    if copied < want {
-        flags |= sample_flags::SHORT;
-    }
-    rec.header = SampleHeader {
+    // does not track map memory, so after each page both outcomes leave the
+    // same state and it need not walk 2^17 paths.
+    let mut h = SampleHeader {
         tgid,
         kernel_stack_id: kernel,
-        flags,
-        stack_len: copied,
-        missing_pieces: missing,
+        flags: if from_task {
+            sample_flags::FROM_TASK_REGS
+        } else {
+            0
+        },
+        stack_len: 0,
+        missing_pieces: 0,
         _pad: 0,
         ip,
         sp,
         fp,
         lr,
     };
+    // The last page that could be read, plus one (0: none), and the ones
+    // that could not.
+    let end_ptr = &mut rec.head[0] as *mut u8 as *mut u32;
+    let miss_ptr = &mut rec.head[4] as *mut u8 as *mut u32;
+    // SAFETY: the first bytes of this CPU's record, aligned (map values
+    // are 8-aligned); volatile, so the compiler keeps them in memory.
+    unsafe {
+        core::ptr::write_volatile(end_ptr, 0);
+        core::ptr::write_volatile(miss_ptr, 0);
+    }
+    let mut i: u32 = 0;
+    while i < MAX_PIECES {
+        if i >= pages {
+            break;
+        }
+        let off = ((i * PAGE_BYTES) & (2 * MAX_STACK_BYTES - 1)) as usize;
+        if off > MAX_STACK_BYTES as usize {
+            break;
+        }
+        // SAFETY: off + PAGE_BYTES ≤ size_of(rec.pages) (checked above);
+        // bpf_probe_read_user checks the user address (and zeroes the
+        // destination when it cannot read it).
+        let r = unsafe {
+            bpf_probe_read_user(
+                rec.pages.as_mut_ptr().add(off) as *mut c_void,
+                PAGE_BYTES,
+                (page0 + off as u64) as *const c_void,
+            )
+        };
+        // SAFETY: as above.
+        unsafe {
+            if r < 0 {
+                let m = core::ptr::read_volatile(miss_ptr);
+                core::ptr::write_volatile(miss_ptr, m | 1 << i);
+            } else {
+                core::ptr::write_volatile(end_ptr, i + 1);
+            }
+        }
+        i += 1;
+    }
+    // SAFETY: as above.
+    let (end_pages, missing) = unsafe {
+        (
+            core::ptr::read_volatile(end_ptr),
+            core::ptr::read_volatile(miss_ptr),
+        )
+    };
+    let readable = (end_pages * PAGE_BYTES).saturating_sub(skew);
+    let copied = if readable < want { readable } else { want };
+    if copied == 0 && ip != 0 {
+        bump(stat::STACK_UNREADABLE, 1);
+    }
+    h.stack_len = copied;
+    h.missing_pieces = missing;
+    if copied < want {
+        h.flags |= sample_flags::SHORT;
+    }
+    // The header goes over the dead stack below sp in page 0 (or, when sp
+    // is page-aligned, in `head`).
+    let skew = (skew & (PAGE_BYTES - 1)) as usize;
+    // SAFETY: head and pages are contiguous (repr(C), no padding between
+    // u8 arrays), and skew + SAMPLE_HEADER_BYTES ≤ size_of::<Record>().
+    let start = unsafe { (rec as *mut Record as *mut u8).add(skew) };
+    // SAFETY: as above; the header is plain integers, written unaligned.
+    unsafe { core::ptr::write_unaligned(start as *mut SampleHeader, h) };
     let size = SAMPLE_HEADER_BYTES + (copied & (2 * MAX_STACK_BYTES - 1)) as usize;
     if size > SAMPLE_HEADER_BYTES + MAX_STACK_BYTES as usize {
         return;
     }
-    // SAFETY: size ≤ size_of::<Record>(), checked just above.
-    let bytes = unsafe { core::slice::from_raw_parts(rec as *const Record as *const u8, size) };
+    // SAFETY: skew + size ≤ PAGE + header + MAX_STACK_BYTES ≤
+    // size_of::<Record>(), checked just above.
+    let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, size) };
     // No wakeup: user space drains the ring on a timer, so a sample costs
     // the target no wakeup of the reader.
     if RING.output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64).is_ok() {

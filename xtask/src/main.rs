@@ -67,7 +67,8 @@ commands:
       build the eBPF program into loadgen/bpf/ (object + manifest); --check rebuilds and compares bytes
   compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request
-  profile-overhead [--rounds N] [--duration SECS] [--path /]
-      target throughput with profiling off / 99 Hz / 999 Hz, and end-of-load to flamegraph time
+  profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx]
+      target throughput with profiling off / loadgen --unwind fp / --unwind dwarf / perf --call-graph dwarf,16384,
+      the profile's own cost figures, and end-of-load to flamegraph time
   max-rate [--rates 5000,10000,...] [--duration SECS]
       open-loop rate sweep of one shard against the built-in target: lag and achieved rate";

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn auto_uses_dwarf_where_there_is_cfi_and_the_budget_allows() {
         let bw = worst_case_bytes_per_s(99, 64, 8, 16384);
-        assert_eq!(bw, 99 * 8 * (16384 + 48));
+        assert_eq!(bw, 99 * 8 * (16384 + SAMPLE_HEADER_BYTES as u64));
         assert_eq!(plan(UnwindMode::Auto, 1, true, bw).mode, mode::DWARF);
         assert_eq!(plan(UnwindMode::Auto, 1, false, bw).mode, mode::FP);
         let huge = worst_case_bytes_per_s(10_000, 64, 64, 65536);

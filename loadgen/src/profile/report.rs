@@ -71,14 +71,19 @@ pub struct StackDepth {
 /// What the profile cost, measured where it happened.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Cost {
-    /// Mean run time of the BPF program per run: every cpu-clock tick on
-    /// every CPU runs it, target or not (null without CAP_SYS_ADMIN, which
-    /// the kernel's BPF statistics need).
+    /// BPF run time per sample of the target: all of the program's runs
+    /// (every cpu-clock tick on every CPU runs it, and ticks of other
+    /// processes return at once) over the target samples it took. Null
+    /// without CAP_SYS_ADMIN, which the kernel's BPF statistics need.
     pub bpf_ns_per_sample: Option<f64>,
     /// BPF run time over the window, as a share of one CPU (%).
     pub bpf_cpu_pct: Option<f64>,
+    /// Runs of the program (target or not) and their total run time.
     pub bpf_runs: Option<u64>,
     pub bpf_run_ns: Option<u64>,
+    /// Target samples the program took (what the per-sample figure
+    /// divides by).
+    pub bpf_samples: u64,
     /// Bytes sent through the ring buffer (DWARF samples).
     pub ringbuf_bytes: u64,
     /// CPU time of the reader thread: draining the ring and unwinding.
@@ -93,8 +98,9 @@ pub struct Cost {
 impl Cost {
     /// Fills the per-sample and CPU-share figures from the run totals.
     pub fn derive(&mut self, window_s: f64) {
-        if let (Some(ns), Some(runs)) = (self.bpf_run_ns, self.bpf_runs) {
-            self.bpf_ns_per_sample = (runs > 0).then(|| ns as f64 / runs as f64);
+        if let Some(ns) = self.bpf_run_ns {
+            let n = self.bpf_samples;
+            self.bpf_ns_per_sample = (n > 0).then(|| ns as f64 / n as f64);
             self.bpf_cpu_pct = (window_s > 0.0).then(|| 100.0 * ns as f64 / 1e9 / window_s);
         }
     }
@@ -103,6 +109,7 @@ impl Cost {
     pub fn add(&mut self, o: &Cost, window_s: f64) {
         self.bpf_run_ns = self.bpf_run_ns.zip(o.bpf_run_ns).map(|(a, b)| a + b);
         self.bpf_runs = self.bpf_runs.zip(o.bpf_runs).map(|(a, b)| a + b);
+        self.bpf_samples += o.bpf_samples;
         if self.bpf_runs.is_none() {
             self.bpf_ns_per_sample = None;
             self.bpf_cpu_pct = None;
@@ -145,7 +152,8 @@ mod tests {
     fn cost_derives_and_merges() {
         let mut a = Cost {
             bpf_run_ns: Some(2_000_000),
-            bpf_runs: Some(1000),
+            bpf_runs: Some(5000),
+            bpf_samples: 1000,
             ringbuf_bytes: 10,
             user_unwind_s: 0.5,
             ..Default::default()
@@ -155,7 +163,7 @@ mod tests {
         assert!((a.bpf_cpu_pct.unwrap() - 0.1).abs() < 1e-12);
         let b = a.clone();
         a.add(&b, 4.0);
-        assert_eq!(a.bpf_runs, Some(2000));
+        assert_eq!(a.bpf_runs, Some(10_000));
         assert_eq!(a.bpf_ns_per_sample, Some(2000.0));
         assert_eq!(a.ringbuf_bytes, 20);
         assert!(a.line().contains("2.00 µs/sample"), "{}", a.line());

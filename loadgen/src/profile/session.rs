@@ -191,6 +191,7 @@ impl Session {
         }
         let mut cost = Cost {
             ringbuf_bytes: st(stat::RING_BYTES),
+            bpf_samples: st(stat::SAMPLES),
             user_unwind_s: collected.cpu_time.as_secs_f64(),
             user_symbolize_s: symbolize_s,
             bpf_note: self.stats_note.clone(),
