@@ -130,11 +130,15 @@ impl Session {
         self.sampler.disable_run_stats();
         let stopped = Instant::now();
         self.stop.store(true, Ordering::Release);
-        let collected = self
-            .running
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
+        let mut reader_failed = false;
+        let collected = match self.running.take().map(JoinHandle::join) {
+            Some(Ok(c)) => c,
+            Some(Err(_)) => {
+                reader_failed = true;
+                Collected::default()
+            }
+            None => Collected::default(),
+        };
         let kernel_ids: Vec<i32> = collected.stacks.keys().map(|k| k.2).collect();
         let mut raw = self.sampler.read(&kernel_ids)?;
         // Frame-pointer stacks only: DWARF ones are deep by construction.
@@ -178,6 +182,12 @@ impl Session {
                  -mno-omit-leaf-frame-pointer`, Java \
                  `-XX:+PreserveFramePointer` plus a perf map agent, Node `--perf-basic-prof`, Python 3.12+ \
                  `-X perf` (distro C libraries usually lack frame pointers too)"
+                    .to_string(),
+            );
+        }
+        if reader_failed {
+            warnings.push(
+                "the unwinder thread failed: the DWARF samples are missing from this profile (please report it)"
                     .to_string(),
             );
         }
