@@ -124,12 +124,11 @@ impl Cost {
     /// One line for the text summary.
     pub fn line(&self) -> String {
         let bpf = match (self.bpf_ns_per_sample, self.bpf_cpu_pct, self.bpf_runs) {
-            (Some(ns), Some(pct), Some(runs)) => {
-                format!(
-                    "BPF {:.2} µs/sample × {runs} = {pct:.3}% of a CPU",
-                    ns / 1e3
-                )
-            }
+            (Some(ns), Some(pct), Some(runs)) => format!(
+                "BPF {:.2} µs per target sample ({} samples, {runs} runs) = {pct:.3}% of a CPU",
+                ns / 1e3,
+                self.bpf_samples
+            ),
             _ => format!(
                 "BPF run time not measured ({})",
                 self.bpf_note.as_deref().unwrap_or("no statistics")
@@ -166,7 +165,12 @@ mod tests {
         assert_eq!(a.bpf_runs, Some(10_000));
         assert_eq!(a.bpf_ns_per_sample, Some(2000.0));
         assert_eq!(a.ringbuf_bytes, 20);
-        assert!(a.line().contains("2.00 µs/sample"), "{}", a.line());
+        assert!(
+            a.line()
+                .contains("2.00 µs per target sample (2000 samples, 10000 runs)"),
+            "{}",
+            a.line()
+        );
         let none = Cost {
             bpf_note: Some("needs CAP_SYS_ADMIN".into()),
             ..Default::default()
