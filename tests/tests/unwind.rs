@@ -249,6 +249,38 @@ fn our_targets_libc_calls_sit_under_drive_not_the_root() {
 }
 
 #[test]
+fn auto_keeps_frame_pointers_when_stack_copies_would_flood_the_ring() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    // 10 kHz × 64 KiB on a busy CPU is over the 512 MiB/s budget.
+    let (json, text, code) = run_json(&[
+        "-t1",
+        "-c4",
+        "-d",
+        "1s",
+        "--profile",
+        "--profile-freq",
+        "10000",
+        "--stack-bytes",
+        "64k",
+        &t.url("/cpu/500"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let p = &json["profile"];
+    assert_eq!(p["unwind"], "fp", "{text}");
+    assert_eq!(p["unwind_requested"], "auto");
+    assert!(
+        p["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("ring-buffer budget")),
+        "{text}"
+    );
+    assert!(text.contains("unwound with frame pointers"), "{text}");
+}
+
+#[test]
 fn bad_unwind_flags_are_one_line_usage_errors() {
     for args in [
         &["--stack-bytes", "5000"][..],

@@ -255,9 +255,7 @@ impl Reader {
                         let now = (self.stat(stat::RING_FULL), self.stat(stat::RING_SAMPLES));
                         let (full, sent) = (now.0 - last.0, now.1 - last.1);
                         last = now;
-                        // More than 1 % of a quarter second's samples lost:
-                        // the ring (or this thread) cannot keep up.
-                        if full > 0 && full * 100 > full + sent {
+                        if overflowing(full, sent) {
                             self.switch_to_fp();
                             agg.out.switched_to_fp = Some((started.elapsed(), now.0));
                         }
@@ -289,6 +287,12 @@ impl Reader {
             }
         }
     }
+}
+
+/// More than 1 % of an interval's samples found the ring full: the ring
+/// (or the thread draining it) cannot keep up.
+fn overflowing(full: u64, sent: u64) -> bool {
+    full > 0 && full * 100 > full + sent
 }
 
 fn thread_cpu_time() -> Duration {
@@ -345,6 +349,15 @@ mod tests {
         assert_eq!(r.stack, b"abcde");
         assert!(r.stack_copy().short);
         assert_eq!(r.regs().sp, 0x7fff_0000);
+    }
+
+    #[test]
+    fn overflow_is_more_than_one_percent_dropped() {
+        assert!(!overflowing(0, 0));
+        assert!(!overflowing(0, 1000));
+        assert!(!overflowing(1, 99));
+        assert!(overflowing(2, 99));
+        assert!(overflowing(5, 0));
     }
 
     #[test]
