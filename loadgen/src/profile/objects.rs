@@ -50,6 +50,7 @@ struct Segment {
     offset: u64,
     vaddr: u64,
     filesz: u64,
+    executable: bool,
 }
 
 /// What unwinding needs from one ELF object.
@@ -92,6 +93,7 @@ impl ObjectInfo {
                 offset: p.p_offset(endian),
                 vaddr: p.p_vaddr(endian),
                 filesz: p.p_filesz(endian),
+                executable: p.p_flags(endian).0 & object::elf::PF_X.0 != 0,
             })
             .collect();
         let arch = match file.architecture() {
@@ -134,12 +136,21 @@ impl ObjectInfo {
     /// minus address in the file's own address space (0 for non-PIE
     /// executables). The kernel maps each PT_LOAD segment from its file
     /// offset rounded down to a page, so the mapping's offset names the
-    /// segment.
+    /// segment. Not "the segment whose bytes hold that offset": linkers
+    /// that do not page-align segments in the file (lld, or ld on small
+    /// binaries) put the end of one segment and the start of the next in
+    /// the same file page, mapped twice.
     pub fn bias(&self, m: &Mapping) -> Option<u64> {
-        let seg = self.segments.iter().find(|s| {
-            s.offset >= m.offset && s.offset - m.offset < 4096
-                || (s.offset..s.offset + s.filesz.max(1)).contains(&m.offset)
-        })?;
+        let page = page_size();
+        let pick = |ok: &dyn Fn(&Segment) -> bool| {
+            self.segments
+                .iter()
+                .filter(|s| ok(s))
+                .max_by_key(|s| s.executable == m.executable)
+        };
+        let seg = pick(&|s| s.offset & !(page - 1) == m.offset)
+            // A mapping that starts inside a segment (split by mprotect).
+            .or_else(|| pick(&|s| (s.offset..s.offset + s.filesz.max(1)).contains(&m.offset)))?;
         Some(
             m.start
                 .wrapping_sub(m.offset)
@@ -169,6 +180,12 @@ impl ObjectInfo {
             info,
         ))
     }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 { n as u64 } else { 4096 }
 }
 
 /// (device, inode, mtime in ns): a file's identity without reading it.
@@ -277,6 +294,49 @@ mod tests {
         // This function's address, less the bias, lies inside .text.
         let svma = (own_exe_mapping as *const () as u64).wrapping_sub(bias);
         assert!(info.text.as_ref().unwrap().contains(&svma), "{svma:#x}");
+    }
+
+    #[test]
+    fn bias_comes_from_the_segment_the_mapping_starts_with() {
+        // Segments as lld lays them out (and ld for a small debug test
+        // binary, seen here): the read-only segment's last bytes share a
+        // file page with the start of the executable one.
+        let seg = |offset, vaddr, filesz, executable| Segment {
+            offset,
+            vaddr,
+            filesz,
+            executable,
+        };
+        let info = ObjectInfo {
+            name: "x".into(),
+            arch: Some(Arch::X86_64),
+            segments: vec![
+                seg(0, 0, 0x30300, false),
+                seg(0x30300, 0x31300, 0x927e0, true),
+                seg(0xc2ae0, 0xc4ae0, 0x8c58, false),
+            ],
+            text: None,
+            got: None,
+            eh_frame: None,
+            eh_frame_hdr: None,
+            debug_frame: None,
+        };
+        let map = |start, offset, executable| Mapping {
+            start,
+            end: start + 0x1000,
+            readable: true,
+            executable,
+            offset,
+            dev: (0, 0),
+            inode: 1,
+            path: "/x".into(),
+        };
+        let base = 0x5555_0000_0000;
+        // r-xp at file page 0x30000 holds vaddr 0x31300 at base + 0x31300.
+        let exec = map(base + 0x31000, 0x30000, true);
+        assert_eq!(info.bias(&exec), Some(base));
+        assert_eq!(info.bias(&map(base, 0, false)), Some(base));
+        assert_eq!(info.bias(&map(base + 0xc4000, 0xc2000, false)), Some(base));
     }
 
     #[test]
