@@ -5,6 +5,7 @@
 pub mod ebpf;
 pub mod hostile;
 pub mod nginx;
+pub mod perf;
 pub mod pki;
 pub mod recorder;
 
@@ -251,6 +252,27 @@ pub fn process_cpu(pid: u32) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// Compiles C source `src` with `flags` into a temporary binary named
+/// after `name`; None (after a loud SKIP) without a working C compiler.
+pub fn build_c(name: &str, src: &str, flags: &[&str]) -> Option<PathBuf> {
+    let dir = std::env::temp_dir();
+    let c = dir.join(format!("loadgen-c-{}-{name}.c", std::process::id()));
+    let bin = dir.join(format!("loadgen-c-{}-{name}", std::process::id()));
+    std::fs::write(&c, src).ok()?;
+    let status = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&c)
+        .status();
+    let _ = std::fs::remove_file(&c);
+    if !matches!(status, Ok(s) if s.success()) {
+        skip("no working C compiler (cc)");
+        return None;
+    }
+    Some(bin)
 }
 
 /// Whether this process may load BPF programs and open perf events.

@@ -111,6 +111,30 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The worker processes (children of the master).
+    pub fn workers(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let mut out: Vec<u32> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        let (_, rest) = s.rsplit_once(')')?;
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(master)
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

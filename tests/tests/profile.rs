@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use loadgen::profile::Folded;
-use loadgen_tests::{Target, can_profile, loadgen_bin, process_cpu, run, run_json, skip};
+use loadgen_tests::{Target, build_c, can_profile, loadgen_bin, process_cpu, run, run_json, skip};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -145,19 +145,7 @@ int main(int argc, char **argv) {
 
 /// Compiles the C program with `flags` and starts it burning CPU.
 fn c_program(name: &str, flags: &[&str]) -> Option<(Child, PathBuf)> {
-    let src = tmp(&format!("{name}.c"));
-    let bin = tmp(name);
-    std::fs::write(&src, C_PROGRAM).unwrap();
-    let status = Command::new("cc")
-        .args(flags)
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .status();
-    if !matches!(status, Ok(s) if s.success()) {
-        skip("no working C compiler (cc)");
-        return None;
-    }
+    let bin = build_c(name, C_PROGRAM, flags)?;
     let child = Command::new(&bin)
         .arg("6")
         .stdout(Stdio::null())
@@ -166,25 +154,29 @@ fn c_program(name: &str, flags: &[&str]) -> Option<(Child, PathBuf)> {
     Some((child, bin))
 }
 
-fn profile_pid(pid: u32, folded_path: &Path) -> (serde_json::Value, String) {
+fn profile_pid(pid: u32, folded_path: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let t = Target::start(1);
-    let (json, text, code) = run_json(&[
+    let pid = pid.to_string();
+    let url = t.url("/");
+    let mut args = vec![
         "-t1",
         "-c2",
         "-d",
         "2s",
         "--profile-pid",
-        &pid.to_string(),
+        &pid,
         "--folded",
         folded_path.to_str().unwrap(),
-        &t.url("/"),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let (json, text, code) = run_json(&args);
     assert_eq!(code, 0, "{text}");
     (json, text)
 }
 
 #[test]
-fn c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
+fn with_unwind_fp_c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
     let Some(_g) = serial() else { return };
     let Some((mut fp, fp_bin)) = c_program(
         "cfp",
@@ -197,7 +189,7 @@ fn c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
         return;
     };
     let path = tmp("cfp.folded");
-    let (json, text) = profile_pid(fp.id(), &path);
+    let (json, text) = profile_pid(fp.id(), &path, &["--unwind", "fp"]);
     let _ = fp.kill();
     let _ = fp.wait();
     let f = folded(&path);
@@ -220,7 +212,7 @@ fn c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
         return;
     };
     let path2 = tmp("cnofp.folded");
-    let (json, text) = profile_pid(nofp.id(), &path2);
+    let (json, text) = profile_pid(nofp.id(), &path2, &["--unwind", "fp"]);
     let _ = nofp.kill();
     let _ = nofp.wait();
     assert!(text.contains("lacks frame pointers"), "{text}");
@@ -268,22 +260,13 @@ int main(int argc, char **argv) {
 "#;
 
 #[test]
-fn jit_frames_from_a_perf_map_are_named_and_marked() {
+fn jit_frames_from_a_perf_map_are_named_and_marked_with_either_unwinder() {
     let Some(_g) = serial() else { return };
-    let src = tmp("jit.c");
-    let bin = tmp("jit");
-    std::fs::write(&src, JIT_PROGRAM).unwrap();
-    let built = Command::new("cc")
-        .args(["-O1", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status();
-    if !matches!(built, Ok(s) if s.success()) {
-        skip("no working C compiler (cc)");
+    let Some(bin) = build_c("jit", JIT_PROGRAM, &["-O1"]) else {
         return;
-    }
+    };
     let mut jit = Command::new(&bin)
-        .arg("5")
+        .arg("8")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -296,22 +279,26 @@ fn jit_frames_from_a_perf_map_are_named_and_marked() {
     .unwrap();
     assert_eq!(ready, "ready\n");
     let path = tmp("jit.folded");
-    let (_json, text) = profile_pid(jit.id(), &path);
+    // auto: the program links glibc, so DWARF, and the JIT code (no CFI)
+    // unwinds with frame pointers within it.
+    for mode in ["auto", "fp"] {
+        let (_json, text) = profile_pid(jit.id(), &path, &["--unwind", mode]);
+        let f = folded(&path);
+        let jitted: u64 = f
+            .stacks
+            .iter()
+            .filter(|(s, _)| s.iter().any(|fr| fr == "jitted_hot_loop_[j]"))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            jitted * 2 > f.total(),
+            "--unwind {mode}: jitted_hot_loop_[j] in {jitted} of {} samples: {text}",
+            f.total()
+        );
+    }
     let _ = jit.kill();
     let _ = jit.wait();
-    let f = folded(&path);
-    let jitted: u64 = f
-        .stacks
-        .iter()
-        .filter(|(s, _)| s.iter().any(|fr| fr == "jitted_hot_loop_[j]"))
-        .map(|(_, n)| n)
-        .sum();
-    assert!(
-        jitted * 2 > f.total(),
-        "jitted_hot_loop_[j] in {jitted} of {} samples: {text}",
-        f.total()
-    );
-    for p in [src, bin, path] {
+    for p in [bin, path] {
         let _ = std::fs::remove_file(p);
     }
 }

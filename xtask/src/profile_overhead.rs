@@ -1,81 +1,183 @@
-//! What profiling costs the target: the built-in target's throughput under
-//! the same closed-loop load with profiling off, at 99 Hz and at 999 Hz,
-//! alternating in each round; plus the time from the end of the load to a
-//! finished flamegraph. Needs root (CAP_BPF + CAP_PERFMON).
+//! What profiling costs the target: its throughput under the same
+//! closed-loop load with profiling off, with loadgen's frame-pointer and
+//! DWARF unwinding, and with `perf record --call-graph dwarf,16384` at the
+//! same frequency, alternating in each round (the order rotates). For
+//! loadgen's runs it also prints the cost the profile reports (BPF time
+//! per sample and share of a CPU, unwinding CPU time) and the time from
+//! the end of the load to a finished flamegraph. Needs root.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Off,
+    Fp,
+    Dwarf,
+    Perf,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Fp => "lg-fp",
+            Mode::Dwarf => "lg-dwarf",
+            Mode::Perf => "perf-dwarf",
+        }
+    }
+}
+
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut rounds = 3usize;
     let mut duration = 5u64;
+    let mut freq = 99u64;
     let mut path = "/".to_string();
+    let mut nginx = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().context(format!("{a} needs a value"));
         match a.as_str() {
             "--rounds" => rounds = val()?.parse()?,
             "--duration" => duration = val()?.parse()?,
+            "--freq" => freq = val()?.parse()?,
             "--path" => path = val()?.clone(),
+            "--nginx" => nginx = true,
             other => bail!("unknown option {other:?}"),
         }
     }
     let bin = crate::build_loadgen()?;
-    let (mut target, port) = crate::start_pinned_target(&bin)?;
+    // The target on CPU 0: the built-in one, or Debian's nginx (one worker).
+    let mut builtin = None;
+    let mut server = None;
+    let (port, pid, what) = if nginx {
+        let n = loadgen_tests::nginx::Nginx::start(0).map_err(anyhow::Error::msg)?;
+        let w = *n.workers().first().context("nginx has no worker")?;
+        let port = n.port;
+        server = Some(n);
+        (port, w, "nginx (1 worker)")
+    } else {
+        let (child, port) = crate::start_pinned_target(&bin)?;
+        let pid = child.id();
+        builtin = Some(child);
+        (port, pid, "built-in target (1 thread)")
+    };
     let url = format!("http://127.0.0.1:{port}{path}");
     let svg = std::env::temp_dir().join("loadgen-overhead.svg");
+    let perf_data = std::env::temp_dir().join("loadgen-overhead.perf.data");
     println!(
-        "# built-in target (1 thread) on CPU 0; loadgen -t1 -c32 -d{duration}s on CPU 1; {url}"
+        "# {what} on CPU 0; loadgen -t1 -c32 -d{duration}s on CPU 1; {url}; {freq} Hz; kernel {}",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
     );
     println!(
-        "{:<6} {:>8} {:>12} {:>10} {:>16}",
-        "round", "profile", "target req/s", "samples", "end→flamegraph"
+        "{:<6} {:>10} {:>12} {:>8} {:>10} {:>9} {:>10} {:>14}",
+        "round",
+        "profiler",
+        "target req/s",
+        "samples",
+        "BPF µs/smp",
+        "BPF %cpu",
+        "user cpu s",
+        "end→flamegraph"
     );
-    let modes: [Option<u64>; 3] = [None, Some(99), Some(999)];
-    let mut results: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let modes = [Mode::Off, Mode::Fp, Mode::Dwarf, Mode::Perf];
+    let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 1..=rounds {
-        // Rotate the order so drift does not favour one mode.
-        for k in 0..3 {
-            let m = (k + round) % 3;
+        for k in 0..modes.len() {
+            let m = (k + round) % modes.len();
+            let mode = modes[m];
             let mut cmd = Command::new("taskset");
             cmd.args(["-c", "1"])
                 .arg(&bin)
                 .args(["-t1", "-c32", "-d"])
                 .arg(format!("{duration}s"))
                 .args(["--json", "-"]);
-            if let Some(hz) = modes[m] {
-                cmd.arg("--profile")
+            if matches!(mode, Mode::Fp | Mode::Dwarf) {
+                cmd.arg("--profile-pid")
+                    .arg(pid.to_string())
                     .arg("--profile-freq")
-                    .arg(hz.to_string())
+                    .arg(freq.to_string())
+                    .arg("--unwind")
+                    .arg(if mode == Mode::Fp { "fp" } else { "dwarf" })
                     .arg("--flamegraph")
                     .arg(&svg);
             }
+            let perf = if mode == Mode::Perf {
+                Some(
+                    Command::new("taskset")
+                        .args(["-c", "1", "perf", "record", "-q", "-F"])
+                        .arg(freq.to_string())
+                        .args(["--call-graph", "dwarf,16384", "-p"])
+                        .arg(pid.to_string())
+                        .arg("-o")
+                        .arg(&perf_data)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .context("perf record (apt-get install linux-perf)")?,
+                )
+            } else {
+                None
+            };
             let started = Instant::now();
             let out = cmd.arg(&url).stderr(Stdio::null()).output()?;
             let tail = started.elapsed().as_secs_f64() - duration as f64;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let rps = field(&text, "\"rps\":");
-            let samples = field(&text, "\"samples\":");
+            let mut perf_cpu = f64::NAN;
+            if let Some(mut p) = perf {
+                perf_cpu = loadgen_tests::process_cpu(p.id()).as_secs_f64();
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(p.id() as libc::pid_t, libc::SIGINT) };
+                let _ = p.wait();
+                let _ = std::fs::remove_file(&perf_data);
+            }
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let rps = json["rps"].as_f64().unwrap_or(f64::NAN);
             results[m].push(rps);
+            let p = &json["profile"];
+            let num = |v: &serde_json::Value, scale: f64, digits: usize| {
+                v.as_f64()
+                    .map_or("-".to_string(), |x| format!("{:.*}", digits, x * scale))
+            };
+            let (samples, ns, pct, user, flame) = match mode {
+                Mode::Off => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
+                Mode::Perf => (
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    format!("{perf_cpu:.3}"),
+                    "-".into(),
+                ),
+                _ => (
+                    num(&p["samples"], 1.0, 0),
+                    num(&p["cost"]["bpf_ns_per_sample"], 1e-3, 2),
+                    num(&p["cost"]["bpf_cpu_pct"], 1.0, 3),
+                    num(&p["cost"]["user_unwind_s"], 1.0, 3),
+                    format!("{tail:.3}s"),
+                ),
+            };
             println!(
-                "{:<6} {:>8} {:>12.0} {:>10} {:>14.3}s",
+                "{:<6} {:>10} {:>12.0} {:>8} {:>10} {:>9} {:>10} {:>14}",
                 round,
-                modes[m].map_or("off".to_string(), |h| format!("{h} Hz")),
+                mode.name(),
                 rps,
-                if modes[m].is_some() {
-                    format!("{samples:.0}")
-                } else {
-                    "-".into()
-                },
-                tail
+                samples,
+                ns,
+                pct,
+                user,
+                flame
             );
         }
     }
-    let _ = target.kill();
-    let _ = target.wait();
-    // Rounds move ±20 % here (host noise), so compare within a round:
+    if let Some(mut c) = builtin {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    drop(server);
+    // Rounds move ±15 % here (host noise), so compare within a round:
     // each profiled run against the unprofiled run of the same round.
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -91,22 +193,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .collect();
         let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
         println!(
-            "{:>8}: median {:+.2}%   rounds: {}",
-            modes[m].map_or("off".to_string(), |h| format!("{h} Hz")),
+            "{:>10}: median {:+.2}%   rounds: {}",
+            modes[m].name(),
             median(ratios.clone()),
             shown.join(" ")
         );
     }
     Ok(())
-}
-
-fn field(text: &str, key: &str) -> f64 {
-    text.find(key)
-        .map(|i| &text[i + key.len()..])
-        .and_then(|r| {
-            let r = r.trim_start();
-            let end = r.find([',', '\n', '}']).unwrap_or(r.len());
-            r[..end].trim().parse().ok()
-        })
-        .unwrap_or(f64::NAN)
 }

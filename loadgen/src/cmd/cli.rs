@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use loadgen::profile::UnwindMode;
 use loadgen::units::{parse_count, parse_duration};
 
 #[derive(Debug, Parser)]
@@ -86,6 +87,12 @@ pub struct DemoArgs {
     /// Sampling frequency per CPU, Hz.
     #[arg(long, default_value_t = 99)]
     pub profile_freq: u64,
+    /// How to unwind the target's stacks: auto, dwarf or fp.
+    #[arg(long, default_value = "auto", value_parser = unwind_mode)]
+    pub unwind: UnwindMode,
+    /// User stack copied per sample for DWARF unwinding (4k..64k).
+    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
+    pub stack_bytes: u32,
     /// Endpoint of the built-in target to load.
     #[arg(long, default_value = "/cpu/2000")]
     pub path: String,
@@ -148,6 +155,14 @@ pub struct RunArgs {
     /// Samples per second per CPU.
     #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub profile_freq: u64,
+    /// How to unwind the target's stacks: auto (DWARF CFI where the code
+    /// has it, else frame pointers), dwarf, or fp.
+    #[arg(long, default_value = "auto", value_parser = unwind_mode)]
+    pub unwind: UnwindMode,
+    /// User stack copied per sample for DWARF unwinding: a multiple of 4k
+    /// from 4k to 64k.
+    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
+    pub stack_bytes: u32,
     /// Write the profile as a flamegraph (SVG).
     #[arg(long)]
     pub flamegraph: Option<PathBuf>,
@@ -318,6 +333,14 @@ fn status_list(s: &str) -> Result<StatusList, String> {
     out.sort_unstable();
     out.dedup();
     Ok(StatusList(out))
+}
+
+fn unwind_mode(s: &str) -> Result<UnwindMode, String> {
+    s.parse()
+}
+
+fn stack_bytes(s: &str) -> Result<u32, String> {
+    loadgen::profile::parse_stack_bytes(s)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {

@@ -73,6 +73,8 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let session = match Session::start(&ProfileConfig {
         pids: vec![pid],
         freq: args.profile_freq,
+        unwind: args.unwind,
+        stack_bytes: args.stack_bytes,
     }) {
         Ok(s) => Some(s),
         Err(e) => {

@@ -109,7 +109,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     text_out.flush()?;
     let mut doc = Report::new(&rep);
-    doc.profile = profile.as_ref().map(Profile::to_json);
+    doc.profile = profile.as_ref().map(Profile::report);
     doc.runs = per_run
         .iter()
         .enumerate()
@@ -271,6 +271,8 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
     let pcfg = ProfileConfig {
         pids,
         freq: args.profile_freq,
+        unwind: args.unwind,
+        stack_bytes: args.stack_bytes,
     };
     match Session::start(&pcfg) {
         Ok(s) => Some(s),

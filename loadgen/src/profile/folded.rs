@@ -12,7 +12,8 @@ pub struct Folded {
 }
 
 /// One row of the top-functions table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct FunctionShare {
     pub name: String,
     /// Samples where it was the leaf frame.

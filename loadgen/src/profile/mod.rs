@@ -1,6 +1,9 @@
 //! Profiling the *target* while loading it: an eBPF program samples the
-//! target's stacks on every CPU (kernel side, counts aggregated in BPF
-//! maps), over exactly the measured window; user space symbolizes them and
+//! target's stacks on every CPU over exactly the measured window. Stacks
+//! are unwound with frame pointers in the kernel, or, for targets built
+//! without them (Debian's nginx, glibc, distro C and C++), in user space
+//! with the binaries' DWARF CFI from registers and a copy of the stack the
+//! kernel side sends through a ring buffer. User space symbolizes them and
 //! renders folded stacks, a flamegraph and a top-functions table.
 //!
 //! The lifecycle follows the run: [`Session::start`] loads and verifies
@@ -12,25 +15,48 @@
 pub mod bpf;
 mod find;
 pub mod folded;
-mod symbolize;
+pub mod maps;
+pub mod objects;
+pub mod plan;
+pub mod report;
+pub mod ringbuf;
+mod session;
+pub mod symbolize;
+pub mod unwind;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use loadgen_ebpf_common::stat;
+use loadgen_ebpf_common::{DEFAULT_STACK_BYTES, stat};
 
 pub use find::{comm, is_alive, pids_listening_on};
 pub use folded::{Folded, FunctionShare};
+pub use plan::{UnwindMode, parse_stack_bytes};
+pub use report::{Cost, LostDetail, ProfileReport, StackDepth};
+pub use session::{Session, fold_unwound};
 
 #[derive(Debug, Clone)]
 pub struct ProfileConfig {
     pub pids: Vec<u32>,
     /// Sampling frequency per CPU, Hz.
     pub freq: u64,
+    pub unwind: UnwindMode,
+    /// User stack copied per DWARF sample.
+    pub stack_bytes: u32,
+}
+
+impl ProfileConfig {
+    /// `--unwind auto` with the default stack copy.
+    pub fn new(pids: Vec<u32>, freq: u64) -> ProfileConfig {
+        ProfileConfig {
+            pids,
+            freq,
+            unwind: UnwindMode::Auto,
+            stack_bytes: DEFAULT_STACK_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,107 +124,17 @@ pub fn target_for_port(port: u16) -> Result<Vec<u32>, ProfileError> {
     Ok(pids)
 }
 
-pub struct Session {
-    sampler: bpf::Sampler,
-    cfg: ProfileConfig,
-    comms: HashMap<u32, String>,
-    attached_at: Option<Instant>,
-}
-
-impl Session {
-    pub fn start(cfg: &ProfileConfig) -> Result<Session, ProfileError> {
-        if let Some(missing) = missing_capabilities() {
-            let exe = std::env::current_exe()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| "loadgen".into());
-            return Err(ProfileError::Capability(missing, exe));
-        }
-        let mut comms = HashMap::new();
-        for &pid in &cfg.pids {
-            let name = comm(pid).ok_or(ProfileError::NoProcess(pid))?;
-            comms.insert(pid, name);
-        }
-        Ok(Session {
-            sampler: bpf::Sampler::load(&cfg.pids)?,
-            cfg: cfg.clone(),
-            comms,
-            attached_at: None,
-        })
-    }
-
-    /// Starts sampling (call when the measured window starts).
-    pub fn attach(&mut self) -> Result<(), ProfileError> {
-        self.sampler.attach(self.cfg.freq)?;
-        self.attached_at = Some(Instant::now());
-        Ok(())
-    }
-
-    /// Stops sampling and turns the counts into a symbolized profile.
-    pub fn finish(mut self) -> Result<Profile, ProfileError> {
-        let window = self.attached_at.map_or(Duration::ZERO, |t| t.elapsed());
-        self.sampler.detach();
-        let stopped = Instant::now();
-        let raw = self.sampler.read()?;
-        let kernel_visible = symbolize::kernel_symbols_visible();
-        let folded = symbolize::fold(&raw, &self.comms, kernel_visible);
-        let mut warnings = Vec::new();
-        let samples: u64 = raw.counts.iter().map(|(_, n)| n).sum();
-        if samples == 0 {
-            warnings
-                .push("no samples: the target used no CPU during the measured window".to_string());
-        }
-        let has_kernel = raw.counts.iter().any(|(k, _)| k.kernel_stack_id >= 0);
-        if has_kernel && !kernel_visible {
-            warnings.push(
-                "kernel frames are [unknown]: reading /proc/kallsyms addresses needs CAP_SYSLOG (and kernel.kptr_restrict ≤ 1)".to_string(),
-            );
-        }
-        if samples >= 20 && symbolize::shallow_user_share(&raw) > 0.5 {
-            warnings.push(
-                "most user stacks are one frame deep: the target lacks frame pointers. Rebuild it with \
-                 Rust `-C force-frame-pointers=yes`, C/C++ `-fno-omit-frame-pointer \
-                 -mno-omit-leaf-frame-pointer`, Java \
-                 `-XX:+PreserveFramePointer` plus a perf map agent, Node `--perf-basic-prof`, Python 3.12+ \
-                 `-X perf` (distro C libraries usually lack frame pointers too)"
-                    .to_string(),
-            );
-        }
-        for pid in &self.cfg.pids {
-            if !is_alive(*pid) {
-                warnings.push(format!(
-                    "process {pid} exited during the run: its frames could not be symbolized ([unknown])"
-                ));
-            }
-        }
-        let lost = raw.stats[stat::USER_COLLISION as usize]
-            + raw.stats[stat::KERNEL_COLLISION as usize]
-            + raw.stats[stat::MAP_FULL as usize];
-        let top = folded.top_functions(15, true);
-        Ok(Profile {
-            folded,
-            samples,
-            raw_stats: raw.stats,
-            lost,
-            window,
-            freq: self.cfg.freq,
-            pids: self.cfg.pids.clone(),
-            comms: self.comms,
-            warnings,
-            top,
-            symbolize_time: stopped.elapsed(),
-        })
-    }
-}
-
 /// A finished, symbolized profile.
 #[derive(Debug, Clone)]
 pub struct Profile {
     pub folded: Folded,
-    /// Samples counted in the maps.
+    /// Samples with a stack (counted in the maps, or unwound from the ring).
     pub samples: u64,
     pub raw_stats: [u64; stat::LEN as usize],
-    /// Samples whose stacks were lost (bucket collisions, full map).
+    /// Samples whose stacks were lost (bucket collisions, full map, full
+    /// ring).
     pub lost: u64,
+    pub lost_detail: LostDetail,
     pub window: Duration,
     pub freq: u64,
     pub pids: Vec<u32>,
@@ -207,6 +143,11 @@ pub struct Profile {
     pub top: Vec<FunctionShare>,
     /// From the end of sampling to a symbolized profile.
     pub symbolize_time: Duration,
+    /// `dwarf`, `fp` or `dwarf+fp`.
+    pub unwind: String,
+    pub unwind_requested: UnwindMode,
+    pub stack_bytes: u32,
+    pub cost: Cost,
 }
 
 impl Profile {
@@ -215,11 +156,16 @@ impl Profile {
         self.folded.merge(&other.folded);
         self.samples += other.samples;
         self.lost += other.lost;
+        self.lost_detail.add(&other.lost_detail);
+        if self.unwind != other.unwind {
+            self.unwind = "dwarf+fp".to_string();
+        }
         for (a, b) in self.raw_stats.iter_mut().zip(other.raw_stats.iter()) {
             *a += b;
         }
         self.window += other.window;
         self.symbolize_time += other.symbolize_time;
+        self.cost.add(&other.cost, self.window.as_secs_f64());
         for w in &other.warnings {
             if !self.warnings.contains(w) {
                 self.warnings.push(w.clone());
@@ -236,16 +182,30 @@ impl Profile {
             .join(", ")
     }
 
+    /// How the stacks were unwound, for the header line.
+    fn unwind_text(&self) -> String {
+        let dwarf = format!("DWARF CFI ({} KiB of stack)", self.stack_bytes / 1024);
+        match self.unwind.as_str() {
+            "dwarf" => format!("unwound with {dwarf}"),
+            "fp" => "unwound with frame pointers".to_string(),
+            _ => format!("unwound with {dwarf} and frame pointers"),
+        }
+    }
+
     /// The text block printed under the load summary.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "Profile of {} at {} Hz over {:.2}s: {} samples, {} with lost stacks\n",
+            "Profile of {} at {} Hz over {:.2}s, {} (--unwind {}): {} samples, {} with lost stacks, {} truncated\n",
             self.target_name(),
             self.freq,
             self.window.as_secs_f64(),
+            self.unwind_text(),
+            self.unwind_requested,
             self.samples,
-            self.lost
+            self.lost,
+            self.lost_detail.stack_truncated
         );
+        s.push_str(&self.cost.line());
         if !self.top.is_empty() {
             s.push_str("    Self    Total  Function\n");
             for f in &self.top {
@@ -261,29 +221,27 @@ impl Profile {
         s
     }
 
-    pub fn to_json(&self) -> Value {
-        let (mean_depth, p90_depth) = self.folded.depth_stats();
-        json!({
-            "pids": self.pids,
-            "target": self.target_name(),
-            "freq_hz": self.freq,
-            "window_s": self.window.as_secs_f64(),
-            "samples": self.samples,
-            "lost": self.lost,
-            "lost_detail": {
-                "user_stack_collisions": self.raw_stats[stat::USER_COLLISION as usize],
-                "kernel_stack_collisions": self.raw_stats[stat::KERNEL_COLLISION as usize],
-                "user_stack_missing": self.raw_stats[stat::USER_MISSING as usize],
-                "map_full": self.raw_stats[stat::MAP_FULL as usize],
-            },
-            "stack_depth": { "mean": mean_depth, "p90": p90_depth },
-            "functions": self.top,
-            "warnings": self.warnings,
-            "symbolize_s": self.symbolize_time.as_secs_f64(),
-            // The stacks themselves, so a later run can draw a differential
-            // flamegraph against this report (--baseline).
-            "folded": self.folded.lines(),
-        })
+    /// The JSON `"profile"` section.
+    pub fn report(&self) -> ProfileReport {
+        let (mean, p90) = self.folded.depth_stats();
+        ProfileReport {
+            pids: self.pids.clone(),
+            target: self.target_name(),
+            freq_hz: self.freq,
+            window_s: self.window.as_secs_f64(),
+            samples: self.samples,
+            lost: self.lost,
+            lost_detail: self.lost_detail.clone(),
+            stack_depth: StackDepth { mean, p90 },
+            functions: self.top.clone(),
+            warnings: self.warnings.clone(),
+            symbolize_s: self.symbolize_time.as_secs_f64(),
+            unwind: self.unwind.clone(),
+            unwind_requested: self.unwind_requested.to_string(),
+            stack_bytes: self.stack_bytes,
+            cost: self.cost.clone(),
+            folded: self.folded.lines(),
+        }
     }
 
     pub fn write_folded(&self, path: &Path) -> std::io::Result<()> {

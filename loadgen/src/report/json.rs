@@ -239,9 +239,9 @@ pub struct Report {
     pub conn_waits: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
-    /// With `--profile`: the target's profile (see `profile::ProfileReport`).
+    /// With `--profile`: the target's profile.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<serde_json::Value>,
+    pub profile: Option<crate::profile::ProfileReport>,
     /// With `--runs K > 1`: each run's own report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunEntry>,
@@ -332,14 +332,8 @@ impl Report {
     }
 
     /// The folded stacks of the report's profile, if it has one.
-    pub fn folded(&self) -> Option<Vec<String>> {
-        let lines = self.profile.as_ref()?.get("folded")?.as_array()?;
-        Some(
-            lines
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-        )
+    pub fn folded(&self) -> Option<&[String]> {
+        self.profile.as_ref().map(|p| p.folded.as_slice())
     }
 }
 

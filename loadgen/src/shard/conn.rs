@@ -23,6 +23,11 @@ pub enum ConnState {
 }
 
 impl ConnState {
+    /// Connecting or in the handshake: not carrying requests yet.
+    pub fn is_opening(self) -> bool {
+        matches!(self, ConnState::Connecting | ConnState::Handshaking)
+    }
+
     /// Whether the engine holds a socket for the slot in this state.
     pub fn has_socket(self) -> bool {
         matches!(

@@ -107,6 +107,8 @@ pub struct Core<'a> {
     finished: bool,
     /// Some slot connected at least once (the target is reachable).
     ever_connected: bool,
+    /// Slots connecting or in their handshake.
+    opening: u32,
     /// When the last request finished (answered or failed).
     last_completion: u64,
     /// `https://`: this shard's client config and the server's name.
@@ -212,6 +214,7 @@ impl<'a> Core<'a> {
             stopping: false,
             finished: false,
             ever_connected: false,
+            opening: 0,
             last_completion: 0,
             tls_plain: if tls.is_some() {
                 vec![0; 16 * 1024].into_boxed_slice()
@@ -376,7 +379,7 @@ impl<'a> Core<'a> {
         self.finished = true;
         for ci in 0..self.conns.len() {
             self.close_socket(ci);
-            self.conns[ci].state = ConnState::Closed;
+            self.set_state(ci, ConnState::Closed);
         }
     }
 
@@ -403,7 +406,7 @@ impl<'a> Core<'a> {
         }
         c.ever_connected = true;
         c.failures = 0;
-        c.state = ConnState::Open;
+        self.set_state(ci, ConnState::Open);
         self.ever_connected = true;
         self.fill(ci, now);
     }
@@ -500,6 +503,36 @@ impl<'a> Core<'a> {
 
     /// Whether an event of `generation` is about the slot's current socket
     /// in `state` (anything else is stale: a socket already replaced).
+    /// The core's bookkeeping agrees with its slots (tests call it after
+    /// every step).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let opening = self.conns.iter().filter(|c| c.state.is_opening()).count();
+        assert_eq!(self.opening as usize, opening, "slots opening");
+        let held: u64 = self
+            .conns
+            .iter()
+            .map(|c| (c.inflight + c.queued) as u64)
+            .sum();
+        assert!(
+            held <= self.outstanding,
+            "{held} held, {} outstanding",
+            self.outstanding
+        );
+    }
+
+    /// Moves slot `ci` to `state`, keeping count of the slots opening.
+    fn set_state(&mut self, ci: usize, state: ConnState) {
+        let c = &mut self.conns[ci];
+        let was = c.state.is_opening();
+        c.state = state;
+        match (was, state.is_opening()) {
+            (false, true) => self.opening += 1,
+            (true, false) => self.opening -= 1,
+            _ => {}
+        }
+    }
+
     #[inline]
     fn current(&self, ci: usize, generation: u32, state: ConnState) -> bool {
         self.conns
@@ -528,8 +561,8 @@ impl<'a> Core<'a> {
         if self.stopping {
             return;
         }
+        self.set_state(ci, ConnState::Connecting);
         let c = &mut self.conns[ci];
-        c.state = ConnState::Connecting;
         c.connect_started = now;
         self.actions.push(Action::Connect {
             conn: ci as u32,
@@ -559,8 +592,8 @@ impl<'a> Core<'a> {
         // Full jitter in [base/2, base): connections that failed together do
         // not retry together.
         let delay = base / 2 + r % (base / 2).max(1);
-        c.state = ConnState::Backoff;
         c.retry_at = now + delay;
+        self.set_state(ci, ConnState::Backoff);
     }
 
     /// Closed loop: sends the next batch of up to `depth` requests once the
@@ -710,6 +743,18 @@ impl<'a> Core<'a> {
             }
         }
         self.stats.reissued += sent;
+        let retries = self.open_loop.as_ref().is_some_and(|ol| ol.has_retries());
+        let depth = self.conns[ci].depth() as u64;
+        if let Some(q) = self.quota
+            && q <= self.opening as u64 * depth
+            && !retries
+        {
+            // `-n` has handed out every request but those the connections
+            // already opening will carry: another would carry nothing
+            // (with --no-keepalive, it would only add a handshake).
+            self.set_state(ci, ConnState::Closed);
+            return;
+        }
         self.open(ci, now);
     }
 

@@ -43,6 +43,11 @@ impl OpenLoop {
         }
     }
 
+    /// Requests of failed connections wait to be sent again.
+    pub fn has_retries(&self) -> bool {
+        !self.retry.is_empty()
+    }
+
     /// Requests of a failed connection (`intended`, oldest first) go out
     /// again before any new one, oldest first.
     pub fn requeue(&mut self, intended: impl Iterator<Item = u64>) {

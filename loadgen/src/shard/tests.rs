@@ -62,6 +62,7 @@ impl<'a> Fake<'a> {
     }
 
     fn actions(&mut self) -> Vec<Action> {
+        self.core.check_invariants();
         self.core.take_actions(&mut self.buf);
         std::mem::take(&mut self.buf)
     }
@@ -367,6 +368,38 @@ fn a_server_close_reissues_the_pipelined_requests_behind() {
     f.at(MS);
     assert!(f.core.is_finished());
     assert_eq!(f.core.stats().responses, 4, "-n counts answers, not sends");
+}
+
+#[test]
+fn a_spent_quota_opens_no_new_connection() {
+    let mut cfg = config();
+    cfg.connections = 2;
+    cfg.duration = None;
+    cfg.requests = Some(2);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    f.connect(1, 0);
+    f.sent(0, 0);
+    f.sent(1, 0);
+    // Both requests are out; the server closes after the first answer.
+    let a = f.recv(0, 0, CLOSE);
+    assert!(connects(&a).is_empty(), "nothing left to carry: {a:?}");
+    assert!(!f.core.is_finished());
+    f.recv(1, 0, OK);
+    f.at(MS);
+    assert!(f.core.is_finished());
+    assert_eq!(f.core.stats().responses, 2);
+    // A connection that fails with a request queued behind the failed one
+    // does reconnect: that request goes back to the quota.
+    cfg.connections = 1;
+    cfg.pipeline = 2;
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    f.core.on_recv_failed(0, 0, libc::ECONNRESET, 0);
+    assert_eq!(connects(&f.actions()), [(0, 1)]);
 }
 
 #[test]

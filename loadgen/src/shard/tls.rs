@@ -28,13 +28,13 @@ impl Core<'_> {
             Ok(s) => {
                 let c = &mut self.conns[ci];
                 c.tls = Some(s);
-                c.state = ConnState::Handshaking;
                 c.handshake_started = now;
+                self.set_state(ci, ConnState::Handshaking);
                 self.flush_tls(ci);
             }
             Err(f) => {
                 // Only a config rustls refuses gets here; it will not heal.
-                self.conns[ci].state = ConnState::Handshaking;
+                self.set_state(ci, ConnState::Handshaking);
                 self.tls_failed(ci, f, now);
             }
         }

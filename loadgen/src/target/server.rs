@@ -136,6 +136,7 @@ impl Server {
                 index: i,
                 stall,
                 started,
+                chunk: vec![0; 16 * 1024].into_boxed_slice(),
             };
             let h = std::thread::Builder::new()
                 .name(format!("target-{i}"))
@@ -254,6 +255,10 @@ struct Loop {
     index: usize,
     stall: Option<Stall>,
     started: Instant,
+    /// Where reads land before they join a connection's buffer. On the
+    /// heap, not the stack: a 16 KiB stack array in `drive` put its caller
+    /// out of reach of a DWARF profile's 16 KiB stack copy (ours or perf's).
+    chunk: Box<[u8]>,
 }
 
 impl Loop {
@@ -354,7 +359,7 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        let mut alive = read_all(conn);
+        let mut alive = read_all(conn, &mut self.chunk);
         if alive && self.stalled_until().is_some() {
             // Stalled: keep what arrived, answer when the stall ends.
             return;
@@ -576,8 +581,7 @@ impl Loop {
 }
 
 /// Reads until the socket would block. Returns false on a hard error.
-fn read_all(conn: &mut Conn) -> bool {
-    let mut chunk = [0u8; 16 * 1024];
+fn read_all(conn: &mut Conn, chunk: &mut [u8]) -> bool {
     loop {
         if conn.rbuf.len() > MAX_REQUEST_HEAD + MAX_PENDING_OUTPUT {
             // The client sends faster than we answer: stop reading until the
@@ -585,7 +589,7 @@ fn read_all(conn: &mut Conn) -> bool {
             // `process` again when output drains).
             return true;
         }
-        match conn.stream.read(&mut chunk) {
+        match conn.stream.read(chunk) {
             Ok(0) => {
                 conn.peer_closed = true;
                 return true;
