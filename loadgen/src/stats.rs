@@ -197,6 +197,18 @@ pub struct ShardStats {
     /// Open loop only: requests that found no free connection when due
     /// and waited for one (their wait is in `latency`).
     pub conn_waits: u64,
+    /// Connection set-up, µs: TCP connect, and the TLS handshake with it.
+    pub connect: Histogram<u64>,
+    /// From a request's own send to the first byte of its response, µs.
+    pub ttfb: Histogram<u64>,
+    /// `latency` by status class: 1xx (final 1xx are rare) … 5xx.
+    pub by_class: [Histogram<u64>; 5],
+    /// The shard thread's CPU time over the measured window (the engine
+    /// measures it): how busy the generator itself was.
+    pub cpu: Duration,
+    /// …and its time runnable but waiting for a CPU (another process had
+    /// it): a generator starved of CPU is as much the limit as a busy one.
+    pub runq: Duration,
     /// The current second's latencies.
     pub interval: Histogram<u64>,
     interval_responses: u64,
@@ -238,6 +250,11 @@ impl ShardStats {
             service: new_latency_histogram(),
             lag: new_latency_histogram(),
             conn_waits: 0,
+            connect: new_latency_histogram(),
+            ttfb: new_latency_histogram(),
+            by_class: std::array::from_fn(|_| new_latency_histogram()),
+            cpu: Duration::ZERO,
+            runq: Duration::ZERO,
             interval: new_latency_histogram(),
             interval_responses: 0,
             interval_errors: 0,
@@ -313,6 +330,12 @@ impl ShardStats {
         self.interval_responses += 1;
         let us = latency_us.max(1);
         self.latency.saturating_record(us);
+        if let Some(h) = self
+            .by_class
+            .get_mut((status as usize / 100).wrapping_sub(1))
+        {
+            h.saturating_record(us);
+        }
         self.interval.saturating_record(us);
         if let Some(slot) = self.status.get_mut(status as usize) {
             *slot += 1;
@@ -348,9 +371,14 @@ impl ShardStats {
             &mut self.latency,
             &mut self.service,
             &mut self.lag,
+            &mut self.connect,
+            &mut self.ttfb,
             &mut self.interval,
             &mut self.rate,
         ] {
+            h.reset();
+        }
+        for h in &mut self.by_class {
             h.reset();
         }
         self.conn_waits = 0;
@@ -378,6 +406,13 @@ impl ShardStats {
         let _ = self.latency.add(&o.latency);
         let _ = self.service.add(&o.service);
         let _ = self.lag.add(&o.lag);
+        let _ = self.connect.add(&o.connect);
+        let _ = self.ttfb.add(&o.ttfb);
+        for (a, b) in self.by_class.iter_mut().zip(&o.by_class) {
+            let _ = a.add(b);
+        }
+        self.cpu += o.cpu;
+        self.runq += o.runq;
         let _ = self.rate.add(&o.rate);
         self.conn_waits += o.conn_waits;
         self.responses += o.responses;

@@ -186,6 +186,19 @@ fn serve(mut stream: TcpStream, stop: &AtomicBool, requests: &AtomicU64) {
                 }
                 true
             }
+            "/drip-body" => {
+                // The head at once, then the body a byte every 50 ms.
+                if w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").is_err() {
+                    return;
+                }
+                for b in b"hello" {
+                    std::thread::sleep(Duration::from_millis(50));
+                    if stop.load(Ordering::Relaxed) || w.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                }
+                true
+            }
             "/big" => {
                 let body = vec![b'x'; 8 << 20];
                 w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())

@@ -58,7 +58,18 @@ impl Target {
     }
 
     pub fn start_with(threads: usize, extra: &[&str]) -> Target {
-        let mut child = Command::new(loadgen_bin())
+        Self::spawn(Command::new(loadgen_bin()), threads, extra)
+    }
+
+    /// The target with its threads confined to `cpu` (taskset).
+    pub fn start_pinned(threads: usize, cpu: usize) -> Target {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string()]).arg(loadgen_bin());
+        Self::spawn(cmd, threads, &[])
+    }
+
+    fn spawn(mut cmd: Command, threads: usize, extra: &[&str]) -> Target {
+        let mut child = cmd
             .args(["target", "--listen", "127.0.0.1:0", "--threads"])
             .arg(threads.to_string())
             .args(extra)

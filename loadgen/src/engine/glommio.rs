@@ -169,6 +169,7 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
     };
     let wall_ms = super::unix_ms();
     io.event(|core, _| core.start(wall_ms));
+    let mut cpu = super::CpuMeter::default();
     let addr = shard.cfg.addr;
     let tasks: Vec<_> = (0..n as u32)
         // SAFETY: the tasks borrow `io`, which outlives them: they are kept
@@ -179,6 +180,7 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
     loop {
         let (finished, wake) = {
             let core = io.core.borrow();
+            cpu.watch(&core);
             (core.is_finished(), core.next_wake())
         };
         if finished {
@@ -193,7 +195,9 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
         io.event(|_, _| {});
     }
     drop(tasks);
-    io.core.into_inner().into_stats()
+    let mut stats = io.core.into_inner().into_stats();
+    cpu.finish(&mut stats);
+    stats
 }
 
 /// The errno of an I/O error, for the core's error classification.

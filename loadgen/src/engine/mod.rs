@@ -174,6 +174,33 @@ fn prepare_thread(plan: &ShardPlan) {
     sys::no_timer_slack();
 }
 
+/// The shard thread's time on a CPU, and runnable but waiting for one,
+/// over the measured window: started when the core's warm-up ends, read
+/// when the run does.
+#[derive(Default)]
+struct CpuMeter {
+    from: Option<(u64, u64)>,
+}
+
+impl CpuMeter {
+    /// Call after each turn; cheap until the measurement starts.
+    #[inline]
+    fn watch(&mut self, core: &crate::shard::Core<'_>) {
+        if self.from.is_none() && core.is_measuring() {
+            self.from = Some(sys::thread_sched_ns());
+        }
+    }
+
+    /// Stores the window's CPU and run-queue time in `stats`.
+    fn finish(&self, stats: &mut ShardStats) {
+        if let Some((cpu0, wait0)) = self.from {
+            let (cpu, wait) = sys::thread_sched_ns();
+            stats.cpu = std::time::Duration::from_nanos(cpu.saturating_sub(cpu0));
+            stats.runq = std::time::Duration::from_nanos(wait.saturating_sub(wait0));
+        }
+    }
+}
+
 /// Wall-clock Unix time, ms: the epoch of `{{now_ms}}` and token lifetimes.
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -107,6 +107,8 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
     };
     e.core.start(super::unix_ms());
     e.apply(0);
+    let mut cpu = super::CpuMeter::default();
+    cpu.watch(&e.core);
     let mut batch = [Completion::default(); CQE_BATCH];
     while !e.core.is_finished() {
         let wake = e.core.next_wake();
@@ -124,14 +126,19 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
         }
         e.uring.publish();
         e.core.turn(now);
+        cpu.watch(&e.core);
         e.apply(now);
     }
+    let mut stats_cpu = crate::stats::ShardStats::new();
+    cpu.finish(&mut stats_cpu);
     e.shutdown();
     let Engine { uring, core, .. } = e;
     // The ring goes first: see `Uring`'s drop for what happens to buffers
     // of operations the kernel never completed.
     drop(uring);
-    Ok(core.into_stats())
+    let mut stats = core.into_stats();
+    (stats.cpu, stats.runq) = (stats_cpu.cpu, stats_cpu.runq);
+    Ok(stats)
 }
 
 impl Engine<'_> {

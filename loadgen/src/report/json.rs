@@ -181,6 +181,16 @@ impl TlsReport {
     }
 }
 
+/// How busy the generator was, per shard, as fractions of the measured
+/// time: `busy` counts time on a CPU and time runnable but waiting for one
+/// (starved by another process); `cpu` only the first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientCpu {
+    pub per_shard_busy: Vec<f64>,
+    pub per_shard_cpu: Vec<f64>,
+}
+
 /// One run of `--runs K`: a whole report, numbered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -209,6 +219,13 @@ pub struct Report {
     pub bytes_written: u64,
     pub transfer_per_s: f64,
     pub latency_us: Latency,
+    /// Connection set-up: TCP connect, and the TLS handshake with it.
+    pub connect_us: Latency,
+    /// From each request's own send to the first byte of its response.
+    pub ttfb_us: Latency,
+    /// `latency_us` of the responses of each status class that had any.
+    pub latency_by_status: BTreeMap<String, Latency>,
+    pub client_cpu: ClientCpu,
     pub req_per_s_per_shard: ShardRate,
     pub status: Status,
     pub errors: Errors,
@@ -269,6 +286,19 @@ impl Report {
             bytes_written: t.bytes_written,
             transfer_per_s: r.transfer_per_s(),
             latency_us: Latency::of(&t.latency),
+            connect_us: Latency::of(&t.connect),
+            ttfb_us: Latency::of(&t.ttfb),
+            latency_by_status: t
+                .by_class
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(i, h)| (format!("{}xx", i + 1), Latency::of(h)))
+                .collect(),
+            client_cpu: ClientCpu {
+                per_shard_busy: r.shard_busy(),
+                per_shard_cpu: r.shard_cpu(),
+            },
             req_per_s_per_shard: ShardRate {
                 mean: if t.rate.is_empty() {
                     0.0

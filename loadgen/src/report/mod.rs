@@ -133,10 +133,42 @@ impl<'a> RunReport<'a> {
         self.second_lens.get(i).copied().unwrap_or(0.0)
     }
 
-    /// Self-checks of an open-loop run: did we deliver the schedule, and if
-    /// not, whose fault was it?
+    /// Each shard's time running or waiting to run, over its measured time
+    /// (1.0: it never waited for the server).
+    pub fn shard_busy(&self) -> Vec<f64> {
+        self.per_shard(|s| s.cpu + s.runq)
+    }
+
+    /// Each shard's CPU time over its measured time.
+    pub fn shard_cpu(&self) -> Vec<f64> {
+        self.per_shard(|s| s.cpu)
+    }
+
+    fn per_shard(&self, f: impl Fn(&crate::stats::ShardStats) -> std::time::Duration) -> Vec<f64> {
+        self.out
+            .shards
+            .iter()
+            .map(|s| per_second(f(s).as_secs_f64(), s.elapsed.as_secs_f64()))
+            .collect()
+    }
+
+    /// Self-checks: was the generator itself the limit, and in open loop,
+    /// did we deliver the schedule, and if not, whose fault was it?
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
+        let busy = self.shard_busy();
+        let hot: Vec<String> = busy
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b > BUSY_LIMIT)
+            .map(|(i, b)| format!("shard {i} {:.0}%", 100.0 * b))
+            .collect();
+        if !hot.is_empty() && self.elapsed_s() >= 0.5 {
+            w.push(format!(
+                "WARNING: the generator may be the limit: busy {} of the measured time; add shards (-t) or CPUs, use fewer connections per shard, or --pipeline",
+                hot.join(", ")
+            ));
+        }
         let Some(target) = self.target_rps() else {
             return w;
         };
@@ -169,6 +201,10 @@ impl<'a> RunReport<'a> {
         w
     }
 }
+
+/// A shard busier than this (CPU time over wall time) may be what limits
+/// the run.
+pub const BUSY_LIMIT: f64 = 0.9;
 
 pub(crate) fn per_second(n: f64, secs: f64) -> f64 {
     if secs > 0.0 { n / secs } else { 0.0 }

@@ -128,6 +128,7 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
             "  Latency Distribution\n"
         });
         distribution(&mut s, &t.latency);
+        breakdown(&mut s, t);
     }
     if let Some(target) = r.target_rps() {
         s.push_str("  Service Time Distribution (from actual send; not corrected)\n");
@@ -297,6 +298,36 @@ fn by_request(s: &mut String, r: &RunReport<'_>) {
             st.errors.requests(),
             non_2xx_3xx(&st.status),
         );
+    }
+}
+
+/// Where the time went (`--latency`): set-up, first byte, whole response,
+/// and the latency of each status class.
+fn breakdown(s: &mut String, t: &crate::stats::ShardStats) {
+    let row = |s: &mut String, name: &str, h: &Histogram<u64>| {
+        let q = |q: f64| format_time_us(quantile(h, q) as f64);
+        let _ = writeln!(
+            s,
+            "    {name:<16}{:>10}{:>10}{:>10}{:>10}{:>10}",
+            h.len(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            format_time_us(h.max() as f64)
+        );
+    };
+    let _ = writeln!(
+        s,
+        "  Latency Breakdown{:>13}{:>10}{:>10}{:>10}{:>10}",
+        "count", "p50", "p90", "p99", "max"
+    );
+    row(s, "connect", &t.connect);
+    row(s, "first byte", &t.ttfb);
+    row(s, "whole response", &t.latency);
+    for (i, h) in t.by_class.iter().enumerate() {
+        if !h.is_empty() {
+            row(s, &format!("status {}xx", i + 1), h);
+        }
     }
 }
 

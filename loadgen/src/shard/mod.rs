@@ -295,6 +295,12 @@ impl<'a> Core<'a> {
         wake
     }
 
+    /// The warm-up is over: what happens now is measured.
+    #[inline]
+    pub fn is_measuring(&self) -> bool {
+        !self.warming
+    }
+
     /// True once the run is over: no more actions but the final closes.
     #[inline]
     pub fn is_finished(&self) -> bool {
@@ -401,6 +407,9 @@ impl<'a> Core<'a> {
     /// The connection can carry requests.
     fn ready(&mut self, ci: usize, now: u64) {
         let c = &mut self.conns[ci];
+        self.stats
+            .connect
+            .saturating_record((now.saturating_sub(c.connect_started) / 1000).max(1));
         if c.ever_connected {
             self.stats.reconnects += 1;
         }
@@ -681,6 +690,14 @@ impl<'a> Core<'a> {
             if c.inflight == 0 {
                 // Bytes nobody asked for.
                 return Delivered::Error(ErrorKind::Parse);
+            }
+            if c.parser.is_idle()
+                && let Some(sent) = c.oldest_sent_at()
+            {
+                // The first byte of the oldest request's response.
+                self.stats
+                    .ttfb
+                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
             }
             let head = self.scenario.is_head(c.oldest_which());
             match c.parser.parse(&data[off..], head) {

@@ -29,6 +29,25 @@ pub fn no_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
+/// The calling thread's time on a CPU, and waiting on a run queue for one
+/// (`/proc/thread-self/schedstat`), ns. Without schedstat, the CPU time
+/// alone (CLOCK_THREAD_CPUTIME_ID) and no wait.
+pub fn thread_sched_ns() -> (u64, u64) {
+    if let Ok(s) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        let mut f = s.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        if let (Some(cpu), Some(wait)) = (f.next(), f.next()) {
+            return (cpu, wait);
+        }
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64, 0)
+}
+
 /// The calling thread's timer slack, ns.
 pub fn timer_slack_ns() -> u64 {
     // SAFETY: PR_GET_TIMERSLACK reads no memory of ours; it returns the
