@@ -68,6 +68,15 @@ impl Target {
         Self::spawn(cmd, threads, &[])
     }
 
+    /// The same at a real-time priority (root), so other work on `cpu`
+    /// never delays its answers.
+    pub fn start_pinned_realtime(threads: usize, cpu: usize) -> Target {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", &cpu.to_string(), "chrt", "--fifo", "10"])
+            .arg(loadgen_bin());
+        Self::spawn(cmd, threads, &[])
+    }
+
     fn spawn(mut cmd: Command, threads: usize, extra: &[&str]) -> Target {
         let mut child = cmd
             .args(["target", "--listen", "127.0.0.1:0", "--threads"])
