@@ -14,7 +14,7 @@ use loadgen::profile::{ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
 use loadgen::url::Url;
 
-use super::run::{load_name, run_load, write_profile_files};
+use super::run::{Hooks, load_name, run_load, write_profile_files};
 
 /// Kills the target when the demo ends, however it ends.
 struct TargetChild(Child);
@@ -89,7 +89,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     write!(out, "{}", report::header(&cfg))?;
     out.flush()?;
-    let (run, profile) = run_load(&cfg, stop, session)?;
+    let (run, profile, _) = run_load(&cfg, stop, session, &Hooks::default())?;
     let rep = RunReport::new(
         &cfg,
         &run,
