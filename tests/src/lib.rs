@@ -284,10 +284,7 @@ pub fn privileged_ran() {
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound, then
 /// released), for a server that must be told its port in advance.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot bind a free port")
+    nginx::free_port().expect("cannot bind a free port")
 }
 
 /// Runs `cmd --version`: whether an optional tool is installed.

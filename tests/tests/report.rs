@@ -241,9 +241,26 @@ fn every_field_the_readme_documents_is_in_real_output() {
         "2xx",
         "--scenario",
         scenario.to_str().unwrap(),
+        "--threshold",
+        "requests>0",
+        "--server-metrics",
+        &t.url("/metrics"),
     ]);
     assert_eq!(code, 0, "{text}");
-    let mut docs = vec![json];
+    // The same against it as a baseline: the `baseline` field.
+    let base = dir.join("base.json");
+    std::fs::write(&base, serde_json::to_string(&json).unwrap()).unwrap();
+    let (with_base, text, code) = run_json(&[
+        "-t1",
+        "-c2",
+        "-d",
+        "1s",
+        "--baseline",
+        base.to_str().unwrap(),
+        &t.url("/"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let mut docs = vec![json, with_base];
     if loadgen_tests::can_profile() {
         loadgen_tests::privileged_ran();
         let pid = t.pid().to_string();
@@ -262,7 +279,7 @@ fn every_field_the_readme_documents_is_in_real_output() {
         loadgen_tests::skip("the `profile` field needs CAP_BPF and CAP_PERFMON (run as root)");
     }
     for f in &fields {
-        if f == "profile" && docs.len() == 1 {
+        if f == "profile" && docs.len() == 2 {
             continue;
         }
         assert!(

@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use super::cli::DemoArgs;
 use anyhow::{Context, bail};
 use loadgen::config::Config;
+use loadgen::metrics::{ClientCount, ServerCheck};
 use loadgen::profile::{ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
 use loadgen::url::Url;
@@ -89,7 +90,18 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     write!(out, "{}", report::header(&cfg))?;
     out.flush()?;
-    let (run, profile, _) = run_load(&cfg, stop, session, &Hooks::default())?;
+    // The target counts what it answers at /metrics: set its count beside
+    // ours, as --server-metrics does.
+    let check = ServerCheck::new(
+        &format!("http://{addr}/metrics"),
+        "http_requests_total",
+        Some("http_request_duration_seconds"),
+    )?;
+    let hooks = Hooks {
+        live: None,
+        server: Some(&check),
+    };
+    let (run, profile, window) = run_load(&cfg, stop, session, &hooks)?;
     let rep = RunReport::new(
         &cfg,
         &run,
@@ -97,6 +109,17 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         loadgen::signal::interrupted(),
     );
     write!(out, "{}", report::summary(&rep, true))?;
+    let (m, warnings) = check.evaluate(
+        &window.into_iter().collect::<Vec<_>>(),
+        ClientCount {
+            requests: run.total.responses,
+            duration_s: rep.elapsed_s(),
+        },
+    );
+    write!(out, "{}", m.text())?;
+    for w in warnings {
+        writeln!(out, "{w}")?;
+    }
     if let Some(p) = &profile {
         write!(out, "{}", p.summary())?;
         write_profile_files(p, Some(&args.flamegraph), None, &load_name(&cfg))?;

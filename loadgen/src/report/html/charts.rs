@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use super::HtmlError;
 use crate::units::{format_metric, format_time_us};
 
-const W: u32 = 900;
+const W: u32 = 1180;
 const H: u32 = 320;
 const FONT: &str = "sans-serif";
 const P50: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
@@ -130,11 +130,8 @@ pub struct SecondPoint {
 }
 
 pub fn rate(series: &[SecondPoint]) -> Result<String, HtmlError> {
-    let mut lines = vec![Line {
-        name: "requests/s",
-        color: P50,
-        points: series.iter().map(|s| (s.second, s.rate)).collect(),
-    }];
+    let mut lines = Vec::new();
+    // The schedule first, so the achieved rate is drawn over it.
     if series.iter().any(|s| s.target_rate.is_some()) {
         lines.push(Line {
             name: "target rate",
@@ -145,6 +142,11 @@ pub fn rate(series: &[SecondPoint]) -> Result<String, HtmlError> {
                 .collect(),
         });
     }
+    lines.push(Line {
+        name: "requests/s",
+        color: P50,
+        points: series.iter().map(|s| (s.second, s.rate)).collect(),
+    });
     time_lines(
         "Requests per second",
         "req/s",

@@ -65,10 +65,13 @@ fn utc(ms: u64) -> String {
     )
 }
 
-/// Makes inferno's SVG work inside an `<iframe srcdoc>`: its script keeps
+/// Makes inferno's SVG work inside an `<iframe srcdoc>`. Its script keeps
 /// zoom and search in the page URL with `history.replaceState`, which an
 /// about:srcdoc document may not do, so that one call is made a no-op
-/// (search and zoom themselves are untouched).
+/// (search and zoom themselves are untouched). And it drops the SVG's
+/// width to fit its parent, which as the root of an SVG file is the whole
+/// window but inline in HTML falls back to 300 px: the style gives it the
+/// frame's width.
 fn flame_frame(title: &str, svg: &str) -> String {
     let height = svg
         .split_once("height=\"")
@@ -80,7 +83,7 @@ fn flame_frame(title: &str, svg: &str) -> String {
         .split_once("<svg")
         .map_or(svg.to_string(), |(_, rest)| format!("<svg{rest}"));
     let doc = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\"><style>body{{margin:0}}</style><script>history.replaceState = function () {{}};</script></head><body>{body}</body></html>"
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\"><style>body{{margin:0}} body>svg{{width:100%}}</style><script>history.replaceState = function () {{}};</script></head><body>{body}</body></html>"
     );
     format!(
         "<iframe class=\"flame\" title=\"{}\" style=\"height:{}px\" srcdoc=\"{}\"></iframe>\n",
