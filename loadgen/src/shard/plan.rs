@@ -112,8 +112,8 @@ impl ShardProgress {
 
     /// Once per second, from the shard: the stats so far. The work is a
     /// pass over the two histograms and the status table, never per
-    /// request.
-    pub(crate) fn publish(&self, stats: &ShardStats) {
+    /// request (public for its benchmark; only the shard core calls it).
+    pub fn publish(&self, stats: &ShardStats) {
         self.responses.store(stats.responses, Ordering::Relaxed);
         self.errors.store(stats.errors.total(), Ordering::Relaxed);
         let p99 = stats.seconds.last().map_or(0, |s| s.p99_us);

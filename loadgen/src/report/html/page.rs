@@ -469,6 +469,10 @@ impl<'a> Page<'a> {
         let Some(p) = &self.doc.profile else {
             return Ok(());
         };
+        // Read through JSON, so the page draws whatever type the report's
+        // profile has (an untyped value now, a typed struct later) as long
+        // as its field names stay.
+        let p = serde_json::to_value(p).unwrap_or_default();
         let num = |k: &str| p.get(k).and_then(Value::as_f64).unwrap_or(0.0);
         let target = p
             .get("target")
