@@ -1,7 +1,8 @@
 //! Micro benchmarks of the per-request hot paths: building a request,
 //! parsing responses (small, chunked, a pipelined batch), recording latency,
 //! rendering templated requests, and the shard core's work per response
-//! (the event in, the next send out), which both engines pay.
+//! (the event in, the next send out), which both engines pay; and, not per
+//! request, the shard's once-per-second publication of its live numbers.
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
 use loadgen::http::{RequestSpec, ResponseParser};
@@ -244,5 +245,28 @@ fn shard_core(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, requests, responses, recording, render, shard_core);
+/// What a shard does once per second for the live numbers (the progress
+/// line and `--metrics-listen`): a second of a busy shard, 100k responses
+/// spread over 20 µs … 50 ms, and as many lag samples.
+fn progress(c: &mut Criterion) {
+    use loadgen::shard::ShardProgress;
+    let mut stats = ShardStats::with_requests(3);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..100_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        stats.record_request((i % 3) as u16, 200, 20 + x % 50_000);
+        stats.lag.saturating_record(1 + x % 2_000);
+    }
+    stats.roll_second();
+    let p = ShardProgress::with_requests(3);
+    c.bench_function("progress/publish_once_per_second", |b| {
+        b.iter(|| p.publish(black_box(&stats)))
+    });
+}
+
+criterion_group!(
+    benches, requests, responses, recording, render, shard_core, progress
+);
 criterion_main!(benches);

@@ -1,8 +1,11 @@
 //! The `loadgen` binary: parse, dispatch. Exit codes: 0 the run completed,
 //! 1 a runtime failure (no connection could be made, I/O setup failed, a
-//! report could not be written), 2 bad usage, 3 significantly slower than
-//! the baseline by more than `--fail-if-slower`, 4 responses with a status
-//! outside `--expect-status`.
+//! report could not be written), 2 bad usage (a threshold that does not
+//! parse included; nothing is run), 3 significantly slower than the
+//! baseline by more than `--fail-if-slower`, 4 responses with a status
+//! outside `--expect-status`, 5 a `--threshold` failed. When several of
+//! 3–5 apply, the smallest wins (1 wins over all of them); each cause is
+//! still printed on its own line.
 
 mod cmd;
 
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => cmd::demo::main(args),
         Some(Command::Compare(args)) => cmd::compare::compare(args),
         Some(Command::DiffFlame(args)) => cmd::compare::diff_flame(args),
+        Some(Command::Report(args)) => cmd::report::main(args),
         None => cmd::run::main(&cli.run),
     };
     match result {

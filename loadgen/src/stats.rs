@@ -174,6 +174,8 @@ pub fn unexpected(status: &[u64; STATUS_CODES], expected: impl Fn(u16) -> bool) 
 pub struct SecondSample {
     pub responses: u64,
     pub errors: u64,
+    /// Responses in the second whose status was not 2xx or 3xx.
+    pub non_2xx: u64,
     /// This shard's p99 latency in the second, µs (for the live line).
     pub p99_us: u64,
     /// Latency histogram of the second, V2-deflate encoded: a few hundred
@@ -213,6 +215,10 @@ pub struct ShardStats {
     pub interval: Histogram<u64>,
     interval_responses: u64,
     interval_errors: u64,
+    /// Non-2xx/3xx responses counted when the last second closed: the
+    /// next second's count is the difference, so the per-request path
+    /// does not count them twice.
+    non_2xx_at_roll: u64,
     pub seconds: Vec<SecondSample>,
     /// Requests per second of this shard, sampled every 100 ms (wrk's
     /// "Req/Sec" thread statistic).
@@ -258,6 +264,7 @@ impl ShardStats {
             interval: new_latency_histogram(),
             interval_responses: 0,
             interval_errors: 0,
+            non_2xx_at_roll: 0,
             seconds: Vec::new(),
             rate: Histogram::new_with_bounds(1, 10_000_000_000, 3)
                 .expect("static histogram bounds are valid"),
@@ -355,9 +362,11 @@ impl ShardStats {
         // Serializing into a Vec cannot fail for a valid histogram.
         let _ = V2DeflateSerializer::new().serialize(&self.interval, &mut encoded);
         let p99_us = quantile(&self.interval, 0.99);
+        let non_2xx = self.non_2xx_3xx();
         self.seconds.push(SecondSample {
             responses: std::mem::take(&mut self.interval_responses),
             errors: std::mem::take(&mut self.interval_errors),
+            non_2xx: non_2xx - std::mem::replace(&mut self.non_2xx_at_roll, non_2xx),
             p99_us,
             encoded,
         });
@@ -384,6 +393,7 @@ impl ShardStats {
         self.conn_waits = 0;
         self.interval_responses = 0;
         self.interval_errors = 0;
+        self.non_2xx_at_roll = 0;
         self.seconds.clear();
         self.responses = 0;
         self.bytes_read = 0;
@@ -503,6 +513,7 @@ impl RunOutput {
 pub struct Second {
     pub responses: u64,
     pub errors: u64,
+    pub non_2xx: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -515,11 +526,13 @@ pub fn merge_series(shards: &[ShardStats]) -> Vec<Second> {
             let mut second = Second {
                 responses: 0,
                 errors: 0,
+                non_2xx: 0,
                 latency: new_latency_histogram(),
             };
             for s in shards.iter().filter_map(|s| s.seconds.get(i)) {
                 second.responses += s.responses;
                 second.errors += s.errors;
+                second.non_2xx += s.non_2xx;
                 if let Ok(h) = de.deserialize::<u64, _>(&mut s.encoded.as_slice()) {
                     let _ = second.latency.add(&h);
                 }
@@ -588,13 +601,18 @@ mod tests {
         a.note_error();
         a.roll_second();
         b.record_response(200, 20);
+        b.record_response(503, 20);
+        b.roll_second();
+        b.record_response(404, 20);
+        b.record_response(200, 20);
         b.roll_second();
         let series = merge_series(&[a, b]);
         assert_eq!(series.len(), 2);
-        assert_eq!(series[0].responses, 2);
-        assert_eq!(series[0].latency.len(), 2);
+        assert_eq!(series[0].responses, 3);
+        assert_eq!(series[0].latency.len(), 3);
+        assert_eq!((series[0].non_2xx, series[1].non_2xx), (1, 1));
         assert_eq!(series[0].latency.max(), 20);
-        assert_eq!((series[1].responses, series[1].errors), (1, 1));
+        assert_eq!((series[1].responses, series[1].errors), (3, 1));
         assert!(series[1].latency.equivalent(series[1].latency.max(), 1000));
     }
 

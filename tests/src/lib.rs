@@ -323,3 +323,19 @@ pub fn privileged_ran() {
         let _ = writeln!(f, "{name}");
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, then
+/// released), for a server that must be told its port in advance.
+pub fn free_port() -> u16 {
+    nginx::free_port().expect("cannot bind a free port")
+}
+
+/// Runs `cmd --version`: whether an optional tool is installed.
+pub fn have(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

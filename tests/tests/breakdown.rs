@@ -85,6 +85,7 @@ fn the_busy_check_fires_only_when_the_client_is_the_limit() {
     // then also waits for the server, 12 % of the time here. With 256
     // connections the server's batch takes long enough that the client
     // sleeps through part of it too; 16 keep the check about the client.)
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         loadgen_tests::skip("the starved-client check needs root (a real-time target)");
         return;

@@ -404,13 +404,14 @@ fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
     let Some((mut c, bin)) = c_program("cexit", &["-O1", "-fno-omit-frame-pointer"]) else {
         return;
     };
-    // The C program runs 1–2 s (until the wall clock's second ticks twice),
-    // the load 3 s; it stays an unreaped zombie, as a crashed server would
-    // until its supervisor reaps it.
+    // The C program runs 2–3 s (until the wall clock's second ticks three
+    // times), the load 5 s: on a busy machine loadgen's start must not
+    // outlast the program. It stays an unreaped zombie, as a crashed server
+    // would until its supervisor reaps it.
     let _ = c.kill();
     let _ = c.wait();
     let mut c = Command::new(&bin)
-        .arg("2")
+        .arg("3")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -419,7 +420,7 @@ fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
         "-t1",
         "-c2",
         "-d",
-        "3s",
+        "5s",
         "--profile-pid",
         &c.id().to_string(),
         &t.url("/"),

@@ -241,9 +241,26 @@ fn every_field_the_readme_documents_is_in_real_output() {
         "2xx",
         "--scenario",
         scenario.to_str().unwrap(),
+        "--threshold",
+        "requests>0",
+        "--server-metrics",
+        &t.url("/metrics"),
     ]);
     assert_eq!(code, 0, "{text}");
-    let mut docs = vec![json];
+    // The same against it as a baseline: the `baseline` field.
+    let base = dir.join("base.json");
+    std::fs::write(&base, serde_json::to_string(&json).unwrap()).unwrap();
+    let (with_base, text, code) = run_json(&[
+        "-t1",
+        "-c2",
+        "-d",
+        "1s",
+        "--baseline",
+        base.to_str().unwrap(),
+        &t.url("/"),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let mut docs = vec![json, with_base];
     let mut skipped: Vec<&str> = Vec::new();
     if loadgen_tests::can_profile() {
         loadgen_tests::privileged_ran();

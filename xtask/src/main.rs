@@ -8,12 +8,15 @@
 //! - `profile-overhead`: the target's throughput with profiling off, at
 //!   99 Hz and at 999 Hz, and the time from the end of the load to the
 //!   flamegraph.
+//! - `metrics-overhead`: client CPU per request with `--metrics-listen`
+//!   off, and on with a scrape every second, alternating.
 //! - `max-rate`: an open-loop rate sweep of one shard against the built-in
 //!   target: schedule lag and achieved rate.
 
 mod compare;
 mod ebpf;
 mod max_rate;
+mod metrics_overhead;
 mod profile_overhead;
 
 use std::process::ExitCode;
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Some("max-rate") => max_rate::main(&args[1..]),
         Some("ebpf") => ebpf::main(&args[1..]),
         Some("profile-overhead") => profile_overhead::main(&args[1..]),
+        Some("metrics-overhead") => metrics_overhead::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -87,5 +91,7 @@ commands:
   profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx]
       target throughput with profiling off / loadgen --unwind fp / --unwind dwarf / perf --call-graph dwarf,16384,
       the profile's own cost figures, and end-of-load to flamegraph time
+  metrics-overhead [--rounds N] [--duration SECS] [--connections C]
+      loadgen's CPU µs per request with --metrics-listen off / on and scraped every second
   max-rate [--rates 5000,10000,...] [--duration SECS]
       open-loop rate sweep of one shard against the built-in target: lag and achieved rate";

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use loadgen::profile::UnwindMode;
+use loadgen::threshold::Threshold;
 use loadgen::units::{parse_count, parse_duration};
 
 #[derive(Debug, Parser)]
@@ -37,6 +38,20 @@ pub enum Command {
     Compare(CompareArgs),
     /// Differential flamegraph of two folded profiles (BASE → NEW).
     DiffFlame(DiffFlameArgs),
+    /// Read a saved JSON report: draw it as an HTML page, judge it with thresholds.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A report written by loadgen --json.
+    pub report: PathBuf,
+    /// Write the report as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Judge the report: e.g. 'p99<10ms' (repeatable); any failure exits 5.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = threshold)]
+    pub thresholds: Vec<Threshold>,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +296,35 @@ pub struct RunArgs {
     /// next opens a new connection (a connect, or handshake, benchmark).
     #[arg(long)]
     pub no_keepalive: bool,
+    /// Write the report as one self-contained HTML page: charts over time,
+    /// the percentile spectrum, tables, flamegraphs (no network needed to view it).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Serve live Prometheus metrics at http://ADDR/metrics during the run
+    /// (e.g. 127.0.0.1:9464, or :9464 for every interface).
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A CI gate checked after the run, e.g. 'p99<10ms', 'p99.9<=20ms',
+    /// 'mean<1ms', 'rps>=10000', 'errors<0.1%', 'unexpected==0'
+    /// (repeatable); any failure makes the exit status 5.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = threshold)]
+    pub thresholds: Vec<Threshold>,
+    /// The target's own Prometheus metrics: scraped right before and after
+    /// the measured window, its request count is set beside ours.
+    #[arg(long, value_name = "URL")]
+    pub server_metrics: Option<String>,
+    /// The server's request counter, summed over its labels; a filter such
+    /// as 'NAME{code="200"}' is allowed.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "http_requests_total",
+        requires = "server_metrics"
+    )]
+    pub server_counter: String,
+    /// The server's latency histogram: its p50/p99 over the window.
+    #[arg(long, value_name = "NAME", requires = "server_metrics")]
+    pub server_histogram: Option<String>,
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,
@@ -343,6 +387,28 @@ fn stack_bytes(s: &str) -> Result<u32, String> {
     loadgen::profile::parse_stack_bytes(s)
 }
 
+fn threshold(s: &str) -> Result<Threshold, String> {
+    Threshold::parse(s).map_err(|e| e.to_string())
+}
+
+/// `HOST:PORT`, or `:PORT` for every interface (as Prometheus writes it).
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let text = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            format!(
+                "{s:?} is not an address to listen on: use HOST:PORT, e.g. 127.0.0.1:9464, or :9464"
+            )
+        })
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
@@ -369,6 +435,41 @@ mod tests {
         for bad in ["", "abc", "600", "9xx", "300-200", "2x"] {
             assert!(status_list(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn thresholds_and_metrics_flags_parse_before_the_run() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--threshold",
+            "p99<10ms",
+            "--threshold",
+            "errors==0",
+            "--metrics-listen",
+            ":9464",
+            "http://h/",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.thresholds.len(), 2);
+        assert_eq!(cli.run.metrics_listen.unwrap().port(), 9464);
+        let e =
+            Cli::try_parse_from(["loadgen", "--threshold", "p99<<10ms", "http://h/"]).unwrap_err();
+        assert!(e.to_string().contains("bad --threshold"), "{e}");
+        assert!(
+            Cli::try_parse_from(["loadgen", "--metrics-listen", "nowhere", "http://h/"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["loadgen", "--server-histogram", "h", "http://h/"]).is_err(),
+            "--server-histogram needs --server-metrics"
+        );
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "--server-metrics",
+            "http://h/metrics",
+            "http://h/",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.server_counter, "http_requests_total");
     }
 
     #[test]

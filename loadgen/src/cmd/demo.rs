@@ -10,11 +10,12 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use super::cli::DemoArgs;
 use anyhow::{Context, bail};
 use loadgen::config::Config;
+use loadgen::metrics::{ClientCount, ServerCheck};
 use loadgen::profile::{ProfileConfig, Session};
 use loadgen::report::{self, RunReport};
 use loadgen::url::Url;
 
-use super::run::{load_name, run_load, write_profile_files};
+use super::run::{Hooks, load_name, run_load, write_profile_files};
 
 /// Kills the target when the demo ends, however it ends.
 struct TargetChild(Child);
@@ -91,7 +92,18 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     write!(out, "{}", report::header(&cfg))?;
     out.flush()?;
-    let (run, profile) = run_load(&cfg, stop, session)?;
+    // The target counts what it answers at /metrics: set its count beside
+    // ours, as --server-metrics does.
+    let check = ServerCheck::new(
+        &format!("http://{addr}/metrics"),
+        "http_requests_total",
+        Some("http_request_duration_seconds"),
+    )?;
+    let hooks = Hooks {
+        live: None,
+        server: Some(&check),
+    };
+    let (run, profile, window) = run_load(&cfg, stop, session, &hooks)?;
     let rep = RunReport::new(
         &cfg,
         &run,
@@ -99,6 +111,17 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         loadgen::signal::interrupted(),
     );
     write!(out, "{}", report::summary(&rep, true))?;
+    let (m, warnings) = check.evaluate(
+        &window.into_iter().collect::<Vec<_>>(),
+        ClientCount {
+            requests: run.total.responses,
+            duration_s: rep.elapsed_s(),
+        },
+    );
+    write!(out, "{}", m.text())?;
+    for w in warnings {
+        writeln!(out, "{w}")?;
+    }
     if let Some(p) = &profile {
         write!(out, "{}", p.summary())?;
         write_profile_files(p, Some(&args.flamegraph), None, &load_name(&cfg))?;

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compare;
 pub mod demo;
+pub mod report;
 pub mod run;
 pub mod setup;
 pub mod target;

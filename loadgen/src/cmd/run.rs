@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use super::cli::RunArgs;
 use anyhow::Context;
 use loadgen::config::{Config, Engine, RingMode, Validated};
+use loadgen::metrics::{ClientCount, Endpoint, Info, Live, ServerCheck, Window};
 use loadgen::profile::{self, Profile, ProfileConfig, Session};
-use loadgen::report::{self, Report, RunEntry, RunReport};
+use loadgen::report::{self, Baseline, Distribution, Report, RunEntry, RunReport};
 use loadgen::shard::ShardProgress;
 use loadgen::stats::RunOutput;
 
@@ -24,6 +27,35 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Everything that can be wrong with the flags is found before the run.
+    for t in &args.thresholds {
+        if let Err(e) = t.check_inputs(!cfg.expect_status.is_empty()) {
+            eprintln!("loadgen: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    let server = match &args.server_metrics {
+        Some(url) => {
+            match ServerCheck::new(url, &args.server_counter, args.server_histogram.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("loadgen: --server-metrics: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+        None => None,
+    };
+    let endpoint = match args.metrics_listen {
+        Some(addr) => match Endpoint::bind(addr) {
+            Ok(ep) => Some(ep),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                return Ok(ExitCode::from(2));
+            }
+        },
+        None => None,
+    };
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let mut text_out: Box<dyn Write> = if json_to_stdout {
         Box::new(std::io::stderr())
@@ -31,12 +63,40 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Box::new(std::io::stdout())
     };
     let stop = loadgen::signal::install();
-    write!(text_out, "{}", report::header(&cfg))?;
+    let mut header = report::header(&cfg);
     if args.runs > 1 {
-        writeln!(text_out, "  {} runs", args.runs)?;
+        header.push_str(&format!("  {} runs\n", args.runs));
     }
+    let live = match endpoint {
+        Some(ep) => {
+            let live = Arc::new(Live::new(Info {
+                requests: if cfg.scenario.named {
+                    cfg.scenario
+                        .requests
+                        .iter()
+                        .map(|r| r.name.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                schedule: cfg.schedule.as_ref().map(|s| s.with_warmup(cfg.warmup)),
+            }));
+            let addr = ep.addr;
+            ep.spawn(live.clone())
+                .context("cannot start the --metrics-listen thread")?;
+            header.push_str(&format!("  live metrics: http://{addr}/metrics\n"));
+            Some(live)
+        }
+        None => None,
+    };
+    write!(text_out, "{header}")?;
     text_out.flush()?;
+    let hooks = Hooks {
+        live: live.as_deref(),
+        server: server.as_ref(),
+    };
     let mut outs: Vec<RunOutput> = Vec::new();
+    let mut windows: Vec<Window> = Vec::new();
     let mut profile: Option<Profile> = None;
     for run in 0..args.runs {
         if run > 0 && !args.pause.is_zero() {
@@ -52,7 +112,8 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let (out, p) = run_load(&cfg, stop, session)?;
+        let (out, p, window) = run_load(&cfg, stop, session, &hooks)?;
+        windows.extend(window);
         if args.runs > 1 {
             let t = &out.total;
             let q = |q: f64| loadgen::stats::quantile(&t.latency, q);
@@ -103,12 +164,29 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         RunReport::from_runs(&cfg, &out, engine, interrupted, &per_run)
     };
-    write!(text_out, "{}", report::summary(&rep, args.latency))?;
+    let summary = report::summary(&rep, args.latency);
+    write!(text_out, "{summary}")?;
+    let mut doc = Report::new(&rep);
+    doc.summary_text = format!("{header}{summary}");
+    if let Some(check) = &server {
+        let (m, warnings) = check.evaluate(
+            &windows,
+            ClientCount {
+                requests: doc.requests,
+                duration_s: doc.duration_s,
+            },
+        );
+        write!(text_out, "{}", m.text())?;
+        for w in &warnings {
+            writeln!(text_out, "{w}")?;
+        }
+        doc.warnings.extend(warnings);
+        doc.server_metrics = Some(m);
+    }
     if let Some(p) = &profile {
         write!(text_out, "{}", p.summary())?;
     }
     text_out.flush()?;
-    let mut doc = Report::new(&rep);
     doc.profile = profile.as_ref().map(Profile::report);
     doc.runs = per_run
         .iter()
@@ -118,6 +196,20 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             report: Report::new(r),
         })
         .collect();
+    let mut slower = false;
+    if let Some(base_path) = &args.baseline {
+        let (b, s) = baseline(args, base_path, &doc, profile.as_ref(), &mut text_out)?;
+        doc.baseline = Some(b);
+        slower = s;
+    }
+    if !args.thresholds.is_empty() {
+        let Some(outcomes) = super::report::judge(&args.thresholds, &doc) else {
+            return Ok(ExitCode::from(2));
+        };
+        write!(text_out, "{}", loadgen::threshold::table(&outcomes))?;
+        text_out.flush()?;
+        doc.thresholds = outcomes;
+    }
     if let Some(path) = &args.json {
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
@@ -127,6 +219,9 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(path, text)
                 .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
         }
+    }
+    if let Some(path) = &args.html {
+        super::report::write_html(path, &doc)?;
     }
     if let Some(path) = &args.hdr_log {
         write_file(path, |f| {
@@ -144,18 +239,33 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             &load_name(&cfg),
         )?;
     }
-    let mut code = ExitCode::SUCCESS;
-    if let Some(base_path) = &args.baseline {
-        code = baseline(args, base_path, &doc, profile.as_ref(), &mut text_out)?;
+    // Precedence: 1 (nothing connected), then 3, 4, 5; every cause says so.
+    let mut codes: Vec<u8> = Vec::new();
+    if slower && let Some(pct) = args.fail_if_slower {
+        eprintln!("loadgen: significantly slower than the baseline by {pct}% or more");
+        codes.push(3);
     }
     if let Some(n) = rep.unexpected().filter(|&n| n > 0) {
         eprintln!(
             "loadgen: {n} responses had a status outside --expect-status {}",
             rep.expected_text()
         );
-        if code == ExitCode::SUCCESS {
-            code = ExitCode::from(4);
-        }
+        codes.push(4);
+    }
+    let failed = doc.thresholds.iter().filter(|o| !o.ok).count();
+    if failed > 0 {
+        let names: Vec<&str> = doc
+            .thresholds
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| o.expr.as_str())
+            .collect();
+        eprintln!(
+            "loadgen: {failed} of {} thresholds failed: {}",
+            doc.thresholds.len(),
+            names.join(", ")
+        );
+        codes.push(5);
     }
     let t = &out.total;
     if let Some(why) = t.tls.as_ref().and_then(|t| t.cert_error.as_ref()) {
@@ -180,28 +290,56 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
-    Ok(code)
+    Ok(codes
+        .into_iter()
+        .min()
+        .map_or(ExitCode::SUCCESS, ExitCode::from))
 }
 
 /// `--baseline`: the statistical comparison, and with a profile on both
-/// sides the differential flamegraph.
+/// sides the differential flamegraph. Returns what the HTML page shows and
+/// whether `--fail-if-slower` is tripped.
 fn baseline(
     args: &RunArgs,
     base_path: &std::path::Path,
     doc: &Report,
     profile: Option<&Profile>,
     out: &mut Box<dyn Write>,
-) -> anyhow::Result<ExitCode> {
+) -> anyhow::Result<(Baseline, bool)> {
     let base = super::compare::read_report(base_path)?;
     writeln!(out, "Compared with {}:", base_path.display())?;
     out.flush()?;
     let c = loadgen::compare::runs::compare(&base, doc, 0.05)?;
     write!(out, "{}", c.text())?;
+    let typed = serde_json::to_value(c.report())?;
+    let mut b = Baseline {
+        path: base_path.display().to_string(),
+        samples: typed["samples"].as_str().unwrap_or("").to_string(),
+        alpha: c.alpha,
+        metrics: serde_json::from_value(typed["metrics"].clone())?,
+        warnings: c.warnings.clone(),
+        distributions: loadgen::compare::runs::distributions(&base, doc)
+            .into_iter()
+            .map(|(metric, unit, a, n)| Distribution {
+                metric: metric.to_string(),
+                unit: serde_json::to_value(unit)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                base: a,
+                new: n,
+            })
+            .collect(),
+        flame_diff: None,
+        base_folded: Vec::new(),
+    };
     if let (Some(p), Some(lines)) = (profile, base.folded()) {
         let base_f = loadgen::profile::Folded::read(lines.join("\n").as_bytes())?;
         let requests = Some((base.requests, doc.requests)).filter(|&(b, n)| b > 0 && n > 0);
         let d = loadgen::compare::diff::diff(&base_f, &p.folded, requests);
         write!(out, "{}", d.text())?;
+        b.flame_diff = Some(d.to_json());
+        b.base_folded = lines.to_vec();
         if let Some(path) = &args.diff_flamegraph {
             let title = format!("{} → this run", base_path.display());
             let f = std::fs::File::create(path)
@@ -210,13 +348,8 @@ fn baseline(
             writeln!(out, "Differential flamegraph written to {}", path.display())?;
         }
     }
-    if let Some(pct) = args.fail_if_slower
-        && c.slower_than(pct)
-    {
-        eprintln!("loadgen: significantly slower than the baseline by {pct}% or more");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(ExitCode::SUCCESS)
+    let slower = args.fail_if_slower.is_some_and(|pct| c.slower_than(pct));
+    Ok((b, slower))
 }
 
 /// "1000 req/s on http://…" or "closed loop, 64 connections on http://…".
@@ -283,14 +416,34 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
     }
 }
 
+/// What a run reports to besides its result: the live metrics endpoint,
+/// and the server whose metrics are scraped at the window's edges.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub live: Option<&'a Live>,
+    pub server: Option<&'a ServerCheck>,
+}
+
 /// Runs the engine; the profiler samples from the end of the warm-up until
-/// the load stops.
+/// the load stops, and the server's metrics are scraped at those edges.
 pub fn run_load(
     cfg: &Validated,
     stop: &'static AtomicBool,
     mut session: Option<Session>,
-) -> anyhow::Result<(RunOutput, Option<Profile>)> {
-    let progress: Vec<ShardProgress> = (0..cfg.shards).map(|_| ShardProgress::default()).collect();
+    hooks: &Hooks<'_>,
+) -> anyhow::Result<(RunOutput, Option<Profile>, Option<Window>)> {
+    let progress: Arc<[ShardProgress]> = (0..cfg.shards)
+        .map(|_| ShardProgress::with_requests(cfg.scenario.named_count()))
+        .collect();
+    if let Some(live) = hooks.live {
+        live.begin_run(progress.clone());
+    }
+    // With no warm-up the window opens with the load, so the first scrape
+    // comes before any request leaves.
+    let mut before = match hooks.server {
+        Some(check) if cfg.warmup.is_zero() => Some(check.scrape()),
+        _ => None,
+    };
     let running = AtomicBool::new(true);
     let out = std::thread::scope(|s| {
         // SAFETY: isatty only inspects the descriptor.
@@ -302,12 +455,18 @@ pub fn run_load(
             running.store(false, Ordering::Relaxed);
             out
         });
-        if let Some(sess) = session.as_mut() {
+        let at_warmup_end = hooks.server.filter(|_| !cfg.warmup.is_zero());
+        if session.is_some() || at_warmup_end.is_some() {
             let until = Instant::now() + cfg.warmup;
             while Instant::now() < until && running.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
             }
-            if let Err(e) = sess.attach() {
+            if let Some(check) = at_warmup_end {
+                before = Some(check.scrape());
+            }
+            if let Some(sess) = session.as_mut()
+                && let Err(e) = sess.attach()
+            {
                 eprintln!("loadgen: {e}; continuing without a profile");
                 session = None;
             }
@@ -315,7 +474,21 @@ pub fn run_load(
         engine
             .join()
             .unwrap_or(Err(loadgen::engine::EngineError::Panic))
-    })?;
+    });
+    // Every connection is closed by now: what the server answered is all
+    // it will count.
+    let window = hooks.server.zip(before).map(|(check, before)| Window {
+        before,
+        after: check.scrape(),
+        // Requests in flight at each edge inside the load: the end, and
+        // the start when a warm-up runs into it.
+        in_flight: (cfg.connections * cfg.pipeline.max(1)) as u64
+            * if cfg.warmup.is_zero() { 1 } else { 2 },
+    });
+    if let Some(live) = hooks.live {
+        live.end_run();
+    }
+    let out = out?;
     let profile = match session.map(Session::finish) {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
@@ -324,7 +497,7 @@ pub fn run_load(
         }
         None => None,
     };
-    Ok((out, profile))
+    Ok((out, profile, window))
 }
 
 /// One line on stderr, redrawn every second: elapsed, rate over the last

@@ -196,12 +196,34 @@ pub struct ComparisonReport<'a> {
     pub warnings: &'a [String],
 }
 
-pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, CompareError> {
-    let kind = if base.runs.len() >= 3 && new.runs.len() >= 3 {
+/// Runs when both sides have at least 3, else seconds.
+fn sample_kind(base: &Report, new: &Report) -> SampleKind {
+    if base.runs.len() >= 3 && new.runs.len() >= 3 {
         SampleKind::Runs
     } else {
         SampleKind::Seconds
-    };
+    }
+}
+
+/// The samples each total metric is compared on, base and new, as
+/// [`compare`] takes them (for plotting the two distributions).
+pub fn distributions(base: &Report, new: &Report) -> Vec<(&'static str, Unit, Vec<f64>, Vec<f64>)> {
+    let kind = sample_kind(base, new);
+    METRICS
+        .iter()
+        .map(|m| {
+            (
+                m.name,
+                m.unit,
+                samples(base, m, kind),
+                samples(new, m, kind),
+            )
+        })
+        .collect()
+}
+
+pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, CompareError> {
+    let kind = sample_kind(base, new);
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     for m in &METRICS {

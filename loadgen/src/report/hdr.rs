@@ -107,6 +107,7 @@ mod tests {
             series.push(Second {
                 responses: 100,
                 errors: 0,
+                non_2xx: 0,
                 latency: h,
             });
         }

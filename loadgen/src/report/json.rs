@@ -112,6 +112,8 @@ pub struct Second {
     pub p99_us: u64,
     pub p99_9_us: u64,
     pub max_us: u64,
+    /// Responses in the second with a status other than 2xx or 3xx.
+    pub non_2xx: u64,
     /// Open loop: the rate the schedule asked for in this second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
@@ -262,6 +264,108 @@ pub struct Report {
     /// With `--runs K > 1`: each run's own report.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunEntry>,
+    /// Wall-clock start of the measured window, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+    /// The merged HdrHistograms themselves (V2-deflate, base64), so any
+    /// percentile can be read later (thresholds, the HTML spectrum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histograms: Option<Histograms>,
+    /// The header and wrk summary as printed (the HTML page shows it).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary_text: String,
+    /// With `--threshold`: each expression, its value and whether it held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<crate::threshold::Outcome>,
+    /// With `--server-metrics`: the server's own count beside ours.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<crate::metrics::ServerMetrics>,
+    /// With `--baseline`: the comparison, as the HTML page shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+}
+
+/// HdrHistograms, each V2-deflate encoded and base64'd (HdrHistogram's
+/// own interchange format), values in µs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Histograms {
+    /// `latency_us`'s histogram (corrected in open loop).
+    pub latency: String,
+    /// Open loop: `service_time_us`'s histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_time: Option<String>,
+}
+
+/// One row of the comparison with a baseline (as `loadgen compare --json`
+/// prints it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ComparisonRow {
+    pub metric: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    pub unit: String,
+    pub base_median: f64,
+    pub new_median: f64,
+    pub delta_pct: f64,
+    pub ci95_pct: (f64, f64),
+    pub p_value: f64,
+    pub test: String,
+    pub verdict: String,
+    pub n_base: usize,
+    pub n_new: usize,
+}
+
+/// The samples one metric was compared on, each side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Distribution {
+    pub metric: String,
+    pub unit: String,
+    pub base: Vec<f64>,
+    pub new: Vec<f64>,
+}
+
+/// `--baseline`: everything the comparison printed and drew.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Baseline {
+    /// The baseline report's path as given.
+    pub path: String,
+    /// `runs` or `seconds`.
+    pub samples: String,
+    pub alpha: f64,
+    pub metrics: Vec<ComparisonRow>,
+    pub warnings: Vec<String>,
+    pub distributions: Vec<Distribution>,
+    /// With a profile on both sides: `diff-flame --json`'s figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flame_diff: Option<serde_json::Value>,
+    /// The baseline's folded stacks, for the differential flamegraph.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_folded: Vec<String>,
+}
+
+/// Encodes a histogram as HdrHistogram's V2-deflate, base64.
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut bytes = Vec::new();
+    // Serializing into a Vec cannot fail for a valid histogram.
+    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The inverse of [`encode_histogram`]; `None` for anything else.
+pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()
 }
 
 impl Report {
@@ -358,7 +462,65 @@ impl Report {
             tls: t.tls.as_deref().map(TlsReport::of),
             profile: None,
             runs: Vec::new(),
+            started_unix_ms: r
+                .out
+                .started_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as u64),
+            histograms: Some(Histograms {
+                latency: encode_histogram(&t.latency),
+                service_time: open.then(|| encode_histogram(&t.service)),
+            }),
+            summary_text: String::new(),
+            thresholds: Vec::new(),
+            server_metrics: None,
+            baseline: None,
         }
+    }
+
+    /// Stores the latency histograms (and the service time's, open loop).
+    pub fn set_latency_histograms(
+        &mut self,
+        latency: &Histogram<u64>,
+        service: Option<&Histogram<u64>>,
+    ) {
+        self.histograms = Some(Histograms {
+            latency: encode_histogram(latency),
+            service_time: service.map(encode_histogram),
+        });
+    }
+
+    /// The latency histogram, if the report holds one.
+    pub fn latency_histogram(&self) -> Option<Histogram<u64>> {
+        decode_histogram(&self.histograms.as_ref()?.latency)
+    }
+
+    /// The service-time histogram (open loop), if the report holds one.
+    pub fn service_histogram(&self) -> Option<Histogram<u64>> {
+        decode_histogram(self.histograms.as_ref()?.service_time.as_deref()?)
+    }
+
+    /// Latency (µs) at quantile `q`: exact from the histogram when the
+    /// report has it, else one of the stored percentiles; `None` if
+    /// neither.
+    pub fn latency_quantile(&self, q: f64) -> Option<u64> {
+        if let Some(h) = self.latency_histogram() {
+            return Some(quantile(&h, q));
+        }
+        let l = &self.latency_us;
+        [
+            (0.5, l.p50),
+            (0.75, l.p75),
+            (0.9, l.p90),
+            (0.99, l.p99),
+            (0.999, l.p99_9),
+            (0.9999, l.p99_99),
+            (1.0, l.max),
+        ]
+        .into_iter()
+        .find(|&(at, _)| (at - q).abs() < 1e-12)
+        .map(|(_, v)| v)
     }
 
     /// The folded stacks of the report's profile, if it has one.
@@ -384,6 +546,7 @@ fn series(r: &RunReport<'_>) -> Vec<Second> {
                 p99_us: q(0.99),
                 p99_9_us: q(0.999),
                 max_us: s.latency.max(),
+                non_2xx: s.non_2xx,
                 target_rate: r.target_in_second(i).map(|t| per_second(t, len)),
             }
         })

@@ -3,11 +3,15 @@
 //! HdrHistogram's file formats.
 
 mod hdr;
+pub mod html;
 mod json;
 mod text;
 
 pub use hdr::{write_interval_log, write_percentiles};
-pub use json::{Latency, Mode, Report, RequestReport, RunEntry, Second as SecondReport};
+pub use json::{
+    Baseline, ComparisonRow, Distribution, Histograms, Latency, Mode, Report, RequestReport,
+    RunEntry, Second as SecondReport, decode_histogram, encode_histogram,
+};
 pub use text::{header, summary};
 
 use crate::config::Config;

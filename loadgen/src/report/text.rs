@@ -9,12 +9,23 @@ use crate::config::Config;
 use crate::stats::{mean, non_2xx_3xx, quantile, within_stdev};
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
 
+/// A span of the header: `10s`, `2m` as wrk writes them, and `500.00ms`
+/// or `1.50s` for what wrk cannot be given (a warm-up of 500 ms once
+/// showed as `0s`).
+fn span(secs: f64) -> String {
+    if secs >= 1.0 && secs.fract() == 0.0 {
+        format_time_s(secs)
+    } else {
+        format_time_us(secs * 1e6)
+    }
+}
+
 /// `Running 10s test @ URL` and the threads/connections line, printed
 /// before the run starts (as wrk does).
 pub fn header(cfg: &Config) -> String {
     let what = match (cfg.duration, cfg.requests) {
         (_, Some(n)) => format!("{n} requests"),
-        (Some(d), _) => format_time_s(d.as_secs_f64()),
+        (Some(d), _) => span(d.as_secs_f64()),
         (None, None) => String::new(),
     };
     let mut s = match &cfg.scenario_file {
@@ -48,7 +59,7 @@ pub fn header(cfg: &Config) -> String {
         let _ = writeln!(
             s,
             "  warm-up {} (not measured)",
-            format_time_s(cfg.warmup.as_secs_f64())
+            span(cfg.warmup.as_secs_f64())
         );
     }
     let _ = writeln!(
@@ -354,6 +365,14 @@ fn distribution(s: &mut String, h: &Histogram<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_below_a_second_are_not_zero() {
+        assert_eq!(span(10.0), "10s");
+        assert_eq!(span(120.0), "2m");
+        assert_eq!(span(0.5), "500.00ms");
+        assert_eq!(span(1.5), "1.50s");
+    }
 
     #[test]
     fn units_pad_like_wrk() {

@@ -45,6 +45,7 @@ impl Clocks {
     /// Takes the samples that are due at `now`. Seconds close on their
     /// boundary, plus a final partial one when `stopped`, so the series
     /// covers the whole window. Nothing is recorded while `warming`.
+    /// Returns whether a second closed (and progress was published).
     pub fn tick(
         &mut self,
         stats: &mut ShardStats,
@@ -52,7 +53,7 @@ impl Clocks {
         warming: bool,
         stopped: bool,
         progress: &ShardProgress,
-    ) {
+    ) -> bool {
         if now >= self.next_rate {
             let count = finished(stats);
             if count > self.last_count && !warming {
@@ -65,14 +66,17 @@ impl Clocks {
             self.rate_since = now;
             self.next_rate = now + RATE_INTERVAL_NS;
         }
+        let mut published = false;
         while !warming && (now >= self.next_second || (stopped && self.next_second > now)) {
             let last = now < self.next_second;
             stats.roll_second();
             progress.publish(stats);
+            published = true;
             self.next_second += SECOND_NS;
             if last {
                 break;
             }
         }
+        published
     }
 }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub use conn::GENERATION_MASK;
-pub use plan::{ShardPlan, ShardProgress, plan};
+pub use plan::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardPlan, ShardProgress, plan};
 
 use clocks::Clocks;
 use conn::{Conn, ConnState};
@@ -343,8 +343,19 @@ impl<'a> Core<'a> {
             || self.fatal
             || self.stop.load(Ordering::Relaxed)
             || self.unreachable(now);
-        self.clocks
-            .tick(&mut self.stats, now, self.warming, stopped, self.progress);
+        let published =
+            self.clocks
+                .tick(&mut self.stats, now, self.warming, stopped, self.progress);
+        if published {
+            // Once per second: a walk over the slots, not per request.
+            let open = self
+                .conns
+                .iter()
+                .filter(|c| c.state == ConnState::Open)
+                .count();
+            self.progress
+                .publish_connections(if stopped { 0 } else { open });
+        }
         if stopped {
             self.finish(now);
         }

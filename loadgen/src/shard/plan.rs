@@ -33,8 +33,50 @@ pub fn plan(cfg: &Config) -> Vec<ShardPlan> {
         .collect()
 }
 
+/// Upper bounds (µs) of the buckets live latency histograms are published
+/// in (Prometheus `le`, in seconds there), plus an implicit +Inf. The
+/// counts come exactly from the shard's HdrHistogram, once per second.
+pub const LIVE_BUCKETS_US: [u64; 22] = [
+    25, 50, 100, 200, 300, 500, 750, 1_000, 2_000, 3_000, 5_000, 7_500, 10_000, 20_000, 50_000,
+    100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+/// Buckets including +Inf.
+pub const LIVE_BUCKETS: usize = LIVE_BUCKETS_US.len() + 1;
+
+/// A histogram as published: per-bucket (not cumulative) counts by
+/// [`LIVE_BUCKETS_US`], the sum of the values (µs) and their count.
+#[derive(Debug, Default)]
+pub struct LiveBuckets {
+    pub counts: [AtomicU64; LIVE_BUCKETS],
+    pub sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl LiveBuckets {
+    /// One pass over the recorded values (a few thousand slots at most).
+    fn publish(&self, h: &hdrhistogram::Histogram<u64>) {
+        let mut counts = [0u64; LIVE_BUCKETS];
+        for v in h.iter_recorded() {
+            let value = v.value_iterated_to();
+            let i = LIVE_BUCKETS_US.partition_point(|&b| b < value);
+            counts[i] += v.count_at_value();
+        }
+        for (slot, n) in self.counts.iter().zip(counts) {
+            slot.store(n, Ordering::Relaxed);
+        }
+        let sum = if h.is_empty() {
+            0.0
+        } else {
+            h.mean() * h.len() as f64
+        };
+        self.sum_us.store(sum as u64, Ordering::Relaxed);
+        self.count.store(h.len(), Ordering::Relaxed);
+    }
+}
+
 /// Live numbers one shard publishes once per second (for the progress
-/// line); padded so shards never share a cache line.
+/// line and `--metrics-listen`); padded so shards never share a cache
+/// line. Only the shard writes; readers are threads that are not shards.
 #[repr(align(128))]
 #[derive(Debug, Default)]
 pub struct ShardProgress {
@@ -43,16 +85,65 @@ pub struct ShardProgress {
     /// p99 latency (µs) of the last completed second.
     pub last_p99_us: AtomicU64,
     pub seconds: AtomicU64,
+    /// Responses by status class: index 1–5 for 1xx–5xx, 0 for others.
+    pub status_class: [AtomicU64; 6],
+    /// Errors by kind, in [`crate::stats::Errors`] field order (connect,
+    /// read, write, timeout, parse, closed, reset).
+    pub error_kinds: [AtomicU64; 7],
+    /// Latency (corrected in open loop) of the measured responses so far.
+    pub latency: LiveBuckets,
+    /// Open loop: schedule lag of the requests sent so far.
+    pub lag: LiveBuckets,
+    /// Connections open at the last publication.
+    pub connections: AtomicU64,
+    /// Responses per scenario request (empty unless the run reports by
+    /// name).
+    pub by_request: Box<[AtomicU64]>,
 }
 
 impl ShardProgress {
-    pub(crate) fn publish(&self, stats: &ShardStats) {
+    /// Progress with a slot for each of `named` scenario requests.
+    pub fn with_requests(named: usize) -> ShardProgress {
+        ShardProgress {
+            by_request: (0..named).map(|_| AtomicU64::new(0)).collect(),
+            ..ShardProgress::default()
+        }
+    }
+
+    /// Once per second, from the shard: the stats so far. The work is a
+    /// pass over the two histograms and the status table, never per
+    /// request (public for its benchmark; only the shard core calls it).
+    pub fn publish(&self, stats: &ShardStats) {
         self.responses.store(stats.responses, Ordering::Relaxed);
         self.errors.store(stats.errors.total(), Ordering::Relaxed);
         let p99 = stats.seconds.last().map_or(0, |s| s.p99_us);
         self.last_p99_us.store(p99, Ordering::Relaxed);
+        for (class, slot) in self.status_class.iter().enumerate() {
+            let n = if class == 0 {
+                stats.status[..100].iter().sum::<u64>() + stats.status[600..].iter().sum::<u64>()
+            } else {
+                stats.status_class(class)
+            };
+            slot.store(n, Ordering::Relaxed);
+        }
+        let e = &stats.errors;
+        for (slot, n) in self.error_kinds.iter().zip([
+            e.connect, e.read, e.write, e.timeout, e.parse, e.closed, e.reset,
+        ]) {
+            slot.store(n, Ordering::Relaxed);
+        }
+        self.latency.publish(&stats.latency);
+        self.lag.publish(&stats.lag);
+        for (slot, r) in self.by_request.iter().zip(&stats.by_request) {
+            slot.store(r.responses, Ordering::Relaxed);
+        }
         self.seconds
             .store(stats.seconds.len() as u64, Ordering::Release);
+    }
+
+    /// Once per second, from the shard: its open connections.
+    pub(crate) fn publish_connections(&self, open: usize) {
+        self.connections.store(open as u64, Ordering::Relaxed);
     }
 }
 
@@ -60,6 +151,40 @@ impl ShardProgress {
 mod tests {
     use super::*;
     use crate::url::Url;
+
+    #[test]
+    fn published_buckets_come_from_the_histogram() {
+        let mut stats = ShardStats::with_requests(2);
+        for (which, status, us) in [
+            (0, 200, 10),
+            (0, 200, 100),
+            (1, 404, 101),
+            (1, 503, 20_000_000),
+        ] {
+            stats.record_request(which, status, us);
+        }
+        stats.errors.timeout = 3;
+        let p = ShardProgress::with_requests(2);
+        p.publish(&stats);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let counts: Vec<u64> = p.latency.counts.iter().map(load).collect();
+        assert_eq!(counts[0], 1, "10 µs ≤ 25 µs");
+        assert_eq!(counts[2], 1, "100 µs ≤ 100 µs");
+        assert_eq!(counts[3], 1, "101 µs ≤ 200 µs");
+        assert_eq!(counts[LIVE_BUCKETS - 1], 1, "20 s is past the last bound");
+        assert_eq!(load(&p.latency.count), 4);
+        assert_eq!(
+            (
+                load(&p.status_class[2]),
+                load(&p.status_class[4]),
+                load(&p.status_class[5])
+            ),
+            (2, 1, 1)
+        );
+        assert_eq!(load(&p.error_kinds[3]), 3);
+        assert_eq!(load(&p.errors), 3);
+        assert_eq!((load(&p.by_request[0]), load(&p.by_request[1])), (2, 2));
+    }
 
     #[test]
     fn connections_and_requests_split_evenly() {

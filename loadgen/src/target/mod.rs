@@ -3,6 +3,7 @@
 //! with its own `SO_REUSEPORT` listener, so threads share nothing but the
 //! response counters they publish.
 
+mod metrics;
 mod routes;
 mod server;
 

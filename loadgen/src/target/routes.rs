@@ -33,6 +33,8 @@ pub enum Route {
         len: u64,
     },
     Stats,
+    /// The server's own Prometheus metrics.
+    Metrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,8 @@ pub fn route(path: &str) -> Route {
             })
     } else if path == "/__stats" {
         Route::Stats
+    } else if path == "/metrics" {
+        Route::Metrics
     } else {
         Route::Fixed {
             status: 404,
@@ -191,6 +195,7 @@ mod tests {
         assert_eq!(route("/chunked/7"), Route::Chunked { len: 7 });
         assert_eq!(route("/eof/3"), Route::Eof { len: 3 });
         assert_eq!(route("/__stats"), Route::Stats);
+        assert_eq!(route("/metrics"), Route::Metrics);
         assert!(matches!(
             route("/bytes/abc"),
             Route::Fixed { status: 400, .. }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use super::metrics::{self, ThreadMetrics};
 use super::routes::{self, Body, Route, STREAM_THRESHOLD};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -88,6 +89,8 @@ pub enum TargetError {
 struct Counters {
     responses: AtomicU64,
     requests: AtomicU64,
+    /// What `/metrics` exposes.
+    metrics: ThreadMetrics,
 }
 
 /// A running target. Dropping it stops the threads.
@@ -241,6 +244,8 @@ struct Conn {
     peer_closed: bool,
     /// The response a pending delay will release.
     delayed: Option<Vec<u8>>,
+    /// When the delayed request was parsed (for its latency).
+    delayed_since: Instant,
 }
 
 struct Loop {
@@ -345,6 +350,7 @@ impl Loop {
                         close_after_write: false,
                         peer_closed: false,
                         delayed: None,
+                        delayed_since: Instant::now(),
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -389,6 +395,9 @@ impl Loop {
             return false;
         };
         let mut used = 0;
+        // A request's latency runs from this parse to its response being
+        // queued (one clock read per pass, one per response).
+        let parsed_at = Instant::now();
         while !conn.blocked
             && !conn.close_after_write
             && conn.stream_left == 0
@@ -441,6 +450,11 @@ impl Loop {
                 break;
             }
             let head_only = req.method == Some("HEAD");
+            let accept = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("accept"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned());
             let route = routes::route(req.path.unwrap_or("/"));
             used += head_len + body_len;
             conn.close_after_write = close;
@@ -449,6 +463,7 @@ impl Loop {
             match route {
                 Route::Delay { ms } => {
                     conn.blocked = true;
+                    conn.delayed_since = parsed_at;
                     self.timers.push(Reverse((
                         Instant::now() + Duration::from_millis(ms),
                         slot,
@@ -480,9 +495,27 @@ impl Loop {
                         conn.wbuf.extend_from_slice(body.as_bytes());
                     }
                 }
+                Route::Metrics => {
+                    // Not itself counted, as /__stats.
+                    counters.requests.fetch_sub(1, Ordering::Relaxed);
+                    let (ctype, body) = crate::metrics::serve::negotiate(
+                        accept.as_deref().unwrap_or(""),
+                        metrics::render(self.counters.iter().map(|c| &c.metrics)),
+                    );
+                    let _ = write!(
+                        conn.wbuf,
+                        "HTTP/1.1 200 OK\r\nServer: loadgen-target\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{}\r\n",
+                        body.len(),
+                        if close { "Connection: close\r\n" } else { "" }
+                    );
+                    if !head_only {
+                        conn.wbuf.extend_from_slice(body.as_bytes());
+                    }
+                }
                 route => {
-                    respond(conn, &route, head_only);
+                    let status = respond(conn, &route, head_only);
                     counters.responses.fetch_add(1, Ordering::Relaxed);
+                    counters.metrics.record(status, parsed_at.elapsed());
                 }
             }
         }
@@ -566,9 +599,9 @@ impl Loop {
             if let Some(out) = conn.delayed.take() {
                 conn.wbuf.extend_from_slice(&out);
             }
-            self.counters[self.index]
-                .responses
-                .fetch_add(1, Ordering::Relaxed);
+            let c = &self.counters[self.index];
+            c.responses.fetch_add(1, Ordering::Relaxed);
+            c.metrics.record(200, conn.delayed_since.elapsed());
             let mut alive = self.process(slot);
             if alive {
                 alive = self.flush(slot);
@@ -618,7 +651,8 @@ fn respond_later(conn: &mut Conn, head_only: bool) {
     conn.delayed = Some(out);
 }
 
-fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
+/// Queues the response to `route`; returns its status.
+fn respond(conn: &mut Conn, route: &Route, head_only: bool) -> u16 {
     let close = conn.close_after_write;
     let out = &mut conn.wbuf;
     match *route {
@@ -634,13 +668,14 @@ fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
             };
             routes::write_head(out, status, Some(len), close);
             if head_only || status == 204 || status == 304 {
-                return;
+                return status;
             }
             match body {
                 Body::Bytes(n) if *n > STREAM_THRESHOLD => conn.stream_left = *n,
                 Body::Bytes(n) => out.extend(std::iter::repeat_n(b'x', *n as usize)),
                 _ => out.extend_from_slice(bytes),
             }
+            status
         }
         Route::Cpu { iters } => {
             let v = routes::cpu_burn(iters);
@@ -649,12 +684,14 @@ fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
             if !head_only {
                 out.extend_from_slice(body.as_bytes());
             }
+            200
         }
         Route::Chunked { len } => {
             routes::write_head(out, 200, None, close);
             if !head_only {
                 routes::write_chunked(out, len);
             }
+            200
         }
         Route::Eof { len } => {
             out.extend_from_slice(
@@ -668,8 +705,9 @@ fn respond(conn: &mut Conn, route: &Route, head_only: bool) {
                     out.extend(std::iter::repeat_n(b'x', len as usize));
                 }
             }
+            200
         }
-        Route::Delay { .. } | Route::Stats => {}
+        Route::Delay { .. } | Route::Stats | Route::Metrics => 200,
     }
 }
 

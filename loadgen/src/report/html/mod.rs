@@ -1,0 +1,27 @@
+//! `--html FILE`: one self-contained page. Everything on it comes from the
+//! JSON [`Report`] (so `loadgen report RUN.json --html FILE` draws the same
+//! page later): the header and wrk summary, charts drawn with plotters as
+//! inline SVG, the tables, and inferno's interactive flamegraphs, each in
+//! an `<iframe srcdoc>` so its script, search and zoom work as in the
+//! standalone SVG. Nothing is fetched: no CDN, no fonts, no images; the
+//! page's Content-Security-Policy forbids any fetch.
+
+mod charts;
+mod page;
+
+use crate::report::Report;
+
+pub use page::escape;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HtmlError {
+    #[error("cannot draw a chart: {0}")]
+    Chart(String),
+    #[error("cannot draw a flamegraph: {0}")]
+    Flamegraph(String),
+}
+
+/// Renders the page for `doc`.
+pub fn render(doc: &Report) -> Result<String, HtmlError> {
+    page::Page::new(doc).render()
+}
