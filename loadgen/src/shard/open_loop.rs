@@ -70,6 +70,12 @@ impl Core<'_> {
         let Some(ol) = self.open_loop.as_mut() else {
             return;
         };
+        if ol.blocked {
+            // No slot was free at the last dispatch, and the core has not
+            // looked since: whatever came due meanwhile waited for a
+            // connection, not for us.
+            ol.last_block_at = Some(now);
+        }
         ol.blocked = false;
         loop {
             let (intended, is_retry) = match ol.retry.last() {

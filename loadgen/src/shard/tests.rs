@@ -500,6 +500,33 @@ fn open_loop_counts_lag_and_connection_waits_apart() {
 }
 
 #[test]
+fn requests_that_come_due_while_every_slot_is_busy_waited_for_the_server() {
+    let mut cfg = config();
+    cfg.schedule = Some(Schedule::constant(1000.0));
+    cfg.pipeline = 2;
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    assert_eq!(sends(&f.at(0)), 1);
+    f.sent(0, 0);
+    assert_eq!(sends(&f.at(MS)), 1);
+    f.sent(0, 0);
+    // Due at 2 ms: both slots busy.
+    assert_eq!(sends(&f.at(2 * MS + 100_000)), 0);
+    // Both answers at 3.6 ms free two slots: the requests due at 2 and
+    // 3 ms leave together. The one due at 3 ms came due while no slot was
+    // free: it too waited for the server, it is not the generator's lag.
+    f.now = 3 * MS + 600_000;
+    f.recv(0, 0, &[OK, OK].concat());
+    assert_eq!(sends(&f.at(3 * MS + 600_000)), 1);
+    let st = f.core.stats();
+    assert_eq!(st.conn_waits, 2);
+    assert_eq!(st.lag.len(), 2, "only the requests due at 0 and 1 ms");
+    assert!(st.lag.max() < 10, "{}", st.lag.max());
+}
+
+#[test]
 fn open_loop_latency_counts_from_the_intended_time() {
     let mut cfg = config();
     cfg.schedule = Some(Schedule::constant(100.0));
