@@ -14,6 +14,7 @@ pub mod profile;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod search;
 pub mod shard;
 pub mod signal;
 pub mod stats;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Some(Command::Compare(args)) => cmd::compare::compare(args),
         Some(Command::DiffFlame(args)) => cmd::compare::diff_flame(args),
         Some(Command::Report(args)) => cmd::report::main(args),
+        Some(Command::FindMax(args)) => cmd::find_max::main(args),
         None => cmd::run::main(&cli.run),
     };
     match result {

@@ -382,6 +382,15 @@ impl Threshold {
         })
     }
 
+    /// The bound in µs, for a latency threshold.
+    pub fn latency_bound_us(&self) -> Option<f64> {
+        matches!(
+            self.metric,
+            Metric::Quantile(_) | Metric::Mean | Metric::Min | Metric::Max
+        )
+        .then(|| self.bound * self.unit.micros())
+    }
+
     /// `p99 < 10ms` with the bound as parsed (for tables).
     pub fn canonical(&self) -> String {
         format!("{} {}", self.op.text(), format_value(self.bound, self.unit))

@@ -40,6 +40,36 @@ pub enum Command {
     DiffFlame(DiffFlameArgs),
     /// Read a saved JSON report: draw it as an HTML page, judge it with thresholds.
     Report(ReportArgs),
+    /// The highest open-loop rate at which every SLO holds: short steps at
+    /// rising rates, a bisection, and a confirmation run.
+    FindMax(FindMaxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FindMaxArgs {
+    /// What must hold at a rate, e.g. 'p99<10ms', 'errors<0.1%' (repeatable;
+    /// the --threshold expressions).
+    #[arg(long = "slo", value_name = "EXPR", value_parser = threshold, required = true)]
+    pub slos: Vec<Threshold>,
+    /// Length of each measured step.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub step: Duration,
+    /// Warm-up before each step (not measured).
+    #[arg(long = "step-warmup", default_value = "1s", value_parser = duration)]
+    pub step_warmup: Duration,
+    /// Stop bisecting when the highest passing and the lowest failing rates
+    /// are this close, in percent.
+    #[arg(long, default_value_t = 5.0)]
+    pub precision: f64,
+    /// First rate to try (default: half of a closed-loop step's throughput).
+    #[arg(long, value_name = "RPS", value_parser = count)]
+    pub start_rate: Option<u64>,
+    /// At most this many steps.
+    #[arg(long, default_value_t = 20)]
+    pub max_steps: usize,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

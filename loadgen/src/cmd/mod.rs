@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compare;
 pub mod demo;
+pub mod find_max;
 pub mod report;
 pub mod run;
 pub mod setup;

@@ -340,6 +340,88 @@ pub fn distribution(
     Ok(svg)
 }
 
+/// One step of a `find-max` search.
+pub struct SearchPoint {
+    pub target_rps: f64,
+    pub p99_us: f64,
+    pub ok: bool,
+}
+
+/// `find-max`: each step's p99 against its target rate (log y), passes in
+/// green and failures in red, with the SLO's latency bound and the answer.
+pub fn search(
+    points: &[SearchPoint],
+    slo_us: Option<f64>,
+    answer: Option<f64>,
+) -> Result<String, HtmlError> {
+    const PASS: RGBColor = RGBColor(0x17, 0x63, 0x17);
+    const FAIL: RGBColor = RGBColor(0xbb, 0x00, 0x00);
+    let x_max = points.iter().map(|p| p.target_rps).fold(1.0f64, f64::max) * 1.1;
+    let ys = || points.iter().map(|p| p.p99_us.max(1.0)).chain(slo_us);
+    let y_max = ys().fold(10.0f64, f64::max) * 2.0;
+    let y_min = ys().fold(f64::MAX, f64::min).clamp(1.0, y_max / 10.0) * 0.5;
+    draw("p99 latency at each step's target rate", |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0.0..x_max, (y_min..y_max).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("target rate (req/s)")
+            .y_desc("p99 latency")
+            .x_label_formatter(&|v| format_metric(*v))
+            .y_label_formatter(&|v| format_time_us(*v))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        if let Some(slo) = slo_us {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, slo), (x_max, slo)],
+                    TARGET.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label("SLO bound")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], TARGET.stroke_width(2))
+                });
+        }
+        if let Some(a) = answer {
+            chart
+                .draw_series(LineSeries::new(
+                    [(a, y_min), (a, y_max)],
+                    PASS.mix(0.5).stroke_width(1),
+                ))
+                .map_err(err)?
+                .label("the answer")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], PASS.stroke_width(1)));
+        }
+        for (ok, color, name) in [(true, PASS, "pass"), (false, FAIL, "fail")] {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .filter(|p| p.ok == ok)
+                        .map(|p| Circle::new((p.target_rps, p.p99_us.max(1.0)), 5, color.filled())),
+                )
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 9, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,21 @@ pub enum HtmlError {
     Flamegraph(String),
 }
 
+pub use charts::SearchPoint;
+
 /// Renders the page for `doc`.
 pub fn render(doc: &Report) -> Result<String, HtmlError> {
     page::Page::new(doc).render()
+}
+
+/// The page of a `find-max` search: what was asked and found (`text`, as
+/// printed), and its steps as a chart.
+pub fn render_search(
+    title: &str,
+    text: &str,
+    points: &[SearchPoint],
+    slo_us: Option<f64>,
+    answer: Option<f64>,
+) -> Result<String, HtmlError> {
+    page::search_page(title, text, &charts::search(points, slo_us, answer)?)
 }

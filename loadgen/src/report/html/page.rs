@@ -27,6 +27,20 @@ iframe.flame { width: 100%; border: 1px solid #ddd; }
 .meta td { text-align: left; } .muted { color: #777; font-size: 0.9em; }
 ";
 
+/// A `find-max` page: its text and its chart, under the same policy.
+pub fn search_page(title: &str, text: &str, chart: &str) -> Result<String, HtmlError> {
+    Ok(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n{}\n<pre>{}</pre>\n<p class=\"muted\">Written by loadgen {}.</p>\n</body>\n</html>\n",
+        figure(
+            chart,
+            "Each dot is one step: its target rate and the p99 it got."
+        ),
+        escape(text),
+        env!("CARGO_PKG_VERSION"),
+        t = escape(title),
+    ))
+}
+
 /// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
