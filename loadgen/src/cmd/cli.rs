@@ -42,7 +42,7 @@ pub enum Command {
     Report(ReportArgs),
     /// The highest open-loop rate at which every SLO holds: short steps at
     /// rising rates, a bisection, and a confirmation run.
-    FindMax(FindMaxArgs),
+    FindMax(Box<FindMaxArgs>),
 }
 
 #[derive(Debug, Args)]
