@@ -38,6 +38,8 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     text_out.flush()?;
     let mut outs: Vec<RunOutput> = Vec::new();
     let mut profile: Option<Profile> = None;
+    // Each run's per-second target figures, joined to its own seconds.
+    let mut targets: Vec<Option<TargetRun>> = Vec::new();
     for run in 0..args.runs {
         if run > 0 && !args.pause.is_zero() {
             std::thread::sleep(args.pause);
@@ -68,6 +70,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             )?;
             text_out.flush()?;
         }
+        targets.push(p.as_ref().map(|p| TargetRun::of(p, out.started_at)));
         match (&mut profile, p) {
             (Some(all), Some(p)) => all.merge(&p),
             (slot @ None, Some(p)) => *slot = Some(p),
@@ -118,6 +121,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             report: Report::new(r),
         })
         .collect();
+    join_targets(&mut doc, &targets);
     if let Some(path) = &args.json {
         let mut text = serde_json::to_string_pretty(&doc)?;
         text.push('\n');
@@ -141,6 +145,12 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             p,
             args.flamegraph.as_deref(),
             args.folded.as_deref(),
+            &load_name(&cfg),
+        )?;
+        write_off_cpu_files(
+            p,
+            args.off_cpu_flamegraph.as_deref(),
+            args.off_cpu_folded.as_deref(),
             &load_name(&cfg),
         )?;
     }
@@ -254,6 +264,87 @@ pub fn write_profile_files(
     Ok(())
 }
 
+/// `--off-cpu-folded` and `--off-cpu-flamegraph`.
+pub fn write_off_cpu_files(
+    p: &Profile,
+    flamegraph: Option<&std::path::Path>,
+    folded: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<()> {
+    for path in [folded, flamegraph].into_iter().flatten() {
+        if p.off_cpu.is_none() {
+            eprintln!(
+                "loadgen: no off-CPU profile (see the warning above), so nothing written to {}",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
+    if let Some(path) = folded {
+        p.write_off_cpu_folded(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = flamegraph {
+        if p.has_off_cpu_stacks() {
+            p.write_off_cpu_flamegraph(path, what)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        } else {
+            eprintln!(
+                "loadgen: no off-CPU waits, so no flamegraph written to {}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A run's per-second target figures and where they start relative to
+/// the client's measured window.
+struct TargetRun {
+    seconds: Vec<profile::TargetSecond>,
+    /// Client window start − profile window start, in whole seconds.
+    shift: i64,
+    off_cpu: bool,
+}
+
+impl TargetRun {
+    fn of(p: &Profile, started_at: std::time::SystemTime) -> TargetRun {
+        let gap = p
+            .attached_at
+            .map_or(0.0, |a| match started_at.duration_since(a) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            });
+        TargetRun {
+            seconds: p.seconds.clone(),
+            shift: gap.round() as i64,
+            off_cpu: p.off_cpu.is_some(),
+        }
+    }
+}
+
+/// Joins each run's target seconds to its seconds in the series (and in
+/// its own entry of `runs`).
+fn join_targets(doc: &mut Report, targets: &[Option<TargetRun>]) {
+    if doc.runs.is_empty() {
+        if let Some(Some(t)) = targets.first() {
+            report::join_target(&mut doc.series, &t.seconds, t.shift, t.off_cpu);
+        }
+        return;
+    }
+    let mut at = 0;
+    for (entry, t) in doc.runs.iter_mut().zip(targets) {
+        let n = entry.report.series.len();
+        if let Some(t) = t {
+            report::join_target(&mut entry.report.series, &t.seconds, t.shift, t.off_cpu);
+            if let Some(slice) = doc.series.get_mut(at..at + n) {
+                report::join_target(slice, &t.seconds, t.shift, t.off_cpu);
+            }
+        }
+        at += n;
+    }
+}
+
 /// Finds the target and loads the sampler; on failure says why in one
 /// line and returns None (the load runs anyway).
 fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
@@ -273,6 +364,10 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
         freq: args.profile_freq,
         unwind: args.unwind,
         stack_bytes: args.stack_bytes,
+        off_cpu: args.wants_off_cpu().then_some(profile::OffCpuConfig {
+            min: args.off_cpu_min,
+            stacks_per_s: args.off_cpu_stacks.map(f64::from),
+        }),
     };
     match Session::start(&pcfg) {
         Ok(s) => Some(s),

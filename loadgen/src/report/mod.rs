@@ -7,7 +7,9 @@ mod json;
 mod text;
 
 pub use hdr::{write_interval_log, write_percentiles};
-pub use json::{Latency, Mode, Report, RequestReport, RunEntry, Second as SecondReport};
+pub use json::{
+    Latency, Mode, Report, RequestReport, RunEntry, Second as SecondReport, join_target,
+};
 pub use text::{header, summary};
 
 use crate::config::Config;
