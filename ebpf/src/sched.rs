@@ -17,18 +17,18 @@
 //!   run-queue latency runs from here to its switch-in.
 
 use aya_ebpf::bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP};
+use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use aya_ebpf::helpers::generated::{
     bpf_get_prandom_u32, bpf_get_smp_processor_id, bpf_ktime_get_ns,
 };
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel};
 use aya_ebpf::macros::{btf_tracepoint, map};
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya_ebpf::programs::BtfTracePointContext;
 use aya_ebpf::programs::tracing::StackIdContext;
 use loadgen_ebpf_common::{
     CopyHeader, OFF_CPU_ENTRIES, OffCpuKey, OffCpuValue, SWITCH_EVENT_BYTES, SampleHeader,
-    SchedConfig, SwitchEvent, THREAD_ENTRIES, ThreadState, classify_switch, mode, off_state,
-    sample_flags, sched_record, stat, task_state, thread_flags,
+    SchedConfig, SwitchEvent, THREAD_ENTRIES, TargetConfig, ThreadState, classify_switch, mode,
+    off_state, sample_flags, sched_record, stat, task_state, thread_flags,
 };
 
 use crate::{EEXIST, Record, STACKS, TARGETS, bump, fill_record, saved_user_regs};
@@ -36,8 +36,9 @@ use crate::{EEXIST, Record, STACKS, TARGETS, bump, fill_record, saved_user_regs}
 /// Byte offsets of `pid` and `tgid` in `struct task_struct`, read from the
 /// kernel's BTF by user space and set before loading (aya-ebpf has no
 /// CO-RE). Nonzero defaults keep them in `.rodata`, which is frozen, so the
-/// verifier sees constants; left unset, every read fails and the programs
-/// do nothing.
+/// verifier sees constants (and refuses the programs if they are not the
+/// offsets of int fields: user space loads them only once it has set
+/// them).
 #[unsafe(no_mangle)]
 static TASK_PID_OFFSET: u32 = u32::MAX;
 #[unsafe(no_mangle)]
@@ -74,22 +75,29 @@ static COPY_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 const SLOT_SWITCH: u32 = 0;
 const SLOT_WAKING: u32 = 1;
 
-/// (tgid, tid) of a task, read through its BTF offsets.
+/// A field of `struct task_struct` at an offset user space found in the
+/// kernel's BTF. The task pointers of BTF tracepoints are trusted, and the
+/// offset a constant of the frozen `.rodata`, so the verifier checks the
+/// access against the BTF field and turns it into a plain load that cannot
+/// fault: no helper call on the path every context switch takes.
 #[inline(always)]
-fn task_ids(task: *const u8) -> Option<(u32, u32)> {
-    // SAFETY: read-only globals, frozen before the program is verified.
-    let (pid_off, tgid_off) = unsafe {
-        (
-            core::ptr::read_volatile(&TASK_PID_OFFSET) as usize,
-            core::ptr::read_volatile(&TASK_TGID_OFFSET) as usize,
-        )
-    };
-    // SAFETY: bpf_probe_read_kernel checks the address; an offset left at
-    // its default makes the read fail.
-    let tgid = unsafe { bpf_probe_read_kernel(task.wrapping_add(tgid_off) as *const i32) }.ok()?;
-    // SAFETY: as above.
-    let tid = unsafe { bpf_probe_read_kernel(task.wrapping_add(pid_off) as *const i32) }.ok()?;
-    Some((tgid as u32, tid as u32))
+fn task_field(task: *const u8, offset: &u32) -> u32 {
+    // SAFETY: a read-only global, frozen before the program is verified.
+    let off = unsafe { core::ptr::read_volatile(offset) } as usize;
+    // SAFETY: see above; the verifier rejects the program if the offset is
+    // not an int field of task_struct.
+    (unsafe { core::ptr::read_volatile(task.add(off) as *const i32) }) as u32
+}
+
+/// The task's (tgid, tid) and its target settings, if it is a target.
+/// The tgid is read and looked up first: most switches are not the
+/// target's.
+#[inline(always)]
+fn target_of(task: *const u8) -> Option<(u32, u32, TargetConfig)> {
+    let tgid = task_field(task, &TASK_TGID_OFFSET);
+    // SAFETY: a read-only lookup, copied out at once.
+    let cfg = (unsafe { TARGETS.get(&tgid) }).copied()?;
+    Some((tgid, task_field(task, &TASK_PID_OFFSET), cfg))
 }
 
 #[inline(always)]
@@ -192,22 +200,22 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let preempt: u64 = ctx.arg(0);
     let next: *const u8 = ctx.arg(2);
     let prev_state: u64 = ctx.arg(3);
-    // SAFETY: no side effects.
-    let now = unsafe { bpf_ktime_get_ns() };
     // The tracepoint runs before the switch: the current task is `prev`.
-    switched_out(&ctx, preempt as u8 != 0, prev_state as u32, now);
-    switched_in(next, now);
+    switched_out(&ctx, preempt as u8 != 0, prev_state as u32);
+    switched_in(next);
     0
 }
 
 #[inline(always)]
-fn switched_out(ctx: &BtfTracePointContext, preempt: bool, prev_state: u32, now: u64) {
+fn switched_out(ctx: &BtfTracePointContext, preempt: bool, prev_state: u32) {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
     // SAFETY: a read-only lookup, copied out at once.
     let Some(cfg) = (unsafe { TARGETS.get(&tgid) }).copied() else {
         return;
     };
+    // SAFETY: no side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
     if prev_state & task_state::DEAD != 0 {
         // The thread is exiting: it will not come back.
         let _ = THREADS.remove(&tid);
@@ -240,20 +248,21 @@ fn switched_out(ctx: &BtfTracePointContext, preempt: bool, prev_state: u32, now:
             t.flags = thread_flags::FP_STACK;
         }
     }
-    if THREADS.insert(&tid, &t, 0).is_err() {
+    // In place when the thread is known (nearly always): an update of a
+    // hash map entry swaps in a new element, a write into it does not.
+    if let Some(slot) = THREADS.get_ptr_mut(&tid) {
+        // SAFETY: a live map value; see switched_in for races.
+        unsafe { *slot = t };
+    } else if THREADS.insert(&tid, &t, 0).is_err() {
         bump(stat::THREADS_FULL, 1);
     }
 }
 
 #[inline(always)]
-fn switched_in(next: *const u8, now: u64) {
-    let Some((tgid, tid)) = task_ids(next) else {
+fn switched_in(next: *const u8) {
+    let Some((tgid, tid, _)) = target_of(next) else {
         return;
     };
-    // SAFETY: a read-only lookup.
-    if unsafe { TARGETS.get(&tgid) }.is_none() {
-        return;
-    }
     // Nothing known of a thread whose switch-out came before the window.
     let Some(t) = THREADS.get_ptr_mut(&tid) else {
         return;
@@ -262,6 +271,8 @@ fn switched_in(next: *const u8, now: u64) {
     // wakeup) can at worst mix two waits' fields, never fault.
     let t = unsafe { &mut *t };
     bump(stat::SWITCH_IN, 1);
+    // SAFETY: no side effects.
+    let now = unsafe { bpf_ktime_get_ns() };
     let off = if t.off_since != 0 && now > t.off_since {
         now - t.off_since
     } else {
@@ -343,13 +354,9 @@ fn switched_in(next: *const u8, now: u64) {
 /// `sched_wakeup` and `sched_wakeup_new`: the thread is on a run queue.
 #[inline(always)]
 fn woken(p: *const u8) {
-    let Some((tgid, tid)) = task_ids(p) else {
+    let Some((tgid, tid, _)) = target_of(p) else {
         return;
     };
-    // SAFETY: a read-only lookup.
-    if unsafe { TARGETS.get(&tgid) }.is_none() {
-        return;
-    }
     bump(stat::WAKEUPS, 1);
     // SAFETY: no side effects.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -389,13 +396,9 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_waking")]
 pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
     let p: *const u8 = ctx.arg(0);
-    let Some((tgid, tid)) = task_ids(p) else {
+    let Some((_, tid, _)) = target_of(p) else {
         return 0;
     };
-    // SAFETY: a read-only lookup.
-    if unsafe { TARGETS.get(&tgid) }.is_none() {
-        return 0;
-    }
     let Some(t) = THREADS.get_ptr_mut(&tid) else {
         return 0;
     };
