@@ -458,3 +458,95 @@ fn without_privileges_off_cpu_says_why_once_and_the_load_runs() {
     assert!(json["profile"].is_null());
     assert!(json["series"][0].get("target_off_cpu_ms").is_none());
 }
+
+#[test]
+fn compare_and_diff_flame_read_off_cpu_profiles_per_request() {
+    let Some(_g) = serial() else { return };
+    let dir = tmp("cmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    // The same server sleeping 2 ms, then 6 ms, per request: three runs
+    // each, so `compare` samples run by run.
+    for sleep in [2u32, 6] {
+        let Some(py) = PyServer::start(sleep, None) else {
+            return;
+        };
+        let json = dir.join(format!("{sleep}.json"));
+        let folded = dir.join(format!("{sleep}.folded"));
+        let pid = py.pid().to_string();
+        let out = loadgen_tests::run(&[
+            "-t1",
+            "-c4",
+            "-d",
+            "1s",
+            "--runs",
+            "3",
+            "--off-cpu",
+            "--profile-pid",
+            &pid,
+            "--off-cpu-folded",
+            folded.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            &py.url(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        files.push((json, folded));
+    }
+    let (base, new) = (&files[0], &files[1]);
+    let out = loadgen_tests::run(&[
+        "compare",
+        base.0.to_str().unwrap(),
+        new.0.to_str().unwrap(),
+        "--json",
+    ]);
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(c["samples"], "runs", "{c}");
+    let row = c["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["metric"] == "off-CPU per request")
+        .unwrap_or_else(|| panic!("no off-CPU row: {c}"));
+    // A request waits about 3× as long, and the server serves a third as
+    // many: the total would hide it, per request it shows.
+    assert_eq!(row["verdict"], "slower", "{row}");
+    assert!(row["delta_pct"].as_f64().unwrap() > 50.0, "{row}");
+    let svg = dir.join("diff.svg");
+    let out = loadgen_tests::run(&[
+        "diff-flame",
+        base.1.to_str().unwrap(),
+        new.1.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+        "--base-report",
+        base.0.to_str().unwrap(),
+        "--new-report",
+        new.0.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Off-CPU µs per request"), "{text}");
+    // What a request waited in the sleeps, from the files themselves.
+    let per_request = |(json, f): &(PathBuf, PathBuf)| {
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+        us_with(&folded(f), "nanosleep") as f64 / doc["requests"].as_f64().unwrap()
+    };
+    let (b, n) = (per_request(base), per_request(new));
+    assert!(
+        (1500.0..3000.0).contains(&b) && (4500.0..8000.0).contains(&n),
+        "sleep µs per request: {b:.0} → {n:.0}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("µs"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -40,6 +40,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut profile: Option<Profile> = None;
     // Each run's per-second target figures, joined to its own seconds.
     let mut targets: Vec<Option<TargetRun>> = Vec::new();
+    let mut run_profiles: Vec<Option<loadgen::profile::ProfileReport>> = Vec::new();
     for run in 0..args.runs {
         if run > 0 && !args.pause.is_zero() {
             std::thread::sleep(args.pause);
@@ -71,6 +72,18 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             text_out.flush()?;
         }
         targets.push(p.as_ref().map(|p| TargetRun::of(p, out.started_at)));
+        if args.runs > 1 {
+            // Each run's own figures, for `compare` run by run; the stacks
+            // are left to the merged profile.
+            run_profiles.push(p.as_ref().map(|p| {
+                let mut r = p.report();
+                r.folded.clear();
+                if let Some(o) = &mut r.off_cpu {
+                    o.folded.clear();
+                }
+                r
+            }));
+        }
         match (&mut profile, p) {
             (Some(all), Some(p)) => all.merge(&p),
             (slot @ None, Some(p)) => *slot = Some(p),
@@ -116,9 +129,10 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     doc.runs = per_run
         .iter()
         .enumerate()
-        .map(|(i, r)| RunEntry {
-            run: i + 1,
-            report: Report::new(r),
+        .map(|(i, r)| {
+            let mut report = Report::new(r);
+            report.profile = run_profiles.get(i).cloned().flatten();
+            RunEntry { run: i + 1, report }
         })
         .collect();
     join_targets(&mut doc, &targets);
@@ -219,6 +233,17 @@ fn baseline(
             loadgen::compare::diff::render(&base_f, &p.folded, &title, std::io::BufWriter::new(f))?;
             writeln!(out, "Differential flamegraph written to {}", path.display())?;
         }
+    }
+    // Off-CPU on both sides: the wait per request, by blocking site.
+    if let (Some(o), Some(lines)) = (
+        profile.and_then(|p| p.off_cpu.as_ref()),
+        base.off_cpu_folded(),
+    ) {
+        let base_f = loadgen::profile::Folded::read(lines.join("\n").as_bytes())?;
+        let requests = Some((base.requests, doc.requests)).filter(|&(b, n)| b > 0 && n > 0);
+        let d = loadgen::compare::diff::diff(&base_f, &o.folded(), requests);
+        writeln!(out, "Off-CPU, compared with the baseline's:")?;
+        write!(out, "{}", d.text())?;
     }
     if let Some(pct) = args.fail_if_slower
         && c.slower_than(pct)

@@ -371,6 +371,14 @@ impl Report {
     pub fn folded(&self) -> Option<&[String]> {
         self.profile.as_ref().map(|p| p.folded.as_slice())
     }
+
+    /// The off-CPU folded stacks (µs) of the report's profile, if any.
+    pub fn off_cpu_folded(&self) -> Option<&[String]> {
+        self.profile
+            .as_ref()
+            .and_then(|p| p.off_cpu.as_ref())
+            .map(|o| o.folded.as_slice())
+    }
 }
 
 fn series(r: &RunReport<'_>) -> Vec<Second> {
