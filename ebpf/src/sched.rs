@@ -117,6 +117,7 @@ fn stack_id(ctx: &BtfTracePointContext, flags: u64) -> i32 {
 fn config() -> SchedConfig {
     SCHED_CFG.get(0).copied().unwrap_or(SchedConfig {
         min_off_ns: 0,
+        long_wait_ns: u64::MAX,
         sample_every: 1,
         _pad: 0,
     })
@@ -191,6 +192,7 @@ const NO_THREAD: ThreadState = ThreadState {
     waker_user: -1,
     waker_kernel: -1,
     _pad: 0,
+    last_off_ns: 0,
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -234,12 +236,20 @@ fn switched_out(ctx: &BtfTracePointContext, preempt: bool, prev_state: u32) {
         // Still runnable: it queues for a CPU from now.
         t.queued_since = now;
     }
-    let every = config().sample_every;
+    let slot = THREADS.get_ptr_mut(&tid);
+    // SAFETY: a live map value; see switched_in for races.
+    t.last_off_ns = slot.map_or(0, |s| unsafe { (*s).last_off_ns });
+    let cfg_s = config();
+    let every = cfg_s.sample_every;
+    let long = t.last_off_ns >= cfg_s.long_wait_ns && every > 1;
     // SAFETY: no side effects.
-    let take = every <= 1 || unsafe { bpf_get_prandom_u32() } % every == 0;
+    let take = every <= 1 || long || unsafe { bpf_get_prandom_u32() } % every == 0;
     if take {
         bump(stat::STACKS_TAKEN, 1);
-        t.weight = if every == 0 { 1 } else { every };
+        if long {
+            bump(stat::LONG_WAIT_STACKS, 1);
+        }
+        t.weight = if every <= 1 || long { 1 } else { every };
         t.kernel_stack = stack_id(ctx, 0);
         if cfg.mode == mode::DWARF {
             t.copy = send_copy(sched_record::STACK, SLOT_SWITCH, tgid, cfg.stack_bytes);
@@ -250,7 +260,7 @@ fn switched_out(ctx: &BtfTracePointContext, preempt: bool, prev_state: u32) {
     }
     // In place when the thread is known (nearly always): an update of a
     // hash map entry swaps in a new element, a write into it does not.
-    if let Some(slot) = THREADS.get_ptr_mut(&tid) {
+    if let Some(slot) = slot {
         // SAFETY: a live map value; see switched_in for races.
         unsafe { *slot = t };
     } else if THREADS.insert(&tid, &t, 0).is_err() {
@@ -348,7 +358,11 @@ fn switched_in(next: *const u8) {
             bump(stat::OFF_CPU_MAP_FULL, 1);
         }
     }
-    *t = ThreadState { tgid, ..NO_THREAD };
+    *t = ThreadState {
+        tgid,
+        last_off_ns: off,
+        ..NO_THREAD
+    };
 }
 
 /// `sched_wakeup` and `sched_wakeup_new`: the thread is on a run queue.

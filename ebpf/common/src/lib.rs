@@ -127,6 +127,9 @@ pub mod stat {
     pub const RING_SAMPLES: u32 = 8;
     /// DWARF mode: bytes sent through the ring buffer.
     pub const RING_BYTES: u32 = 9;
+    /// Off-CPU: of STACKS_TAKEN, those taken because the thread's last wait
+    /// was long (`SchedConfig::long_wait_ns`).
+    pub const LONG_WAIT_STACKS: u32 = 10;
     /// Off-CPU (`--off-cpu`), the scheduler programs: a target thread was
     /// switched out / switched in / woken (`sched_wakeup`, `_new`).
     pub const SWITCH_OUT: u32 = 12;
@@ -201,6 +204,12 @@ pub fn classify_switch(preempt: bool, prev_state: u32) -> u32 {
 pub struct SchedConfig {
     /// Waits shorter than this are not added to the off-CPU stacks.
     pub min_off_ns: u64,
+    /// A thread whose last wait was at least this long has the stacks of
+    /// its next switch-out taken whatever `sample_every` says (weight 1):
+    /// long waits are few and each weighs a lot, so sampling them 1 in N
+    /// would make their estimate swing by N times their length. The choice
+    /// is made before the wait, so the estimate stays unbiased.
+    pub long_wait_ns: u64,
     /// Take the stacks of one switch-out in this many (1: every one),
     /// chosen at random; the kernel weights what it adds by it.
     pub sample_every: u32,
@@ -208,7 +217,7 @@ pub struct SchedConfig {
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), integer fields, no implicit padding (16 bytes).
+// SAFETY: repr(C), integer fields, no implicit padding (24 bytes).
 unsafe impl aya::Pod for SchedConfig {}
 
 /// What the kernel knows of one target thread between a switch-out and
@@ -239,10 +248,12 @@ pub struct ThreadState {
     pub waker_user: i32,
     pub waker_kernel: i32,
     pub _pad: u32,
+    /// How long its previous wait was (ns; 0: none seen).
+    pub last_off_ns: u64,
 }
 
 #[cfg(feature = "user")]
-// SAFETY: repr(C), integer fields, no implicit padding (72 bytes).
+// SAFETY: repr(C), integer fields, no implicit padding (80 bytes).
 unsafe impl aya::Pod for ThreadState {}
 
 pub mod thread_flags {
@@ -410,11 +421,11 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(core::mem::size_of::<ThreadState>(), 72);
+        assert_eq!(core::mem::size_of::<ThreadState>(), 80);
         assert_eq!(core::mem::size_of::<OffCpuKey>(), 32);
         assert_eq!(SWITCH_EVENT_BYTES, 88);
         assert_eq!(COPY_HEADER_BYTES, 16);
         assert_eq!(MAX_HEADER_BYTES, 72);
-        assert_eq!(core::mem::size_of::<SchedConfig>(), 16);
+        assert_eq!(core::mem::size_of::<SchedConfig>(), 24);
     }
 }

@@ -293,7 +293,11 @@ impl Reader {
                 let mut last_check = started;
                 let mut last = (0u64, 0u64);
                 let mut samples_seen = self.stat(stat::SAMPLES);
-                let mut sampling = (started, self.stat(stat::SWITCH_OUT));
+                let mut sampling = (
+                    started,
+                    self.stat(stat::SWITCH_OUT),
+                    self.stat(stat::LONG_WAIT_STACKS),
+                );
                 let mut every_max = sched.as_ref().map_or(1, |p| p.config.sample_every);
                 loop {
                     let stopping = stop.load(Ordering::Acquire);
@@ -330,18 +334,24 @@ impl Reader {
                     if let Some(plan) = &mut sched
                         && sampling.0.elapsed() >= SAMPLING_EVERY
                     {
-                        let outs = self.stat(stat::SWITCH_OUT);
-                        let rate = outs.saturating_sub(sampling.1) as f64
-                            / sampling.0.elapsed().as_secs_f64();
-                        sampling = (Instant::now(), outs);
-                        let every = sched::sample_every(rate, plan.stacks_per_s);
-                        if every != plan.config.sample_every
+                        let (outs, long) = (
+                            self.stat(stat::SWITCH_OUT),
+                            self.stat(stat::LONG_WAIT_STACKS),
+                        );
+                        let dt = sampling.0.elapsed().as_secs_f64();
+                        let rate = outs.saturating_sub(sampling.1) as f64 / dt;
+                        let long_rate = long.saturating_sub(sampling.2) as f64 / dt;
+                        sampling = (Instant::now(), outs, long);
+                        let mut next = plan.config;
+                        next.sample_every = sched::sample_every(rate, plan.stacks_per_s);
+                        next.long_wait_ns =
+                            sched::long_wait_ns(next.long_wait_ns, long_rate, plan.stacks_per_s);
+                        if next != plan.config
                             && let Some((_, cfg)) = &mut self.sched
+                            && cfg.set(0, next, 0).is_ok()
                         {
-                            plan.config.sample_every = every;
-                            if cfg.set(0, plan.config, 0).is_ok() {
-                                every_max = every_max.max(every);
-                            }
+                            plan.config = next;
+                            every_max = every_max.max(next.sample_every);
                         }
                     }
                     std::thread::sleep(DRAIN_EVERY);

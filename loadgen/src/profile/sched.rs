@@ -474,6 +474,24 @@ impl SchedAggregator {
     }
 }
 
+/// Where a wait starts to count as long (its thread's next switch-out
+/// has its stacks taken whatever the sampling), until long waits take more
+/// than half the stack budget.
+pub const LONG_WAIT_NS: u64 = 10_000_000;
+
+/// The long-wait threshold for the next interval: doubled while the
+/// stacks taken for long waits exceed half the budget, halved back
+/// towards [`LONG_WAIT_NS`] when they use less than an eighth.
+pub fn long_wait_ns(current: u64, long_stacks_per_s: f64, budget: f64) -> u64 {
+    if long_stacks_per_s > budget / 2.0 {
+        (current.saturating_mul(2)).min(3_600 * 1_000_000_000)
+    } else if long_stacks_per_s < budget / 8.0 && current > LONG_WAIT_NS {
+        (current / 2).max(LONG_WAIT_NS)
+    } else {
+        current
+    }
+}
+
 /// 1 in how many switch-outs to take stacks of, to keep to `budget`
 /// stacks a second at `switch_outs_per_s`.
 pub fn sample_every(switch_outs_per_s: f64, budget: f64) -> u32 {
@@ -743,6 +761,18 @@ mod tests {
         assert_eq!(secs[0].runq_p99_us, Some(10));
         assert_eq!(secs[3].runq_p99_us, Some(300));
         assert_eq!(secs[6].runq_p99_us, None);
+    }
+
+    #[test]
+    fn long_waits_stay_within_half_the_budget() {
+        assert_eq!(long_wait_ns(LONG_WAIT_NS, 100.0, 1000.0), LONG_WAIT_NS);
+        assert_eq!(long_wait_ns(LONG_WAIT_NS, 600.0, 1000.0), 2 * LONG_WAIT_NS);
+        assert_eq!(
+            long_wait_ns(8 * LONG_WAIT_NS, 10.0, 1000.0),
+            4 * LONG_WAIT_NS
+        );
+        assert_eq!(long_wait_ns(LONG_WAIT_NS, 0.0, 1000.0), LONG_WAIT_NS);
+        assert_eq!(long_wait_ns(u64::MAX / 2, 1e9, 1.0), 3_600_000_000_000);
     }
 
     #[test]

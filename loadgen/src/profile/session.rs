@@ -117,6 +117,7 @@ impl Session {
             // Until the reader has seen the switch rate: copies of a busy
             // target would otherwise fill the ring in the first 50 ms.
             sample_every: if any_dwarf { 8 } else { 1 },
+            long_wait_ns: super::sched::LONG_WAIT_NS,
             _pad: 0,
         });
         let sched = match sched_config.map(|c| super::btf::task_offsets().map(|o| (o, c))) {
