@@ -108,10 +108,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     );
     if off_cpu {
         println!(
-            "{:<6} {:>12} {:>12} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
+            "{:<6} {:>12} {:>12} {:>10} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
             "round",
             "profiler",
             "target req/s",
+            "tgt µs/req",
             "switch/s",
             "stacks 1:N",
             "BPF µs/ev",
@@ -138,6 +139,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         &[Mode::Off, Mode::Fp, Mode::Dwarf, Mode::Perf]
     };
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    // The target's own CPU time per request (user + system, from
+    // /proc/PID/stat): what the scheduler programs add on its CPU, less
+    // sensitive to the host's noise than its throughput.
+    let mut cpu_results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 1..=rounds {
         for k in 0..modes.len() {
             let m = (k + round) % modes.len();
@@ -178,8 +183,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let cpu_before = loadgen_tests::process_cpu(pid);
             let started = Instant::now();
             let out = cmd.arg(&url).stderr(Stdio::null()).output()?;
+            let target_cpu = loadgen_tests::process_cpu(pid).saturating_sub(cpu_before);
             let tail = started.elapsed().as_secs_f64() - duration as f64;
             let mut perf_cpu = f64::NAN;
             if let Some(mut p) = perf {
@@ -192,6 +199,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let rps = json["rps"].as_f64().unwrap_or(f64::NAN);
             results[m].push(rps);
+            let requests = json["requests"].as_f64().unwrap_or(f64::NAN);
+            let cpu_per_req = target_cpu.as_secs_f64() * 1e6 / requests;
+            cpu_results[m].push(cpu_per_req);
             let p = &json["profile"];
             let num = |v: &serde_json::Value, scale: f64, digits: usize| {
                 v.as_f64()
@@ -228,10 +238,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     )
                 };
                 println!(
-                    "{:<6} {:>12} {:>12.0} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
+                    "{:<6} {:>12} {:>12.0} {:>10.2} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
                     round,
                     mode.name(),
                     rps,
+                    cpu_per_req,
                     switches,
                     every,
                     ev,
@@ -282,21 +293,33 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("\n# per-round change vs the unprofiled run of the same round (median over rounds)");
-    let off = &results[0];
-    for (m, r) in results.iter().enumerate().skip(1) {
-        let ratios: Vec<f64> = r
-            .iter()
-            .zip(off)
-            .map(|(p, o)| 100.0 * (p - o) / o)
-            .collect();
-        let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
+    let blocks: &[(&str, &Vec<Vec<f64>>)] = if off_cpu {
+        &[
+            ("target throughput", &results),
+            ("target CPU per request", &cpu_results),
+        ]
+    } else {
+        &[("target throughput", &results)]
+    };
+    for (what, results) in blocks {
         println!(
-            "{:>10}: median {:+.2}%   rounds: {}",
-            modes[m].name(),
-            median(ratios.clone()),
-            shown.join(" ")
+            "\n# {what}: per-round change vs the unprofiled run of the same round (median over rounds)"
         );
+        let off = &results[0];
+        for (m, r) in results.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = r
+                .iter()
+                .zip(off)
+                .map(|(p, o)| 100.0 * (p - o) / o)
+                .collect();
+            let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
+            println!(
+                "{:>12}: median {:+.2}%   rounds: {}",
+                modes[m].name(),
+                median(ratios.clone()),
+                shown.join(" ")
+            );
+        }
     }
     Ok(())
 }

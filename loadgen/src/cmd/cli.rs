@@ -187,7 +187,7 @@ pub struct RunArgs {
     pub off_cpu_min: Duration,
     /// Stacks the off-CPU profiler takes per second at most; beyond it,
     /// switch-outs are sampled 1 in N and their time scaled by N (default:
-    /// 500 with DWARF unwinding, 1000 with frame pointers).
+    /// 250 with DWARF unwinding, 500 with frame pointers).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub off_cpu_stacks: Option<u32>,
     /// I/O engine: uring (our io_uring loop), glommio, or auto (uring when the
