@@ -10,6 +10,11 @@
 //!   the user stack go to user space through a ring buffer, with the
 //!   kernel stack id; user space unwinds them with the binaries' CFI.
 //!
+//! With `--off-cpu`, four BTF tracepoint programs follow the target's
+//! threads through the scheduler (`sched.rs` in this crate): where they
+//! waited, for how long, what woke them, and how long they then queued
+//! for a CPU.
+//!
 //! Built for `bpfel-unknown-none` with nightly and bpf-linker by
 //! `cargo xtask ebpf`; the object is committed and embedded by `loadgen`.
 #![no_std]
@@ -28,9 +33,11 @@ use aya_ebpf::maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackT
 use aya_ebpf::programs::PerfEventContext;
 use aya_ebpf::programs::tracing::StackIdContext;
 use loadgen_ebpf_common::{
-    COUNT_ENTRIES, MAX_STACK_BYTES, MAX_TARGETS, PAGE_BYTES, SAMPLE_HEADER_BYTES, STACK_ENTRIES,
-    SampleHeader, StackKey, TargetConfig, arch, mode, regs, sample_flags, stat,
+    COUNT_ENTRIES, MAX_HEADER_BYTES, MAX_STACK_BYTES, MAX_TARGETS, PAGE_BYTES, SAMPLE_HEADER_BYTES,
+    STACK_ENTRIES, SampleHeader, StackKey, TargetConfig, arch, mode, regs, sample_flags, stat,
 };
+
+mod sched;
 
 /// Which register layout to read; set by user space before loading.
 #[unsafe(no_mangle)]
@@ -38,10 +45,10 @@ static ARCH: u32 = arch::X86_64;
 
 /// Process ids (tgids) to sample, and how, filled by user space.
 #[map]
-static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
+pub(crate) static TARGETS: HashMap<u32, TargetConfig> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 
 /// Sample counts (frame-pointer mode). Per-CPU values: each CPU increments
 /// its own slot, so no count is lost without atomics; user space sums the
@@ -68,19 +75,20 @@ static SCRATCH: Array<Record> = Array::with_max_entries(1, 0);
 /// the page that holds sp, to `pages` (one page more than the largest
 /// copy, as sp need not be page-aligned). The header goes right before sp's
 /// byte, over the part of that first page below sp (dead stack), so
-/// header and stack leave in one piece from `head + sp % PAGE`.
+/// header and stack leave in one piece from `head + sp % PAGE`, minus the
+/// header's length.
 #[repr(C)]
 pub struct Record {
-    head: [u8; SAMPLE_HEADER_BYTES],
+    head: [u8; MAX_HEADER_BYTES],
     pages: [u8; (MAX_STACK_BYTES + PAGE_BYTES) as usize],
 }
 
-const EEXIST: i32 = 17;
+pub(crate) const EEXIST: i32 = 17;
 /// Pieces of a copy: a partial first page, then whole pages.
 const MAX_PIECES: u32 = MAX_STACK_BYTES / PAGE_BYTES + 1;
 
 #[inline(always)]
-fn bump(index: u32, by: u64) {
+pub(crate) fn bump(index: u32, by: u64) {
     if let Some(p) = STATS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot, only this CPU writes it, and the program
         // is not re-entered on a CPU.
@@ -180,14 +188,8 @@ fn user_regs(ctx: &PerfEventContext) -> (u64, u64, u64, u64, bool) {
                 )
             };
         }
-        let task = task_regs();
-        return (
-            read_kernel_word(task, PC),
-            read_kernel_word(task, SP),
-            read_kernel_word(task, FP),
-            read_kernel_word(task, LR),
-            true,
-        );
+        let (ip, sp, fp, lr) = saved_user_regs();
+        return (ip, sp, fp, lr, true);
     }
     use regs::x86_64::*;
     // SAFETY: constant offsets inside the context's pt_regs.
@@ -196,13 +198,32 @@ fn user_regs(ctx: &PerfEventContext) -> (u64, u64, u64, u64, bool) {
         // SAFETY: as above.
         return unsafe { (*frame.add(IP), *frame.add(SP), *frame.add(BP), 0, false) };
     }
+    let (ip, sp, fp, lr) = saved_user_regs();
+    (ip, sp, fp, lr, true)
+}
+
+/// The user registers the current task saved on entering the kernel
+/// (its `pt_regs`): (ip, sp, fp, lr).
+#[inline(always)]
+pub(crate) fn saved_user_regs() -> (u64, u64, u64, u64) {
     let task = task_regs();
+    // SAFETY: a read-only global, frozen before the program is verified.
+    let arch = unsafe { core::ptr::read_volatile(&ARCH) };
+    if arch == arch::AARCH64 {
+        use regs::aarch64::*;
+        return (
+            read_kernel_word(task, PC),
+            read_kernel_word(task, SP),
+            read_kernel_word(task, FP),
+            read_kernel_word(task, LR),
+        );
+    }
+    use regs::x86_64::*;
     (
         read_kernel_word(task, IP),
         read_kernel_word(task, SP),
         read_kernel_word(task, BP),
         0,
-        true,
     )
 }
 
@@ -234,27 +255,7 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
     // CPU, so nothing else writes it until we are done.
     let rec = unsafe { &mut *rec };
     let (ip, sp, fp, lr, from_task) = user_regs(ctx);
-    let want = if want > MAX_STACK_BYTES {
-        MAX_STACK_BYTES
-    } else {
-        want
-    };
-    let skew = (sp & (PAGE_BYTES as u64 - 1)) as u32;
-    let page0 = sp & !(PAGE_BYTES as u64 - 1);
-    let pages = if ip == 0 {
-        0
-    } else {
-        (skew + want).div_ceil(PAGE_BYTES)
-    };
-    // Whole pages, so that one that cannot be read (never touched, or past
-    // the end of the stack mapping) costs only its own bytes: the copy
-    // goes on past it. Every read is one page at a page boundary, which
-    // also keeps the verifier's work small.
-    //
-    // What was read is kept in the record, not in locals: the verifier
-    // does not track map memory, so after each page both outcomes leave the
-    // same state and it need not walk 2^17 paths.
-    let mut h = SampleHeader {
+    let h = SampleHeader {
         tgid,
         kernel_stack_id: kernel,
         flags: if from_task {
@@ -270,8 +271,51 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         fp,
         lr,
     };
-    // The last page that could be read, plus one (0: none), and the ones
-    // that could not.
+    let Some(bytes) = fill_record(rec, h, None, want, stat::STACK_UNREADABLE) else {
+        return;
+    };
+    // No wakeup: user space drains the ring on a timer, so a sample costs
+    // the target no wakeup of the reader.
+    if RING.output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64).is_ok() {
+        bump(stat::RING_SAMPLES, 1);
+        bump(stat::RING_BYTES, bytes.len() as u64);
+    } else {
+        bump(stat::RING_FULL, 1);
+    }
+}
+
+/// Copies the top `want` bytes of the user stack at `h.sp` into `rec`,
+/// completes `h` (length, missing pieces, SHORT), and writes it, after
+/// `prefix` if given, right before the stack bytes. Returns the record's
+/// bytes, ready for a ring.
+#[inline(always)]
+pub(crate) fn fill_record(
+    rec: &mut Record,
+    mut h: SampleHeader,
+    prefix: Option<loadgen_ebpf_common::CopyHeader>,
+    want: u32,
+    unreadable_stat: u32,
+) -> Option<&[u8]> {
+    let want = if want > MAX_STACK_BYTES {
+        MAX_STACK_BYTES
+    } else {
+        want
+    };
+    let skew = (h.sp & (PAGE_BYTES as u64 - 1)) as u32;
+    let page0 = h.sp & !(PAGE_BYTES as u64 - 1);
+    let pages = if h.ip == 0 {
+        0
+    } else {
+        (skew + want).div_ceil(PAGE_BYTES)
+    };
+    // Whole pages, so that one that cannot be read (never touched, or past
+    // the end of the stack mapping) costs only its own bytes: the copy
+    // goes on past it. Every read is one page at a page boundary, which
+    // also keeps the verifier's work small.
+    //
+    // What was read is kept in the record, not in locals: the verifier
+    // does not track map memory, so after each page both outcomes leave the
+    // same state and it need not walk 2^17 paths.
     let end_ptr = &mut rec.head[0] as *mut u8 as *mut u32;
     let miss_ptr = &mut rec.head[4] as *mut u8 as *mut u32;
     // SAFETY: the first bytes of this CPU's record, aligned (map values
@@ -319,8 +363,8 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
     };
     let readable = (end_pages * PAGE_BYTES).saturating_sub(skew);
     let copied = if readable < want { readable } else { want };
-    if copied == 0 && ip != 0 {
-        bump(stat::STACK_UNREADABLE, 1);
+    if copied == 0 && h.ip != 0 {
+        bump(unreadable_stat, 1);
     }
     h.stack_len = copied;
     h.missing_pieces = missing;
@@ -328,28 +372,33 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         h.flags |= sample_flags::SHORT;
     }
     // The header goes over the dead stack below sp in page 0 (or, when sp
-    // is page-aligned, in `head`).
+    // is page-aligned, in `head`), the prefix before it.
     let skew = (skew & (PAGE_BYTES - 1)) as usize;
-    // SAFETY: head and pages are contiguous (repr(C), no padding between
-    // u8 arrays), and skew + SAMPLE_HEADER_BYTES ≤ size_of::<Record>().
-    let start = unsafe { (rec as *mut Record as *mut u8).add(skew) };
-    // SAFETY: as above; the header is plain integers, written unaligned.
-    unsafe { core::ptr::write_unaligned(start as *mut SampleHeader, h) };
-    let size = SAMPLE_HEADER_BYTES + (copied & (2 * MAX_STACK_BYTES - 1)) as usize;
-    if size > SAMPLE_HEADER_BYTES + MAX_STACK_BYTES as usize {
-        return;
-    }
-    // SAFETY: skew + size ≤ PAGE + header + MAX_STACK_BYTES ≤
-    // size_of::<Record>(), checked just above.
-    let bytes = unsafe { core::slice::from_raw_parts(start as *const u8, size) };
-    // No wakeup: user space drains the ring on a timer, so a sample costs
-    // the target no wakeup of the reader.
-    if RING.output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64).is_ok() {
-        bump(stat::RING_SAMPLES, 1);
-        bump(stat::RING_BYTES, size as u64);
+    let head = if prefix.is_some() {
+        MAX_HEADER_BYTES
     } else {
-        bump(stat::RING_FULL, 1);
+        SAMPLE_HEADER_BYTES
+    };
+    // SAFETY: head and pages are contiguous (repr(C), no padding between
+    // u8 arrays), and skew + MAX_HEADER_BYTES ≤ size_of::<Record>().
+    let start = unsafe { (rec as *mut Record as *mut u8).add(skew + MAX_HEADER_BYTES - head) };
+    // SAFETY: as above; the headers are plain integers, written unaligned.
+    unsafe {
+        if let Some(p) = prefix {
+            core::ptr::write_unaligned(start as *mut loadgen_ebpf_common::CopyHeader, p);
+        }
+        core::ptr::write_unaligned(
+            start.add(head - SAMPLE_HEADER_BYTES) as *mut SampleHeader,
+            h,
+        );
     }
+    let size = head + (copied & (2 * MAX_STACK_BYTES - 1)) as usize;
+    if size > head + MAX_STACK_BYTES as usize {
+        return None;
+    }
+    // SAFETY: skew + MAX_HEADER_BYTES − head + size ≤ PAGE + MAX_HEADER +
+    // MAX_STACK_BYTES = size_of::<Record>(), checked just above.
+    Some(unsafe { core::slice::from_raw_parts(start as *const u8, size) })
 }
 
 #[cfg(not(test))]

@@ -7,6 +7,7 @@ pub mod hostile;
 pub mod nginx;
 pub mod perf;
 pub mod pki;
+pub mod python;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader};
@@ -171,6 +172,23 @@ pub fn run_json(args: &[&str]) -> (serde_json::Value, String, i32) {
             String::from_utf8_lossy(&out.stdout)
         )
     });
+    (json, text, out.status.code().unwrap_or(-1))
+}
+
+/// [`run_json`] with loadgen pinned to `cpus` (a taskset list), so that
+/// it does not share a CPU with the process it loads.
+pub fn run_json_on(cpus: &str, args: &[&str]) -> (serde_json::Value, String, i32) {
+    let out = Command::new("timeout")
+        .args(["60", "taskset", "-c", cpus])
+        .arg(loadgen_bin())
+        .args(args)
+        .args(["--json", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run loadgen under taskset");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("loadgen {args:?} did not print JSON ({e}); stderr: {text}"));
     (json, text, out.status.code().unwrap_or(-1))
 }
 

@@ -88,9 +88,10 @@ commands:
   compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1] [--tls | --templated] [--also NAME=BINARY]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request; --tls over https with h2load too;
       --also adds another loadgen build (before/after a change, another crypto provider)
-  profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx]
+  profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx] [--off-cpu] [--connections N]
       target throughput with profiling off / loadgen --unwind fp / --unwind dwarf / perf --call-graph dwarf,16384,
-      the profile's own cost figures, and end-of-load to flamegraph time
+      the profile's own cost figures, and end-of-load to flamegraph time; --off-cpu: off / fp / fp+off-cpu /
+      dwarf+off-cpu on a context-switch-heavy load (-c1 unless --connections), switches/s and the scheduler programs' cost
   metrics-overhead [--rounds N] [--duration SECS] [--connections C]
       loadgen's CPU µs per request with --metrics-listen off / on and scraped every second
   max-rate [--rates 5000,10000,...] [--duration SECS]

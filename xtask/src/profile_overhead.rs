@@ -5,6 +5,13 @@
 //! loadgen's runs it also prints the cost the profile reports (BPF time
 //! per sample and share of a CPU, unwinding CPU time) and the time from
 //! the end of the load to a finished flamegraph. Needs root.
+//!
+//! `--off-cpu` compares instead: profiling off, loadgen's on-CPU profile
+//! with frame pointers, and the same with `--off-cpu` (frame pointers,
+//! then DWARF), on a context-switch-heavy load (`--connections 1` by
+//! default: the target blocks once per request). For the off-CPU runs it
+//! prints the target's switch-outs per second and the scheduler programs'
+//! own cost (BPF ns per target event, share of a CPU).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -17,6 +24,10 @@ enum Mode {
     Fp,
     Dwarf,
     Perf,
+    /// `--off-cpu --unwind fp`.
+    OffCpuFp,
+    /// `--off-cpu --unwind dwarf`.
+    OffCpuDwarf,
 }
 
 impl Mode {
@@ -26,7 +37,21 @@ impl Mode {
             Mode::Fp => "lg-fp",
             Mode::Dwarf => "lg-dwarf",
             Mode::Perf => "perf-dwarf",
+            Mode::OffCpuFp => "fp+offcpu",
+            Mode::OffCpuDwarf => "dwarf+offcpu",
         }
+    }
+
+    fn unwind(self) -> Option<&'static str> {
+        match self {
+            Mode::Fp | Mode::OffCpuFp => Some("fp"),
+            Mode::Dwarf | Mode::OffCpuDwarf => Some("dwarf"),
+            Mode::Off | Mode::Perf => None,
+        }
+    }
+
+    fn off_cpu(self) -> bool {
+        matches!(self, Mode::OffCpuFp | Mode::OffCpuDwarf)
     }
 }
 
@@ -36,6 +61,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut freq = 99u64;
     let mut path = "/".to_string();
     let mut nginx = false;
+    let mut off_cpu = false;
+    let mut connections: Option<u32> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().context(format!("{a} needs a value"));
@@ -45,9 +72,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             "--freq" => freq = val()?.parse()?,
             "--path" => path = val()?.clone(),
             "--nginx" => nginx = true,
+            "--off-cpu" => off_cpu = true,
+            "--connections" => connections = Some(val()?.parse()?),
             other => bail!("unknown option {other:?}"),
         }
     }
+    // Off-CPU: one connection by default, so the target blocks and wakes
+    // once per request (the most switches a request can cost it).
+    let connections = connections.unwrap_or(if off_cpu { 1 } else { 32 });
     let bin = crate::build_loadgen()?;
     // The target on CPU 0: the built-in one, or Debian's nginx (one worker).
     let mut builtin = None;
@@ -66,26 +98,51 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     };
     let url = format!("http://127.0.0.1:{port}{path}");
     let svg = std::env::temp_dir().join("loadgen-overhead.svg");
+    let off_svg = std::env::temp_dir().join("loadgen-overhead-offcpu.svg");
     let perf_data = std::env::temp_dir().join("loadgen-overhead.perf.data");
     println!(
-        "# {what} on CPU 0; loadgen -t1 -c32 -d{duration}s on CPU 1; {url}; {freq} Hz; kernel {}",
+        "# {what} on CPU 0; loadgen -t1 -c{connections} -d{duration}s on CPU 1; {url}; {freq} Hz; kernel {}",
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
     );
-    println!(
-        "{:<6} {:>10} {:>12} {:>8} {:>10} {:>9} {:>10} {:>14}",
-        "round",
-        "profiler",
-        "target req/s",
-        "samples",
-        "BPF µs/smp",
-        "BPF %cpu",
-        "user cpu s",
-        "end→flamegraph"
-    );
-    let modes = [Mode::Off, Mode::Fp, Mode::Dwarf, Mode::Perf];
+    if off_cpu {
+        println!(
+            "{:<6} {:>12} {:>12} {:>10} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
+            "round",
+            "profiler",
+            "target req/s",
+            "tgt µs/req",
+            "switch/s",
+            "stacks 1:N",
+            "BPF µs/ev",
+            "BPF ns/run",
+            "BPF %cpu",
+            "end→flamegraph"
+        );
+    } else {
+        println!(
+            "{:<6} {:>10} {:>12} {:>8} {:>10} {:>9} {:>10} {:>14}",
+            "round",
+            "profiler",
+            "target req/s",
+            "samples",
+            "BPF µs/smp",
+            "BPF %cpu",
+            "user cpu s",
+            "end→flamegraph"
+        );
+    }
+    let modes: &[Mode] = if off_cpu {
+        &[Mode::Off, Mode::Fp, Mode::OffCpuFp, Mode::OffCpuDwarf]
+    } else {
+        &[Mode::Off, Mode::Fp, Mode::Dwarf, Mode::Perf]
+    };
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    // The target's own CPU time per request (user + system, from
+    // /proc/PID/stat): what the scheduler programs add on its CPU, less
+    // sensitive to the host's noise than its throughput.
+    let mut cpu_results: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     for round in 1..=rounds {
         for k in 0..modes.len() {
             let m = (k + round) % modes.len();
@@ -93,18 +150,21 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             let mut cmd = Command::new("taskset");
             cmd.args(["-c", "1"])
                 .arg(&bin)
-                .args(["-t1", "-c32", "-d"])
+                .args(["-t1", &format!("-c{connections}"), "-d"])
                 .arg(format!("{duration}s"))
                 .args(["--json", "-"]);
-            if matches!(mode, Mode::Fp | Mode::Dwarf) {
+            if let Some(unwind) = mode.unwind() {
                 cmd.arg("--profile-pid")
                     .arg(pid.to_string())
                     .arg("--profile-freq")
                     .arg(freq.to_string())
                     .arg("--unwind")
-                    .arg(if mode == Mode::Fp { "fp" } else { "dwarf" })
+                    .arg(unwind)
                     .arg("--flamegraph")
                     .arg(&svg);
+            }
+            if mode.off_cpu() {
+                cmd.arg("--off-cpu-flamegraph").arg(&off_svg);
             }
             let perf = if mode == Mode::Perf {
                 Some(
@@ -123,8 +183,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let cpu_before = loadgen_tests::process_cpu(pid);
             let started = Instant::now();
             let out = cmd.arg(&url).stderr(Stdio::null()).output()?;
+            let target_cpu = loadgen_tests::process_cpu(pid).saturating_sub(cpu_before);
             let tail = started.elapsed().as_secs_f64() - duration as f64;
             let mut perf_cpu = f64::NAN;
             if let Some(mut p) = perf {
@@ -137,11 +199,59 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             let rps = json["rps"].as_f64().unwrap_or(f64::NAN);
             results[m].push(rps);
+            let requests = json["requests"].as_f64().unwrap_or(f64::NAN);
+            let cpu_per_req = target_cpu.as_secs_f64() * 1e6 / requests;
+            cpu_results[m].push(cpu_per_req);
             let p = &json["profile"];
             let num = |v: &serde_json::Value, scale: f64, digits: usize| {
                 v.as_f64()
                     .map_or("-".to_string(), |x| format!("{:.*}", digits, x * scale))
             };
+            if off_cpu {
+                let window = p["window_s"].as_f64().unwrap_or(f64::NAN);
+                let c = &p["cost"]["sched"];
+                let (switches, every, ev, run, pct, flame) = if mode.off_cpu() {
+                    (
+                        format!(
+                            "{:.0}",
+                            p["sched"]["switch_outs"].as_f64().unwrap_or(f64::NAN) / window
+                        ),
+                        num(&p["off_cpu"]["sample_every_max"], 1.0, 0),
+                        num(&c["bpf_ns_per_event"], 1e-3, 2),
+                        num(&c["bpf_ns_per_run"], 1.0, 0),
+                        num(&c["bpf_cpu_pct"], 1.0, 3),
+                        format!("{tail:.3}s"),
+                    )
+                } else {
+                    let flame = if mode == Mode::Off {
+                        "-".into()
+                    } else {
+                        format!("{tail:.3}s")
+                    };
+                    (
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        flame,
+                    )
+                };
+                println!(
+                    "{:<6} {:>12} {:>12.0} {:>10.2} {:>10} {:>11} {:>10} {:>9} {:>9} {:>14}",
+                    round,
+                    mode.name(),
+                    rps,
+                    cpu_per_req,
+                    switches,
+                    every,
+                    ev,
+                    run,
+                    pct,
+                    flame
+                );
+                continue;
+            }
             let (samples, ns, pct, user, flame) = match mode {
                 Mode::Off => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
                 Mode::Perf => (
@@ -183,21 +293,33 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    println!("\n# per-round change vs the unprofiled run of the same round (median over rounds)");
-    let off = &results[0];
-    for (m, r) in results.iter().enumerate().skip(1) {
-        let ratios: Vec<f64> = r
-            .iter()
-            .zip(off)
-            .map(|(p, o)| 100.0 * (p - o) / o)
-            .collect();
-        let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
+    let blocks: &[(&str, &Vec<Vec<f64>>)] = if off_cpu {
+        &[
+            ("target throughput", &results),
+            ("target CPU per request", &cpu_results),
+        ]
+    } else {
+        &[("target throughput", &results)]
+    };
+    for (what, results) in blocks {
         println!(
-            "{:>10}: median {:+.2}%   rounds: {}",
-            modes[m].name(),
-            median(ratios.clone()),
-            shown.join(" ")
+            "\n# {what}: per-round change vs the unprofiled run of the same round (median over rounds)"
         );
+        let off = &results[0];
+        for (m, r) in results.iter().enumerate().skip(1) {
+            let ratios: Vec<f64> = r
+                .iter()
+                .zip(off)
+                .map(|(p, o)| 100.0 * (p - o) / o)
+                .collect();
+            let shown: Vec<String> = ratios.iter().map(|x| format!("{x:+.1}%")).collect();
+            println!(
+                "{:>12}: median {:+.2}%   rounds: {}",
+                modes[m].name(),
+                median(ratios.clone()),
+                shown.join(" ")
+            );
+        }
     }
     Ok(())
 }

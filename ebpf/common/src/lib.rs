@@ -127,8 +127,237 @@ pub mod stat {
     pub const RING_SAMPLES: u32 = 8;
     /// DWARF mode: bytes sent through the ring buffer.
     pub const RING_BYTES: u32 = 9;
-    pub const LEN: u32 = 12;
+    /// Off-CPU: of STACKS_TAKEN, those taken because the thread's last wait
+    /// was long (`SchedConfig::long_wait_ns`).
+    pub const LONG_WAIT_STACKS: u32 = 10;
+    /// Off-CPU (`--off-cpu`), the scheduler programs: a target thread was
+    /// switched out / switched in / woken (`sched_wakeup`, `_new`).
+    pub const SWITCH_OUT: u32 = 12;
+    pub const SWITCH_IN: u32 = 13;
+    pub const WAKEUPS: u32 = 14;
+    /// Switched out while still runnable (preempted, or yielded).
+    pub const PREEMPTIONS: u32 = 15;
+    /// Switch-outs whose stacks were taken (1 in `sample_every`).
+    pub const STACKS_TAKEN: u32 = 16;
+    /// Wakeups of a sampled wait whose waker's stacks were taken.
+    pub const WAKER_STACKS: u32 = 17;
+    /// Events that found the scheduler ring full (lost).
+    pub const SCHED_RING_FULL: u32 = 18;
+    pub const SCHED_RING_BYTES: u32 = 19;
+    /// The per-thread map or the off-CPU count map was full.
+    pub const THREADS_FULL: u32 = 20;
+    pub const OFF_CPU_MAP_FULL: u32 = 21;
+    /// `get_stackid` collisions (-EEXIST) of off-CPU and waker stacks.
+    pub const OFF_CPU_COLLISIONS: u32 = 22;
+    /// No piece of a switched-out thread's user stack could be read.
+    pub const OFF_CPU_STACK_UNREADABLE: u32 = 23;
+    pub const LEN: u32 = 24;
 }
+
+/// How a thread left the CPU, from `sched_switch`'s `preempt` and
+/// `prev_state` (the task's `__state` as `__schedule` saw it).
+pub mod off_state {
+    /// Still runnable: preempted, or yielded (`R`).
+    pub const RUNNABLE: u32 = 0;
+    /// Interruptible sleep (`S`): waiting for an event, a timer, a socket,
+    /// a futex. Also `TASK_IDLE` and stopped or traced tasks.
+    pub const SLEEP: u32 = 1;
+    /// Uninterruptible (`D`): disk I/O, page faults, some kernel locks.
+    pub const DISK: u32 = 2;
+    pub const LEN: usize = 3;
+}
+
+/// Bits of `task_struct.__state` (include/linux/sched.h).
+pub mod task_state {
+    pub const INTERRUPTIBLE: u32 = 0x1;
+    pub const UNINTERRUPTIBLE: u32 = 0x2;
+    pub const DEAD: u32 = 0x80;
+    /// With UNINTERRUPTIBLE it makes `TASK_IDLE`: a kernel thread's idle
+    /// wait, not counted as load.
+    pub const NOLOAD: u32 = 0x400;
+    /// PREEMPT_RT: a sleeping spinlock, which is uninterruptible.
+    pub const RTLOCK_WAIT: u32 = 0x1000;
+}
+
+/// The [`off_state`] of a switch-out. `prev_state` is what `__schedule`
+/// read before deciding to block (it is TASK_RUNNING again when a signal
+/// stopped the block), and a preempted task stays runnable whatever its
+/// state says.
+#[inline(always)]
+pub fn classify_switch(preempt: bool, prev_state: u32) -> u32 {
+    if preempt || prev_state == 0 {
+        off_state::RUNNABLE
+    } else if (prev_state & task_state::UNINTERRUPTIBLE != 0
+        && prev_state & task_state::NOLOAD == 0)
+        || prev_state & task_state::RTLOCK_WAIT != 0
+    {
+        off_state::DISK
+    } else {
+        off_state::SLEEP
+    }
+}
+
+/// Load-time settings of the scheduler programs that user space may
+/// change while they run (value 0 of the `SCHED_CFG` array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedConfig {
+    /// Waits shorter than this are not added to the off-CPU stacks.
+    pub min_off_ns: u64,
+    /// A thread whose last wait was at least this long has the stacks of
+    /// its next switch-out taken whatever `sample_every` says (weight 1):
+    /// long waits are few and each weighs a lot, so sampling them 1 in N
+    /// would make their estimate swing by N times their length. The choice
+    /// is made before the wait, so the estimate stays unbiased.
+    pub long_wait_ns: u64,
+    /// Take the stacks of one switch-out in this many (1: every one),
+    /// chosen at random; the kernel weights what it adds by it.
+    pub sample_every: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integer fields, no implicit padding (24 bytes).
+unsafe impl aya::Pod for SchedConfig {}
+
+/// What the kernel knows of one target thread between a switch-out and
+/// the next switch-in (value of the `THREADS` map, keyed by thread id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    /// When it left the CPU (ns, `bpf_ktime_get_ns`); 0: not seen.
+    pub off_since: u64,
+    /// When it became runnable: woken, or switched out runnable; 0: not
+    /// queued.
+    pub queued_since: u64,
+    /// DWARF mode: id of the copy of its user stack sent at switch-out
+    /// (0: none), and of its waker's.
+    pub copy: u64,
+    pub waker_copy: u64,
+    pub tgid: u32,
+    /// One of [`off_state`].
+    pub state: u32,
+    /// 0: this wait's stacks were not taken; else the `sample_every` at
+    /// the switch-out, which weights the wait.
+    pub weight: u32,
+    pub user_stack: i32,
+    pub kernel_stack: i32,
+    /// [`thread_flags`].
+    pub flags: u32,
+    pub waker_tgid: u32,
+    pub waker_user: i32,
+    pub waker_kernel: i32,
+    pub _pad: u32,
+    /// How long its previous wait was (ns; 0: none seen).
+    pub last_off_ns: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integer fields, no implicit padding (80 bytes).
+unsafe impl aya::Pod for ThreadState {}
+
+pub mod thread_flags {
+    /// The waker fields are set.
+    pub const WOKEN: u32 = 1;
+    /// The stacks were taken with frame pointers (a stack id for the user
+    /// stack, not a copy): the kernel adds the wait to `OFF_CPU` itself.
+    pub const FP_STACK: u32 = 2;
+}
+
+/// Key of the in-kernel off-CPU aggregation (frame-pointer targets):
+/// where the thread waited, how, and what woke it. Stack ids as in
+/// [`StackKey`]; `waker_tgid` is meaningful only with
+/// [`thread_flags::WOKEN`] in `flags`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OffCpuKey {
+    pub tgid: u32,
+    pub user_stack: i32,
+    pub kernel_stack: i32,
+    pub state: u32,
+    pub flags: u32,
+    pub waker_tgid: u32,
+    pub waker_user: i32,
+    pub waker_kernel: i32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), only integer fields, no implicit padding (32 bytes).
+unsafe impl aya::Pod for OffCpuKey {}
+
+/// Value of the off-CPU aggregation, already weighted by the sampling.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffCpuValue {
+    pub ns: u64,
+    pub waits: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two u64s.
+unsafe impl aya::Pod for OffCpuValue {}
+
+/// Records of the scheduler ring buffer start with one of these.
+pub mod sched_record {
+    /// A [`SwitchEvent`].
+    pub const SWITCH_IN: u32 = 1;
+    /// A [`CopyHeader`], a [`SampleHeader`], then the stack bytes: the
+    /// user stack of a thread switched out (DWARF mode).
+    pub const STACK: u32 = 2;
+    /// The same for a waker that is itself a DWARF-mode target.
+    pub const WAKER_STACK: u32 = 3;
+}
+
+/// A target thread got the CPU back: what it waited for, and how long.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwitchEvent {
+    /// [`sched_record::SWITCH_IN`].
+    pub kind: u32,
+    pub tgid: u32,
+    pub tid: u32,
+    /// One of [`off_state`] (meaningful with `off_ns > 0`).
+    pub state: u32,
+    /// When it was switched in (ns, `bpf_ktime_get_ns`).
+    pub at: u64,
+    /// Time since its switch-out; 0 when that was not seen.
+    pub off_ns: u64,
+    /// Time since it became runnable (the run-queue latency); 0 when that
+    /// was not seen.
+    pub queued_ns: u64,
+    /// As in [`ThreadState`].
+    pub weight: u32,
+    pub flags: u32,
+    pub copy: u64,
+    pub waker_copy: u64,
+    pub user_stack: i32,
+    pub kernel_stack: i32,
+    pub waker_tgid: u32,
+    pub waker_user: i32,
+    pub waker_kernel: i32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integer fields, no implicit padding (88 bytes).
+unsafe impl aya::Pod for SwitchEvent {}
+
+pub const SWITCH_EVENT_BYTES: usize = core::mem::size_of::<SwitchEvent>();
+
+/// Starts a stack-copy record of the scheduler ring: which copy it is
+/// (the id a [`ThreadState`] and its [`SwitchEvent`] refer to).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyHeader {
+    /// [`sched_record::STACK`] or [`sched_record::WAKER_STACK`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub copy: u64,
+}
+
+pub const COPY_HEADER_BYTES: usize = core::mem::size_of::<CopyHeader>();
+/// The most header bytes that precede a stack copy in any ring.
+pub const MAX_HEADER_BYTES: usize = COPY_HEADER_BYTES + SAMPLE_HEADER_BYTES;
 
 /// Map sizes. The stack map is larger than the count map needs, because
 /// `get_stackid` hashes into buckets and collisions lose stacks (expect
@@ -136,6 +365,10 @@ pub mod stat {
 pub const MAX_TARGETS: u32 = 64;
 pub const COUNT_ENTRIES: u32 = 65_536;
 pub const STACK_ENTRIES: u32 = 32_768;
+/// Target threads tracked at once by the scheduler programs.
+pub const THREAD_ENTRIES: u32 = 16_384;
+/// Distinct (stacks, state, waker) keys of the off-CPU aggregation.
+pub const OFF_CPU_ENTRIES: u32 = 16_384;
 /// Frames per stack (the kernel's PERF_MAX_STACK_DEPTH default).
 pub const MAX_DEPTH: usize = 127;
 
@@ -158,5 +391,41 @@ pub mod regs {
         pub const PC: usize = 32;
         pub const PSTATE: usize = 33;
         pub const WORDS: usize = 34;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_states() {
+        use off_state::*;
+        // Preempted: runnable whatever the state word says (a task can be
+        // preempted between setting TASK_INTERRUPTIBLE and schedule()).
+        assert_eq!(classify_switch(true, 0x1), RUNNABLE);
+        assert_eq!(classify_switch(false, 0), RUNNABLE);
+        assert_eq!(classify_switch(false, 0x1), SLEEP);
+        assert_eq!(classify_switch(false, 0x2), DISK);
+        // TASK_KILLABLE = WAKEKILL | UNINTERRUPTIBLE: still D.
+        assert_eq!(classify_switch(false, 0x100 | 0x2), DISK);
+        // TASK_IDLE = UNINTERRUPTIBLE | NOLOAD: an idle wait, not D.
+        assert_eq!(classify_switch(false, 0x400 | 0x2), SLEEP);
+        // Stopped, traced, parked: not running, not D.
+        assert_eq!(classify_switch(false, 0x4), SLEEP);
+        assert_eq!(classify_switch(false, 0x8), SLEEP);
+        assert_eq!(classify_switch(false, 0x1000), DISK);
+        // With FREEZABLE (0x2000) added, the base state decides.
+        assert_eq!(classify_switch(false, 0x2000 | 0x1), SLEEP);
+    }
+
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(core::mem::size_of::<ThreadState>(), 80);
+        assert_eq!(core::mem::size_of::<OffCpuKey>(), 32);
+        assert_eq!(SWITCH_EVENT_BYTES, 88);
+        assert_eq!(COPY_HEADER_BYTES, 16);
+        assert_eq!(MAX_HEADER_BYTES, 72);
+        assert_eq!(core::mem::size_of::<SchedConfig>(), 24);
     }
 }

@@ -214,6 +214,27 @@ pub struct RunArgs {
     /// Write the profile as folded stacks (flamegraph.pl / inferno input).
     #[arg(long)]
     pub folded: Option<PathBuf>,
+    /// Off-CPU profile too (implies --profile): where the target's threads
+    /// waited and for how long (blocked or queued), what woke them, and
+    /// their run-queue latency.
+    #[arg(long)]
+    pub off_cpu: bool,
+    /// Write the off-CPU profile as a flamegraph (SVG, blue, widths in µs;
+    /// implies --off-cpu).
+    #[arg(long, value_name = "FILE")]
+    pub off_cpu_flamegraph: Option<PathBuf>,
+    /// Write the off-CPU profile as folded stacks, counts in µs, the state
+    /// ([S], [D], [R]) as the leaf frame (implies --off-cpu).
+    #[arg(long, value_name = "FILE")]
+    pub off_cpu_folded: Option<PathBuf>,
+    /// Drop off-CPU waits shorter than this.
+    #[arg(long, value_name = "DUR", default_value = "1us", value_parser = duration)]
+    pub off_cpu_min: Duration,
+    /// Stacks the off-CPU profiler takes per second at most; beyond it,
+    /// switch-outs are sampled 1 in N and their time scaled by N (default:
+    /// 250 with DWARF unwinding, 500 with frame pointers).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub off_cpu_stacks: Option<u32>,
     /// I/O engine: uring (our io_uring loop), glommio, or auto (uring when the
     /// kernel has DEFER_TASKRUN, else glommio).
     #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "glommio"])]
@@ -450,6 +471,12 @@ impl RunArgs {
             || !self.profile_pids.is_empty()
             || self.flamegraph.is_some()
             || self.folded.is_some()
+            || self.wants_off_cpu()
+    }
+
+    /// True when any off-CPU output was asked for.
+    pub fn wants_off_cpu(&self) -> bool {
+        self.off_cpu || self.off_cpu_flamegraph.is_some() || self.off_cpu_folded.is_some()
     }
 }
 
@@ -500,6 +527,21 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.run.server_counter, "http_requests_total");
+    }
+
+    #[test]
+    fn off_cpu_flags() {
+        let c =
+            Cli::try_parse_from(["loadgen", "--off-cpu-folded", "w.folded", "http://h/"]).unwrap();
+        assert!(c.run.wants_off_cpu() && c.run.wants_profile());
+        assert_eq!(c.run.off_cpu_min, Duration::from_micros(1));
+        let c = Cli::try_parse_from(["loadgen", "--off-cpu", "--off-cpu-min", "50us", "http://h/"])
+            .unwrap();
+        assert_eq!(c.run.off_cpu_min, Duration::from_micros(50));
+        let c = Cli::try_parse_from(["loadgen", "--profile", "http://h/"]).unwrap();
+        assert!(!c.run.wants_off_cpu());
+        assert!(Cli::try_parse_from(["loadgen", "--off-cpu-min", "soon", "http://h/"]).is_err());
+        assert!(Cli::try_parse_from(["loadgen", "--off-cpu-stacks", "0", "http://h/"]).is_err());
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         freq: args.profile_freq,
         unwind: args.unwind,
         stack_bytes: args.stack_bytes,
+        off_cpu: None,
     }) {
         Ok(s) => Some(s),
         Err(e) => {

@@ -98,6 +98,9 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut outs: Vec<RunOutput> = Vec::new();
     let mut windows: Vec<Window> = Vec::new();
     let mut profile: Option<Profile> = None;
+    // Each run's per-second target figures, joined to its own seconds.
+    let mut targets: Vec<Option<TargetRun>> = Vec::new();
+    let mut run_profiles: Vec<Option<loadgen::profile::ProfileReport>> = Vec::new();
     for run in 0..args.runs {
         if run > 0 && !args.pause.is_zero() {
             std::thread::sleep(args.pause);
@@ -128,6 +131,19 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 t.errors.total()
             )?;
             text_out.flush()?;
+        }
+        targets.push(p.as_ref().map(|p| TargetRun::of(p, out.started_at)));
+        if args.runs > 1 {
+            // Each run's own figures, for `compare` run by run; the stacks
+            // are left to the merged profile.
+            run_profiles.push(p.as_ref().map(|p| {
+                let mut r = p.report();
+                r.folded.clear();
+                if let Some(o) = &mut r.off_cpu {
+                    o.folded.clear();
+                }
+                r
+            }));
         }
         match (&mut profile, p) {
             (Some(all), Some(p)) => all.merge(&p),
@@ -191,11 +207,13 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     doc.runs = per_run
         .iter()
         .enumerate()
-        .map(|(i, r)| RunEntry {
-            run: i + 1,
-            report: Report::new(r),
+        .map(|(i, r)| {
+            let mut report = Report::new(r);
+            report.profile = run_profiles.get(i).cloned().flatten();
+            RunEntry { run: i + 1, report }
         })
         .collect();
+    join_targets(&mut doc, &targets);
     let mut slower = false;
     if let Some(base_path) = &args.baseline {
         let (b, s) = baseline(args, base_path, &doc, profile.as_ref(), &mut text_out)?;
@@ -236,6 +254,12 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
             p,
             args.flamegraph.as_deref(),
             args.folded.as_deref(),
+            &load_name(&cfg),
+        )?;
+        write_off_cpu_files(
+            p,
+            args.off_cpu_flamegraph.as_deref(),
+            args.off_cpu_folded.as_deref(),
             &load_name(&cfg),
         )?;
     }
@@ -348,6 +372,17 @@ fn baseline(
             writeln!(out, "Differential flamegraph written to {}", path.display())?;
         }
     }
+    // Off-CPU on both sides: the wait per request, by blocking site.
+    if let (Some(o), Some(lines)) = (
+        profile.and_then(|p| p.off_cpu.as_ref()),
+        base.off_cpu_folded(),
+    ) {
+        let base_f = loadgen::profile::Folded::read(lines.join("\n").as_bytes())?;
+        let requests = Some((base.requests, doc.requests)).filter(|&(b, n)| b > 0 && n > 0);
+        let d = loadgen::compare::diff::diff(&base_f, &o.folded(), requests);
+        writeln!(out, "Off-CPU, compared with the baseline's:")?;
+        write!(out, "{}", d.text())?;
+    }
     let slower = args.fail_if_slower.is_some_and(|pct| c.slower_than(pct));
     Ok((b, slower))
 }
@@ -387,6 +422,87 @@ pub fn write_profile_files(
     Ok(())
 }
 
+/// `--off-cpu-folded` and `--off-cpu-flamegraph`.
+pub fn write_off_cpu_files(
+    p: &Profile,
+    flamegraph: Option<&std::path::Path>,
+    folded: Option<&std::path::Path>,
+    what: &str,
+) -> anyhow::Result<()> {
+    for path in [folded, flamegraph].into_iter().flatten() {
+        if p.off_cpu.is_none() {
+            eprintln!(
+                "loadgen: no off-CPU profile (see the warning above), so nothing written to {}",
+                path.display()
+            );
+            return Ok(());
+        }
+    }
+    if let Some(path) = folded {
+        p.write_off_cpu_folded(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = flamegraph {
+        if p.has_off_cpu_stacks() {
+            p.write_off_cpu_flamegraph(path, what)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        } else {
+            eprintln!(
+                "loadgen: no off-CPU waits, so no flamegraph written to {}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A run's per-second target figures and where they start relative to
+/// the client's measured window.
+struct TargetRun {
+    seconds: Vec<profile::TargetSecond>,
+    /// Client window start − profile window start, in whole seconds.
+    shift: i64,
+    off_cpu: bool,
+}
+
+impl TargetRun {
+    fn of(p: &Profile, started_at: std::time::SystemTime) -> TargetRun {
+        let gap = p
+            .attached_at
+            .map_or(0.0, |a| match started_at.duration_since(a) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            });
+        TargetRun {
+            seconds: p.seconds.clone(),
+            shift: gap.round() as i64,
+            off_cpu: p.off_cpu.is_some(),
+        }
+    }
+}
+
+/// Joins each run's target seconds to its seconds in the series (and in
+/// its own entry of `runs`).
+fn join_targets(doc: &mut Report, targets: &[Option<TargetRun>]) {
+    if doc.runs.is_empty() {
+        if let Some(Some(t)) = targets.first() {
+            report::join_target(&mut doc.series, &t.seconds, t.shift, t.off_cpu);
+        }
+        return;
+    }
+    let mut at = 0;
+    for (entry, t) in doc.runs.iter_mut().zip(targets) {
+        let n = entry.report.series.len();
+        if let Some(t) = t {
+            report::join_target(&mut entry.report.series, &t.seconds, t.shift, t.off_cpu);
+            if let Some(slice) = doc.series.get_mut(at..at + n) {
+                report::join_target(slice, &t.seconds, t.shift, t.off_cpu);
+            }
+        }
+        at += n;
+    }
+}
+
 /// Finds the target and loads the sampler; on failure says why in one
 /// line and returns None (the load runs anyway).
 fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
@@ -406,6 +522,10 @@ fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
         freq: args.profile_freq,
         unwind: args.unwind,
         stack_bytes: args.stack_bytes,
+        off_cpu: args.wants_off_cpu().then_some(profile::OffCpuConfig {
+            min: args.off_cpu_min,
+            stacks_per_s: args.off_cpu_stacks.map(f64::from),
+        }),
     };
     match Session::start(&pcfg) {
         Ok(s) => Some(s),

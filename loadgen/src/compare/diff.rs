@@ -4,6 +4,12 @@
 //! change in total samples (per request, when the request counts are
 //! known), the change in mean and p90 stack depth, and the functions whose
 //! self share moved most.
+//!
+//! Off-CPU profiles (`--off-cpu-folded`: counts in µs, the state as the
+//! leaf frame) are recognised by their leaves: the totals are then µs off
+//! the CPU (per request: the wait a request cost the target), and the
+//! shares are those of the blocking sites (`user call → kernel function
+//! [state]`), since every off-CPU stack's own leaf is its state.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -11,6 +17,49 @@ use std::io::{self, Write};
 use serde_json::{Value, json};
 
 use crate::profile::Folded;
+use crate::profile::offcpu::blocked_in;
+
+/// What a folded profile counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum FlameUnit {
+    /// On-CPU samples.
+    #[serde(rename = "samples")]
+    Samples,
+    /// Off-CPU time, µs.
+    #[serde(rename = "us_off_cpu")]
+    OffCpuUs,
+}
+
+/// Whether every stack ends in an off-CPU state frame.
+pub fn is_off_cpu(f: &Folded) -> bool {
+    !f.stacks.is_empty()
+        && f.stacks.iter().all(|(s, _)| {
+            s.last()
+                .is_some_and(|l| matches!(l.as_str(), "[S]" | "[D]" | "[R]"))
+        })
+}
+
+/// Self shares (%): of the leaf functions, or of the blocking sites of an
+/// off-CPU profile.
+fn self_shares(f: &Folded, unit: FlameUnit) -> HashMap<String, f64> {
+    match unit {
+        FlameUnit::Samples => f
+            .top_functions(usize::MAX, true)
+            .into_iter()
+            .map(|r| (r.name, r.self_pct))
+            .collect(),
+        FlameUnit::OffCpuUs => {
+            let total = f.total().max(1) as f64;
+            let mut m: HashMap<String, f64> = HashMap::new();
+            for (frames, n) in &f.stacks {
+                let (state, rest) = frames.split_last().expect("non-empty off-CPU stack");
+                let site = format!("{} {state}", blocked_in(rest));
+                *m.entry(site).or_default() += 100.0 * *n as f64 / total;
+            }
+            m
+        }
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Shift {
@@ -22,6 +71,7 @@ pub struct Shift {
 
 #[derive(Debug, Clone)]
 pub struct FlameDiff {
+    pub unit: FlameUnit,
     pub base_samples: u64,
     pub new_samples: u64,
     /// Requests served in each profile's window, if known.
@@ -33,13 +83,14 @@ pub struct FlameDiff {
 }
 
 pub fn diff(base: &Folded, new: &Folded, requests: Option<(u64, u64)>) -> FlameDiff {
-    let shares = |f: &Folded| -> HashMap<String, f64> {
-        f.top_functions(usize::MAX, true)
-            .into_iter()
-            .map(|r| (r.name, r.self_pct))
-            .collect()
+    // Off-CPU when both are (or one is and the other is empty).
+    let off = |f: &Folded| f.stacks.is_empty() || is_off_cpu(f);
+    let unit = if off(base) && off(new) && (is_off_cpu(base) || is_off_cpu(new)) {
+        FlameUnit::OffCpuUs
+    } else {
+        FlameUnit::Samples
     };
-    let (sb, sn) = (shares(base), shares(new));
+    let (sb, sn) = (self_shares(base, unit), self_shares(new, unit));
     let mut names: Vec<&String> = sb.keys().chain(sn.keys()).collect();
     names.sort();
     names.dedup();
@@ -78,6 +129,7 @@ pub fn diff(base: &Folded, new: &Folded, requests: Option<(u64, u64)>) -> FlameD
         .cloned()
         .collect();
     FlameDiff {
+        unit,
         base_samples: base.total(),
         new_samples: new.total(),
         requests,
@@ -106,33 +158,44 @@ impl FlameDiff {
     }
 
     pub fn text(&self) -> String {
+        let (total, per, what, share) = match self.unit {
+            FlameUnit::Samples => (
+                "Total samples",
+                "Samples per request",
+                "CPU cost per request",
+                "Self share",
+            ),
+            FlameUnit::OffCpuUs => (
+                "Total off-CPU µs",
+                "Off-CPU µs per request",
+                "what a request cost the target in waiting",
+                "Share of blocking site",
+            ),
+        };
         let mut s = format!(
-            "Total samples: {} → {} ({:+.1}%)\n",
+            "{total}: {} → {} ({:+.1}%)\n",
             self.base_samples,
             self.new_samples,
             pct(self.base_samples as f64, self.new_samples as f64)
         );
         match self.per_request() {
             Some((b, n)) => s.push_str(&format!(
-                "Samples per request (CPU cost per request): {b:.5} → {n:.5} ({:+.1}%)\n",
+                "{per} ({what}): {b:.5} → {n:.5} ({:+.1}%)\n",
                 pct(b, n)
             )),
-            None => s.push_str(
-                "Samples per request: unknown (pass --base-report/--new-report to normalize by requests served)\n",
-            ),
+            None => s.push_str(&format!(
+                "{per}: unknown (pass --base-report/--new-report to normalize by requests served)\n"
+            )),
         }
         s.push_str(&format!(
             "Stack depth: mean {:.1} → {:.1}, p90 {} → {}\n",
             self.base_depth.0, self.new_depth.0, self.base_depth.1, self.new_depth.1
         ));
-        for (title, list) in [
-            ("Self share grew", &self.up),
-            ("Self share shrank", &self.down),
-        ] {
+        for (title, list) in [("grew", &self.up), ("shrank", &self.down)] {
             if list.is_empty() {
                 continue;
             }
-            s.push_str(&format!("{title}:\n"));
+            s.push_str(&format!("{share} {title}:\n"));
             for sh in list {
                 s.push_str(&format!(
                     "  {:>+7.2} pp  {:>6.2}% → {:>6.2}%  {}\n",
@@ -145,6 +208,7 @@ impl FlameDiff {
 
     pub fn to_json(&self) -> Value {
         json!({
+            "unit": self.unit,
             "base_samples": self.base_samples,
             "new_samples": self.new_samples,
             "samples_change_pct": pct(self.base_samples as f64, self.new_samples as f64),
@@ -177,7 +241,7 @@ pub fn render<W: Write>(base: &Folded, new: &Folded, title: &str, w: W) -> io::R
     let text = String::from_utf8_lossy(&two);
     let mut fopts = inferno::flamegraph::Options::default();
     fopts.title = title.to_string();
-    fopts.count_name = "samples".to_string();
+    fopts.count_name = if is_off_cpu(new) { "µs" } else { "samples" }.to_string();
     inferno::flamegraph::from_lines(&mut fopts, text.lines(), w)
 }
 
@@ -208,6 +272,43 @@ mod tests {
         assert!(
             svg.contains("burn") && svg.ends_with("</svg>\n") || svg.trim_end().ends_with("</svg>")
         );
+    }
+
+    #[test]
+    fn off_cpu_profiles_compare_wait_per_request_by_blocking_site() {
+        let base = folded(
+            "py;main;__GI___clock_nanosleep;do_nanosleep_[k];schedule_[k];[S] 5000\n\
+             py;main;__libc_recv;wait_woken_[k];schedule_[k];[S] 5000\n",
+        );
+        let new = folded(
+            "py;main;__GI___clock_nanosleep;do_nanosleep_[k];schedule_[k];[S] 15000\n\
+             py;main;__libc_recv;wait_woken_[k];schedule_[k];[S] 5000\n\
+             py;main;burn;[R] 1000\n",
+        );
+        assert!(is_off_cpu(&base) && is_off_cpu(&new));
+        assert!(!is_off_cpu(&folded("p;main;burn 3\n")));
+        let d = diff(&base, &new, Some((100, 100)));
+        assert_eq!(d.unit, FlameUnit::OffCpuUs);
+        let (b, n) = d.per_request().unwrap();
+        assert_eq!((b, n), (100.0, 210.0));
+        assert_eq!(d.up[0].name, "__GI___clock_nanosleep → do_nanosleep [S]");
+        assert!(
+            d.down
+                .iter()
+                .any(|s| s.name == "__libc_recv → wait_woken [S]")
+        );
+        assert!(d.up.iter().any(|s| s.name == "burn [R]"));
+        let text = d.text();
+        assert!(text.contains("Off-CPU µs per request"), "{text}");
+        assert!(text.contains("(+110.0%)"), "{text}");
+        assert_eq!(d.to_json()["unit"], "us_off_cpu");
+        let mut svg = Vec::new();
+        render(&base, &new, "off", &mut svg).unwrap();
+        assert!(String::from_utf8(svg).unwrap().contains("µs"));
+        // An on-CPU profile stays one.
+        let on = diff(&folded("p;a 1\n"), &folded("p;a 2\n"), None);
+        assert_eq!(on.unit, FlameUnit::Samples);
+        assert!(on.text().starts_with("Total samples"));
     }
 
     #[test]

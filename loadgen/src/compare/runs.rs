@@ -5,7 +5,9 @@
 //! latency: medians, relative change, a 95 % bootstrap interval for it, a
 //! p-value (Welch's t-test when both sides pass Shapiro–Wilk at α, else
 //! Mann–Whitney U), and a verdict. Scenario runs (`--scenario`) compared
-//! run by run also get throughput, p50 and p99 per request name.
+//! run by run also get throughput, p50 and p99 per request name. Reports
+//! with an off-CPU profile on both sides (`--off-cpu`) also compare the
+//! target's off-CPU time per request and its run-queue p99.
 
 use serde::Serialize;
 
@@ -132,6 +134,92 @@ const METRICS: [Metric; 5] = [
     },
 ];
 
+/// A figure of the target's profile (`--off-cpu`), compared when both
+/// reports have it: per run from each run's profile, per second from the
+/// series.
+struct TargetMetric {
+    name: &'static str,
+    of_run: fn(&Report) -> Option<f64>,
+    of_second: fn(&SecondReport) -> Option<f64>,
+}
+
+const TARGET_METRICS: [TargetMetric; 2] = [
+    TargetMetric {
+        // Per request, not raw µs: a faster run serves more requests and
+        // waits more in total.
+        name: "off-CPU per request",
+        of_run: |r| {
+            let total = match r.profile.as_ref().and_then(|p| p.off_cpu.as_ref()) {
+                Some(o) => o.total_us,
+                None => {
+                    let ms: Vec<f64> = r
+                        .series
+                        .iter()
+                        .filter_map(|s| s.target_off_cpu_ms)
+                        .collect();
+                    if ms.is_empty() {
+                        return None;
+                    }
+                    ms.iter().sum::<f64>() * 1000.0
+                }
+            };
+            (r.requests > 0).then(|| total / r.requests as f64)
+        },
+        of_second: |s| {
+            let ms = s.target_off_cpu_ms?;
+            (s.requests > 0).then(|| ms * 1000.0 / s.requests as f64)
+        },
+    },
+    TargetMetric {
+        name: "run-queue p99",
+        of_run: |r| {
+            let p = r.profile.as_ref()?.sched.as_ref()?;
+            (p.runq_waits > 0).then_some(p.runq_latency_us.p99 as f64)
+        },
+        of_second: |s| s.target_runq_p99_us.map(|v| v as f64),
+    },
+];
+
+fn target_samples(doc: &Report, m: &TargetMetric, kind: SampleKind) -> Vec<f64> {
+    match kind {
+        SampleKind::Runs => {
+            let v: Vec<f64> = doc
+                .runs
+                .iter()
+                .filter_map(|r| (m.of_run)(&r.report))
+                .collect();
+            // All runs or none: a run without it would bias the median.
+            if v.len() == doc.runs.len() {
+                v
+            } else {
+                Vec::new()
+            }
+        }
+        SampleKind::Seconds => {
+            let rows = &doc.series;
+            let full = rows.len().saturating_sub(usize::from(rows.len() > 1));
+            rows[..full].iter().filter_map(m.of_second).collect()
+        }
+    }
+}
+
+/// What a row compares.
+struct What {
+    name: &'static str,
+    unit: Unit,
+    higher_is_better: bool,
+}
+
+impl From<&Metric> for What {
+    fn from(m: &Metric) -> What {
+        What {
+            name: m.name,
+            unit: m.unit,
+            higher_is_better: m.higher_is_better,
+        }
+    }
+}
+
 /// Where the samples came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -235,7 +323,19 @@ pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, Co
         if b.is_empty() {
             return Err(CompareError::NoSamples("NEW".into(), m.name));
         }
-        rows.push(row(m, None, &a, &b, alpha, &mut warnings));
+        rows.push(row(&m.into(), None, &a, &b, alpha, &mut warnings));
+    }
+    for m in &TARGET_METRICS {
+        let a = target_samples(base, m, kind);
+        let b = target_samples(new, m, kind);
+        if !a.is_empty() && !b.is_empty() {
+            let what = What {
+                name: m.name,
+                unit: Unit::Micros,
+                higher_is_better: false,
+            };
+            rows.push(row(&what, None, &a, &b, alpha, &mut warnings));
+        }
     }
     if kind == SampleKind::Runs {
         for name in request_names(base) {
@@ -245,7 +345,14 @@ pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, Co
                 // A name missing on one side, or a request never answered
                 // in some run, has nothing to compare.
                 if a.len() == base.runs.len() && b.len() == new.runs.len() && !b.is_empty() {
-                    rows.push(row(m, Some(name.clone()), &a, &b, alpha, &mut warnings));
+                    rows.push(row(
+                        &m.into(),
+                        Some(name.clone()),
+                        &a,
+                        &b,
+                        alpha,
+                        &mut warnings,
+                    ));
                 }
             }
         }
@@ -288,7 +395,7 @@ fn request_samples(doc: &Report, name: &str, m: &Metric) -> Vec<f64> {
 
 /// Compares the samples `a` (base) and `b` (new) of one metric.
 fn row(
-    m: &Metric,
+    m: &What,
     request: Option<String>,
     a: &[f64],
     b: &[f64],
@@ -550,6 +657,64 @@ mod tests {
                 .any(|w| w.contains("coefficient of variation"))
         );
         assert!(c.warnings.iter().any(|w| w.contains("only 3 samples")));
+    }
+
+    #[test]
+    fn off_cpu_per_request_and_run_queue_are_compared_when_both_have_them() {
+        let with_profile = |off_us: f64, p99: u64, seed: u64| {
+            let mut doc = report(5, 1000.0, 500.0, 0.01, seed);
+            let mut state = seed;
+            for r in doc["runs"].as_array_mut().unwrap() {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                let j = 1.0 + 0.02 * ((state >> 40) as f64 / (1u64 << 24) as f64 - 0.5);
+                r["requests"] = json!(10_000);
+                r["profile"] = json!({
+                    "off_cpu": {"total_us": off_us * 10_000.0 * j},
+                    "sched": {"runq_latency_us": {"p99": (p99 as f64 * j) as u64}, "runq_waits": 100},
+                });
+            }
+            typed(doc)
+        };
+        let c = compare(
+            &with_profile(50.0, 100, 1),
+            &with_profile(100.0, 400, 2),
+            0.05,
+        )
+        .unwrap();
+        let off = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "off-CPU per request")
+            .unwrap();
+        assert_eq!(off.verdict, Verdict::Slower);
+        assert!((off.delta_pct - 100.0).abs() < 5.0, "{off:?}");
+        assert!((off.base_median - 50.0).abs() < 2.0);
+        let rq = c.rows.iter().find(|r| r.metric == "run-queue p99").unwrap();
+        assert_eq!(rq.verdict, Verdict::Slower);
+        assert!(c.text().contains("off-CPU per request"));
+        // Without a profile on one side there is nothing to compare.
+        let plain = typed(report(5, 1000.0, 500.0, 0.01, 3));
+        let c = compare(&plain, &with_profile(50.0, 100, 4), 0.05).unwrap();
+        assert!(c.rows.iter().all(|r| r.metric != "off-CPU per request"));
+        // Per second, from the series.
+        let series = |ms: f64| -> Report {
+            let rows: Vec<Value> = (0..12)
+                .map(|i| json!({"requests": 1000, "rate": 1000.0, "p50_us": 10, "p90_us": 20, "p99_us": 30, "p99_9_us": 40,
+                                "target_off_cpu_ms": ms + (i % 3) as f64, "target_runq_p99_us": 50}))
+                .collect();
+            typed(json!({ "series": rows }))
+        };
+        let c = compare(&series(100.0), &series(50.0), 0.05).unwrap();
+        let off = c
+            .rows
+            .iter()
+            .find(|r| r.metric == "off-CPU per request")
+            .unwrap();
+        assert_eq!(off.verdict, Verdict::Faster);
+        assert!(
+            (off.base_median - 101.0).abs() < 1e-9,
+            "µs per request: {off:?}"
+        );
     }
 
     #[test]

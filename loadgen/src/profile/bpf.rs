@@ -1,20 +1,25 @@
 //! Loading the committed eBPF object, attaching it to the software
-//! cpu-clock event on every online CPU, and reading what it counted.
+//! cpu-clock event on every online CPU (and, with `--off-cpu`, the
+//! scheduler programs to their BTF tracepoints), and reading what it
+//! counted.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use aya::maps::{
-    HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap,
+    Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap,
 };
-use aya::programs::PerfEvent;
 use aya::programs::perf_event::{
     PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
+use aya::programs::{BtfTracePoint, PerfEvent};
 use aya::util::{nr_cpus, online_cpus};
-use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
-use loadgen_ebpf_common::{StackKey, TargetConfig, arch, stat};
+use aya::{Btf, Ebpf, EbpfLoader, include_bytes_aligned};
+use loadgen_ebpf_common::{
+    OFF_CPU_ENTRIES, OffCpuKey, OffCpuValue, PAGE_BYTES, SchedConfig, StackKey, THREAD_ENTRIES,
+    TargetConfig, ThreadState, arch, stat,
+};
 
 use super::ProfileError;
 use super::objects::Arch;
@@ -34,9 +39,30 @@ pub struct RawProfile {
     pub stats: [u64; stat::LEN as usize],
 }
 
+/// The scheduler programs, each attached to the tracepoint it is named
+/// after.
+pub const SCHED_PROGRAMS: [&str; 4] = [
+    "sched_switch",
+    "sched_waking",
+    "sched_wakeup",
+    "sched_wakeup_new",
+];
+
+/// What the scheduler programs need at load time.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedLoad {
+    pub offsets: super::btf::TaskOffsets,
+    pub config: SchedConfig,
+    /// The scheduler ring's size (a power of two pages).
+    pub ring_bytes: u32,
+}
+
 pub struct Sampler {
     bpf: Ebpf,
     links: Vec<PerfEventLinkId>,
+    /// The scheduler programs are loaded (`--off-cpu`).
+    sched: bool,
+    sched_links: Vec<aya::programs::tp_btf::BtfTracePointLinkId>,
     /// Held while sampling: the kernel counts BPF run time only while some
     /// process holds a BPF_ENABLE_STATS descriptor.
     stats_fd: Option<OwnedFd>,
@@ -52,17 +78,43 @@ pub struct RunStats {
 impl Sampler {
     /// Loads and verifies the program and fills the target set. Nothing is
     /// sampled until [`Sampler::attach`]. `ring_bytes` sizes the DWARF
-    /// ring buffer (a power of two pages).
-    pub fn load(targets: &[(u32, TargetConfig)], ring_bytes: u32) -> Result<Sampler, ProfileError> {
+    /// ring buffer (a power of two pages). With `sched`, the scheduler
+    /// programs are loaded too; if they cannot be, the sampler still works
+    /// and the error says why (the second value).
+    pub fn load(
+        targets: &[(u32, TargetConfig)],
+        ring_bytes: u32,
+        sched: Option<SchedLoad>,
+    ) -> Result<(Sampler, Option<ProfileError>), ProfileError> {
         let arch = match Arch::native() {
             Arch::X86_64 => arch::X86_64,
             Arch::Aarch64 => arch::AARCH64,
         };
         let cpus = nr_cpus().map_err(|(what, e)| ProfileError::Load(format!("{what}: {e}")))?;
-        let mut bpf = EbpfLoader::new()
+        let (pid_off, tgid_off) =
+            sched.map_or((u32::MAX, u32::MAX), |s| (s.offsets.pid, s.offsets.tgid));
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global("ARCH", &arch, true)
+            .override_global("TASK_PID_OFFSET", &pid_off, true)
+            .override_global("TASK_TGID_OFFSET", &tgid_off, true)
             .map_max_entries("SCRATCH", cpus as u32)
-            .map_max_entries("RING", ring_bytes)
+            .map_max_entries("RING", ring_bytes);
+        // Without --off-cpu the scheduler maps shrink to nothing: hash maps
+        // are allocated whole when created.
+        match sched {
+            Some(s) => loader
+                .map_max_entries("SCHED_SCRATCH", 2 * cpus as u32)
+                .map_max_entries("SCHED_RING", s.ring_bytes)
+                .map_max_entries("THREADS", THREAD_ENTRIES)
+                .map_max_entries("OFF_CPU", OFF_CPU_ENTRIES),
+            None => loader
+                .map_max_entries("SCHED_SCRATCH", 1)
+                .map_max_entries("SCHED_RING", PAGE_BYTES)
+                .map_max_entries("THREADS", 1)
+                .map_max_entries("OFF_CPU", 1),
+        };
+        let mut bpf = loader
             .load(OBJECT)
             .map_err(|e| ProfileError::Load(e.to_string()))?;
         {
@@ -82,17 +134,64 @@ impl Sampler {
             .try_into()
             .map_err(|_| ProfileError::Object("sample"))?;
         prog.load().map_err(|e| ProfileError::Load(e.to_string()))?;
-        Ok(Sampler {
+        let mut sampler = Sampler {
             bpf,
             links: Vec::new(),
+            sched: false,
+            sched_links: Vec::new(),
             stats_fd: None,
-        })
+        };
+        let sched_error = match sched {
+            Some(s) => sampler.load_sched(s.config).err(),
+            None => None,
+        };
+        Ok((sampler, sched_error))
     }
 
-    /// The DWARF-mode reader's handles: the ring and the target map (taken:
-    /// nothing else uses them once loaded), and a second handle to the
-    /// stats (the main thread reads them at the end).
-    pub fn reader(&mut self, fallback: bool) -> Result<Reader, ProfileError> {
+    fn load_sched(&mut self, config: SchedConfig) -> Result<(), ProfileError> {
+        let btf = Btf::from_sys_fs().map_err(|e| {
+            ProfileError::OffCpu(format!(
+                "cannot read the kernel's BTF ({e}): it needs CONFIG_DEBUG_INFO_BTF"
+            ))
+        })?;
+        self.set_sched_config(config)?;
+        for name in SCHED_PROGRAMS {
+            let prog: &mut BtfTracePoint = self
+                .bpf
+                .program_mut(name)
+                .ok_or(ProfileError::Object("a scheduler program"))?
+                .try_into()
+                .map_err(|_| ProfileError::Object("a scheduler program"))?;
+            prog.load(name, &btf).map_err(|e| {
+                ProfileError::OffCpu(format!("cannot load the {name} program: {e}"))
+            })?;
+        }
+        self.sched = true;
+        Ok(())
+    }
+
+    /// Writes the scheduler programs' settings (they read them per event).
+    pub fn set_sched_config(&mut self, config: SchedConfig) -> Result<(), ProfileError> {
+        let mut cfg: Array<_, SchedConfig> = Array::try_from(
+            self.bpf
+                .map_mut("SCHED_CFG")
+                .ok_or(ProfileError::Object("SCHED_CFG"))?,
+        )
+        .map_err(|e| ProfileError::Load(e.to_string()))?;
+        cfg.set(0, config, 0)
+            .map_err(|e| ProfileError::Load(e.to_string()))
+    }
+
+    pub fn has_sched(&self) -> bool {
+        self.sched
+    }
+
+    /// The reader thread's handles: the rings (DWARF samples, when `dwarf`;
+    /// scheduler events, with the scheduler programs), the target map and
+    /// the scheduler settings (taken: nothing else uses them once loaded),
+    /// and a second handle to the stats (the main thread reads them at the
+    /// end).
+    pub fn reader(&mut self, dwarf: bool, fallback: bool) -> Result<Reader, ProfileError> {
         let err = |e: aya::maps::MapError| ProfileError::Load(e.to_string());
         let ring = RingBuf::try_from(
             self.bpf
@@ -118,11 +217,29 @@ impl Sampler {
             Map::from_map_data(MapData::from_fd(fd).map_err(err)?).map_err(err)?,
         )
         .map_err(err)?;
+        let sched = if self.sched {
+            let ring = RingBuf::try_from(
+                self.bpf
+                    .take_map("SCHED_RING")
+                    .ok_or(ProfileError::Object("SCHED_RING"))?,
+            )
+            .map_err(err)?;
+            let cfg = Array::try_from(
+                self.bpf
+                    .take_map("SCHED_CFG")
+                    .ok_or(ProfileError::Object("SCHED_CFG"))?,
+            )
+            .map_err(err)?;
+            Some((ring, cfg))
+        } else {
+            None
+        };
         Ok(Reader {
-            ring,
+            ring: Some(ring).filter(|_| dwarf),
             targets,
             stats,
             fallback,
+            sched,
         })
     }
 
@@ -138,18 +255,30 @@ impl Sampler {
         }
     }
 
-    /// Run time and count of the program so far (zero unless statistics
+    /// Run time and count of the sampler so far (zero unless statistics
     /// are on).
     pub fn run_stats(&self) -> RunStats {
-        let info = self
-            .bpf
-            .program("sample")
-            .and_then(|p| <&PerfEvent>::try_from(p).ok())
-            .and_then(|p| p.info().ok());
-        info.map_or_else(RunStats::default, |i| RunStats {
-            run_time: i.run_time(),
-            runs: i.run_count(),
-        })
+        self.stats_of(&["sample"])
+    }
+
+    /// The same, summed over the scheduler programs.
+    pub fn sched_run_stats(&self) -> RunStats {
+        if self.sched {
+            self.stats_of(&SCHED_PROGRAMS)
+        } else {
+            RunStats::default()
+        }
+    }
+
+    fn stats_of(&self, names: &[&str]) -> RunStats {
+        let mut total = RunStats::default();
+        for name in names {
+            if let Some(i) = self.bpf.program(name).and_then(|p| p.info().ok()) {
+                total.run_time += i.run_time();
+                total.runs += i.run_count();
+            }
+        }
+        total
     }
 
     /// Starts sampling every online CPU at `freq` Hz.
@@ -176,8 +305,31 @@ impl Sampler {
         Ok(())
     }
 
+    /// Starts the scheduler programs (when loaded).
+    pub fn attach_sched(&mut self) -> Result<(), ProfileError> {
+        if !self.sched {
+            return Ok(());
+        }
+        for name in SCHED_PROGRAMS {
+            let prog: &mut BtfTracePoint = self
+                .bpf
+                .program_mut(name)
+                .ok_or(ProfileError::Object("a scheduler program"))?
+                .try_into()
+                .map_err(|_| ProfileError::Object("a scheduler program"))?;
+            let link = prog.attach().map_err(|e| {
+                ProfileError::OffCpu(format!("cannot attach the {name} program: {e}"))
+            })?;
+            self.sched_links.push(link);
+        }
+        Ok(())
+    }
+
     /// Stops sampling (the counts stay in the maps).
     pub fn detach(&mut self) {
+        // The scheduler programs first: the tracepoint is detached when
+        // its link is dropped.
+        self.sched_links.clear();
         if let Ok(prog) = self
             .bpf
             .program_mut("sample")
@@ -244,6 +396,43 @@ impl Sampler {
             }
         }
         Ok(raw)
+    }
+}
+
+impl Sampler {
+    /// The frame-pointer targets' off-CPU time, summed over CPUs.
+    pub fn read_off_cpu(&self) -> Result<Vec<(OffCpuKey, OffCpuValue)>, ProfileError> {
+        let err = |e: aya::maps::MapError| ProfileError::Read(e.to_string());
+        let map: PerCpuHashMap<&MapData, OffCpuKey, OffCpuValue> = PerCpuHashMap::try_from(
+            self.bpf
+                .map("OFF_CPU")
+                .ok_or(ProfileError::Object("OFF_CPU"))?,
+        )
+        .map_err(err)?;
+        let mut out = Vec::new();
+        for entry in map.iter() {
+            let (k, per_cpu) = entry.map_err(err)?;
+            let mut v = OffCpuValue::default();
+            for c in per_cpu.iter() {
+                v.ns += c.ns;
+                v.waits += c.waits;
+            }
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Target threads the scheduler programs still hold: those off the CPU
+    /// when the window closed (their wait has not ended yet).
+    pub fn read_threads(&self) -> Result<Vec<(u32, ThreadState)>, ProfileError> {
+        let err = |e: aya::maps::MapError| ProfileError::Read(e.to_string());
+        let map: BpfHashMap<&MapData, u32, ThreadState> = BpfHashMap::try_from(
+            self.bpf
+                .map("THREADS")
+                .ok_or(ProfileError::Object("THREADS"))?,
+        )
+        .map_err(err)?;
+        Ok(map.iter().filter_map(Result::ok).collect())
     }
 }
 

@@ -6,20 +6,27 @@
 //! kernel side sends through a ring buffer. User space symbolizes them and
 //! renders folded stacks, a flamegraph and a top-functions table.
 //!
+//! With `--off-cpu`, scheduler tracepoint programs also follow the
+//! target's threads off the CPU: where they waited (stacks, state), for
+//! how long, what woke them, and how long they queued for a CPU after.
+//!
 //! The lifecycle follows the run: [`Session::start`] loads and verifies
-//! the program before the load begins (so privilege problems show at
+//! the programs before the load begins (so privilege problems show at
 //! once), [`Session::attach`] starts sampling after the warm-up, and
 //! [`Session::finish`] stops it when the load stops, then symbolizes while
 //! the target is still alive.
 
 pub mod bpf;
+pub mod btf;
 mod find;
 pub mod folded;
 pub mod maps;
 pub mod objects;
+pub mod offcpu;
 pub mod plan;
 pub mod report;
 pub mod ringbuf;
+pub mod sched;
 mod session;
 pub mod symbolize;
 pub mod unwind;
@@ -33,8 +40,10 @@ use loadgen_ebpf_common::{DEFAULT_STACK_BYTES, stat};
 
 pub use find::{comm, is_alive, pids_listening_on};
 pub use folded::{Folded, FunctionShare};
+pub use offcpu::OffCpu;
 pub use plan::{UnwindMode, parse_stack_bytes};
 pub use report::{Cost, LostDetail, ProfileReport, StackDepth};
+pub use sched::TargetSecond;
 pub use session::{Session, fold_unwound};
 
 #[derive(Debug, Clone)]
@@ -45,16 +54,39 @@ pub struct ProfileConfig {
     pub unwind: UnwindMode,
     /// User stack copied per DWARF sample.
     pub stack_bytes: u32,
+    /// `--off-cpu`.
+    pub off_cpu: Option<OffCpuConfig>,
+}
+
+/// `--off-cpu` settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OffCpuConfig {
+    /// Waits shorter than this are dropped (`--off-cpu-min`).
+    pub min: Duration,
+    /// Stacks taken per second at most; switch-outs beyond it are
+    /// sampled 1 in N and the time scaled by N. None: the default for the
+    /// targets' unwinding.
+    pub stacks_per_s: Option<f64>,
+}
+
+impl Default for OffCpuConfig {
+    fn default() -> Self {
+        OffCpuConfig {
+            min: Duration::from_micros(1),
+            stacks_per_s: None,
+        }
+    }
 }
 
 impl ProfileConfig {
-    /// `--unwind auto` with the default stack copy.
+    /// `--unwind auto` with the default stack copy, on-CPU only.
     pub fn new(pids: Vec<u32>, freq: u64) -> ProfileConfig {
         ProfileConfig {
             pids,
             freq,
             unwind: UnwindMode::Auto,
             stack_bytes: DEFAULT_STACK_BYTES,
+            off_cpu: None,
         }
     }
 }
@@ -79,6 +111,8 @@ pub enum ProfileError {
     NoListener(u16),
     #[error("process {0} does not exist: check --profile-pid")]
     NoProcess(u32),
+    #[error("no off-CPU profile: {0}")]
+    OffCpu(String),
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
@@ -148,6 +182,12 @@ pub struct Profile {
     pub unwind_requested: UnwindMode,
     pub stack_bytes: u32,
     pub cost: Cost,
+    /// `--off-cpu`: where the target waited.
+    pub off_cpu: Option<OffCpu>,
+    /// What the target did each second of the window (from its start).
+    pub seconds: Vec<TargetSecond>,
+    /// When sampling started (the first second's start).
+    pub attached_at: Option<std::time::SystemTime>,
 }
 
 impl Profile {
@@ -166,6 +206,11 @@ impl Profile {
         self.window += other.window;
         self.symbolize_time += other.symbolize_time;
         self.cost.add(&other.cost, self.window.as_secs_f64());
+        match (&mut self.off_cpu, &other.off_cpu) {
+            (Some(a), Some(b)) => a.merge(b),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
         for w in &other.warnings {
             if !self.warnings.contains(w) {
                 self.warnings.push(w.clone());
@@ -215,6 +260,9 @@ impl Profile {
                 ));
             }
         }
+        if let Some(o) = &self.off_cpu {
+            s.push_str(&o.summary(self.window));
+        }
         for w in &self.warnings {
             s.push_str(&format!("WARNING: {w}\n"));
         }
@@ -241,7 +289,40 @@ impl Profile {
             stack_bytes: self.stack_bytes,
             cost: self.cost.clone(),
             folded: self.folded.lines(),
+            off_cpu: self.off_cpu.as_ref().map(OffCpu::report),
+            sched: self.off_cpu.as_ref().map(OffCpu::sched_report),
         }
+    }
+
+    /// `--off-cpu-folded`: folded stacks in µs, the state as the leaf.
+    pub fn write_off_cpu_folded(&self, path: &Path) -> std::io::Result<()> {
+        let Some(o) = &self.off_cpu else {
+            return Err(std::io::Error::other("no off-CPU profile"));
+        };
+        let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+        o.folded().write(&mut w)?;
+        w.flush()
+    }
+
+    /// `--off-cpu-flamegraph`: inferno's blue palette, counts in µs.
+    pub fn write_off_cpu_flamegraph(&self, path: &Path, what: &str) -> std::io::Result<()> {
+        let Some(o) = &self.off_cpu else {
+            return Err(std::io::Error::other("no off-CPU profile"));
+        };
+        let title = format!(
+            "Off-CPU time of {} under {what}: {:.1}s, counts in µs",
+            self.target_name(),
+            self.window.as_secs_f64(),
+        );
+        let w = std::io::BufWriter::new(std::fs::File::create(path)?);
+        render_off_cpu_flamegraph(&o.folded(), &title, w)
+    }
+
+    /// Whether the off-CPU profile has any stack to draw.
+    pub fn has_off_cpu_stacks(&self) -> bool {
+        self.off_cpu
+            .as_ref()
+            .is_some_and(|o| o.folded().total() > 0)
     }
 
     pub fn write_folded(&self, path: &Path) -> std::io::Result<()> {
@@ -276,5 +357,24 @@ pub fn render_flamegraph<W: Write>(folded: &Folded, title: &str, w: W) -> std::i
     opts.count_name = "samples".to_string();
     opts.colors =
         inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
+    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
+}
+
+/// An off-CPU flamegraph: blue (as Brendan Gregg's off-CPU flamegraphs
+/// are), widths in µs.
+pub fn render_off_cpu_flamegraph<W: Write>(
+    folded: &Folded,
+    title: &str,
+    w: W,
+) -> std::io::Result<()> {
+    let lines = folded.lines();
+    if lines.is_empty() {
+        return Err(std::io::Error::other("no off-CPU time to draw"));
+    }
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = title.to_string();
+    opts.count_name = "µs".to_string();
+    opts.colors =
+        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
     inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
 }

@@ -1,5 +1,5 @@
 //! The `"profile"` section of the JSON report, as types: what
-//! [`super::Profile::to_json`] serializes, field for field.
+//! [`super::Profile::report`] serializes, field for field.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,132 @@ pub struct ProfileReport {
     /// The stacks themselves, so a later run can draw a differential
     /// flamegraph against this report (--baseline).
     pub folded: Vec<String>,
+    /// With `--off-cpu`: where the target's threads waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub off_cpu: Option<OffCpuReport>,
+    /// With `--off-cpu`: run-queue latency, wakeups, preemptions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sched: Option<SchedReport>,
+}
+
+/// p50/p90/p99/max of a distribution (µs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Quantiles {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+/// Off-CPU time by the state the thread left the CPU in (µs, exact).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ByState {
+    /// Interruptible sleep (S): events, timers, sockets, futexes.
+    pub sleep_us: f64,
+    /// Uninterruptible (D): disk I/O, page faults, some kernel locks.
+    pub disk_us: f64,
+    /// Runnable but switched out (R): preempted, or yielded.
+    pub preempted_us: f64,
+}
+
+/// A function's off-CPU time: `self` where a wait is charged to it (its
+/// blocking site: the innermost frame below the scheduler), `total`
+/// anywhere on the stack.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OffCpuFunction {
+    pub name: String,
+    pub self_us: f64,
+    pub total_us: f64,
+    pub self_pct: f64,
+    pub total_pct: f64,
+}
+
+/// One row of "where the target waited".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BlockingRow {
+    /// `S`, `D` or `R`.
+    pub state: String,
+    /// The innermost user frame → the kernel function it waited in.
+    pub blocked_in: String,
+    /// Estimated time (µs) and its share of the stacks' time.
+    pub us: f64,
+    pub pct: f64,
+    pub waits: u64,
+    /// The waker that ended most of this time (`comm: user → kernel`).
+    pub woken_by: Option<String>,
+}
+
+/// A waker and the waits it ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WakerRow {
+    /// `comm: user frame → kernel function` (`[interrupt]: …` for wakeups
+    /// from a hardware interrupt).
+    pub waker: String,
+    /// Its whole stack, root first, `;`-separated.
+    pub stack: String,
+    /// Time of the waits it ended (µs), and its share of all woken time.
+    pub us: f64,
+    pub pct: f64,
+    pub waits: u64,
+    /// The blocking site it ended most of that time at.
+    pub woke: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OffCpuLostReport {
+    /// Events lost because the scheduler ring was full.
+    pub ring_full: u64,
+    /// Threads not followed: the thread map was full.
+    pub threads_full: u64,
+    /// Waits not added: the in-kernel off-CPU map was full.
+    pub map_full: u64,
+    /// Stack-id collisions of off-CPU and waker stacks.
+    pub stack_collisions: u64,
+    /// DWARF: waits whose stack copy never arrived.
+    pub copies_missing: u64,
+}
+
+/// The JSON `profile.off_cpu` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OffCpuReport {
+    /// Off-CPU time of the target's threads, waits ≥ `min_us` (exact).
+    pub total_us: f64,
+    pub by_state: ByState,
+    pub waits: u64,
+    pub min_us: f64,
+    /// The sampled stacks' time, scaled by the sampling (≈ `total_us`).
+    pub stacks_us: f64,
+    /// Stacks were taken of 1 in up to this many switch-outs.
+    pub sample_every_max: u32,
+    pub stacks_taken: u64,
+    pub functions: Vec<OffCpuFunction>,
+    /// Top blocking sites by time, split by state.
+    pub blocking: Vec<BlockingRow>,
+    pub wakers: Vec<WakerRow>,
+    pub lost: OffCpuLostReport,
+    /// Folded stacks, counts in µs, the state (`[S]`, `[D]`, `[R]`) as
+    /// the leaf.
+    pub folded: Vec<String>,
+}
+
+/// The JSON `profile.sched` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedReport {
+    /// Woken (or preempted) → running, µs.
+    pub runq_latency_us: Quantiles,
+    pub runq_waits: u64,
+    pub wakeups: u64,
+    /// Switched out while still runnable.
+    pub preemptions: u64,
+    pub switch_outs: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +225,77 @@ pub struct Cost {
     /// Why the BPF figures are missing, when they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bpf_note: Option<String>,
+    /// With `--off-cpu`: what the scheduler programs cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sched: Option<SchedCost>,
+}
+
+/// The scheduler programs' cost, from the kernel's BPF statistics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SchedCost {
+    /// Runs of the four programs (every context switch and wakeup on the
+    /// host runs one; those of other processes return at once), and their
+    /// run time. Null without CAP_SYS_ADMIN.
+    pub bpf_runs: Option<u64>,
+    pub bpf_run_ns: Option<u64>,
+    /// Run time per run (target or not).
+    pub bpf_ns_per_run: Option<f64>,
+    /// Scheduler events of the target: switch-outs, switch-ins, wakeups.
+    pub target_events: u64,
+    /// All the run time over the target's events.
+    pub bpf_ns_per_event: Option<f64>,
+    /// Run time over the window, as a share of one CPU (%).
+    pub bpf_cpu_pct: Option<f64>,
+    /// Bytes through the scheduler ring (events and DWARF stack copies).
+    pub ringbuf_bytes: u64,
+    /// Switch-outs whose stacks were taken, and wakers' stacks taken.
+    pub stacks_taken: u64,
+    pub waker_stacks: u64,
+}
+
+impl SchedCost {
+    pub fn derive(&mut self, window_s: f64) {
+        if let (Some(ns), Some(runs)) = (self.bpf_run_ns, self.bpf_runs) {
+            self.bpf_ns_per_run = (runs > 0).then(|| ns as f64 / runs as f64);
+            self.bpf_ns_per_event =
+                (self.target_events > 0).then(|| ns as f64 / self.target_events as f64);
+            self.bpf_cpu_pct = (window_s > 0.0).then(|| 100.0 * ns as f64 / 1e9 / window_s);
+        }
+    }
+
+    pub fn add(&mut self, o: &SchedCost, window_s: f64) {
+        self.bpf_runs = self.bpf_runs.zip(o.bpf_runs).map(|(a, b)| a + b);
+        self.bpf_run_ns = self.bpf_run_ns.zip(o.bpf_run_ns).map(|(a, b)| a + b);
+        if self.bpf_runs.is_none() {
+            self.bpf_ns_per_run = None;
+            self.bpf_ns_per_event = None;
+            self.bpf_cpu_pct = None;
+        }
+        self.target_events += o.target_events;
+        self.ringbuf_bytes += o.ringbuf_bytes;
+        self.stacks_taken += o.stacks_taken;
+        self.waker_stacks += o.waker_stacks;
+        self.derive(window_s);
+    }
+
+    pub fn line(&self) -> String {
+        let bpf = match (self.bpf_ns_per_event, self.bpf_cpu_pct, self.bpf_runs) {
+            (Some(ns), Some(pct), Some(runs)) => format!(
+                "BPF {:.2} µs per target event ({} events; {runs} runs, {:.2} µs each) = {pct:.3}% of a CPU",
+                ns / 1e3,
+                self.target_events,
+                self.bpf_ns_per_run.unwrap_or(0.0) / 1e3
+            ),
+            _ => "BPF run time not measured".to_string(),
+        };
+        format!(
+            "Off-CPU cost: {bpf}; scheduler ring {:.1} MB; {} stacks taken, {} of wakers\n",
+            self.ringbuf_bytes as f64 / 1e6,
+            self.stacks_taken,
+            self.waker_stacks
+        )
+    }
 }
 
 impl Cost {
@@ -125,6 +322,11 @@ impl Cost {
         self.user_unwind_s += o.user_unwind_s;
         self.user_symbolize_s += o.user_symbolize_s;
         self.derive(window_s);
+        match (&mut self.sched, &o.sched) {
+            (Some(a), Some(b)) => a.add(b, window_s),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
     }
 
     /// One line for the text summary.
@@ -140,12 +342,16 @@ impl Cost {
                 self.bpf_note.as_deref().unwrap_or("no statistics")
             ),
         };
-        format!(
+        let mut s = format!(
             "Profiler cost: {bpf}; ring buffer {:.1} MB; unwinding {:.3}s CPU; symbolizing {:.3}s\n",
             self.ringbuf_bytes as f64 / 1e6,
             self.user_unwind_s,
             self.user_symbolize_s
-        )
+        );
+        if let Some(sc) = &self.sched {
+            s.push_str(&sc.line());
+        }
+        s
     }
 }
 

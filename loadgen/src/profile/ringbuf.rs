@@ -1,9 +1,11 @@
-//! DWARF-mode samples from the kernel: a reader thread drains the BPF ring
-//! buffer while the load runs, unwinds each sample at once (so only the
-//! aggregated stacks are kept, not megabytes of stack copies), and hands
-//! back per-(process, user stack, kernel stack) counts when sampling
-//! stops. Symbolizing stays on the main thread (blazesym's symbolizer is
-//! not `Send`).
+//! The reader thread: while the load runs it drains the DWARF samples'
+//! ring buffer, unwinding each sample at once (so only the aggregated
+//! stacks are kept, not megabytes of stack copies), and, with
+//! `--off-cpu`, the scheduler ring (events and stack copies, see
+//! `sched.rs`). It also notes the on-CPU samples of each second, and keeps
+//! the stacks the scheduler programs take within a budget. It hands back
+//! what it aggregated when sampling stops. Symbolizing stays on the main
+//! thread (blazesym's symbolizer is not `Send`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,14 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use loadgen_ebpf_common::{
-    SAMPLE_HEADER_BYTES, SampleHeader, TargetConfig, mode, sample_flags, stat,
+    SAMPLE_HEADER_BYTES, SampleHeader, SchedConfig, TargetConfig, mode, sample_flags, stat,
 };
 
 use super::maps;
 use super::objects::{Arch, ObjectCache};
-use super::unwind::{Outcome, ProcessUnwinder, Regs, StackCopy};
+use super::sched::{self, SchedAggregator, SchedRecord, Timeline};
+use super::unwind::{Outcome, ProcessUnwinder, Regs, StackCopy, Unwound};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -26,6 +29,8 @@ pub enum RecordError {
     Short(usize),
     #[error("ring-buffer record says {said} stack bytes but carries {has}")]
     StackLength { said: usize, has: usize },
+    #[error("ring-buffer record of unknown kind {0}")]
+    Kind(u32),
 }
 
 /// One sample as the kernel side sent it.
@@ -111,6 +116,13 @@ pub struct Collected {
     /// Objects that could not be read (their code unwinds with frame
     /// pointers).
     pub object_failures: Vec<String>,
+    /// On-CPU samples (and, with the scheduler programs, waits and
+    /// run-queue latency) by second of the window.
+    pub timeline: Option<Timeline>,
+    /// `--off-cpu`: what the scheduler ring brought.
+    pub sched: Option<SchedAggregator>,
+    /// The largest 1-in-N the stack budget needed.
+    pub sample_every_max: u32,
 }
 
 /// Per-sample aggregation, the part of the reader that needs no kernel.
@@ -165,13 +177,10 @@ impl Aggregator {
         };
         let pid = rec.header.tgid;
         self.capture(pid, bytes);
-        let regs = rec.regs();
-        self.refresh_if_stale(pid, &regs);
-        let Some(unwinder) = self.procs.get_mut(&pid) else {
+        let Some(unwound) = self.unwind(&rec) else {
             self.out.counts.bad_records += 1;
             return;
         };
-        let unwound = unwinder.unwind(&regs, rec.stack_copy());
         let c = &mut self.out.counts;
         c.samples += 1;
         match unwound.outcome {
@@ -186,6 +195,16 @@ impl Aggregator {
             .stacks
             .entry((pid, unwound.frames, rec.header.kernel_stack_id.max(-1)))
             .or_default() += 1;
+    }
+
+    /// Unwinds a record's stack with its process's unwinder (None: not a
+    /// DWARF-mode target).
+    pub fn unwind(&mut self, rec: &Record<'_>) -> Option<Unwound> {
+        let pid = rec.header.tgid;
+        let regs = rec.regs();
+        self.refresh_if_stale(pid, &regs);
+        let unwinder = self.procs.get_mut(&pid)?;
+        Some(unwinder.unwind(&regs, rec.stack_copy()))
     }
 
     /// Reads the maps again when a sample falls outside them (a new
@@ -213,41 +232,93 @@ impl Aggregator {
     }
 }
 
-/// The kernel-facing half: the ring, and the maps to watch drops and to
-/// switch targets to frame pointers.
+/// The kernel-facing half: the rings, and the maps to watch drops, to
+/// switch targets to frame pointers and to set the scheduler programs'
+/// sampling.
 pub struct Reader {
-    pub ring: RingBuf<MapData>,
+    /// DWARF samples (when some target uses DWARF).
+    pub ring: Option<RingBuf<MapData>>,
     pub targets: BpfHashMap<MapData, u32, TargetConfig>,
     pub stats: PerCpuArray<MapData, u64>,
     /// Auto mode: fall back to frame pointers when the ring overflows.
     pub fallback: bool,
+    /// `--off-cpu`: the scheduler ring and settings.
+    pub sched: Option<(RingBuf<MapData>, Array<MapData, SchedConfig>)>,
 }
 
-/// How often the reader drains the ring (samples are sent without a
-/// wakeup, so this bounds the ring's fill, not the latency of anything).
+/// What the reader does with the scheduler programs.
+pub struct SchedPlan {
+    pub agg: SchedAggregator,
+    /// The settings the programs were loaded with.
+    pub config: SchedConfig,
+    /// Stacks a second to keep to (1 in N of the switch-outs above it).
+    pub stacks_per_s: f64,
+}
+
+/// How often the reader drains the rings (records are sent without a
+/// wakeup, so this bounds the rings' fill, not the latency of anything).
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 const CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often the switch-out rate is looked at to set the sampling.
+const SAMPLING_EVERY: Duration = Duration::from_millis(50);
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 impl Reader {
     /// Starts the reader thread; it drains until `stop` is set, then
-    /// once more, and returns what it aggregated.
-    pub fn spawn(mut self, mut agg: Aggregator, stop: Arc<AtomicBool>) -> JoinHandle<Collected> {
+    /// once more, and returns what it aggregated. `start_ns` is the
+    /// window's start (monotonic), where its seconds count from.
+    pub fn spawn(
+        mut self,
+        mut agg: Aggregator,
+        mut sched: Option<SchedPlan>,
+        start_ns: u64,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<Collected> {
         std::thread::Builder::new()
             .name("loadgen-unwind".into())
             .spawn(move || {
                 let cpu_start = thread_cpu_time();
                 let started = Instant::now();
+                let mut timeline = Timeline::new(start_ns);
                 let mut last_check = started;
                 let mut last = (0u64, 0u64);
+                let mut samples_seen = self.stat(stat::SAMPLES);
+                let mut sampling = (
+                    started,
+                    self.stat(stat::SWITCH_OUT),
+                    self.stat(stat::LONG_WAIT_STACKS),
+                );
+                let mut every_max = sched.as_ref().map_or(1, |p| p.config.sample_every);
                 loop {
                     let stopping = stop.load(Ordering::Acquire);
-                    while let Some(item) = self.ring.next() {
-                        agg.add(&item);
+                    if let Some(ring) = &mut self.ring {
+                        while let Some(item) = ring.next() {
+                            agg.add(&item);
+                        }
                     }
+                    if let (Some((ring, _)), Some(plan)) = (&mut self.sched, &mut sched) {
+                        while let Some(item) = ring.next() {
+                            sched_record(&item, &mut agg, &mut plan.agg, &mut timeline);
+                        }
+                    }
+                    let samples = self.stat(stat::SAMPLES);
+                    timeline.add_on_cpu(monotonic_ns(), samples.saturating_sub(samples_seen));
+                    samples_seen = samples;
                     if stopping {
                         break;
                     }
                     if self.fallback
+                        && self.ring.is_some()
                         && agg.out.switched_to_fp.is_none()
                         && last_check.elapsed() >= CHECK_EVERY
                     {
@@ -260,10 +331,36 @@ impl Reader {
                             agg.out.switched_to_fp = Some((started.elapsed(), now.0));
                         }
                     }
+                    if let Some(plan) = &mut sched
+                        && sampling.0.elapsed() >= SAMPLING_EVERY
+                    {
+                        let (outs, long) = (
+                            self.stat(stat::SWITCH_OUT),
+                            self.stat(stat::LONG_WAIT_STACKS),
+                        );
+                        let dt = sampling.0.elapsed().as_secs_f64();
+                        let rate = outs.saturating_sub(sampling.1) as f64 / dt;
+                        let long_rate = long.saturating_sub(sampling.2) as f64 / dt;
+                        sampling = (Instant::now(), outs, long);
+                        let mut next = plan.config;
+                        next.sample_every = sched::sample_every(rate, plan.stacks_per_s);
+                        next.long_wait_ns =
+                            sched::long_wait_ns(next.long_wait_ns, long_rate, plan.stacks_per_s);
+                        if next != plan.config
+                            && let Some((_, cfg)) = &mut self.sched
+                            && cfg.set(0, next, 0).is_ok()
+                        {
+                            plan.config = next;
+                            every_max = every_max.max(next.sample_every);
+                        }
+                    }
                     std::thread::sleep(DRAIN_EVERY);
                 }
                 agg.out.cpu_time = thread_cpu_time().saturating_sub(cpu_start);
                 agg.out.object_failures = std::mem::take(&mut agg.objects.failures);
+                agg.out.timeline = Some(timeline);
+                agg.out.sched = sched.map(|p| p.agg);
+                agg.out.sample_every_max = every_max;
                 agg.out
             })
             .expect("spawning the unwinder thread")
@@ -286,6 +383,24 @@ impl Reader {
                 let _ = self.targets.insert(pid, cfg, 0);
             }
         }
+    }
+}
+
+/// One record of the scheduler ring: events go to the aggregator, stack
+/// copies are unwound first.
+pub fn sched_record(
+    bytes: &[u8],
+    agg: &mut Aggregator,
+    sched: &mut SchedAggregator,
+    timeline: &mut Timeline,
+) {
+    match sched::parse(bytes) {
+        Ok(SchedRecord::Switch(ev)) => sched.add_switch(&ev, timeline),
+        Ok(SchedRecord::Copy { copy, sample, .. }) => {
+            let frames = agg.unwind(&sample).map(|u| u.frames).unwrap_or_default();
+            sched.add_copy(copy, sample.header.tgid, frames);
+        }
+        Err(_) => sched.counts.bad_records += 1,
     }
 }
 

@@ -17,7 +17,7 @@ use super::folded::{Folded, sanitize};
 /// functions inlined into it at that address).
 type Names = Vec<String>;
 
-const UNKNOWN: &str = "[unknown]";
+pub const UNKNOWN: &str = "[unknown]";
 
 /// Whether /proc/kallsyms shows real addresses to us (it shows zeros
 /// without CAP_SYSLOG or with kptr_restrict).
@@ -62,113 +62,142 @@ fn names_of(sym: &Symbolized<'_>, suffix: &str) -> Names {
     }
 }
 
+/// Addresses to symbolize, collected first so that each process and the
+/// kernel are looked up once, in one batch.
+#[derive(Debug, Default)]
+pub struct Lookup {
+    user: HashMap<u32, Vec<u64>>,
+    kernel: Vec<u64>,
+}
+
+/// Names of the addresses a [`Lookup`] collected.
+#[derive(Debug, Default)]
+pub struct Symbols {
+    user: HashMap<(u32, u64), Names>,
+    kernel: HashMap<u64, Names>,
+}
+
+impl Lookup {
+    /// A user stack of process `pid`, leaf first.
+    pub fn user(&mut self, pid: u32, stack: &[u64]) {
+        self.user
+            .entry(pid)
+            .or_default()
+            .extend(lookup_addrs(stack));
+    }
+
+    /// A kernel stack, leaf first.
+    pub fn kernel(&mut self, stack: &[u64]) {
+        self.kernel.extend(lookup_addrs(stack));
+    }
+
+    pub fn resolve(self, kernel_visible: bool) -> Symbols {
+        let symbolizer = Symbolizer::builder()
+            .enable_inlined_fns(true)
+            .enable_code_info(false)
+            .build();
+        let mut out = Symbols::default();
+        for (pid, mut addrs) in self.user {
+            addrs.sort_unstable();
+            addrs.dedup();
+            let mut process = Process::new(Pid::from(pid));
+            // Reading /proc/PID/map_files needs CAP_SYS_ADMIN; the maps
+            // file is enough for what we symbolize.
+            process.map_files = false;
+            let src = Source::Process(process);
+            let syms = symbolizer
+                .symbolize(&src, Input::AbsAddr(&addrs))
+                .unwrap_or_default();
+            for (addr, sym) in addrs.iter().zip(syms.iter()) {
+                out.user.insert((pid, *addr), names_of(sym, ""));
+            }
+        }
+        let mut kernel = self.kernel;
+        kernel.sort_unstable();
+        kernel.dedup();
+        if kernel_visible && !kernel.is_empty() {
+            // kallsyms only: searching for a vmlinux image is slow and
+            // rarely finds one on production hosts.
+            let src = Source::Kernel(Kernel {
+                vmlinux: MaybeDefault::None,
+                ..Default::default()
+            });
+            let syms = symbolizer
+                .symbolize(&src, Input::AbsAddr(&kernel))
+                .unwrap_or_default();
+            for (addr, sym) in kernel.iter().zip(syms.iter()) {
+                out.kernel.insert(*addr, names_of(sym, "_[k]"));
+            }
+        }
+        out
+    }
+}
+
+impl Symbols {
+    /// Frames of a user stack (leaf first), root first.
+    pub fn user_frames(&self, pid: u32, stack: &[u64]) -> Vec<String> {
+        let addrs: Vec<u64> = lookup_addrs(stack).collect();
+        let mut frames = Vec::with_capacity(addrs.len());
+        for addr in addrs.iter().rev() {
+            match self.user.get(&(pid, *addr)) {
+                Some(names) => frames.extend(names.iter().cloned()),
+                None => frames.push(UNKNOWN.to_string()),
+            }
+        }
+        frames
+    }
+
+    /// Frames of a kernel stack (leaf first), root first.
+    pub fn kernel_frames(&self, stack: &[u64]) -> Vec<String> {
+        let addrs: Vec<u64> = lookup_addrs(stack).collect();
+        let mut frames = Vec::with_capacity(addrs.len());
+        for addr in addrs.iter().rev() {
+            match self.kernel.get(addr) {
+                Some(names) => frames.extend(names.iter().cloned()),
+                None => frames.push(format!("{UNKNOWN}_[k]")),
+            }
+        }
+        frames
+    }
+}
+
 /// Symbolizes every stack in `raw` into folded stacks rooted at the
 /// process name. `comms` names the processes (read while they were alive).
 pub fn fold(raw: &RawProfile, comms: &HashMap<u32, String>, kernel_visible: bool) -> Folded {
-    let symbolizer = Symbolizer::builder()
-        .enable_inlined_fns(true)
-        .enable_code_info(false)
-        .build();
-
-    // Unique addresses per process, and for the kernel.
-    let mut user_addrs: HashMap<u32, Vec<u64>> = HashMap::new();
-    let mut kernel_addrs: Vec<u64> = Vec::new();
+    let stack = |id: i32| raw.stacks.get(&id).filter(|_| id >= 0);
+    let mut lookup = Lookup::default();
     for (key, _) in &raw.counts {
-        if let Some(stack) = raw
-            .stacks
-            .get(&key.user_stack_id)
-            .filter(|_| key.user_stack_id >= 0)
-        {
-            user_addrs
-                .entry(key.tgid)
-                .or_default()
-                .extend(lookup_addrs(stack));
+        if let Some(s) = stack(key.user_stack_id) {
+            lookup.user(key.tgid, s);
         }
-        if let Some(stack) = raw
-            .stacks
-            .get(&key.kernel_stack_id)
-            .filter(|_| key.kernel_stack_id >= 0)
-        {
-            kernel_addrs.extend(lookup_addrs(stack));
+        if let Some(s) = stack(key.kernel_stack_id) {
+            lookup.kernel(s);
         }
     }
-
-    let mut user_names: HashMap<(u32, u64), Names> = HashMap::new();
-    for (pid, mut addrs) in user_addrs {
-        addrs.sort_unstable();
-        addrs.dedup();
-        let mut process = Process::new(Pid::from(pid));
-        // Reading /proc/PID/map_files needs CAP_SYS_ADMIN; the maps file
-        // is enough for what we symbolize.
-        process.map_files = false;
-        let src = Source::Process(process);
-        let syms = symbolizer
-            .symbolize(&src, Input::AbsAddr(&addrs))
-            .unwrap_or_default();
-        for (addr, sym) in addrs.iter().zip(syms.iter()) {
-            user_names.insert((pid, *addr), names_of(sym, ""));
-        }
-    }
-
-    let mut kernel_names: HashMap<u64, Names> = HashMap::new();
-    kernel_addrs.sort_unstable();
-    kernel_addrs.dedup();
-    if kernel_visible && !kernel_addrs.is_empty() {
-        // kallsyms only: searching for a vmlinux image is slow and rarely
-        // finds one on production hosts.
-        let src = Source::Kernel(Kernel {
-            vmlinux: MaybeDefault::None,
-            ..Default::default()
-        });
-        let syms = symbolizer
-            .symbolize(&src, Input::AbsAddr(&kernel_addrs))
-            .unwrap_or_default();
-        for (addr, sym) in kernel_addrs.iter().zip(syms.iter()) {
-            kernel_names.insert(*addr, names_of(sym, "_[k]"));
-        }
-    }
-
+    let symbols = lookup.resolve(kernel_visible);
     let mut merged: HashMap<Vec<String>, u64> = HashMap::new();
     for (key, count) in &raw.counts {
-        let comm = comms
-            .get(&key.tgid)
-            .cloned()
-            .unwrap_or_else(|| format!("pid {}", key.tgid));
-        let mut frames = vec![sanitize(&comm)];
-        match raw
-            .stacks
-            .get(&key.user_stack_id)
-            .filter(|_| key.user_stack_id >= 0)
-        {
-            Some(stack) => {
-                let addrs: Vec<u64> = lookup_addrs(stack).collect();
-                for addr in addrs.iter().rev() {
-                    match user_names.get(&(key.tgid, *addr)) {
-                        Some(names) => frames.extend(names.iter().cloned()),
-                        None => frames.push(UNKNOWN.to_string()),
-                    }
-                }
-            }
+        let mut frames = vec![sanitize(&comm_of(comms, key.tgid))];
+        match stack(key.user_stack_id) {
+            Some(s) => frames.extend(symbols.user_frames(key.tgid, s)),
             None => frames.push(UNKNOWN.to_string()),
         }
-        if let Some(stack) = raw
-            .stacks
-            .get(&key.kernel_stack_id)
-            .filter(|_| key.kernel_stack_id >= 0)
-        {
-            let addrs: Vec<u64> = lookup_addrs(stack).collect();
-            for addr in addrs.iter().rev() {
-                match kernel_names.get(addr) {
-                    Some(names) => frames.extend(names.iter().cloned()),
-                    None => frames.push(format!("{UNKNOWN}_[k]")),
-                }
-            }
+        if let Some(s) = stack(key.kernel_stack_id) {
+            frames.extend(symbols.kernel_frames(s));
         }
         *merged.entry(frames).or_default() += count;
     }
     let mut stacks: Vec<_> = merged.into_iter().collect();
     stacks.sort();
     Folded { stacks }
+}
+
+/// A process's name as read while it was alive, or `pid N`.
+pub fn comm_of(comms: &HashMap<u32, String>, pid: u32) -> String {
+    comms
+        .get(&pid)
+        .cloned()
+        .unwrap_or_else(|| format!("pid {pid}"))
 }
 
 /// Fraction of samples whose user stack had at most one frame: a target

@@ -117,6 +117,42 @@ pub struct Second {
     /// Open loop: the rate the schedule asked for in this second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
+    /// With `--profile`: the target's on-CPU samples in this second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_on_cpu_samples: Option<u64>,
+    /// With `--off-cpu`: time the target's threads spent off the CPU in
+    /// this second (blocked or queued), summed over threads, ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_off_cpu_ms: Option<f64>,
+    /// With `--off-cpu`: run-queue latency p99 of the target's threads
+    /// that got a CPU in this second, µs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_runq_p99_us: Option<u64>,
+}
+
+/// Puts the profiler's per-second figures next to the client's: second
+/// `i` of the series gets the profile's second `i + shift` (the profile's
+/// window starts where sampling started, within milliseconds of the
+/// client's; `shift` is that gap in whole seconds, usually 0).
+pub fn join_target(
+    series: &mut [Second],
+    target: &[crate::profile::TargetSecond],
+    shift: i64,
+    off_cpu: bool,
+) {
+    for (i, s) in series.iter_mut().enumerate() {
+        let Some(t) = usize::try_from(i as i64 + shift)
+            .ok()
+            .and_then(|j| target.get(j))
+        else {
+            continue;
+        };
+        s.target_on_cpu_samples = Some(t.on_cpu_samples);
+        if off_cpu {
+            s.target_off_cpu_ms = Some(t.off_cpu_ms);
+            s.target_runq_p99_us = t.runq_p99_us;
+        }
+    }
 }
 
 /// One request of a scenario.
@@ -527,6 +563,14 @@ impl Report {
     pub fn folded(&self) -> Option<&[String]> {
         self.profile.as_ref().map(|p| p.folded.as_slice())
     }
+
+    /// The off-CPU folded stacks (µs) of the report's profile, if any.
+    pub fn off_cpu_folded(&self) -> Option<&[String]> {
+        self.profile
+            .as_ref()
+            .and_then(|p| p.off_cpu.as_ref())
+            .map(|o| o.folded.as_slice())
+    }
 }
 
 fn series(r: &RunReport<'_>) -> Vec<Second> {
@@ -548,6 +592,7 @@ fn series(r: &RunReport<'_>) -> Vec<Second> {
                 max_us: s.latency.max(),
                 non_2xx: s.non_2xx,
                 target_rate: r.target_in_second(i).map(|t| per_second(t, len)),
+                ..Second::default()
             }
         })
         .collect()
@@ -570,6 +615,36 @@ mod tests {
         assert_eq!(r.runs[0].run, 1);
         assert_eq!(r.runs[0].report.rps, 2.0);
         assert!(r.folded().is_none());
+    }
+
+    #[test]
+    fn target_seconds_join_the_clients_and_old_series_still_read() {
+        let t = |n: u64| crate::profile::TargetSecond {
+            on_cpu_samples: n,
+            off_cpu_ms: n as f64 * 10.0,
+            runq_p99_us: Some(n * 100),
+        };
+        let target = [t(1), t(2), t(3)];
+        let mut series = vec![Second::default(); 4];
+        join_target(&mut series, &target, 0, true);
+        assert_eq!(series[1].target_on_cpu_samples, Some(2));
+        assert_eq!(series[2].target_off_cpu_ms, Some(30.0));
+        assert_eq!(series[0].target_runq_p99_us, Some(100));
+        assert_eq!(series[3].target_on_cpu_samples, None, "no data, no zero");
+        let mut shifted = vec![Second::default(); 2];
+        join_target(&mut shifted, &target, 1, false);
+        assert_eq!(shifted[0].target_on_cpu_samples, Some(2));
+        assert_eq!(shifted[0].target_off_cpu_ms, None, "on-CPU only");
+        let v = serde_json::to_value(&series[0]).unwrap();
+        assert_eq!(v["target_runq_p99_us"], 100);
+        assert!(
+            serde_json::to_value(Second::default())
+                .unwrap()
+                .get("target_off_cpu_ms")
+                .is_none()
+        );
+        let old: Second = serde_json::from_str(r#"{"second": 1, "p99_us": 5}"#).unwrap();
+        assert_eq!((old.p99_us, old.target_off_cpu_ms), (5, None));
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod text;
 pub use hdr::{write_interval_log, write_percentiles};
 pub use json::{
     Baseline, ComparisonRow, Distribution, Histograms, Latency, Mode, Report, RequestReport,
-    RunEntry, Second as SecondReport, decode_histogram, encode_histogram,
+    RunEntry, Second as SecondReport, decode_histogram, encode_histogram, join_target,
 };
 pub use text::{header, summary};
 
