@@ -142,6 +142,15 @@ impl Schedule {
             .join(",")
     }
 
+    /// How a report's header says it: `1000 req/s`, or `stages …`.
+    pub fn describe_spec(spec: &str) -> String {
+        if spec.contains(':') {
+            format!("stages {spec}")
+        } else {
+            format!("{spec} req/s")
+        }
+    }
+
     /// The same schedule with every rate multiplied by `factor`.
     pub fn scaled(&self, factor: f64) -> Schedule {
         Schedule {

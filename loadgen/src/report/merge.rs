@@ -98,7 +98,9 @@ fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
     }
 }
 
-/// What must be the same in every part of one fleet, by name.
+/// What must be the same in every part of one fleet, by name. Not the
+/// seed: parts run without `--seed` each draw their own, and the values
+/// they send differ with it, not the load.
 fn identity(r: &Report) -> Vec<(&'static str, String)> {
     let f = r.fleet.clone().unwrap_or_default();
     vec![
@@ -117,7 +119,6 @@ fn identity(r: &Report) -> Vec<(&'static str, String)> {
             "what is sent (requests, headers, bodies, feeds, token claims)",
             f.request_sha256.clone(),
         ),
-        ("--seed", opt(&r.seed)),
         ("--expect-status", opt(&r.expect_status)),
         ("--start-at", opt(&f.start_at)),
     ]
@@ -384,7 +385,9 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
     doc.mode = first.mode;
     doc.warmup_s = first.warmup_s;
     doc.series = series(&inputs, if t0.is_finite() { t0 } else { 0.0 })?;
-    doc.seed = first.seed;
+    doc.seed = first
+        .seed
+        .filter(|s| inputs.iter().all(|i| i.report.seed == Some(*s)));
     doc.scenario = first.scenario.clone();
     doc.expect_status = first.expect_status.clone();
     doc.unexpected = first
@@ -512,7 +515,11 @@ fn warnings(inputs: &[Input], doc: &Report, of: u32) -> Vec<String> {
 fn header(doc: &Report, of: u32) -> String {
     let mut s = format!("Merged {} of {of} parts @ {}\n", doc.parts.len(), doc.url);
     if let Some(sched) = doc.fleet.as_ref().and_then(|f| f.schedule.as_ref()) {
-        let _ = writeln!(s, "  open loop: {sched} req/s in all");
+        let _ = writeln!(
+            s,
+            "  open loop: {} in all",
+            crate::schedule::Schedule::describe_spec(sched)
+        );
     }
     let _ = writeln!(
         s,

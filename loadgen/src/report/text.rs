@@ -73,7 +73,7 @@ pub fn header(cfg: &Config) -> String {
             totals.push(format!("{n} requests"));
         }
         if let Some(sched) = &cfg.schedule {
-            totals.push(format!("rates {}", sched.spec()));
+            totals.push(crate::schedule::Schedule::describe_spec(&sched.spec()));
         }
         let _ = writeln!(
             s,
