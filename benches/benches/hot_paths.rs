@@ -219,7 +219,10 @@ fn shard_core(c: &mut Criterion) {
         let mut actions = Vec::with_capacity(256);
         core.take_actions(&mut actions);
         for a in actions.drain(..) {
-            if let Action::Connect { conn, generation } = a {
+            if let Action::Connect {
+                conn, generation, ..
+            } = a
+            {
                 core.on_connected(conn, generation, 1);
             }
         }

@@ -3,12 +3,13 @@
 //! and knows no engine; the command layer does those and hands the results
 //! in as [`RunInputs`]. The engine takes only a [`Validated`] config.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::fleet::Part;
 use crate::http::RequestSpec;
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
@@ -109,6 +110,18 @@ pub struct Config {
     /// Keep connections open between requests (`--no-keepalive` clears it:
     /// every request asks for `Connection: close`).
     pub keepalive: bool,
+    /// `--part K/N`: this process's place in a fleet that runs the same
+    /// command (1/1 alone). `connections` is this part's share of
+    /// `fleet_connections`; `requests` and `schedule` stay the fleet's
+    /// totals, split by `shard::plan` and the fleet numbering.
+    pub part: Part,
+    /// `-c` as given: the fleet's connections.
+    pub fleet_connections: usize,
+    /// `--start-at`: the measured window starts at this wall-clock time,
+    /// after a warm-up that ends there.
+    pub start_at: Option<SystemTime>,
+    /// `--bind`: source addresses, round-robin over the connections.
+    pub bind: Vec<IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -143,6 +156,20 @@ pub enum ConfigError {
     TlsFlagOnHttp(&'static str),
     #[error("an https:// URL needs TLS settings, and an http:// one none")]
     TlsMismatch,
+    #[error(
+        "-c/--connections {0} is the fleet's total with --part K/{1}: it must be at least {1}, one per part"
+    )]
+    FleetConnections(u64, u32),
+    #[error(
+        "-n/--requests {0} is the fleet's total with --part K/{1}: it must be at least {1}, one per part"
+    )]
+    FleetRequests(u64, u32),
+    #[error(
+        "--bind needs the io_uring engine (glommio's connect cannot bind a source address): use --engine uring"
+    )]
+    BindGlommio,
+    #[error("--bind {0} is {1}, but the target {2} is not: give addresses of the target's family")]
+    BindFamily(IpAddr, &'static str, SocketAddr),
 }
 
 /// Send buffers of templated requests, in total, at most.
@@ -188,6 +215,9 @@ pub struct RunInputs {
     /// Built by the command layer for `https://` URLs.
     pub tls: Option<TlsSettings>,
     pub keepalive: bool,
+    pub part: Part,
+    pub start_at: Option<SystemTime>,
+    pub bind: Vec<IpAddr>,
 }
 
 /// A config that passed [`Config::validate`]; the only kind the engine
@@ -212,10 +242,20 @@ impl Config {
     /// Applies the rules between flags: default shards, pinning, the
     /// schedule, the default duration. Then validates.
     pub fn from_inputs(i: RunInputs) -> Result<Validated, ConfigError> {
-        let connections = usize::try_from(i.connections)
+        let fleet_connections = usize::try_from(i.connections)
             .ok()
             .filter(|&c| c <= MAX_CONNECTIONS)
             .ok_or(ConfigError::Connections(i.connections))?;
+        if i.part.is_fleet() {
+            if i.connections < i.part.of as u64 {
+                return Err(ConfigError::FleetConnections(i.connections, i.part.of));
+            }
+            if let Some(n) = i.requests.filter(|&n| n > 0 && n < i.part.of as u64) {
+                return Err(ConfigError::FleetRequests(n, i.part.of));
+            }
+        }
+        // -c is the fleet's; this part opens its share.
+        let connections = i.part.share(fleet_connections as u64) as usize;
         let cpus = i.allowed_cpus.len().max(1);
         // wrk requires -c ≥ -t; with the default we just use fewer shards.
         let shards = i.threads.unwrap_or_else(|| cpus.min(connections.max(1)));
@@ -261,6 +301,10 @@ impl Config {
             engine: i.engine,
             tls: i.tls,
             keepalive: i.keepalive,
+            part: i.part,
+            fleet_connections,
+            start_at: i.start_at,
+            bind: i.bind,
         }
         .validated()
     }
@@ -300,6 +344,17 @@ impl Config {
         }
         if !(256..=16 << 20).contains(&self.max_header_bytes) {
             return Err(ConfigError::MaxHeaderBytes(self.max_header_bytes));
+        }
+        if !self.bind.is_empty() && self.engine == Engine::Glommio {
+            return Err(ConfigError::BindGlommio);
+        }
+        if let Some(&a) = self
+            .bind
+            .iter()
+            .find(|a| a.is_ipv4() != self.addr.is_ipv4())
+        {
+            let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(ConfigError::BindFamily(a, family, self.addr));
         }
         if self.scenario.fixed_bytes().is_none() {
             let bytes = (self.connections as u64)
@@ -347,7 +402,21 @@ impl Config {
             engine: Engine::Uring,
             tls: None,
             keepalive: true,
+            part: Part::default(),
+            fleet_connections: 10,
+            start_at: None,
+            bind: Vec::new(),
         }
+    }
+
+    /// This part's share of `-n` (the whole of it alone).
+    pub fn part_requests(&self) -> Option<u64> {
+        self.requests.map(|n| self.part.share(n))
+    }
+
+    /// The seed of this part's generators (see [`Part::seed`]).
+    pub fn part_seed(&self) -> u64 {
+        self.part.seed(self.scenario.seed)
     }
 
     /// True when `status` is what `--expect-status` asked for (or nothing
@@ -386,6 +455,9 @@ mod tests {
             ring_best: RingMode::DeferTaskrun,
             tls: None,
             keepalive: true,
+            part: Part::default(),
+            start_at: None,
+            bind: Vec::new(),
         }
     }
 
@@ -480,6 +552,79 @@ mod tests {
                 ..inputs()
             }),
             ConfigError::DurationAndRequests
+        );
+    }
+
+    #[test]
+    fn a_part_takes_its_share_of_the_fleets_connections() {
+        let part = |k| Part { index: k, of: 3 };
+        let conns: Vec<usize> = (1..=3)
+            .map(|k| {
+                Config::from_inputs(RunInputs {
+                    connections: 10,
+                    part: part(k),
+                    ..inputs()
+                })
+                .unwrap()
+                .connections
+            })
+            .collect();
+        assert_eq!(conns, [4, 3, 3]);
+        let cfg = Config::from_inputs(RunInputs {
+            connections: 10,
+            requests: Some(3000),
+            part: part(2),
+            ..inputs()
+        })
+        .unwrap();
+        assert_eq!((cfg.fleet_connections, cfg.requests), (10, Some(3000)));
+        assert_eq!(cfg.part_requests(), Some(1000));
+        let bad = |i: RunInputs| Config::from_inputs(i).unwrap_err();
+        assert_eq!(
+            bad(RunInputs {
+                connections: 2,
+                part: part(1),
+                ..inputs()
+            }),
+            ConfigError::FleetConnections(2, 3)
+        );
+        assert_eq!(
+            bad(RunInputs {
+                requests: Some(2),
+                part: part(1),
+                ..inputs()
+            }),
+            ConfigError::FleetRequests(2, 3)
+        );
+    }
+
+    #[test]
+    fn bind_needs_uring_and_the_targets_family() {
+        let bad = |i: RunInputs| Config::from_inputs(i).unwrap_err();
+        let v4: IpAddr = "127.0.0.2".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(
+            bad(RunInputs {
+                bind: vec![v4],
+                engine: Engine::Glommio,
+                ..inputs()
+            }),
+            ConfigError::BindGlommio
+        );
+        let e = bad(RunInputs {
+            bind: vec![v4, v6],
+            ..inputs()
+        });
+        assert!(
+            matches!(e, ConfigError::BindFamily(a, "IPv6", _) if a == v6),
+            "{e}"
+        );
+        assert!(
+            Config::from_inputs(RunInputs {
+                bind: vec![v4],
+                ..inputs()
+            })
+            .is_ok()
         );
     }
 }

@@ -8,6 +8,7 @@
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod metrics;
 pub mod profile;

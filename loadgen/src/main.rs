@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Some(Command::DiffFlame(args)) => cmd::compare::diff_flame(args),
         Some(Command::Report(args)) => cmd::report::main(args),
         Some(Command::FindMax(args)) => cmd::find_max::main(args),
+        Some(Command::Merge(args)) => cmd::merge::main(args),
         None => cmd::run::main(&cli.run),
     };
     match result {

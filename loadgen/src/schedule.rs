@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::fleet::Stream;
 use crate::units::parse_duration;
 
 /// One stage: the rate moves linearly from `from` to `to` (req/s) over
@@ -120,6 +121,51 @@ impl Schedule {
         Schedule { stages }
     }
 
+    /// The schedule as `--stages` writes it (`10s:1000,30s:1000->5000`),
+    /// or a constant rate alone (`1000`): what parts of a fleet compare.
+    pub fn spec(&self) -> String {
+        self.stages
+            .iter()
+            .map(|s| {
+                let rate = if s.from == s.to {
+                    format!("{}", s.from)
+                } else {
+                    format!("{}->{}", s.from, s.to)
+                };
+                if s.duration.is_zero() {
+                    rate
+                } else {
+                    format!("{}s:{rate}", s.duration.as_secs_f64())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// How a report's header says it: `1000 req/s`, or `stages …`.
+    pub fn describe_spec(spec: &str) -> String {
+        if spec.contains(':') {
+            format!("stages {spec}")
+        } else {
+            format!("{spec} req/s")
+        }
+    }
+
+    /// The same schedule with every rate multiplied by `factor`.
+    pub fn scaled(&self, factor: f64) -> Schedule {
+        Schedule {
+            stages: self
+                .stages
+                .iter()
+                .map(|s| Stage {
+                    from: s.from * factor,
+                    to: s.to * factor,
+                    ..*s
+                })
+                .collect(),
+        }
+    }
+
     /// Total length of the stages.
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
@@ -154,18 +200,35 @@ impl Schedule {
         n + self.stages.last().map_or(0.0, |s| s.to) * (t - start).max(0.0)
     }
 
-    /// Splits the schedule for one of `shards` shards: every rate divided
-    /// by `shards`, shifted by `index / shards` of a request so the shards
-    /// interleave instead of firing together.
+    /// Splits the schedule for one of `shards` shards of a process alone:
+    /// [`Schedule::for_stream`] with shard `index` of the numbering and no
+    /// warm-up.
     pub fn for_shard(&self, index: usize, shards: usize) -> ShardSchedule {
-        let scale = 1.0 / shards as f64;
+        self.for_stream(
+            Stream {
+                offset: index as u64,
+                stride: shards.max(1) as u64,
+            },
+            Duration::ZERO,
+        )
+    }
+
+    /// The schedule of one stream of the fleet's numbering
+    /// ([`crate::fleet`]): its j-th request is fleet request
+    /// `offset + stride·j`, due when the schedule has counted that many, so
+    /// the streams of all shards of all parts interleave into exactly this
+    /// schedule. `warmup` comes first, at the first stage's rate; its
+    /// requests have negative numbers, so the measured ones keep theirs
+    /// whatever warm-up each part had (with `--start-at` it is the time
+    /// left until the start, different on every host).
+    pub fn for_stream(&self, stream: Stream, warmup: Duration) -> ShardSchedule {
         let mut segs = Vec::with_capacity(self.stages.len() + 1);
         let mut t0 = 0.0;
         let mut n0 = 0.0;
         for s in &self.stages {
             let d = s.duration.as_secs_f64();
             if d > 0.0 {
-                let (r0, r1) = (s.from * scale, s.to * scale);
+                let (r0, r1) = (s.from, s.to);
                 segs.push(Segment {
                     t0,
                     n0,
@@ -177,7 +240,7 @@ impl Schedule {
                 t0 += d;
             }
         }
-        let last = self.stages.last().map_or(0.0, |s| s.to) * scale;
+        let last = self.stages.last().map_or(0.0, |s| s.to);
         segs.push(Segment {
             t0,
             n0,
@@ -185,10 +248,23 @@ impl Schedule {
             accel: 0.0,
             end_n: f64::INFINITY,
         });
+        let warm_rate = self.stages.first().map_or(0.0, |s| s.from);
+        let w = warmup.as_secs_f64();
+        let stride = stream.stride.max(1) as f64;
+        let offset = stream.offset as f64;
+        // The stream's first number at or after the warm-up's start.
+        let first = if warm_rate > 0.0 && w > 0.0 {
+            offset - stride * ((offset + warm_rate * w) / stride).floor()
+        } else {
+            offset
+        };
         ShardSchedule {
             segs,
             cursor: 0,
-            phase: index as f64 / shards as f64,
+            first,
+            stride,
+            warm_rate,
+            warmup_s: w,
         }
     }
 }
@@ -207,14 +283,26 @@ struct Segment {
 pub struct ShardSchedule {
     segs: Vec<Segment>,
     cursor: usize,
-    phase: f64,
+    /// Fleet number of this shard's request 0 (negative in the warm-up).
+    first: f64,
+    stride: f64,
+    /// The warm-up's rate and length (s).
+    warm_rate: f64,
+    warmup_s: f64,
 }
 
 impl ShardSchedule {
     /// Intended send time of this shard's request `k` (0-based), in ns
-    /// from the schedule's start; `None` if the rate stays at zero.
+    /// from the shard's start (the warm-up's start); `None` if the rate
+    /// stays at zero.
     pub fn intended_ns(&mut self, k: u64) -> Option<u64> {
-        let n = k as f64 + self.phase;
+        let n = self.first + self.stride * k as f64;
+        if n < 0.0 {
+            // A warm-up request: `n` before the measured start at the
+            // warm-up's constant rate (only then are numbers negative).
+            let t = (self.warmup_s + n / self.warm_rate).max(0.0);
+            return Some((t * 1e9) as u64);
+        }
         while self.cursor + 1 < self.segs.len() && n >= self.segs[self.cursor].end_n {
             self.cursor += 1;
         }
@@ -230,7 +318,7 @@ impl ShardSchedule {
             let disc = (s.r0 * s.r0 + 2.0 * s.accel * m).max(0.0);
             2.0 * m / (s.r0 + disc.sqrt()).max(f64::MIN_POSITIVE)
         };
-        Some(((s.t0 + tau) * 1e9) as u64)
+        Some(((self.warmup_s + s.t0 + tau) * 1e9) as u64)
     }
 }
 
@@ -316,5 +404,59 @@ mod tests {
         assert_eq!(s.intended_ns(500), None);
         assert!((sched.count_until(3.0) - 500.0).abs() < 1e-9);
         assert!((sched.rate_at(2.0) - 200.0).abs() < 1e-9);
+    }
+
+    /// The intended times of every shard of every part, put together, are
+    /// the fleet's schedule: each fleet request once, at its time, whatever
+    /// each part's shard count and warm-up.
+    #[test]
+    fn the_fleets_streams_union_is_the_schedule() {
+        use crate::fleet::Part;
+        let sched = Schedule::parse("1s:300,2s:300->900,1s:0").unwrap();
+        let mut whole = sched.for_shard(0, 1);
+        let want: Vec<u64> = (0..).map_while(|k| whole.intended_ns(k)).collect();
+        assert_eq!(want.len(), 300 + 1200);
+        let shards_of = [2usize, 3, 1];
+        let warmups = [0.0, 0.37, 1.25];
+        let mut got = Vec::new();
+        for k in 1..=3u32 {
+            let part = Part { index: k, of: 3 };
+            let shards = shards_of[k as usize - 1];
+            let w = Duration::from_secs_f64(warmups[k as usize - 1]);
+            for i in 0..shards {
+                let mut s = sched.for_stream(part.stream(i, shards), w);
+                let w_ns = w.as_nanos() as u64;
+                let mut prev = 0;
+                for j in 0.. {
+                    let Some(t) = s.intended_ns(j) else { break };
+                    assert!(t >= prev, "times never go back");
+                    prev = t;
+                    // Warm-up requests come before the measured start.
+                    if t >= w_ns {
+                        got.push(t - w_ns);
+                    }
+                }
+            }
+        }
+        got.sort_unstable();
+        assert_eq!(got.len(), want.len());
+        for (a, b) in got.iter().zip(&want) {
+            assert!(a.abs_diff(*b) <= 1, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_warmup_runs_at_the_first_rate_before_the_measured_start() {
+        let sched = Schedule::constant(1000.0);
+        let part = crate::fleet::Part { index: 2, of: 4 };
+        let mut s = sched.for_stream(part.stream(0, 1), Duration::from_millis(10));
+        let times: Vec<u64> = (0..6).map(|k| s.intended_ns(k).unwrap()).collect();
+        // Part 2 of 4 takes fleet numbers 1, 5, 9, …, 4 ms apart here.
+        // Number 1 is due 1 ms after the measured start (at 10 ms); the
+        // warm-up's -3 and -7 come 4 and 8 ms before it.
+        let want = [3, 7, 11, 15, 19, 23].map(|ms: u64| ms * 1_000_000);
+        for (t, w) in times.iter().zip(want) {
+            assert!(t.abs_diff(w) <= 1, "{times:?}");
+        }
     }
 }

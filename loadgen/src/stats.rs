@@ -241,6 +241,9 @@ pub struct ShardStats {
     pub by_request: Vec<RequestStats>,
     /// `https://` runs only.
     pub tls: Option<Box<crate::tls::TlsStats>>,
+    /// Wall-clock time at which the measurement started (the engine notes
+    /// it when the core's warm-up ends); merged: the earliest.
+    pub started_at: Option<std::time::SystemTime>,
 }
 
 impl Default for ShardStats {
@@ -278,6 +281,7 @@ impl ShardStats {
             elapsed: Duration::ZERO,
             by_request: Vec::new(),
             tls: None,
+            started_at: None,
         }
     }
 
@@ -445,6 +449,10 @@ impl ShardStats {
         if let Some(b) = &o.tls {
             self.tls.get_or_insert_with(Default::default).merge(b);
         }
+        self.started_at = match (self.started_at, o.started_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").
@@ -467,26 +475,28 @@ pub struct RunOutput {
     /// The weakest io_uring mode any shard got (`None`: an engine that
     /// builds no ring of ours).
     pub ring_mode: Option<crate::config::RingMode>,
-    /// Wall-clock time at which measurement started (after warm-up).
+    /// Wall-clock time at which measurement started (after warm-up): the
+    /// earliest shard's.
     pub started_at: std::time::SystemTime,
 }
 
 impl RunOutput {
-    /// Merges the shards of one run.
+    /// Merges the shards of one run. `planned` is the start for a run no
+    /// shard of which started measuring.
     pub fn new(
         shards: Vec<ShardStats>,
         ring_mode: Option<crate::config::RingMode>,
-        started_at: std::time::SystemTime,
+        planned: std::time::SystemTime,
     ) -> RunOutput {
         let mut total = ShardStats::new();
         for s in &shards {
             total.merge(s);
         }
         RunOutput {
+            started_at: total.started_at.unwrap_or(planned),
             total,
             shards,
             ring_mode,
-            started_at,
         }
     }
 

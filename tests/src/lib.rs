@@ -62,6 +62,13 @@ impl Target {
         Self::spawn(Command::new(loadgen_bin()), threads, extra)
     }
 
+    /// A target on `port`, which another may share (the target's
+    /// listeners use SO_REUSEPORT, so the kernel spreads connections over
+    /// the processes).
+    pub fn start_on(threads: usize, port: u16) -> Target {
+        Self::spawn_on(Command::new(loadgen_bin()), port, threads, &[])
+    }
+
     /// The target with its threads confined to `cpu` (taskset).
     pub fn start_pinned(threads: usize, cpu: usize) -> Target {
         let mut cmd = Command::new("taskset");
@@ -78,9 +85,18 @@ impl Target {
         Self::spawn(cmd, threads, &[])
     }
 
-    fn spawn(mut cmd: Command, threads: usize, extra: &[&str]) -> Target {
+    fn spawn(cmd: Command, threads: usize, extra: &[&str]) -> Target {
+        Self::spawn_on(cmd, 0, threads, extra)
+    }
+
+    fn spawn_on(mut cmd: Command, port: u16, threads: usize, extra: &[&str]) -> Target {
         let mut child = cmd
-            .args(["target", "--listen", "127.0.0.1:0", "--threads"])
+            .args([
+                "target",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--threads",
+            ])
             .arg(threads.to_string())
             .args(extra)
             .stdout(Stdio::piped())

@@ -20,6 +20,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// When the server read it, Unix ms.
     pub at_ms: u64,
+    /// The client's address (source address and port).
+    pub peer: std::net::SocketAddr,
 }
 
 impl Seen {
@@ -40,7 +42,13 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn start() -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// The same, listening on `addr` (e.g. `0.0.0.0:0` for every local
+    /// address).
+    pub fn start_on(addr: &str) -> Recorder {
+        let listener = TcpListener::bind(addr).expect("bind");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
@@ -88,7 +96,7 @@ impl Drop for Recorder {
 }
 
 /// Takes one complete request off the front of `buf`, if there is one.
-fn parse(buf: &mut Vec<u8>, conn: u64) -> Option<Seen> {
+fn parse(buf: &mut Vec<u8>, conn: u64, peer: std::net::SocketAddr) -> Option<Seen> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.split("\r\n");
@@ -119,12 +127,16 @@ fn parse(buf: &mut Vec<u8>, conn: u64) -> Option<Seen> {
         headers,
         body,
         at_ms,
+        peer,
     })
 }
 
 fn serve(mut stream: TcpStream, conn: u64, stop: &AtomicBool, log: &Mutex<Vec<Seen>>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
@@ -144,7 +156,7 @@ fn serve(mut stream: TcpStream, conn: u64, stop: &AtomicBool, log: &Mutex<Vec<Se
         }
         out.clear();
         let mut seen = Vec::new();
-        while let Some(req) = parse(&mut buf, conn) {
+        while let Some(req) = parse(&mut buf, conn, peer) {
             let status = req
                 .target
                 .strip_prefix("/status/")

@@ -260,7 +260,34 @@ fn every_field_the_readme_documents_is_in_real_output() {
         &t.url("/"),
     ]);
     assert_eq!(code, 0, "{text}");
-    let mut docs = vec![json, with_base];
+    // A part of a fleet, templated (`part_seed`), and its merge (`parts`).
+    let part_path = dir.join("part.json");
+    let out = run(&[
+        "-t1",
+        "-c2",
+        "-n",
+        "20",
+        "--part",
+        "1/2",
+        "--json",
+        part_path.to_str().unwrap(),
+        &t.url("/bytes/{{rand:1:9}}"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let part: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&part_path).unwrap()).unwrap();
+    let merged = run(&["merge", part_path.to_str().unwrap(), "--json", "-"]);
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    let merged: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    let mut docs = vec![json, with_base, part, merged];
     let mut skipped: Vec<&str> = Vec::new();
     if loadgen_tests::can_profile() {
         loadgen_tests::privileged_ran();

@@ -2,12 +2,13 @@
 //! then ours. Only the flags' syntax is checked here; `setup.rs` turns them
 //! into a run.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
+use loadgen::fleet::PartSpec;
 use loadgen::profile::UnwindMode;
 use loadgen::threshold::Threshold;
 use loadgen::units::{parse_count, parse_duration};
@@ -43,6 +44,31 @@ pub enum Command {
     /// The highest open-loop rate at which every SLO holds: short steps at
     /// rising rates, a bisection, and a confirmation run.
     FindMax(Box<FindMaxArgs>),
+    /// Merge the JSON reports of a fleet's parts (--part K/N) into one
+    /// exact report: counters summed, histograms added, seconds aligned.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The parts' reports (loadgen --part K/N --json FILE); '-' reads a
+    /// stream of reports from stdin (e.g. kubectl logs), lines between them
+    /// skipped.
+    #[arg(required = true, value_name = "REPORT")]
+    pub reports: Vec<PathBuf>,
+    /// Write the merged JSON report to FILE ('-' for stdout; the text then
+    /// goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the merged report as one self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Print the latency distribution.
+    #[arg(long)]
+    pub latency: bool,
+    /// Judge the fleet: e.g. 'p99<10ms' (repeatable); any failure exits 5.
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = threshold)]
+    pub thresholds: Vec<Threshold>,
 }
 
 #[derive(Debug, Args)]
@@ -376,9 +402,43 @@ pub struct RunArgs {
     /// The server's latency histogram: its p50/p99 over the window.
     #[arg(long, value_name = "NAME", requires = "server_metrics")]
     pub server_histogram: Option<String>,
+    /// This process is part K of a fleet of N running the same command:
+    /// -c, -n and -R/--stages are the fleet's totals, and this part takes
+    /// its share ('auto/N': K from JOB_COMPLETION_INDEX, a Kubernetes
+    /// Indexed Job's 0-based index).
+    #[arg(long, value_name = "K/N", value_parser = part)]
+    pub part: Option<PartSpec>,
+    /// Connect and warm up before TIME, and start the measured window at
+    /// exactly TIME (unix seconds or RFC 3339, e.g. 2026-01-01T12:00:00Z);
+    /// the warm-up defaults to 1s.
+    #[arg(long, value_name = "TIME", value_parser = start_at)]
+    pub start_at: Option<SystemTime>,
+    /// Source addresses for the connections, round-robin: ADDR[,ADDR…] or
+    /// a range, e.g. 127.0.0.2-127.0.0.9 (each address has its own ~28k
+    /// ports to a destination).
+    #[arg(long, value_name = "ADDRS", value_parser = bind)]
+    pub bind: Option<BindList>,
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,
+}
+
+fn part(s: &str) -> Result<PartSpec, String> {
+    PartSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn start_at(s: &str) -> Result<SystemTime, String> {
+    loadgen::fleet::parse_start_at(s).map_err(|e| e.to_string())
+}
+
+/// Parsed `--bind`, ranges expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindList(pub Vec<IpAddr>);
+
+fn bind(s: &str) -> Result<BindList, String> {
+    loadgen::fleet::parse_bind(s)
+        .map(BindList)
+        .map_err(|e| e.to_string())
 }
 
 fn count(s: &str) -> Result<u64, String> {

@@ -151,6 +151,12 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    if args.run.part.is_some() || args.run.start_at.is_some() {
+        eprintln!(
+            "loadgen: find-max searches from one process, step by step: drop --part and --start-at"
+        );
+        return Ok(ExitCode::from(2));
+    }
     if !(0.1..=100.0).contains(&args.precision) {
         eprintln!("loadgen: --precision must be a percentage between 0.1 and 100, e.g. 5");
         return Ok(ExitCode::from(2));
@@ -162,6 +168,10 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    if let Err(e) = super::setup::raise_file_limit(&cfg) {
+        eprintln!("loadgen: {e}");
+        return Ok(ExitCode::from(2));
+    }
     for t in &args.slos {
         if let Err(e) = t.check_inputs(!cfg.expect_status.is_empty()) {
             eprintln!("loadgen: {e}");

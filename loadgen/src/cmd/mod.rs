@@ -5,6 +5,7 @@ pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod find_max;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod setup;

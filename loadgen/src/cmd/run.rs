@@ -28,6 +28,10 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // Everything that can be wrong with the flags is found before the run.
+    if let Err(e) = super::setup::raise_file_limit(&cfg) {
+        eprintln!("loadgen: {e}");
+        return Ok(ExitCode::from(2));
+    }
     for t in &args.thresholds {
         if let Err(e) = t.check_inputs(!cfg.expect_status.is_empty()) {
             eprintln!("loadgen: {e}");
@@ -79,7 +83,11 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     Vec::new()
                 },
-                schedule: cfg.schedule.as_ref().map(|s| s.with_warmup(cfg.warmup)),
+                // A part is asked for its share of the fleet's rate.
+                schedule: cfg
+                    .schedule
+                    .as_ref()
+                    .map(|s| s.with_warmup(cfg.warmup).scaled(1.0 / cfg.part.of as f64)),
             }));
             let addr = ep.addr;
             ep.spawn(live.clone())
@@ -184,6 +192,7 @@ pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
     write!(text_out, "{summary}")?;
     let mut doc = Report::new(&rep);
     doc.summary_text = format!("{header}{summary}");
+    doc.host = loadgen::sys::host_name();
     if let Some(check) = &server {
         let (m, warnings) = check.evaluate(
             &windows,
@@ -577,7 +586,14 @@ pub fn run_load(
         });
         let at_warmup_end = hooks.server.filter(|_| !cfg.warmup.is_zero());
         if session.is_some() || at_warmup_end.is_some() {
-            let until = Instant::now() + cfg.warmup;
+            // With --start-at the warm-up ends at that instant.
+            let warmup = match cfg.start_at {
+                Some(at) => at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or(Duration::ZERO),
+                None => cfg.warmup,
+            };
+            let until = Instant::now() + warmup;
             while Instant::now() < until && running.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
             }

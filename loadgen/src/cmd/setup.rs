@@ -3,11 +3,13 @@
 //! the CPUs, probes the kernel for `--engine auto`, and reads environment
 //! overrides. Everything after this trusts the [`Validated`] config.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use loadgen::config::{Config, ConfigError, Engine, Load, RingMode, RunInputs, Validated};
 use loadgen::engine::{FORCE_NO_DEFER_TASKRUN, auto_engine};
+use loadgen::fleet::{Part, PartError, StartAtError, check_start_at};
 use loadgen::http::{RequestError, RequestSpec};
 use loadgen::scenario::{self, Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use loadgen::schedule::{Schedule, ScheduleError};
@@ -54,7 +56,31 @@ pub enum SetupError {
     Pem(&'static str, PathBuf, &'static str),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Part(#[from] PartError),
+    #[error(transparent)]
+    StartAt(#[from] StartAtError),
+    #[error(
+        "--bind {0}: this host cannot send from that address ({1}); give addresses of this host's interfaces (ip -brief address)"
+    )]
+    Bind(IpAddr, std::io::Error),
+    #[error(
+        "--start-at starts one run at one instant, so --runs must be 1: run the fleet again with a new --start-at"
+    )]
+    StartAtRuns,
+    #[error(
+        "--server-metrics compares the server's count with this process's, but with --part {0} the server also counts the other parts: check one process alone"
+    )]
+    FleetServerMetrics(Part),
 }
+
+/// The environment variable a Kubernetes Indexed Job sets in each pod: its
+/// 0-based index (`--part auto/N`).
+pub const JOB_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
+/// With `--start-at`, the warm-up unless `--warmup` says otherwise: time
+/// to connect (and handshake) before the measured window opens.
+pub const START_AT_WARMUP: Duration = Duration::from_secs(1);
 
 /// Builds and validates the run `args` describe.
 pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
@@ -101,6 +127,25 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     };
     let tls = tls_settings(args, &url)?;
     let addr = url.resolve()?;
+    let part = match args.part {
+        Some(spec) => spec.resolve(std::env::var(JOB_INDEX_ENV).ok().as_deref())?,
+        None => Part::default(),
+    };
+    if part.is_fleet() && args.server_metrics.is_some() {
+        return Err(SetupError::FleetServerMetrics(part));
+    }
+    if let Some(at) = args.start_at {
+        check_start_at(at, SystemTime::now())?;
+        if args.runs > 1 {
+            return Err(SetupError::StartAtRuns);
+        }
+    }
+    let bind = args.bind.as_ref().map(|b| b.0.clone()).unwrap_or_default();
+    // The family is checked with the config; a bad address of the right
+    // family is found here, once, before anything connects.
+    for &ip in bind.iter().filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+        loadgen::sys::sock::check_source(ip).map_err(|e| SetupError::Bind(ip, e))?;
+    }
     Ok(Config::from_inputs(RunInputs {
         url,
         addr,
@@ -111,7 +156,11 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         duration: args.duration,
         requests: args.requests,
         load,
-        warmup: args.warmup.unwrap_or(Duration::ZERO),
+        warmup: args.warmup.unwrap_or(if args.start_at.is_some() {
+            START_AT_WARMUP
+        } else {
+            Duration::ZERO
+        }),
         pipeline: args.pipeline,
         timeout: args.timeout,
         max_header_bytes: args.max_header_bytes,
@@ -130,7 +179,32 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         },
         tls,
         keepalive: !args.no_keepalive,
+        part,
+        start_at: args.start_at,
+        bind,
     })?)
+}
+
+/// Open files a run needs: a socket per connection, and some to spare
+/// (rings, the metrics endpoint, files written at the end).
+pub fn files_needed(cfg: &Config) -> u64 {
+    cfg.connections as u64 + 16 * cfg.shards as u64 + 256
+}
+
+/// Raises the open-file limit for the run (as far as this process may);
+/// a limit still too low is one line rather than a run full of connect
+/// errors.
+pub fn raise_file_limit(cfg: &Config) -> Result<(), String> {
+    let want = files_needed(cfg);
+    match loadgen::sys::raise_file_limit(want) {
+        Ok(have) if have >= want => Ok(()),
+        Ok(have) => Err(format!(
+            "-c {} needs about {want} open files, but the limit is {have} and this process may not raise it: raise it (ulimit -n {want}, or LimitNOFILE= in systemd), or lower -c",
+            cfg.connections
+        )),
+        // Without getrlimit the run goes on; connects will say the rest.
+        Err(_) => Ok(()),
+    }
 }
 
 /// The TLS client config of an `https://` run: the system's roots, the
@@ -476,5 +550,97 @@ mod tests {
     fn default_threads_never_exceed_connections() {
         let cfg = parse(&["-c1", "http://127.0.0.1:9/"]).unwrap();
         assert_eq!(cfg.shards, 1);
+    }
+
+    #[test]
+    fn fleet_flags() {
+        let cfg = parse(&[
+            "--part",
+            "2/3",
+            "-c",
+            "30",
+            "-n",
+            "3000",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.part, Part { index: 2, of: 3 });
+        assert_eq!((cfg.connections, cfg.fleet_connections), (10, 30));
+        assert_eq!(cfg.part_requests(), Some(1000));
+        let e = Cli::try_parse_from(["loadgen", "--part", "3/2", "http://h/"]).unwrap_err();
+        assert!(e.to_string().contains("--part takes K/N"), "{e}");
+        assert!(matches!(
+            parse(&[
+                "--part",
+                "1/2",
+                "--server-metrics",
+                "http://127.0.0.1:9/metrics",
+                "http://127.0.0.1:9/"
+            ]),
+            Err(SetupError::FleetServerMetrics(_))
+        ));
+    }
+
+    #[test]
+    fn start_at_in_the_past_or_with_runs_is_refused() {
+        let e = parse(&["--start-at", "2020-01-01T00:00:00Z", "http://127.0.0.1:9/"]).unwrap_err();
+        assert!(
+            matches!(e, SetupError::StartAt(StartAtError::Past { .. })),
+            "{e}"
+        );
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        let at = format!(
+            "{:.3}",
+            soon.duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+        );
+        let cfg = parse(&["--start-at", &at, "http://127.0.0.1:9/"]).unwrap();
+        assert!(cfg.start_at.is_some());
+        assert_eq!(
+            cfg.warmup, START_AT_WARMUP,
+            "connect and warm up before the start"
+        );
+        let cfg = parse(&["--start-at", &at, "--warmup", "3s", "http://127.0.0.1:9/"]).unwrap();
+        assert_eq!(cfg.warmup, Duration::from_secs(3));
+        assert!(matches!(
+            parse(&["--start-at", &at, "--runs", "2", "http://127.0.0.1:9/"]),
+            Err(SetupError::StartAtRuns)
+        ));
+    }
+
+    #[test]
+    fn bind_addresses_are_checked_before_the_run() {
+        let cfg = parse(&[
+            "--bind",
+            "127.0.0.2-127.0.0.3",
+            "--engine",
+            "uring",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.bind.len(), 2);
+        // TEST-NET-1: no host has it, so binding fails (nothing is sent).
+        let e = parse(&[
+            "--bind",
+            "192.0.2.1",
+            "--engine",
+            "uring",
+            "http://127.0.0.1:9/",
+        ])
+        .unwrap_err();
+        assert!(matches!(e, SetupError::Bind(..)), "{e}");
+        assert!(e.to_string().contains("192.0.2.1"), "{e}");
+        assert!(matches!(
+            parse(&[
+                "--bind",
+                "127.0.0.2",
+                "--engine",
+                "glommio",
+                "http://127.0.0.1:9/"
+            ]),
+            Err(SetupError::Config(ConfigError::BindGlommio))
+        ));
+        assert!(Cli::try_parse_from(["loadgen", "--bind", "nope", "http://h/"]).is_err());
     }
 }

@@ -151,18 +151,19 @@ impl Io<'_> {
 }
 
 async fn drive(shard: &Shard<'_>) -> ShardStats {
-    let n = shard.plan.connections;
+    let (plan, epoch) = super::start_clock(shard);
+    let n = plan.connections;
     let io = Io {
         core: RefCell::new(Core::new(
             shard.cfg,
-            &shard.plan,
+            &plan,
             CAPS,
             shard.progress,
             shard.stop,
         )),
         mail: (0..n).map(|_| Mailbox::default()).collect(),
         actions: RefCell::new(Vec::with_capacity(n * 3 + 8)),
-        epoch: Instant::now(),
+        epoch,
         planned_wake: Cell::new(0),
         kicked: Cell::new(false),
         ticker: Cell::new(None),

@@ -10,6 +10,7 @@ mod uring;
 
 use std::io;
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
 
 use gate::Gate;
 
@@ -107,6 +108,9 @@ pub fn run_observed(
         &unobserved
     };
     let plans = plan(cfg);
+    if let Some(at) = cfg.start_at {
+        wait_for_start(at.checked_sub(cfg.warmup).unwrap_or(at), stop);
+    }
     let gate = Gate::new(plans.len());
     let results = std::thread::scope(|s| {
         gate::start_threads(&gate, plans.len(), |i| {
@@ -140,8 +144,37 @@ pub fn run_observed(
     if let Some(e) = gate::root_cause(errors) {
         return Err(e);
     }
-    let started_at = gate.opened_at().unwrap_or_else(std::time::SystemTime::now) + cfg.warmup;
-    Ok(RunOutput::new(shards, ring_mode, started_at))
+    // Each shard notes when its measurement started; this is for a run
+    // whose shards never got there (stopped in the warm-up).
+    let planned = match cfg.start_at {
+        Some(at) => at,
+        None => gate.opened_at().unwrap_or_else(SystemTime::now) + cfg.warmup,
+    };
+    Ok(RunOutput::new(shards, ring_mode, planned))
+}
+
+/// `--start-at`: sleeps until `until` (the warm-up's start), or until the
+/// run is stopped. The shards are not started yet: nothing connects early.
+fn wait_for_start(until: SystemTime, stop: &AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let Ok(left) = until.duration_since(SystemTime::now()) else {
+            return;
+        };
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
+}
+
+/// A shard's clock starts: its epoch, and its plan with the warm-up the
+/// core is to run. With `--start-at` that is the time left until the start
+/// on this host's clock, so the measured window opens at that wall-clock
+/// instant (both clocks are read together; the core reads neither).
+fn start_clock(shard: &Shard<'_>) -> (ShardPlan, Instant) {
+    let mut plan = shard.plan.clone();
+    let (epoch, wall) = (Instant::now(), SystemTime::now());
+    if let Some(at) = shard.cfg.start_at {
+        plan.warmup = at.duration_since(wall).unwrap_or(Duration::ZERO);
+    }
+    (plan, epoch)
 }
 
 /// One shard thread, either engine: pin, set up, pass the gate, run.
@@ -176,10 +209,12 @@ fn prepare_thread(plan: &ShardPlan) {
 
 /// The shard thread's time on a CPU, and runnable but waiting for one,
 /// over the measured window: started when the core's warm-up ends, read
-/// when the run does.
+/// when the run does. It also notes the wall-clock time the measurement
+/// started (what `started_at` reports, and how close parts started).
 #[derive(Default)]
 struct CpuMeter {
     from: Option<(u64, u64)>,
+    started_at: Option<SystemTime>,
 }
 
 impl CpuMeter {
@@ -187,17 +222,20 @@ impl CpuMeter {
     #[inline]
     fn watch(&mut self, core: &crate::shard::Core<'_>) {
         if self.from.is_none() && core.is_measuring() {
+            self.started_at = Some(SystemTime::now());
             self.from = Some(sys::thread_sched_ns());
         }
     }
 
-    /// Stores the window's CPU and run-queue time in `stats`.
+    /// Stores the window's CPU and run-queue time, and its start, in
+    /// `stats`.
     fn finish(&self, stats: &mut ShardStats) {
         if let Some((cpu0, wait0)) = self.from {
             let (cpu, wait) = sys::thread_sched_ns();
-            stats.cpu = std::time::Duration::from_nanos(cpu.saturating_sub(cpu0));
-            stats.runq = std::time::Duration::from_nanos(wait.saturating_sub(wait0));
+            stats.cpu = Duration::from_nanos(cpu.saturating_sub(cpu0));
+            stats.runq = Duration::from_nanos(wait.saturating_sub(wait0));
         }
+        stats.started_at = self.started_at;
     }
 }
 
@@ -219,6 +257,7 @@ mod tests {
             cpu: None,
             connections: 1,
             requests: None,
+            warmup: Duration::ZERO,
         };
         let slack = std::thread::spawn(move || {
             prepare_thread(&plan);

@@ -83,6 +83,8 @@ struct Engine<'a> {
     uring: Uring,
     core: Core<'a>,
     addr: Box<SockAddr>,
+    /// `--bind`: the source addresses (port 0), by index.
+    sources: Vec<SockAddr>,
     sockets: Vec<Socket>,
     /// Shut down, to be closed after the next enter: until the kernel has
     /// taken the queued entries naming them, their numbers must not be
@@ -94,16 +96,23 @@ struct Engine<'a> {
 
 /// Runs one shard on `uring` until the core says the run is over.
 pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
-    let core = Core::new(shard.cfg, &shard.plan, CAPS, shard.progress, shard.stop);
-    let n = shard.plan.connections;
+    let (plan, epoch) = super::start_clock(shard);
+    let core = Core::new(shard.cfg, &plan, CAPS, shard.progress, shard.stop);
+    let n = plan.connections;
     let mut e = Engine {
         uring,
         core,
         addr: SockAddr::new(shard.cfg.addr),
+        sources: shard
+            .cfg
+            .bind
+            .iter()
+            .map(|&ip| *SockAddr::new(std::net::SocketAddr::new(ip, 0)))
+            .collect(),
         sockets: vec![NO_SOCKET; n],
         closing: Vec::with_capacity(n),
         actions: Vec::with_capacity(n * 3 + 8),
-        epoch: Instant::now(),
+        epoch,
     };
     e.core.start(super::unix_ms());
     e.apply(0);
@@ -138,6 +147,7 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
     drop(uring);
     let mut stats = core.into_stats();
     (stats.cpu, stats.runq) = (stats_cpu.cpu, stats_cpu.runq);
+    stats.started_at = stats_cpu.started_at;
     Ok(stats)
 }
 
@@ -181,7 +191,11 @@ impl Engine<'_> {
             self.core.take_actions(&mut actions);
             for a in actions.drain(..) {
                 match a {
-                    Action::Connect { conn, generation } => self.connect(conn, generation, now),
+                    Action::Connect {
+                        conn,
+                        generation,
+                        source,
+                    } => self.connect(conn, generation, source, now),
                     Action::Send {
                         conn,
                         generation,
@@ -194,11 +208,20 @@ impl Engine<'_> {
         }
     }
 
-    fn connect(&mut self, conn: u32, generation: u32, now: u64) {
-        let fd = match tcp_socket(self.addr.family) {
+    fn connect(&mut self, conn: u32, generation: u32, source: Option<u32>, now: u64) {
+        let source = source.and_then(|i| self.sources.get(i as usize));
+        let fd = match tcp_socket(self.addr.family).and_then(|fd| match source {
+            // A plain syscall: io_uring's bind is newer than the kernels
+            // this engine runs on, and connects are not the hot path.
+            Some(src) => sock::bind_source(fd, src)
+                .map(|()| fd)
+                .inspect_err(|_| sock::close(fd)),
+            None => Ok(fd),
+        }) {
             Ok(fd) => fd,
             Err(_) => {
-                // Out of descriptors or ports: a failed connect.
+                // Out of descriptors or ports (for a source address too):
+                // a failed connect.
                 self.sockets[conn as usize] = Socket {
                     generation,
                     ..NO_SOCKET

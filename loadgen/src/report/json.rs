@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{RunReport, per_second};
 use crate::config::{Engine, RingMode};
-use crate::stats::{Errors, STATUS_CODES, quantile, status_class};
+use crate::fleet::Part;
+use crate::stats::{Errors, STATUS_CODES, ShardStats, quantile, status_class};
 use crate::tls::{TlsErrors, TlsStats};
 
 /// A latency distribution, µs.
@@ -117,6 +118,14 @@ pub struct Second {
     /// Open loop: the rate the schedule asked for in this second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_rate: Option<f64>,
+    /// Wall-clock start of the second, Unix s: `loadgen merge` aligns the
+    /// parts' seconds by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_s: Option<f64>,
+    /// The second's latency histogram (µs, V2-deflate, base64), so a merge
+    /// keeps each second's percentiles exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
     /// With `--profile`: the target's on-CPU samples in this second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_on_cpu_samples: Option<u64>,
@@ -170,6 +179,9 @@ pub struct RequestReport {
     pub errors: Errors,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unexpected: Option<u64>,
+    /// The request's latency histogram (µs, V2-deflate, base64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 /// A handshake-time distribution, µs.
@@ -303,6 +315,27 @@ pub struct Report {
     /// Wall-clock start of the measured window, Unix ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_unix_ms: Option<u64>,
+    /// The same, Unix s with µs: when the first shard started measuring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// The host the run was made on (its name; a pod's name in Kubernetes).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// `--part K/N`: which part of the fleet this is (`{index: 1, of: 1}`
+    /// alone). A merged report has none; it has `parts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
+    /// What the parts of one fleet share: the totals as given, and what
+    /// identifies the load. `loadgen merge` refuses reports that differ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<Fleet>,
+    /// `--part` with templates: the seed this part's generators used,
+    /// derived from `seed` and the part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part_seed: Option<u64>,
+    /// A merged report: one row per part.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartRow>,
     /// The merged HdrHistograms themselves (V2-deflate, base64), so any
     /// percentile can be read later (thresholds, the HTML spectrum).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -322,7 +355,8 @@ pub struct Report {
 }
 
 /// HdrHistograms, each V2-deflate encoded and base64'd (HdrHistogram's
-/// own interchange format), values in µs.
+/// own interchange format), values in µs. With all of them a report can be
+/// merged with others exactly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Histograms {
@@ -331,6 +365,68 @@ pub struct Histograms {
     /// Open loop: `service_time_us`'s histogram.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_time: Option<String>,
+    /// Open loop: `lag_us`'s histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<String>,
+    /// `connect_us`'s histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// `ttfb_us`'s histogram.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb: Option<String>,
+    /// `latency_by_status`'s histograms, by class.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_status: BTreeMap<String, String>,
+    /// `req_per_s_per_shard`'s histogram: each shard's rate every 100 ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub req_per_s: Option<String>,
+    /// https: the handshake times of `tls.handshake_us`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake: Option<String>,
+}
+
+/// What identifies a fleet's load, as every part was given it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Fleet {
+    /// `-c` as given: the fleet's connections (`connections` is this
+    /// part's share).
+    pub connections: usize,
+    /// `-n` as given: the fleet's requests.
+    pub requests: Option<u64>,
+    /// Open loop: `-R` or `--stages` as a stage list (`1000`, or
+    /// `10s:1000,30s:1000->5000`), the fleet's rates.
+    pub schedule: Option<String>,
+    /// `-d` (or the stages' length) as configured; `null` with `-n`.
+    pub duration_s: Option<f64>,
+    pub timeout_s: f64,
+    pub keepalive: bool,
+    /// SHA-256 of what is sent: the requests as written, feeds, token
+    /// claims.
+    pub request_sha256: String,
+    /// `--start-at`, Unix s.
+    pub start_at: Option<f64>,
+}
+
+/// One part of a merged report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartRow {
+    pub part: Part,
+    /// The report it came from: its path, or `stdin:LINE`.
+    pub source: String,
+    pub host: String,
+    pub started_at: Option<f64>,
+    /// How much later than the earliest part it started, ms.
+    pub start_skew_ms: Option<f64>,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub rps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rps: Option<f64>,
+    pub p99_us: u64,
+    /// Every counted failure, connect included.
+    pub errors: u64,
 }
 
 /// One row of the comparison with a baseline (as `loadgen compare --json`
@@ -409,22 +505,87 @@ impl Report {
     /// caller).
     pub fn new(r: &RunReport<'_>) -> Report {
         let t = &r.out.total;
-        let sc = &r.cfg.scenario;
+        let cfg = r.cfg;
+        let sc = &cfg.scenario;
         let open = r.target_rps().is_some();
         let unexpected = r.unexpected();
+        let mut doc = Report::of_stats(t, r.elapsed_s(), open);
+        doc.url = cfg.url.raw.clone();
+        doc.engine = Some(cfg.engine);
+        doc.ring_mode = r.out.ring_mode;
+        doc.shards = cfg.shards;
+        doc.connections = cfg.connections;
+        doc.pipeline = cfg.pipeline;
+        doc.client_cpu = ClientCpu {
+            per_shard_busy: r.shard_busy(),
+            per_shard_cpu: r.shard_cpu(),
+        };
+        doc.interrupted = r.interrupted;
+        doc.mode = if cfg.schedule.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        };
+        doc.warmup_s = cfg.warmup.as_secs_f64();
+        doc.series = series(r);
+        doc.warnings = r.warnings();
+        let templated = sc.fixed_bytes().is_none();
+        doc.seed = templated.then_some(sc.seed);
+        doc.part_seed = (templated && cfg.part.is_fleet()).then(|| cfg.part_seed());
+        doc.scenario = cfg.scenario_file.as_ref().map(|f| f.display().to_string());
+        doc.expect_status = unexpected.map(|_| r.expected_text());
+        doc.unexpected = unexpected;
+        doc.by_request = sc
+            .requests
+            .iter()
+            .zip(&t.by_request)
+            .map(|(req, st)| RequestReport {
+                name: req.name.clone(),
+                method: req.method.clone(),
+                target: req.target.clone(),
+                weight: req.weight,
+                requests: st.responses,
+                rps: per_second(st.responses as f64, r.elapsed_s()),
+                latency_us: Latency::of(&st.latency),
+                status: Status::of(&st.status),
+                errors: st.errors,
+                unexpected: unexpected
+                    .map(|_| crate::stats::unexpected(&st.status, |c| cfg.expected(c))),
+                histogram: Some(encode_histogram(&st.latency)),
+            })
+            .collect();
+        doc.target_rps = r.target_rps();
+        let started = r.out.started_at.duration_since(std::time::UNIX_EPOCH).ok();
+        doc.started_unix_ms = started.map(|d| d.as_millis() as u64);
+        doc.started_at = started.map(|d| d.as_micros() as f64 / 1e6);
+        doc.part = Some(cfg.part);
+        doc.fleet = Some(Fleet {
+            connections: cfg.fleet_connections,
+            requests: cfg.requests,
+            schedule: cfg.schedule.as_ref().map(|s| s.spec()),
+            duration_s: cfg.duration.map(|d| d.as_secs_f64()),
+            timeout_s: cfg.timeout.as_secs_f64(),
+            keepalive: cfg.keepalive,
+            request_sha256: sc.digest.clone(),
+            start_at: cfg.start_at.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+        });
+        doc
+    }
+
+    /// The fields that come from measured stats alone, over `elapsed_s`
+    /// (the rest are left to the caller): a run's, or a merged fleet's.
+    pub fn of_stats(t: &ShardStats, elapsed_s: f64, open: bool) -> Report {
         Report {
-            url: r.cfg.url.raw.clone(),
-            engine: Some(r.cfg.engine),
-            ring_mode: r.out.ring_mode,
-            shards: r.cfg.shards,
-            connections: r.cfg.connections,
-            pipeline: r.cfg.pipeline,
-            duration_s: r.elapsed_s(),
+            duration_s: elapsed_s,
             requests: t.responses,
-            rps: r.rps(),
+            rps: per_second(t.responses as f64, elapsed_s),
             bytes_read: t.bytes_read,
             bytes_written: t.bytes_written,
-            transfer_per_s: r.transfer_per_s(),
+            transfer_per_s: per_second(t.bytes_read as f64, elapsed_s),
             latency_us: Latency::of(&t.latency),
             connect_us: Latency::of(&t.connect),
             ttfb_us: Latency::of(&t.ttfb),
@@ -435,16 +596,8 @@ impl Report {
                 .filter(|(_, h)| !h.is_empty())
                 .map(|(i, h)| (format!("{}xx", i + 1), Latency::of(h)))
                 .collect(),
-            client_cpu: ClientCpu {
-                per_shard_busy: r.shard_busy(),
-                per_shard_cpu: r.shard_cpu(),
-            },
             req_per_s_per_shard: ShardRate {
-                mean: if t.rate.is_empty() {
-                    0.0
-                } else {
-                    t.rate.mean()
-                },
+                mean: crate::stats::mean(&t.rate),
                 stdev: if t.rate.is_empty() {
                     0.0
                 } else {
@@ -456,62 +609,27 @@ impl Report {
             errors: t.errors,
             reconnects: t.reconnects,
             reissued: t.reissued,
-            interrupted: r.interrupted,
-            mode: if r.cfg.schedule.is_some() {
-                Mode::Open
-            } else {
-                Mode::Closed
-            },
-            warmup_s: r.cfg.warmup.as_secs_f64(),
-            series: series(r),
-            warnings: r.warnings(),
-            seed: sc.fixed_bytes().is_none().then_some(sc.seed),
-            scenario: r
-                .cfg
-                .scenario_file
-                .as_ref()
-                .map(|f| f.display().to_string()),
-            expect_status: unexpected.map(|_| r.expected_text()),
-            unexpected,
-            by_request: sc
-                .requests
-                .iter()
-                .zip(&t.by_request)
-                .map(|(req, st)| RequestReport {
-                    name: req.name.clone(),
-                    method: req.method.clone(),
-                    target: req.target.clone(),
-                    weight: req.weight,
-                    requests: st.responses,
-                    rps: per_second(st.responses as f64, r.elapsed_s()),
-                    latency_us: Latency::of(&st.latency),
-                    status: Status::of(&st.status),
-                    errors: st.errors,
-                    unexpected: unexpected
-                        .map(|_| crate::stats::unexpected(&st.status, |c| r.cfg.expected(c))),
-                })
-                .collect(),
-            target_rps: r.target_rps(),
             service_time_us: open.then(|| Latency::of(&t.service)),
             lag_us: open.then(|| Latency::of(&t.lag)),
             conn_waits: open.then_some(t.conn_waits),
             tls: t.tls.as_deref().map(TlsReport::of),
-            profile: None,
-            runs: Vec::new(),
-            started_unix_ms: r
-                .out
-                .started_at
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_millis() as u64),
             histograms: Some(Histograms {
                 latency: encode_histogram(&t.latency),
                 service_time: open.then(|| encode_histogram(&t.service)),
+                lag: open.then(|| encode_histogram(&t.lag)),
+                connect: Some(encode_histogram(&t.connect)),
+                ttfb: Some(encode_histogram(&t.ttfb)),
+                by_status: t
+                    .by_class
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(i, h)| (format!("{}xx", i + 1), encode_histogram(h)))
+                    .collect(),
+                req_per_s: Some(encode_histogram(&t.rate)),
+                tls_handshake: t.tls.as_ref().map(|s| encode_histogram(&s.handshake)),
             }),
-            summary_text: String::new(),
-            thresholds: Vec::new(),
-            server_metrics: None,
-            baseline: None,
+            ..Report::default()
         }
     }
 
@@ -521,10 +639,9 @@ impl Report {
         latency: &Histogram<u64>,
         service: Option<&Histogram<u64>>,
     ) {
-        self.histograms = Some(Histograms {
-            latency: encode_histogram(latency),
-            service_time: service.map(encode_histogram),
-        });
+        let h = self.histograms.get_or_insert_with(Histograms::default);
+        h.latency = encode_histogram(latency);
+        h.service_time = service.map(encode_histogram);
     }
 
     /// The latency histogram, if the report holds one.
@@ -592,6 +709,8 @@ fn series(r: &RunReport<'_>) -> Vec<Second> {
                 max_us: s.latency.max(),
                 non_2xx: s.non_2xx,
                 target_rate: r.target_in_second(i).map(|t| per_second(t, len)),
+                unix_s: r.second_starts.get(i).copied(),
+                histogram: Some(encode_histogram(&s.latency)),
                 ..Second::default()
             }
         })

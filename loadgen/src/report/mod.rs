@@ -5,14 +5,18 @@
 mod hdr;
 pub mod html;
 mod json;
+pub mod merge;
+mod read;
 mod text;
 
 pub use hdr::{write_interval_log, write_percentiles};
 pub use json::{
-    Baseline, ComparisonRow, Distribution, Histograms, Latency, Mode, Report, RequestReport,
-    RunEntry, Second as SecondReport, decode_histogram, encode_histogram, join_target,
+    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
+    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport, decode_histogram,
+    encode_histogram, join_target,
 };
-pub use text::{header, summary};
+pub use read::{ReadError, reports_in};
+pub use text::{SummaryView, header, render as render_summary, summary};
 
 use crate::config::Config;
 use crate::stats::RunOutput;
@@ -31,6 +35,8 @@ pub struct RunReport<'a> {
     /// Length of each second of the series (the last of a run may be
     /// partial), s.
     pub second_lens: Vec<f64>,
+    /// Wall-clock start of each second of the series, Unix s.
+    pub second_starts: Vec<f64>,
 }
 
 impl<'a> RunReport<'a> {
@@ -45,6 +51,11 @@ impl<'a> RunReport<'a> {
         let second_lens = (0..series.len())
             .map(|i| (elapsed - i as f64).clamp(0.0, 1.0))
             .collect();
+        let start = out
+            .started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let second_starts = (0..series.len()).map(|i| start + i as f64).collect();
         RunReport {
             cfg,
             out,
@@ -52,6 +63,7 @@ impl<'a> RunReport<'a> {
             interrupted,
             series,
             second_lens,
+            second_starts,
         }
     }
 
@@ -73,6 +85,10 @@ impl<'a> RunReport<'a> {
             second_lens: runs
                 .iter()
                 .flat_map(|r| r.second_lens.iter().copied())
+                .collect(),
+            second_starts: runs
+                .iter()
+                .flat_map(|r| r.second_starts.iter().copied())
                 .collect(),
         }
     }
@@ -116,20 +132,22 @@ impl<'a> RunReport<'a> {
         per_second(self.out.total.bytes_read as f64, self.elapsed_s())
     }
 
-    /// Open loop: the rate the schedule asked for over the measured time.
+    /// Open loop: the rate the schedule asked of this process over the
+    /// measured time (a part's share of the fleet's: 1/N of it).
     pub fn target_rps(&self) -> Option<f64> {
         let s = self.cfg.schedule.as_ref()?;
         Some(per_second(
-            s.count_until(self.elapsed_s()),
+            s.count_until(self.elapsed_s()) / self.cfg.part.of as f64,
             self.elapsed_s(),
         ))
     }
 
-    /// Open loop: requests the schedule asked for in second `i`.
+    /// Open loop: requests the schedule asked of this process in second
+    /// `i`.
     pub fn target_in_second(&self, i: usize) -> Option<f64> {
         let s = self.cfg.schedule.as_ref()?;
         let end = ((i + 1) as f64).min(self.elapsed_s());
-        Some(s.count_until(end) - s.count_until(i as f64))
+        Some((s.count_until(end) - s.count_until(i as f64)) / self.cfg.part.of as f64)
     }
 
     /// Length of second `i` of the series (the last may be partial).

@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 
 use super::RunReport;
 use crate::config::Config;
-use crate::stats::{mean, non_2xx_3xx, quantile, within_stdev};
+use crate::stats::{ShardStats, mean, non_2xx_3xx, quantile, within_stdev};
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
 
 /// A span of the header: `10s`, `2m` as wrk writes them, and `500.00ms`
@@ -67,6 +67,29 @@ pub fn header(cfg: &Config) -> String {
         "  {} threads and {} connections",
         cfg.shards, cfg.connections
     );
+    if cfg.part.is_fleet() {
+        let mut totals = vec![format!("{} connections", cfg.fleet_connections)];
+        if let Some(n) = cfg.requests {
+            totals.push(format!("{n} requests"));
+        }
+        if let Some(sched) = &cfg.schedule {
+            totals.push(crate::schedule::Schedule::describe_spec(&sched.spec()));
+        }
+        let _ = writeln!(
+            s,
+            "  part {} of {}: this part's share of the fleet's {}",
+            cfg.part.index,
+            cfg.part.of,
+            totals.join(", ")
+        );
+    }
+    if let Some(at) = cfg.start_at {
+        let _ = writeln!(
+            s,
+            "  measured window starts at {}",
+            crate::fleet::format_rfc3339(at)
+        );
+    }
     if cfg.pipeline > 1 {
         let _ = writeln!(s, "  pipeline depth {}", cfg.pipeline);
     }
@@ -120,9 +143,52 @@ fn stats_line(name: &str, h: &Histogram<u64>, fmt: fn(f64) -> String) -> String 
     )
 }
 
+/// What the summary shows, whoever measured it: a run ([`summary`]) or a
+/// merged fleet (`report::merge`).
+pub struct SummaryView<'a> {
+    /// The measured stats, all shards (and parts) merged.
+    pub total: &'a ShardStats,
+    /// Open loop: the rate asked for over the measured time.
+    pub target_rps: Option<f64>,
+    pub rps: f64,
+    pub transfer_per_s: f64,
+    /// With `--expect-status`: responses outside it, and the list.
+    pub unexpected: Option<(u64, String)>,
+    /// Names of `total.by_request`'s requests.
+    pub request_names: Vec<&'a str>,
+    pub interrupted: bool,
+    pub warnings: Vec<String>,
+}
+
+impl<'a> SummaryView<'a> {
+    pub fn of(r: &'a RunReport<'_>) -> SummaryView<'a> {
+        SummaryView {
+            total: &r.out.total,
+            target_rps: r.target_rps(),
+            rps: r.rps(),
+            transfer_per_s: r.transfer_per_s(),
+            unexpected: r.unexpected().map(|n| (n, r.expected_text())),
+            request_names: r
+                .cfg
+                .scenario
+                .requests
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect(),
+            interrupted: r.interrupted,
+            warnings: r.warnings(),
+        }
+    }
+}
+
 /// The summary after the run.
 pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
-    let t = &r.out.total;
+    render(&SummaryView::of(r), latency)
+}
+
+/// The summary of `r`, line for line as wrk prints it, plus ours.
+pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
+    let t = r.total;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -131,7 +197,7 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     );
     s.push_str(&stats_line("Latency", &t.latency, format_time_us));
     s.push_str(&stats_line("Req/Sec", &t.rate, format_metric));
-    let open_loop = r.cfg.schedule.is_some();
+    let open_loop = r.target_rps.is_some();
     if latency {
         s.push_str(if open_loop {
             "  Latency Distribution (corrected: from intended send time)\n"
@@ -141,7 +207,7 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
         distribution(&mut s, &t.latency);
         breakdown(&mut s, t);
     }
-    if let Some(target) = r.target_rps() {
+    if let Some(target) = r.target_rps {
         s.push_str("  Service Time Distribution (from actual send; not corrected)\n");
         distribution(&mut s, &t.service);
         let q = |h: &Histogram<u64>, q: f64| format_time_us(quantile(h, q) as f64);
@@ -163,9 +229,9 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
             s,
             "  Target rate {:.2} req/s, achieved {:.2} req/s ({:.2}%)",
             target,
-            r.rps(),
+            r.rps,
             if target > 0.0 {
-                100.0 * r.rps() / target
+                100.0 * r.rps / target
             } else {
                 0.0
             }
@@ -201,12 +267,8 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
     if non > 0 {
         let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
     }
-    if let Some(n) = r.unexpected() {
-        let _ = writeln!(
-            s,
-            "  Unexpected status (expected {}): {n}",
-            r.expected_text()
-        );
+    if let Some((n, expected)) = &r.unexpected {
+        let _ = writeln!(s, "  Unexpected status (expected {expected}): {n}");
     }
     if t.reconnects + t.reissued > 0 {
         let _ = writeln!(
@@ -215,18 +277,14 @@ pub fn summary(r: &RunReport<'_>, latency: bool) -> String {
             t.reconnects, t.reissued
         );
     }
-    let _ = writeln!(s, "Requests/sec: {:9.2}", r.rps());
-    let _ = writeln!(
-        s,
-        "Transfer/sec: {:>10}B",
-        format_binary(r.transfer_per_s())
-    );
+    let _ = writeln!(s, "Requests/sec: {:9.2}", r.rps);
+    let _ = writeln!(s, "Transfer/sec: {:>10}B", format_binary(r.transfer_per_s));
     by_request(&mut s, r);
     if r.interrupted {
         s.push_str("(interrupted: the numbers cover the time until Ctrl-C)\n");
     }
-    for w in r.warnings() {
-        s.push_str(&w);
+    for w in &r.warnings {
+        s.push_str(w);
         s.push('\n');
     }
     s
@@ -271,17 +329,15 @@ fn tls_lines(s: &mut String, t: &crate::tls::TlsStats, request_errors: u64) {
 }
 
 /// The per-name table of a scenario run.
-fn by_request(s: &mut String, r: &RunReport<'_>) {
-    let t = &r.out.total;
+fn by_request(s: &mut String, r: &SummaryView<'_>) {
+    let t = r.total;
     if t.by_request.is_empty() {
         return;
     }
     let width = r
-        .cfg
-        .scenario
-        .requests
+        .request_names
         .iter()
-        .map(|q| q.name.chars().count())
+        .map(|q| q.chars().count())
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
@@ -291,8 +347,8 @@ fn by_request(s: &mut String, r: &RunReport<'_>) {
         "Name", "Requests", "Share", "Avg", "p50", "p99", "Max", "Errors", "Non-2xx"
     );
     let q = |h: &Histogram<u64>, q: f64| format_time_us(quantile(h, q) as f64);
-    for (req, st) in r.cfg.scenario.requests.iter().zip(&t.by_request) {
-        let name: String = req.name.chars().take(width).collect();
+    for (req, st) in r.request_names.iter().zip(&t.by_request) {
+        let name: String = req.chars().take(width).collect();
         let _ = writeln!(
             s,
             "    {name:<width$} {:>10} {:>6.2}% {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",

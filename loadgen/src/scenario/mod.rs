@@ -18,6 +18,7 @@ pub use jwt::{Jwt, JwtError};
 pub use rng::{Rng, fresh_seed};
 pub use template::{Names, Template, TemplateError, Vars};
 
+use crate::fleet::Stream;
 use crate::http::{RequestError, RequestSpec, bad_target_byte};
 
 /// More requests than this in one scenario is almost surely a mistake
@@ -103,6 +104,11 @@ pub struct Scenario {
     fixed: Option<Vec<u8>>,
     max_len: usize,
     jwt_len: usize,
+    /// SHA-256 (hex) of what the scenario sends: every request as written
+    /// (name, weight, method, host, target, headers, body), the feeds'
+    /// names and rows, and the token's claims and lifetime. Parts of one
+    /// fleet have the same; `loadgen merge` refuses reports that differ.
+    pub digest: String,
 }
 
 /// Adds `-H` headers to every request; a request's own header of the same
@@ -157,6 +163,11 @@ impl Scenario {
             None => None,
         };
         let jwt_len = jwt.as_ref().map_or(0, |j| j.max_len(&feeds));
+        let digest = digest(
+            &entries,
+            &feeds,
+            opts.jwt.as_ref().map(|(_, c, t)| (c.as_str(), *t)),
+        );
         let mut requests = Vec::with_capacity(entries.len());
         for e in entries {
             requests.push(compile_one(e, &names, jwt_len, opts.named)?);
@@ -182,6 +193,7 @@ impl Scenario {
             fixed,
             max_len,
             jwt_len,
+            digest,
         })
     }
 
@@ -272,6 +284,45 @@ impl Scenario {
         }
         which as u16
     }
+}
+
+/// See [`Scenario::digest`]. Each field is length-prefixed, so no two
+/// different scenarios hash the same bytes.
+fn digest(entries: &[Entry], feeds: &[Feed], jwt: Option<(&str, u64)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    for e in entries {
+        let s = &e.spec;
+        field(e.name.as_bytes());
+        field(&e.weight.to_le_bytes());
+        field(s.method.as_bytes());
+        field(s.host.as_bytes());
+        field(s.target.as_bytes());
+        for (n, v) in &s.headers {
+            field(n.as_bytes());
+            field(v.as_bytes());
+        }
+        field(b"body");
+        field(&s.body);
+    }
+    for f in feeds {
+        field(f.name.as_bytes());
+        for c in &f.columns {
+            field(c.as_bytes());
+        }
+        for row in f.values(None) {
+            field(row);
+        }
+    }
+    if let Some((claims, ttl)) = jwt {
+        field(claims.as_bytes());
+        field(&ttl.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn compile_one(
@@ -415,11 +466,30 @@ impl ShardGen {
         self.cursor[f] = (self.cursor[f] + self.stride) % feed.rows() as u64;
     }
 
+    /// Shard `shard` of `shards` of a process alone.
     pub fn new(sc: &Scenario, shard: usize, shards: usize) -> ShardGen {
+        ShardGen::for_stream(
+            sc,
+            Stream {
+                offset: shard as u64,
+                stride: shards.max(1) as u64,
+            },
+        )
+    }
+
+    /// A shard at `stream` of the fleet's numbering ([`crate::fleet`]): its
+    /// `{{seq}}` values and each feed's rows are `offset + stride·j`, so no
+    /// two shards of any part hand out the same.
+    pub fn for_stream(sc: &Scenario, stream: Stream) -> ShardGen {
+        let stride = stream.stride.max(1);
         ShardGen {
-            seq: shard as u64,
-            stride: shards.max(1) as u64,
-            cursor: sc.feeds.iter().map(|f| (shard % f.rows()) as u64).collect(),
+            seq: stream.offset,
+            stride,
+            cursor: sc
+                .feeds
+                .iter()
+                .map(|f| stream.offset % f.rows() as u64)
+                .collect(),
             rows: vec![0; sc.feeds.len()],
         }
     }
@@ -439,8 +509,14 @@ impl ConnGen {
     /// Buffers are sized for the longest rendering up front, so rendering
     /// never allocates.
     pub fn new(sc: &Scenario, shard: usize, conn: usize) -> ConnGen {
+        ConnGen::with_seed(sc, sc.seed, shard, conn)
+    }
+
+    /// The same with the generators seeded from `seed` (a part's own,
+    /// [`crate::fleet::Part::seed`]).
+    pub fn with_seed(sc: &Scenario, seed: u64, shard: usize, conn: usize) -> ConnGen {
         ConnGen {
-            rng: Rng::for_connection(sc.seed, shard, conn),
+            rng: Rng::for_connection(seed, shard, conn),
             token: Vec::with_capacity(sc.jwt_len),
             token_exp: 0,
             scratch: Vec::with_capacity(sc.max_len.max(sc.jwt_len)),

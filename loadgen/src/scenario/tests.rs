@@ -317,3 +317,46 @@ fn claims_take_the_next_feed_row_per_token() {
         .collect();
     assert_eq!(subs, ["ann", "bob", "ann"]);
 }
+
+/// A fleet's parts, each with its own shard count, hand out every
+/// `{{seq}}` once, and request g of the fleet reads row g (mod the rows):
+/// the rows are split the way the numbers are.
+#[test]
+fn seq_and_feed_rows_follow_the_fleet_numbering() {
+    use crate::fleet::Part;
+    let text: String = (0..7).map(|i| format!("row{i}\n")).collect();
+    let feed = Feed::parse("f", Path::new("f.txt"), text.as_bytes()).unwrap();
+    let sc = Scenario::compile(
+        vec![entry("a", 1, "/s/{{seq}}/{{feed:f}}")],
+        opts(vec![feed]),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for (k, shards) in [(1u32, 2usize), (2, 3), (3, 1)] {
+        let part = Part { index: k, of: 3 };
+        for i in 0..shards {
+            let mut sg = ShardGen::for_stream(&sc, part.stream(i, shards));
+            let mut cg = ConnGen::with_seed(&sc, part.seed(1), i, 0);
+            // Each shard renders its share of 3 × 30 requests.
+            let n = 30 / shards;
+            for _ in 0..n {
+                let mut out = Vec::new();
+                sc.render(&mut sg, &mut cg, 0, &mut out);
+                let line = String::from_utf8(out).unwrap();
+                let path = line["GET /s/".len()..]
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let (seq, row) = path.split_once('/').unwrap();
+                seen.push((seq.parse::<u64>().unwrap(), row.to_string()));
+            }
+        }
+    }
+    seen.sort();
+    let seqs: Vec<u64> = seen.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..90).collect::<Vec<_>>(), "unique and dense");
+    for (g, row) in &seen {
+        assert_eq!(row, &format!("row{}", g % 7), "fleet request {g}");
+    }
+}

@@ -78,6 +78,9 @@ pub struct Conn {
     /// When the TCP connection was up and the TLS handshake began.
     pub handshake_started: u64,
     pub retry_at: u64,
+    /// `--bind`: the source address this slot's sockets bind to (an index
+    /// into the config's list).
+    pub source: Option<u32>,
     /// Consecutive failed connects, for the backoff.
     pub failures: u32,
     pub ever_connected: bool,
@@ -110,6 +113,7 @@ impl Conn {
             connect_started: 0,
             handshake_started: 0,
             retry_at: 0,
+            source: None,
             failures: 0,
             ever_connected: false,
         }

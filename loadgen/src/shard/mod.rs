@@ -47,9 +47,14 @@ const SILENT_SEND_MAX: usize = 16 * 1024;
 /// carries the generation it was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Open a socket for the slot and connect it; report
-    /// [`Core::on_connected`] or [`Core::on_connect_failed`].
-    Connect { conn: u32, generation: u32 },
+    /// Open a socket for the slot, bind it to `--bind` address `source`
+    /// (an index into [`Config::bind`]) if there is one, and connect it;
+    /// report [`Core::on_connected`] or [`Core::on_connect_failed`].
+    Connect {
+        conn: u32,
+        generation: u32,
+        source: Option<u32>,
+    },
     /// Send [`Core::send_bytes`] of the slot, whole. With `ack`, report
     /// [`Core::on_sent`] when done; without, report only a failure.
     Send {
@@ -147,15 +152,14 @@ impl<'a> Core<'a> {
         let req_len = fixed.map_or(scenario.max_request_len(), <[u8]>::len);
         let out_capacity = if fixed.is_some() { 0 } else { depth * req_len };
         let timeout_ns = cfg.timeout.as_nanos() as u64;
-        let measure_from = cfg.warmup.as_nanos() as u64;
-        let open_loop = cfg.schedule.as_ref().map(|s| {
-            OpenLoop::new(
-                s.with_warmup(cfg.warmup)
-                    .for_shard(plan.index, cfg.shards.max(1)),
-                conns_n,
-                depth,
-            )
-        });
+        let measure_from = plan.warmup.as_nanos() as u64;
+        let shards = cfg.shards.max(1);
+        let stream = cfg.part.stream(plan.index, shards);
+        let open_loop = cfg
+            .schedule
+            .as_ref()
+            .map(|s| OpenLoop::new(s.for_stream(stream, plan.warmup), conns_n, depth));
+        let seed = cfg.part_seed();
         // A send needs no completion only if it cannot be overtaken: a
         // connection sends only with nothing in flight (closed loop sends
         // whole batches; open loop at depth 1), and the send fits the
@@ -176,8 +180,14 @@ impl<'a> Core<'a> {
                 .map(|i| {
                     let generator = fixed
                         .is_none()
-                        .then(|| ConnGen::new(scenario, plan.index, i));
-                    Conn::new(depth, cfg.max_header_bytes, generator, out_capacity)
+                        .then(|| ConnGen::with_seed(scenario, seed, plan.index, i));
+                    let mut c = Conn::new(depth, cfg.max_header_bytes, generator, out_capacity);
+                    // Round-robin over the process's connections (shard i's
+                    // slot j is number i + S·j), so every shard spreads its
+                    // slots over all the addresses.
+                    c.source = (!cfg.bind.is_empty())
+                        .then(|| ((plan.index + shards * i) % cfg.bind.len()) as u32);
+                    c
                 })
                 .collect(),
             stats,
@@ -194,7 +204,7 @@ impl<'a> Core<'a> {
             req_len,
             generator: fixed
                 .is_none()
-                .then(|| ShardGen::new(scenario, plan.index, cfg.shards.max(1))),
+                .then(|| ShardGen::for_stream(scenario, stream)),
             wall_epoch_ms: 0,
             // TLS sends always report: rustls may have records to send
             // whenever the server speaks (tickets, key updates, alerts).
@@ -223,8 +233,7 @@ impl<'a> Core<'a> {
             },
             tls,
             fatal: false,
-            rng: 0x9e37_79b9_7f4a_7c15
-                ^ (plan.index as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (stream.offset + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             progress,
             stop,
         }
@@ -587,6 +596,7 @@ impl<'a> Core<'a> {
         self.actions.push(Action::Connect {
             conn: ci as u32,
             generation: c.generation,
+            source: c.source,
         });
     }
 

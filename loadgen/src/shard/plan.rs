@@ -15,20 +15,26 @@ pub struct ShardPlan {
     pub connections: usize,
     /// Requests to complete (`-n`), or `None` to run until the deadline.
     pub requests: Option<u64>,
+    /// How long the load runs before measurement starts: `--warmup`, or
+    /// with `--start-at` the time left until the start, which the engine
+    /// sets when its shard starts (the core reads no clock).
+    pub warmup: std::time::Duration,
 }
 
-/// Splits connections (and `-n` requests) evenly, the remainder going to
-/// the first shards.
+/// Splits connections (this part's already) and `-n` requests evenly, the
+/// remainder going to the first shards. `-n` is the fleet's: this part
+/// takes its share first ([`crate::fleet::Part::share`]), and with the
+/// fleet numbering the shards of all parts render `{{seq}}` 0…N−1 once.
 pub fn plan(cfg: &Config) -> Vec<ShardPlan> {
     let t = cfg.shards.max(1);
+    let requests = cfg.part_requests();
     (0..t)
         .map(|i| ShardPlan {
             index: i,
             cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
             connections: cfg.connections / t + usize::from(i < cfg.connections % t),
-            requests: cfg
-                .requests
-                .map(|n| n / t as u64 + u64::from((i as u64) < n % t as u64)),
+            requests: requests.map(|n| n / t as u64 + u64::from((i as u64) < n % t as u64)),
+            warmup: cfg.warmup,
         })
         .collect()
 }
@@ -203,5 +209,28 @@ mod tests {
         assert_eq!(conns, [4, 3, 3]);
         assert_eq!(reqs, [34, 33, 33]);
         assert_eq!(cpus, [Some(4), Some(5), Some(4)]);
+    }
+
+    /// `-n` is the fleet's: every part's shards together send exactly N,
+    /// and with the fleet numbering their `{{seq}}` values are 0…N−1.
+    #[test]
+    fn a_fleets_requests_add_up_to_n_and_number_densely() {
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let addr = url.resolve().unwrap();
+        let n = 3001u64;
+        let mut seqs = Vec::new();
+        for (k, shards) in [(1u32, 2usize), (2, 1), (3, 3)] {
+            let mut cfg = Config::for_url(url.clone(), addr);
+            cfg.part = crate::fleet::Part { index: k, of: 3 };
+            cfg.shards = shards;
+            cfg.duration = None;
+            cfg.requests = Some(n);
+            for p in plan(&cfg) {
+                let st = cfg.part.stream(p.index, cfg.shards);
+                seqs.extend((0..p.requests.unwrap()).map(|j| st.offset + st.stride * j));
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..n).collect::<Vec<_>>());
     }
 }

@@ -105,7 +105,9 @@ fn connects(actions: &[Action]) -> Vec<(u32, u32)> {
     actions
         .iter()
         .filter_map(|a| match *a {
-            Action::Connect { conn, generation } => Some((conn, generation)),
+            Action::Connect {
+                conn, generation, ..
+            } => Some((conn, generation)),
             _ => None,
         })
         .collect()

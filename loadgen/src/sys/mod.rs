@@ -69,6 +69,49 @@ pub fn memlock_limit() -> io::Result<Option<u64>> {
     Ok((lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur))
 }
 
+/// Raises the open-file limit (`RLIMIT_NOFILE`) to at least `want` when it
+/// is lower: the soft limit up to the hard one, and the hard one too where
+/// the process may (root, CAP_SYS_RESOURCE), as Go programs and k6 do.
+/// Returns the soft limit now in force.
+pub fn raise_file_limit(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: lim.rlim_max.max(want),
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        return Ok(want);
+    }
+    // No privilege to raise the hard limit: as far as it goes.
+    let soft = libc::rlimit {
+        rlim_cur: lim.rlim_max.min(want),
+        rlim_max: lim.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } == 0 {
+        return Ok(soft.rlim_cur);
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// This host's name (a pod's name in Kubernetes); empty if unknown.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// Unblocks SIGINT and SIGTERM for this thread (and threads it starts).
 /// A parent can hand loadgen a mask with them blocked (some CI runners and
 /// `nohup`-style wrappers do); Ctrl-C must still end the run with a report.

@@ -94,6 +94,41 @@ pub fn tcp_socket(family: libc::c_int) -> io::Result<RawFd> {
     Ok(fd)
 }
 
+/// Binds client socket `fd` to source address `src` (port 0) before it
+/// connects. `IP_BIND_ADDRESS_NO_PORT` leaves the port to `connect`, which
+/// picks one for the whole 4-tuple: the address then has its ~28k
+/// ephemeral ports for each destination, not once for all of them.
+pub fn bind_source(fd: RawFd, src: &SockAddr) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: fd is ours; the option value points to a live c_int. A
+    // kernel without the option (< 4.2) ignores it: bind then picks the
+    // port, which still works, with fewer ports.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    // SAFETY: `src` is a valid sockaddr of `src.len` bytes.
+    if unsafe { libc::bind(fd, src.as_ptr(), src.len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Checks that this host can use `ip` as a source address: binds a
+/// throwaway socket to it (so a typo is found before the run).
+pub fn check_source(ip: std::net::IpAddr) -> io::Result<()> {
+    let src = SockAddr::new(SocketAddr::new(ip, 0));
+    let fd = tcp_socket(src.family)?;
+    let r = bind_source(fd, &src);
+    close(fd);
+    r
+}
+
 /// Shuts a connection down both ways: receives and sends still pending on
 /// it in a ring complete now (the ring holds its own reference to the
 /// file, so `close` alone would leave them pending).

@@ -136,6 +136,7 @@ impl<'a> Page<'a> {
             escape(&title)
         );
         self.header();
+        self.parts();
         self.thresholds();
         self.server_metrics();
         self.summary();
@@ -219,6 +220,12 @@ impl<'a> Page<'a> {
                 d.status.c4xx + d.status.c5xx
             ),
         ));
+        if let Some(p) = d.part.filter(|p| p.is_fleet()) {
+            rows.push(("part", format!("{} of {}", p.index, p.of)));
+        }
+        if !d.host.is_empty() {
+            rows.push(("host", d.host.clone()));
+        }
         if let Some(s) = &d.scenario {
             rows.push(("scenario", s.clone()));
         }
@@ -244,6 +251,36 @@ impl<'a> Page<'a> {
             }
             self.out.push_str("</ul>\n");
         }
+    }
+
+    /// A merged report: each part's rate, p99, errors and start skew, to
+    /// spot the one bad host.
+    fn parts(&mut self) {
+        let parts = &self.doc.parts;
+        if parts.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            self.out,
+            "<h2 id=\"parts\">Parts</h2>\n<table>\n<tr><th class=\"l\">part</th><th class=\"l\">host</th><th class=\"l\">report</th><th>start skew</th><th>requests</th><th>req/s</th><th>target/s</th><th>p99</th><th>errors</th></tr>"
+        );
+        for p in parts {
+            let _ = writeln!(
+                self.out,
+                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p.part,
+                escape(&p.host),
+                escape(&p.source),
+                p.start_skew_ms
+                    .map_or("?".into(), |ms| format_time_us(ms * 1000.0)),
+                p.requests,
+                p.rps,
+                p.target_rps.map_or("-".into(), |t| format!("{t:.2}")),
+                format_time_us(p.p99_us as f64),
+                p.errors
+            );
+        }
+        self.out.push_str("</table>\n");
     }
 
     fn thresholds(&mut self) {

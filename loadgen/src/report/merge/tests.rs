@@ -1,0 +1,191 @@
+//! Merging constructed reports: exact sums and percentiles, seconds
+//! aligned by wall clock, and every refusal naming what differs.
+
+use super::*;
+use crate::report::{Fleet, Histograms};
+use crate::stats::ShardStats;
+
+const T0: f64 = 1_767_225_600.0;
+
+/// A part's report as a run writes it: `values` (µs) spread over
+/// `seconds`, measured from `start` (Unix s), open loop at `target`.
+fn part(k: u32, of: u32, values: &[u64], seconds: usize, start: f64) -> Input {
+    let mut t = ShardStats::new();
+    let mut series = Vec::new();
+    let per = values.len().div_ceil(seconds);
+    for (i, chunk) in values.chunks(per).enumerate() {
+        let mut h = new_latency_histogram();
+        for &v in chunk {
+            t.record_completion(true, v * 1000, 200, (0, 0, 0));
+            h.record(v).unwrap();
+        }
+        series.push(Second {
+            second: i + 1,
+            requests: chunk.len() as u64,
+            rate: chunk.len() as f64,
+            target_rate: Some(100.0),
+            p99_us: quantile(&h, 0.99),
+            unix_s: Some(start + i as f64),
+            histogram: Some(encode_histogram(&h)),
+            ..Second::default()
+        });
+    }
+    t.rate.record(values.len() as u64).unwrap();
+    t.connect.record(50).unwrap();
+    t.ttfb.record(70).unwrap();
+    let mut r = Report::of_stats(&t, seconds as f64, true);
+    r.url = "http://127.0.0.1:1/".into();
+    r.mode = Mode::Open;
+    r.shards = 1;
+    r.connections = 2;
+    r.pipeline = 1;
+    r.series = series;
+    r.target_rps = Some(100.0);
+    r.started_at = Some(start);
+    r.host = format!("host{k}");
+    r.part = Some(Part { index: k, of });
+    r.fleet = Some(Fleet {
+        connections: 2 * of as usize,
+        schedule: Some(format!("{}", 100 * of)),
+        duration_s: Some(seconds as f64),
+        timeout_s: 2.0,
+        keepalive: true,
+        request_sha256: "abc".into(),
+        ..Fleet::default()
+    });
+    Input {
+        source: format!("part{k}.json"),
+        report: r,
+    }
+}
+
+fn values(seed: u64, n: usize) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            1 + (x >> 33) % 50_000
+        })
+        .collect()
+}
+
+#[test]
+fn counters_add_and_percentiles_are_exact() {
+    let vals = [values(1, 300), values(2, 300), values(3, 300)];
+    let inputs = vec![
+        part(2, 3, &vals[1], 3, T0 + 0.003),
+        part(1, 3, &vals[0], 3, T0),
+        part(3, 3, &vals[2], 3, T0 + 0.001),
+    ];
+    let m = merge(&inputs).unwrap();
+    let r = &m.report;
+    assert_eq!(r.requests, 900);
+    let mut all = new_latency_histogram();
+    for v in vals.iter().flatten() {
+        all.record(*v).unwrap();
+    }
+    assert_eq!(r.latency_us, Latency::of(&all));
+    assert_eq!(r.latency_histogram().unwrap(), all);
+    assert_eq!(r.shards, 3);
+    assert_eq!(r.connections, 6);
+    // The window runs from the first start to the last end.
+    // (Unix seconds in f64 keep about 0.2 µs.)
+    assert!((r.duration_s - 3.003).abs() < 1e-6, "{}", r.duration_s);
+    assert!((r.rps - 900.0 / 3.003).abs() < 1e-3);
+    assert!((r.target_rps.unwrap() - 900.0 / 3.003).abs() < 1e-3);
+    assert_eq!(r.started_at, Some(T0));
+    // Parts in order, with their skew.
+    let idx: Vec<u32> = r.parts.iter().map(|p| p.part.index).collect();
+    assert_eq!(idx, [1, 2, 3]);
+    assert!((r.parts[1].start_skew_ms.unwrap() - 3.0).abs() < 1e-3);
+    // Seconds aligned: three of them, each the sum of the parts'.
+    assert_eq!(r.series.len(), 3);
+    for (i, s) in r.series.iter().enumerate() {
+        assert_eq!(s.requests, 300);
+        assert_eq!(s.unix_s, Some(T0 + i as f64));
+        assert_eq!(s.target_rate, Some(300.0));
+        let mut h = new_latency_histogram();
+        for v in vals.iter().flat_map(|v| &v[i * 100..(i + 1) * 100]) {
+            h.record(*v).unwrap();
+        }
+        assert_eq!(s.p99_us, quantile(&h, 0.99), "second {}", i + 1);
+    }
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let text = m.text(true);
+    assert!(
+        text.starts_with("Merged 3 of 3 parts @ http://127.0.0.1:1/\n"),
+        "{text}"
+    );
+    assert!(text.contains("  900 requests in 3.00s"), "{text}");
+    assert!(text.contains("  Parts:"), "{text}");
+    assert!(text.contains("host2"), "{text}");
+    assert_eq!(r.summary_text, m.text(false));
+}
+
+#[test]
+fn a_missing_part_and_a_late_one_are_warned_about() {
+    let inputs = vec![
+        part(1, 3, &values(1, 10), 1, T0),
+        part(3, 3, &values(3, 10), 1, T0 + 0.2),
+    ];
+    let r = merge(&inputs).unwrap().report;
+    let w = r.warnings.join("\n");
+    assert!(w.contains("part(s) 2 of 3 missing"), "{w}");
+    assert!(w.contains("200.0 ms apart"), "{w}");
+}
+
+fn refusal(edit: impl Fn(&mut Report)) -> String {
+    let a = part(1, 2, &values(1, 10), 1, T0);
+    let mut b = part(2, 2, &values(2, 10), 1, T0);
+    edit(&mut b.report);
+    merge(&[a, b]).err().expect("refused").to_string()
+}
+
+#[test]
+fn different_configurations_are_refused_by_name() {
+    let e = refusal(|r| r.url = "http://127.0.0.1:2/".into());
+    assert!(e.contains("differ in the URL"), "{e}");
+    assert!(e.contains("part1.json and part2.json"), "{e}");
+    let e = refusal(|r| r.fleet.as_mut().unwrap().schedule = Some("500".into()));
+    assert!(e.contains("-R/--stages"), "{e}");
+    let e = refusal(|r| r.fleet.as_mut().unwrap().connections = 9);
+    assert!(e.contains("-c (the fleet's connections)"), "{e}");
+    let e = refusal(|r| r.fleet.as_mut().unwrap().request_sha256 = "other".into());
+    assert!(e.contains("what is sent"), "{e}");
+    let e = refusal(|r| r.pipeline = 4);
+    assert!(e.contains("--pipeline"), "{e}");
+    let e = refusal(|r| r.part = Some(Part { index: 2, of: 3 }));
+    assert!(e.contains("fleet's size"), "{e}");
+    let e = refusal(|r| r.part = Some(Part { index: 1, of: 2 }));
+    assert!(e.contains("both part 1/2"), "{e}");
+}
+
+#[test]
+fn reports_that_cannot_merge_exactly_are_refused() {
+    let e = refusal(|r| r.histograms = None);
+    assert!(e.contains("part2.json is not a part's report"), "{e}");
+    let e = refusal(|r| r.part = None);
+    assert!(e.contains("not a part's report"), "{e}");
+    let e = refusal(|r| r.series[0].histogram = None);
+    assert!(e.contains("no series second 1 histogram"), "{e}");
+    let e = refusal(|r| {
+        r.histograms = Some(Histograms {
+            latency: "not base64".into(),
+            ..r.histograms.clone().unwrap()
+        })
+    });
+    assert!(e.contains("latency histogram is not"), "{e}");
+    let e = refusal(|r| r.histograms.as_mut().unwrap().connect = None);
+    assert!(e.contains("no connect histogram"), "{e}");
+    assert_eq!(merge(&[]).err(), Some(MergeError::Empty));
+    let merged = merge(&[part(1, 1, &values(1, 10), 1, T0)]).unwrap().report;
+    let e = merge(&[Input {
+        source: "m.json".into(),
+        report: merged,
+    }])
+    .err()
+    .unwrap();
+    assert_eq!(e, MergeError::Merged("m.json".into()));
+}
