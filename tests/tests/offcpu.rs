@@ -228,6 +228,34 @@ fn cpu_hogs_on_the_servers_cpu_raise_run_queue_latency() {
         .max()
         .unwrap();
     assert!(worst >= 1000, "{worst}");
+    // The HTML page drawn from this report has the off-CPU part: the
+    // per-second run-queue chart, the blue flamegraph, the blocking table.
+    let (json_path, html_path) = (tmp("hogs.json"), tmp("hogs.html"));
+    std::fs::write(&json_path, json.to_string()).unwrap();
+    let out = Command::new(loadgen_bin())
+        .args(["report", json_path.to_str().unwrap(), "--html"])
+        .arg(&html_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let part = html
+        .split("id=\"off-cpu\"")
+        .nth(1)
+        .expect("an off-CPU section");
+    assert!(
+        part.contains("target run-queue p99"),
+        "the per-second chart"
+    );
+    assert!(part.contains("title=\"Off-CPU flamegraph\""));
+    assert!(
+        part.contains("<th class=\"l\">blocked in</th>"),
+        "the blocking table"
+    );
 }
 
 const PIPE_PROGRAM: &str = r#"

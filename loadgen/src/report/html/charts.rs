@@ -176,6 +176,30 @@ pub fn latency(series: &[SecondPoint], corrected: bool) -> Result<String, HtmlEr
     time_lines(title, "latency", &lines, true, &format_time_us)
 }
 
+/// `--off-cpu`: the client's p99 next to the target's run-queue p99,
+/// `(second, client p99 µs, run-queue p99 µs)`.
+pub fn client_and_runq(points: &[(f64, f64, f64)]) -> Result<String, HtmlError> {
+    let lines = [
+        Line {
+            name: "client p99",
+            color: P99,
+            points: points.iter().map(|p| (p.0, p.1)).collect(),
+        },
+        Line {
+            name: "target run-queue p99",
+            color: TARGET,
+            points: points.iter().map(|p| (p.0, p.2)).collect(),
+        },
+    ];
+    time_lines(
+        "Client p99 and the target's run-queue p99 per second",
+        "latency",
+        &lines,
+        true,
+        &format_time_us,
+    )
+}
+
 pub fn errors(series: &[SecondPoint]) -> Result<String, HtmlError> {
     let lines = [
         Line {

@@ -7,6 +7,7 @@
 //! page's Content-Security-Policy forbids any fetch.
 
 mod charts;
+mod offcpu;
 mod page;
 
 use crate::report::Report;

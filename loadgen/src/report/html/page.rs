@@ -86,7 +86,7 @@ fn utc(ms: u64) -> String {
 /// width to fit its parent, which as the root of an SVG file is the whole
 /// window but inline in HTML falls back to 300 px: the style gives it the
 /// frame's width.
-fn flame_frame(title: &str, svg: &str) -> String {
+pub(super) fn flame_frame(title: &str, svg: &str) -> String {
     let height = svg
         .split_once("height=\"")
         .and_then(|(_, r)| r.split('"').next())
@@ -107,7 +107,7 @@ fn flame_frame(title: &str, svg: &str) -> String {
     )
 }
 
-fn figure(svg: &str, caption: &str) -> String {
+pub(super) fn figure(svg: &str, caption: &str) -> String {
     format!(
         "<figure>{svg}<figcaption class=\"muted\">{}</figcaption></figure>\n",
         escape(caption)
@@ -565,7 +565,7 @@ impl<'a> Page<'a> {
             }
             self.out.push_str("</table>\n");
         }
-        Ok(())
+        super::offcpu::section(p, target, &self.doc.series, &mut self.out)
     }
 
     fn baseline(&mut self) -> Result<(), HtmlError> {
@@ -673,7 +673,7 @@ impl<'a> Page<'a> {
 /// colours from a thread-local generator with a fixed seed, so a fresh
 /// thread gives the same colours whatever was drawn before in this
 /// process, and a page drawn again from its JSON is the same page.
-fn fresh_thread<F>(render: F) -> Result<Vec<u8>, HtmlError>
+pub(super) fn fresh_thread<F>(render: F) -> Result<Vec<u8>, HtmlError>
 where
     F: FnOnce() -> std::io::Result<Vec<u8>> + Send,
 {
