@@ -1,0 +1,312 @@
+//! What the core decides between events: opening and replacing
+//! connections with backoff, filling and sending batches, delivering bytes
+//! to the parser and accounting for what came back, failures and re-issues,
+//! and the request timers.
+
+use super::conn::ConnState;
+use super::{Action, BACKOFF_MAX_NS, BACKOFF_MIN_NS, Core, Delivered};
+use crate::stats::ErrorKind;
+
+impl Core<'_> {
+    /// The core's bookkeeping agrees with its slots (tests call it after
+    /// every step).
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) {
+        let opening = self.conns.iter().filter(|c| c.state.is_opening()).count();
+        assert_eq!(self.opening as usize, opening, "slots opening");
+        let held: u64 = self
+            .conns
+            .iter()
+            .map(|c| (c.inflight + c.queued) as u64)
+            .sum();
+        assert!(
+            held <= self.outstanding,
+            "{held} held, {} outstanding",
+            self.outstanding
+        );
+    }
+
+    /// Moves slot `ci` to `state`, keeping count of the slots opening.
+    pub(super) fn set_state(&mut self, ci: usize, state: ConnState) {
+        let c = &mut self.conns[ci];
+        let was = c.state.is_opening();
+        c.state = state;
+        match (was, state.is_opening()) {
+            (false, true) => self.opening += 1,
+            (true, false) => self.opening -= 1,
+            _ => {}
+        }
+    }
+
+    /// Whether an event of `generation` is about the slot's current socket
+    /// in `state` (anything else is stale: a socket already replaced).
+    #[inline]
+    pub(super) fn current(&self, ci: usize, generation: u32, state: ConnState) -> bool {
+        self.conns
+            .get(ci)
+            .is_some_and(|c| c.is(generation) && c.state == state)
+    }
+
+    /// Whether the slot's socket of `generation` is connected (open, or
+    /// in its TLS handshake).
+    #[inline]
+    pub(super) fn live(&self, ci: usize, generation: u32) -> bool {
+        self.conns.get(ci).is_some_and(|c| {
+            c.is(generation) && matches!(c.state, ConnState::Open | ConnState::Handshaking)
+        })
+    }
+
+    pub(super) fn next_random(&mut self) -> u64 {
+        // xorshift64*: enough to spread reconnects.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(super) fn open(&mut self, ci: usize, now: u64) {
+        if self.stopping {
+            return;
+        }
+        self.set_state(ci, ConnState::Connecting);
+        let c = &mut self.conns[ci];
+        c.connect_started = now;
+        self.actions.push(Action::Connect {
+            conn: ci as u32,
+            generation: c.generation,
+            source: c.source,
+        });
+    }
+
+    /// Drops the slot's socket (if it has one) and everything on it;
+    /// returns how many requests were in flight or queued.
+    pub(super) fn close_socket(&mut self, ci: usize) -> u32 {
+        let c = &mut self.conns[ci];
+        if c.state.has_socket() {
+            self.actions.push(Action::Close {
+                conn: ci as u32,
+                generation: c.generation,
+            });
+        }
+        c.reset()
+    }
+
+    pub(super) fn backoff(&mut self, ci: usize, now: u64) {
+        let r = self.next_random();
+        self.close_socket(ci);
+        let c = &mut self.conns[ci];
+        c.failures = c.failures.saturating_add(1);
+        let base = (BACKOFF_MIN_NS << (c.failures - 1).min(7)).min(BACKOFF_MAX_NS);
+        // Full jitter in [base/2, base): connections that failed together do
+        // not retry together.
+        let delay = base / 2 + r % (base / 2).max(1);
+        c.retry_at = now + delay;
+        self.set_state(ci, ConnState::Backoff);
+    }
+
+    /// Closed loop: sends the next batch of up to `depth` requests once the
+    /// previous batch is fully answered (wrk's pipelining: one write per
+    /// batch). Open loop: nothing; `dispatch` sends on schedule.
+    ///
+    /// On loopback each send costs a full trip through the TCP stack on
+    /// the client's CPU. Topping the pipeline up one request per response
+    /// cost 10.4 µs/request at depth 16 (wrk: 7.3); refilling at half
+    /// depth, 7.2; whole batches, 6.6 with 3 % more throughput from the
+    /// server, which also reads whole batches (BENCHMARKS.md).
+    pub(super) fn fill(&mut self, ci: usize, now: u64) {
+        let c = &mut self.conns[ci];
+        if self.open_loop.is_some()
+            || c.state != ConnState::Open
+            || self.stopping
+            || c.inflight + c.queued > 0
+        {
+            return;
+        }
+        while c.inflight + c.queued < c.depth() {
+            match &mut self.quota {
+                Some(0) => break,
+                Some(q) => *q -= 1,
+                None => {}
+            }
+            c.queue(0);
+            self.outstanding += 1;
+        }
+        if c.queued > 0 && !c.send_busy {
+            self.send(ci, now);
+        }
+    }
+
+    /// Hands the slot's queued requests to the engine as one send.
+    pub(super) fn send(&mut self, ci: usize, now: u64) {
+        let c = &mut self.conns[ci];
+        let n = c.queued;
+        let (first, depth) = (c.head + c.inflight, c.depth());
+        if let (Some(sg), Some(cg)) = (&mut self.generator, &mut c.generator) {
+            // With TLS `out` holds plaintext, which rustls copies at once;
+            // without, see `send_bytes` for why it is free to rewrite.
+            // The previous send from `out` is done: sends without ack happen
+            // only with nothing in flight, and otherwise `send_busy` holds
+            // this one back until the last is acked.
+            let now_ms = self.wall_epoch_ms + now / 1_000_000;
+            c.out.clear();
+            for k in 0..n {
+                let slot = ((first + k) % depth) as usize;
+                c.which[slot] = self.scenario.render(sg, cg, now_ms, &mut c.out);
+            }
+            c.send_len = c.out.len();
+        } else {
+            c.send_len = n as usize * self.req_len;
+        }
+        if c.unstamped == 0 {
+            self.stamp_list.push(ci as u32);
+        }
+        c.mark_sent();
+        if let Some(s) = &mut c.tls {
+            let plain = if c.generator.is_some() {
+                &c.out[..]
+            } else {
+                &self.reqs[..c.send_len]
+            };
+            s.write_plain(plain);
+            self.flush_tls(ci);
+            return;
+        }
+        let ack = !self.silent_sends;
+        c.send_busy = ack;
+        self.stats.bytes_written += c.send_len as u64;
+        self.actions.push(Action::Send {
+            conn: ci as u32,
+            generation: c.generation,
+            ack,
+        });
+    }
+
+    /// Parses what arrived, completing responses in order.
+    pub(super) fn deliver(&mut self, ci: usize, data: &[u8], now: u64) -> Delivered {
+        let mut off = 0;
+        while off < data.len() {
+            let c = &mut self.conns[ci];
+            if c.inflight == 0 {
+                // Bytes nobody asked for.
+                return Delivered::Error(ErrorKind::Parse);
+            }
+            if c.parser.is_idle()
+                && let Some(sent) = c.oldest_sent_at()
+            {
+                // The first byte of the oldest request's response.
+                self.stats
+                    .ttfb
+                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
+            }
+            let head = self.scenario.is_head(c.oldest_which());
+            match c.parser.parse(&data[off..], head) {
+                Ok((n, resp)) => {
+                    off += n;
+                    match resp {
+                        Some(r) => {
+                            let popped = c.pop_oldest();
+                            self.complete(r.status, popped, now);
+                            if r.close {
+                                return Delivered::ServerClose;
+                            }
+                        }
+                        None if n == 0 => return Delivered::Error(ErrorKind::Parse),
+                        None => {}
+                    }
+                }
+                Err(_) => return Delivered::Error(ErrorKind::Parse),
+            }
+        }
+        Delivered::More
+    }
+
+    /// Books a response to a request popped off its connection.
+    #[inline]
+    pub(super) fn complete(&mut self, status: u16, popped: (u64, u64, u16), now: u64) {
+        self.outstanding -= 1;
+        self.last_completion = now;
+        let open_loop = self.open_loop.is_some();
+        self.stats.record_completion(open_loop, now, status, popped);
+    }
+
+    /// The oldest in-flight request failed with `kind`; the connection is
+    /// replaced and the requests behind it are sent again on the new one.
+    pub(super) fn fail(&mut self, ci: usize, kind: ErrorKind, now: u64) {
+        self.stats.errors.add(kind);
+        if self.conns[ci].inflight > 0 {
+            let (_, _, which) = self.conns[ci].pop_oldest();
+            self.stats.request_failed(which, kind);
+            self.outstanding -= 1;
+            self.last_completion = now;
+            self.stats.note_error();
+        }
+        self.replace(ci, now);
+    }
+
+    /// Closes the connection and opens a new one. Its unanswered requests
+    /// are sent again: in closed loop they go back to the quota; in open
+    /// loop they keep their intended send times (so their delay counts).
+    pub(super) fn replace(&mut self, ci: usize, now: u64) {
+        let sent = self.conns[ci].inflight as u64;
+        if let Some(ol) = self.open_loop.as_mut() {
+            ol.requeue(self.conns[ci].pending_intended());
+            self.close_socket(ci);
+        } else {
+            let lost = self.close_socket(ci) as u64;
+            self.outstanding -= lost;
+            if let Some(q) = &mut self.quota {
+                *q += lost;
+            }
+        }
+        self.stats.reissued += sent;
+        let retries = self.open_loop.as_ref().is_some_and(|ol| ol.has_retries());
+        let depth = self.conns[ci].depth() as u64;
+        if let Some(q) = self.quota
+            && q <= self.opening as u64 * depth
+            && !retries
+        {
+            // `-n` has handed out every request but those the connections
+            // already opening will carry: another would carry nothing
+            // (with --no-keepalive, it would only add a handshake).
+            self.set_state(ci, ConnState::Closed);
+            return;
+        }
+        self.open(ci, now);
+    }
+
+    /// Request timeouts, connect timeouts, and reconnects after backoff.
+    pub(super) fn check_timers(&mut self, now: u64) {
+        for ci in 0..self.conns.len() {
+            let c = &self.conns[ci];
+            match c.state {
+                ConnState::Open => {
+                    if c.oldest_sent_at()
+                        .is_some_and(|t| now.saturating_sub(t) > self.timeout_ns)
+                    {
+                        self.fail(ci, ErrorKind::Timeout, now);
+                    }
+                }
+                ConnState::Connecting => {
+                    if now.saturating_sub(c.connect_started) > self.timeout_ns {
+                        self.stats.errors.connect += 1;
+                        self.backoff(ci, now);
+                    }
+                }
+                ConnState::Handshaking => {
+                    if now.saturating_sub(c.handshake_started) > self.timeout_ns {
+                        if let Some(t) = &mut self.stats.tls {
+                            t.errors.timeout += 1;
+                        }
+                        self.backoff(ci, now);
+                    }
+                }
+                ConnState::Backoff => {
+                    if now >= c.retry_at {
+                        self.open(ci, now);
+                    }
+                }
+                ConnState::Closed => {}
+            }
+        }
+    }
+}

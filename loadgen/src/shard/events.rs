@@ -1,0 +1,127 @@
+//! The events an engine feeds the core: a socket connected or failed to,
+//! bytes arrived, a send completed or failed, the server closed. Each is
+//! tagged with the slot's generation, so an event about a socket already
+//! replaced is ignored.
+
+use super::conn::ConnState;
+use super::{Core, Delivered};
+use crate::stats::ErrorKind;
+
+impl Core<'_> {
+    /// The slot's socket of `generation` connected.
+    pub fn on_connected(&mut self, conn: u32, generation: u32, now: u64) {
+        let ci = conn as usize;
+        if !self.current(ci, generation, ConnState::Connecting) {
+            return;
+        }
+        if self.tls.is_some() {
+            self.start_handshake(ci, now);
+        } else {
+            self.ready(ci, now);
+        }
+    }
+
+    /// The connection can carry requests.
+    pub(super) fn ready(&mut self, ci: usize, now: u64) {
+        let c = &mut self.conns[ci];
+        self.stats
+            .connect
+            .saturating_record((now.saturating_sub(c.connect_started) / 1000).max(1));
+        if c.ever_connected {
+            self.stats.reconnects += 1;
+        }
+        c.ever_connected = true;
+        c.failures = 0;
+        self.set_state(ci, ConnState::Open);
+        self.ever_connected = true;
+        self.fill(ci, now);
+    }
+
+    /// The connect failed (or no socket could be made).
+    pub fn on_connect_failed(&mut self, conn: u32, generation: u32, now: u64) {
+        let ci = conn as usize;
+        if !self.current(ci, generation, ConnState::Connecting) {
+            return;
+        }
+        self.stats.errors.connect += 1;
+        self.backoff(ci, now);
+    }
+
+    /// A tracked send (`ack`) completed: all its bytes went out.
+    pub fn on_sent(&mut self, conn: u32, generation: u32, now: u64) {
+        let ci = conn as usize;
+        if !self.live(ci, generation) {
+            return;
+        }
+        let c = &mut self.conns[ci];
+        c.send_busy = false;
+        if c.queued > 0 && c.state == ConnState::Open {
+            self.send(ci, now);
+        } else {
+            self.flush_tls(ci);
+        }
+    }
+
+    /// A send failed with `errno`.
+    pub fn on_send_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
+        let ci = conn as usize;
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
+            self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Write), now);
+        }
+    }
+
+    /// `data` arrived on the slot's socket.
+    pub fn on_received(&mut self, conn: u32, generation: u32, data: &[u8], now: u64) {
+        let ci = conn as usize;
+        if !self.live(ci, generation) {
+            return;
+        }
+        self.stats.bytes_read += data.len() as u64;
+        if self.conns[ci].tls.is_some() {
+            self.received_tls(ci, data, now);
+            return;
+        }
+        match self.deliver(ci, data, now) {
+            Delivered::More => self.fill(ci, now),
+            Delivered::ServerClose => self.replace(ci, now),
+            Delivered::Error(kind) => self.fail(ci, kind, now),
+        }
+    }
+
+    /// The server closed its side (a read returned 0).
+    pub fn on_eof(&mut self, conn: u32, generation: u32, now: u64) {
+        let ci = conn as usize;
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
+            self.closed_by_server(ci, now);
+        }
+    }
+
+    /// The server ended the connection: a response delimited by the close
+    /// completes; anything else in flight failed.
+    pub(super) fn closed_by_server(&mut self, ci: usize, now: u64) {
+        match self.conns[ci].parser.eof() {
+            Ok(Some(r)) => {
+                let popped = self.conns[ci].pop_oldest();
+                self.complete(r.status, popped, now);
+                self.replace(ci, now);
+            }
+            // An idle keep-alive connection closed by the server: normal.
+            Ok(None) if self.conns[ci].inflight == 0 => self.replace(ci, now),
+            Ok(None) | Err(_) => self.fail(ci, ErrorKind::Closed, now),
+        }
+    }
+
+    /// A receive failed with `errno`.
+    pub fn on_recv_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
+        let ci = conn as usize;
+        if self.current(ci, generation, ConnState::Handshaking) {
+            self.handshake_lost(ci, now);
+        } else if self.current(ci, generation, ConnState::Open) {
+            self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Read), now);
+        }
+    }
+}
