@@ -33,6 +33,20 @@ pub enum Verdict {
     OutOfSteps { passed: Option<f64> },
 }
 
+impl Verdict {
+    /// The command's exit status: 1 when no rate held at all (there is
+    /// no answer, not even a lower bound), 0 when there is one.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::MaxRate(_) => 0,
+            Verdict::NonePasses { .. } => 1,
+            Verdict::GeneratorLimited { passed, .. } | Verdict::OutOfSteps { passed } => {
+                u8::from(passed.is_none())
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {
     /// Doubling (or halving) until both a pass and a failure are known.
@@ -160,6 +174,18 @@ impl Search {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn no_rate_held_is_a_failure_exit() {
+        use super::Verdict::*;
+        assert_eq!(MaxRate(10.0).exit_code(), 0);
+        assert_eq!(NonePasses { lowest: 1.0 }.exit_code(), 1);
+        let limited = |passed| GeneratorLimited { at: 80.0, passed };
+        assert_eq!(limited(None).exit_code(), 1);
+        assert_eq!(limited(Some(40.0)).exit_code(), 0);
+        assert_eq!(OutOfSteps { passed: None }.exit_code(), 1);
+        assert_eq!(OutOfSteps { passed: Some(40.0) }.exit_code(), 0);
+    }
+
     use super::*;
 
     /// Runs the search against a server that holds exactly up to `capacity`.

@@ -2,10 +2,22 @@
 //! burns a fixed CPU time per request), the answer is near that capacity,
 //! and it holds up in separate runs.
 
+use std::sync::Mutex;
+
 use loadgen_tests::{Target, run_json};
+
+/// One search at a time: the capacity search saturates a CPU, and a
+/// second search running beside it would rightly find its own shard
+/// starved (busy) and stop as `generator_limited`.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn finds_the_rate_the_server_can_take_and_it_holds_up() {
+    let _g = serial();
     let t = Target::start_pinned(1, 0);
     let url = t.url("/cpu/20000");
     // The capacity: a closed-loop run saturates the one thread.
@@ -68,6 +80,7 @@ fn finds_the_rate_the_server_can_take_and_it_holds_up() {
 
 #[test]
 fn a_rate_that_never_holds_exits_non_zero_and_bad_flags_are_usage_errors() {
+    let _g = serial();
     let t = Target::start(1);
     // A p99 no response can meet.
     let (json, text, code) = run_json(&[

@@ -268,14 +268,15 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
     }
     let interrupted = loadgen::signal::interrupted();
     let verdict = search.verdict();
-    let (max_rate, name, code) = match verdict {
+    let code = verdict.as_ref().map_or(1, Verdict::exit_code);
+    let (max_rate, name) = match verdict {
         Some(Verdict::MaxRate(r)) => {
             writeln!(
                 out,
                 "Maximum rate: {r:.0} req/s with {} holding (confirmed)",
                 slo_text.join(", ")
             )?;
-            (Some(r), "max_rate", 0)
+            (Some(r), "max_rate")
         }
         Some(Verdict::NonePasses { lowest }) => {
             writeln!(
@@ -285,7 +286,7 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
                     .last()
                     .map_or(String::new(), |s: &StepReport| s.failed.join(", "))
             )?;
-            (None, "none_passes", 1)
+            (None, "none_passes")
         }
         Some(Verdict::GeneratorLimited { at, passed }) => {
             writeln!(
@@ -295,7 +296,7 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
                     " The server held {p:.0} req/s, so its maximum is at least that."
                 ))
             )?;
-            (passed, "generator_limited", 0)
+            (passed, "generator_limited")
         }
         Some(Verdict::OutOfSteps { passed }) => {
             writeln!(
@@ -306,11 +307,11 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
                     "{p:.0} req/s held, not confirmed"
                 ))
             )?;
-            (passed, "out_of_steps", 0)
+            (passed, "out_of_steps")
         }
         None => {
             writeln!(out, "Interrupted before an answer.")?;
-            (None, "interrupted", 1)
+            (None, "interrupted")
         }
     };
     if let Some(path) = &args.run.html {
