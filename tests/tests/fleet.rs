@@ -549,10 +549,12 @@ fn more_connections_than_one_source_address_has_ports() {
             spawn(&[], &args, &[])
         })
         .collect();
-    // Count the established connections while the load runs.
+    // Count the established connections while the load runs (connects
+    // that overflowed the listen backlog retry their SYN after 1 s and 3 s,
+    // so allow for the whole run).
     let started = Instant::now();
     let mut peak: BTreeMap<String, usize> = BTreeMap::new();
-    while started.elapsed() < Duration::from_secs(5) {
+    while started.elapsed() < Duration::from_secs(8) {
         let now = established_to(port);
         if now.values().sum::<usize>() > peak.values().sum::<usize>() {
             peak = now;
@@ -563,12 +565,31 @@ fn more_connections_than_one_source_address_has_ports() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let outs = finish(children);
+    // /proc/net/tcp is written a chunk at a time while the table changes,
+    // so one read can miss a few sockets: demand all but 1 %, and more
+    // than one source address has ports for. The reports below show every
+    // connection was made.
     let total: usize = peak.values().sum();
-    assert_eq!(total, CONNS, "established at once: {peak:?}; {}", outs[0].1);
+    let missed = CONNS - total.min(CONNS);
+    assert!(
+        total > per_source && missed <= CONNS / 100,
+        "established at once: {peak:?}; {}",
+        outs[0].1
+    );
     let ips: Vec<&str> = peak.keys().map(String::as_str).collect();
     assert_eq!(ips, ["127.0.0.2", "127.0.0.3", "127.0.0.4"], "{peak:?}");
-    for n in peak.values() {
-        assert_eq!(*n, CONNS / 3, "round-robin: {peak:?}");
+    for &n in peak.values() {
+        assert!(
+            (CONNS / 3 - missed..=CONNS / 3).contains(&n),
+            "round-robin: {peak:?}"
+        );
+    }
+    for (json, _) in &outs {
+        let v: Value = serde_json::from_str(json).unwrap();
+        let connects =
+            loadgen::report::decode_histogram(v["histograms"]["connect"].as_str().unwrap())
+                .unwrap();
+        assert!(connects.len() >= (CONNS / 2) as u64, "every slot connected");
     }
     for (json, err) in &outs {
         let v: Value = serde_json::from_str(json).unwrap();
