@@ -354,7 +354,9 @@ pub fn privileged_ran() {
         .create(true)
         .open(path)
     {
-        let _ = writeln!(f, "{name}");
+        // One write per line: tests append at once, and `writeln!` may
+        // write the name and its newline separately.
+        let _ = f.write_all(format!("{name}\n").as_bytes());
     }
 }
 
