@@ -245,3 +245,90 @@ fn prometheus_scrapes_a_ten_second_run_every_second() {
         "stored {last}, run {requests}: more than the last seconds ({tail}) apart"
     );
 }
+
+/// `--metrics-linger`: after the run, the endpoint keeps serving the
+/// run's final numbers (equal to the report's), then the process exits on
+/// its own; Ctrl-C ends the linger early. Needs no Prometheus.
+#[test]
+fn the_final_numbers_are_served_after_the_run_with_metrics_linger() {
+    let t = Target::start(1);
+    let port = free_port();
+    let json = std::env::temp_dir().join(format!("loadgen-linger-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    let mut child = Command::new(loadgen_bin())
+        .args(["-t1", "-c2", "-d1s", "--metrics-linger", "4s", "--json"])
+        .arg(&json)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(t.url("/"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // The report is written before the linger starts.
+    let report: serde_json::Value = loop {
+        if let Some(v) = std::fs::read(&json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            break v;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no report");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(child.try_wait().unwrap().is_none(), "still serving");
+    let body = http_get(port, "/metrics");
+    let served = body
+        .lines()
+        .find_map(|l| l.strip_prefix("loadgen_requests_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no loadgen_requests_total: {body}"));
+    assert_eq!(
+        served as u64,
+        report["requests"].as_u64().unwrap(),
+        "{body}"
+    );
+    assert!(body.contains("loadgen_connections 0"), "{body}");
+    // Ctrl-C ends the linger at once.
+    // SAFETY: kill only sends a signal to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "serving the final metrics at http://127.0.0.1:{port}/metrics"
+        )),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "Ctrl-C ended the linger: {:?}",
+        started.elapsed()
+    );
+    // Without Ctrl-C it ends by itself after the linger.
+    let port = free_port().to_string();
+    let started = Instant::now();
+    let out = loadgen_tests::run(&[
+        "-t1",
+        "-c1",
+        "-d500ms",
+        "--metrics-linger",
+        "1s",
+        "--metrics-listen",
+        &format!("127.0.0.1:{port}"),
+        &t.url("/"),
+    ]);
+    assert!(out.status.success());
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(1400)..Duration::from_secs(10)).contains(&took),
+        "{took:?}"
+    );
+    // Without --metrics-listen the flag is a usage error.
+    let out = loadgen_tests::run(&["--metrics-linger", "1s", &t.url("/")]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_file(&json);
+}

@@ -381,6 +381,11 @@ pub struct RunArgs {
     /// (e.g. 127.0.0.1:9464, or :9464 for every interface).
     #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
     pub metrics_listen: Option<SocketAddr>,
+    /// Keep serving --metrics-listen this long after the run, so a scraper
+    /// gets the final numbers (e.g. twice its scrape interval); Ctrl-C ends
+    /// it early.
+    #[arg(long, value_name = "DUR", value_parser = duration, requires = "metrics_listen")]
+    pub metrics_linger: Option<Duration>,
     /// A CI gate checked after the run, e.g. 'p99<10ms', 'p99.9<=20ms',
     /// 'mean<1ms', 'rps>=10000', 'errors<0.1%', 'unexpected==0'
     /// (repeatable); any failure makes the exit status 5.

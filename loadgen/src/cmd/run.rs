@@ -20,6 +20,35 @@ use loadgen::stats::RunOutput;
 use super::write_file;
 
 pub fn main(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let code = run_and_report(args)?;
+    if let (Some(addr), Some(linger)) = (args.metrics_listen, args.metrics_linger) {
+        linger_metrics(addr, linger);
+    }
+    Ok(code)
+}
+
+/// `--metrics-linger`: the endpoint thread keeps serving the final
+/// numbers while the process lives, so live on until a scraper has had its
+/// chance, or Ctrl-C.
+fn linger_metrics(addr: std::net::SocketAddr, linger: std::time::Duration) {
+    if loadgen::signal::interrupted() {
+        return;
+    }
+    eprintln!(
+        "loadgen: serving the final metrics at http://{addr}/metrics for {} (Ctrl-C ends it)",
+        loadgen::units::format_time_us(linger.as_micros() as f64)
+    );
+    let end = std::time::Instant::now() + linger;
+    while !loadgen::signal::interrupted() {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
+}
+
+fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let cfg = match super::setup::run_config(args) {
         Ok(cfg) => cfg,
         Err(e) => {
