@@ -2,9 +2,19 @@
 //! status class) and whether the generator itself was the limit.
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use loadgen_tests::hostile::Hostile;
 use loadgen_tests::{Target, loadgen_bin, run_json};
+
+/// One test at a time: the starved-client check measures how much of the
+/// time the client waited for a CPU against waiting for the server, and
+/// another test's load on the same two CPUs moves that by a few per cent.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn ms(v: &serde_json::Value) -> f64 {
     v.as_f64().unwrap() / 1000.0
@@ -12,6 +22,7 @@ fn ms(v: &serde_json::Value) -> f64 {
 
 #[test]
 fn first_byte_and_connect_times_are_measured_apart() {
+    let _g = serial();
     let t = Target::start(1);
     let (json, text, code) =
         run_json(&["-t1", "-c4", "-d", "1s", "--latency", &t.url("/delay/20")]);
@@ -29,6 +40,7 @@ fn first_byte_and_connect_times_are_measured_apart() {
 
 #[test]
 fn a_dripped_body_is_slow_but_its_first_byte_is_not() {
+    let _g = serial();
     let h = Hostile::start();
     let (json, text, code) = run_json(&["-t1", "-c2", "-n", "10", &h.url("/drip-body")]);
     assert_eq!(code, 0, "{text}");
@@ -39,6 +51,7 @@ fn a_dripped_body_is_slow_but_its_first_byte_is_not() {
 
 #[test]
 fn latency_is_kept_per_status_class() {
+    let _g = serial();
     let t = Target::start(1);
     let dir = std::env::temp_dir().join(format!("loadgen-classes-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,6 +85,7 @@ fn latency_is_kept_per_status_class() {
 /// The generator's self-check: quiet when it idles, loud when starved.
 #[test]
 fn the_busy_check_fires_only_when_the_client_is_the_limit() {
+    let _g = serial();
     let t = Target::start(1);
     let (json, text, code) = run_json(&["-t1", "-c4", "-R", "200", "-d", "1s", &t.url("/")]);
     assert_eq!(code, 0, "{text}");
