@@ -4,9 +4,18 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use loadgen_tests::{Target, free_port, have, http_get, loadgen_bin, skip};
+
+/// One test at a time: the Prometheus test checks the gaps between
+/// scrapes, which another load on the same two CPUs would stretch.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 struct Prometheus {
     child: Child,
@@ -114,6 +123,7 @@ fn encode(q: &str) -> String {
 
 #[test]
 fn prometheus_scrapes_a_ten_second_run_every_second() {
+    let _g = serial();
     if !have("prometheus") || !have("promtool") {
         skip("Prometheus is not installed (apt-get install prometheus)");
         return;
@@ -251,6 +261,7 @@ fn prometheus_scrapes_a_ten_second_run_every_second() {
 /// its own; Ctrl-C ends the linger early. Needs no Prometheus.
 #[test]
 fn the_final_numbers_are_served_after_the_run_with_metrics_linger() {
+    let _g = serial();
     let t = Target::start(1);
     let port = free_port();
     let json = std::env::temp_dir().join(format!("loadgen-linger-{}.json", std::process::id()));

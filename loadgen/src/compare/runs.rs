@@ -11,7 +11,9 @@
 
 use serde::Serialize;
 
-use super::stats::{bootstrap_delta_pct, cv, mann_whitney_u, median, shapiro_wilk, welch_t};
+use super::stats::{
+    bootstrap_delta_pct, cv, mann_whitney_min_p, mann_whitney_u, median, shapiro_wilk, welch_t,
+};
 use crate::report::{Latency, Report, SecondReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -409,7 +411,23 @@ fn row(
         0.0
     };
     let normal = |x: &[f64]| shapiro_wilk(x).is_some_and(|(_, p)| p > alpha);
-    let (test, p) = if a.len() >= 2 && b.len() >= 2 && normal(a) && normal(b) {
+    let both_normal = normal(a) && normal(b);
+    // With 3 samples a side the rank test cannot reach α = 0.05 whatever
+    // the data: then Welch's t, which can, and a warning that it assumed
+    // normal samples.
+    let rank_can_reject = mann_whitney_min_p(a.len(), b.len()) < alpha;
+    let (test, p) = if a.len() >= 2 && b.len() >= 2 && (both_normal || !rank_can_reject) {
+        if !both_normal {
+            let label = match &request {
+                Some(name) => format!("{name}: {}", m.name),
+                None => m.name.to_string(),
+            };
+            warnings.push(format!(
+                "{label}: {} and {} samples are too few for a rank test to reach α = {alpha}, and they do not look normal; Welch's t was used, which assumes they are: more runs make the verdict robust",
+                a.len(),
+                b.len()
+            ));
+        }
         (Test::Welch, welch_t(a, b).2)
     } else {
         (Test::MannWhitney, mann_whitney_u(a, b).1)
@@ -641,6 +659,41 @@ mod tests {
         assert!(c.slower_than(5.0));
         assert!(!c.slower_than(50.0));
         assert_eq!(c.kind, SampleKind::Runs);
+    }
+
+    #[test]
+    fn three_runs_a_side_can_still_differ() {
+        // Not normal-looking (two alike, one apart), and too few for the
+        // rank test to reach 5 %: Welch's t decides, with a warning.
+        let what = What {
+            name: "latency p99",
+            unit: Unit::Micros,
+            higher_is_better: false,
+        };
+        let mut warnings = Vec::new();
+        let r = row(
+            &what,
+            None,
+            &[1000.0, 1001.0, 2000.0],
+            &[3000.0, 3001.0, 4000.0],
+            0.05,
+            &mut warnings,
+        );
+        assert_eq!(r.test, Test::Welch);
+        assert_eq!(r.verdict, Verdict::Slower, "p = {}", r.p_value);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("too few for a rank test")),
+            "{warnings:?}"
+        );
+        // With enough samples the rank test stays in charge.
+        let a: Vec<f64> = (0..10).map(|i| 1000.0 + f64::from(i * i * i)).collect();
+        let b: Vec<f64> = a.iter().map(|v| v + 5000.0).collect();
+        let mut warnings = Vec::new();
+        let r = row(&what, None, &a, &b, 0.05, &mut warnings);
+        assert_eq!(r.test, Test::MannWhitney);
+        assert_eq!(r.verdict, Verdict::Slower);
     }
 
     #[test]
