@@ -106,29 +106,46 @@ fn the_busy_check_fires_only_when_the_client_is_the_limit() {
         return;
     }
     let t = Target::start_pinned_realtime(1, 1);
-    let mut hog = Command::new("taskset")
-        .args(["-c", "0", "sh", "-c", "while :; do :; done"])
-        .spawn()
-        .unwrap();
-    // At nice 19 the hog takes nearly all of the CPU.
-    let out = Command::new("taskset")
-        .args(["-c", "0", "nice", "-n", "19"])
-        .arg(loadgen_bin())
-        .args(["-t1", "-c4", "-d", "2s", "--no-pin", "--json", "-"])
-        .arg(t.url("/"))
-        .output()
-        .unwrap();
-    let _ = hog.kill();
-    let _ = hog.wait();
-    let text = String::from_utf8_lossy(&out.stderr);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let busy = json["client_cpu"]["per_shard_busy"][0].as_f64().unwrap();
-    assert!(busy > 0.9, "starved: {busy} {}", json["client_cpu"]);
-    assert!(text.contains("generator may be the limit"), "{text}");
-    let warned = json["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|w| w.as_str().unwrap().contains("generator may be the limit"));
-    assert!(warned, "{json}");
+    // Up to three tries: on a freshly built machine the starved client can
+    // also sleep in page faults of code not yet resident (0.87-0.89 busy
+    // seen in CI, 0.99+ once warm). Every try's figure is shown if none is
+    // starved.
+    let mut tries = Vec::new();
+    for _ in 0..3 {
+        let hogs: Vec<_> = (0..1)
+            .map(|_| {
+                Command::new("taskset")
+                    .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        // At nice 19 the hog takes nearly all of the CPU.
+        let out = Command::new("taskset")
+            .args(["-c", "0", "nice", "-n", "19"])
+            .arg(loadgen_bin())
+            .args(["-t1", "-c4", "-d", "2s", "--no-pin", "--json", "-"])
+            .arg(t.url("/"))
+            .output()
+            .unwrap();
+        for mut hog in hogs {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let busy = json["client_cpu"]["per_shard_busy"][0].as_f64().unwrap();
+        if busy > 0.9 {
+            assert!(text.contains("generator may be the limit"), "{text}");
+            let warned = json["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w.as_str().unwrap().contains("generator may be the limit"));
+            assert!(warned, "{json}");
+            return;
+        }
+        tries.push(json["client_cpu"].to_string());
+    }
+    panic!("never starved: {tries:?}");
 }
