@@ -348,14 +348,7 @@ pub fn main(args: &FindMaxArgs) -> anyhow::Result<ExitCode> {
             steps,
             interrupted,
         };
-        let mut text = serde_json::to_string_pretty(&doc)?;
-        text.push('\n');
-        if json_to_stdout {
-            std::io::stdout().write_all(text.as_bytes())?;
-        } else {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        }
+        super::report::write_json(path, &doc)?;
     }
     Ok(ExitCode::from(code))
 }

@@ -10,6 +10,20 @@ use loadgen::threshold::{self, Threshold};
 
 use super::cli::ReportArgs;
 
+/// Writes `doc` as pretty JSON to `path`, or to stdout when `path` is `-`.
+pub fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    if path.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(text.as_bytes())?;
+        Ok(())
+    } else {
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the JSON report to {}", path.display()))
+    }
+}
+
 /// Writes the HTML page of `doc`.
 pub fn write_html(path: &Path, doc: &Report) -> anyhow::Result<()> {
     let html = loadgen::report::html::render(doc)?;

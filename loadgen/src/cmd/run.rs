@@ -267,14 +267,7 @@ fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
         doc.thresholds = outcomes;
     }
     if let Some(path) = &args.json {
-        let mut text = serde_json::to_string_pretty(&doc)?;
-        text.push('\n');
-        if json_to_stdout {
-            std::io::stdout().write_all(text.as_bytes())?;
-        } else {
-            std::fs::write(path, text)
-                .with_context(|| format!("cannot write the JSON report to {}", path.display()))?;
-        }
+        super::report::write_json(path, &doc)?;
     }
     if let Some(path) = &args.html {
         super::report::write_html(path, &doc)?;
