@@ -18,11 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::schedule::Schedule;
 use crate::shard::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardProgress};
-
-/// Error kinds, in [`ShardProgress::error_kinds`] order (the JSON names).
-const ERROR_KINDS: [&str; 7] = [
-    "connect", "read", "write", "timeout", "parse", "closed", "reset",
-];
+use crate::stats::{ErrorKind, Errors};
 
 /// A histogram summed over shards.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,7 +54,7 @@ pub struct Snapshot {
     pub by_request: Vec<u64>,
     /// By status class; index 1–5 for 1xx–5xx, 0 for other codes.
     pub status_class: [u64; 6],
-    pub errors: [u64; 7],
+    pub errors: Errors,
     pub latency: Buckets,
     pub lag: Buckets,
     pub connections: u64,
@@ -82,8 +78,8 @@ impl Snapshot {
             for (a, b) in s.status_class.iter_mut().zip(&p.status_class) {
                 *a += b.load(Ordering::Relaxed);
             }
-            for (a, b) in s.errors.iter_mut().zip(&p.error_kinds) {
-                *a += b.load(Ordering::Relaxed);
+            for (kind, n) in ErrorKind::ALL.into_iter().zip(&p.error_kinds) {
+                s.errors.add_n(kind, n.load(Ordering::Relaxed));
             }
             s.latency.add_live(&p.latency);
             s.lag.add_live(&p.lag);
@@ -104,9 +100,7 @@ impl Snapshot {
         for (a, b) in self.status_class.iter_mut().zip(&o.status_class) {
             *a += b;
         }
-        for (a, b) in self.errors.iter_mut().zip(&o.errors) {
-            *a += b;
-        }
+        self.errors.merge(&o.errors);
         self.latency.add(&o.latency);
         self.lag.add(&o.lag);
         self.connections = o.connections;
@@ -268,9 +262,9 @@ pub fn render(s: &Snapshot, info: &Info, target_rate: f64) -> String {
     }
     reg.register("responses", "Responses by status class", responses);
     let errors = Family::<Labels, Counter>::default();
-    for (kind, n) in ERROR_KINDS.iter().zip(s.errors) {
+    for (kind, n) in s.errors.iter() {
         errors
-            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .get_or_create(&vec![("kind".to_string(), kind.name().to_string())])
             .inc_by(n);
     }
     reg.register(
@@ -375,7 +369,7 @@ mod tests {
         assert_eq!(s.responses, 3);
         assert_eq!(s.by_request, [1, 2]);
         assert_eq!((s.status_class[2], s.status_class[5]), (2, 1));
-        assert_eq!(s.errors[3], 2);
+        assert_eq!(s.errors.timeout, 2);
         live.end_run();
         let c = progress(2, |s| s.record_request(0, 200, 50));
         live.begin_run(Arc::from(vec![c]));

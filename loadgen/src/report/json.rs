@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{RunReport, per_second};
 use crate::config::{Engine, RingMode};
 use crate::fleet::Part;
-use crate::stats::{Errors, STATUS_CODES, ShardStats, quantile, status_class};
+use crate::stats::{Errors, STATUS_CODES, ShardStats, is_2xx_or_3xx, quantile, status_class};
 use crate::tls::{TlsErrors, TlsStats};
 
 /// A latency distribution, µs.
@@ -88,6 +88,16 @@ impl Status {
                 .map(|(c, &n)| (c.to_string(), n))
                 .collect(),
         }
+    }
+
+    /// Responses whose status is not 2xx or 3xx, by the same rule as
+    /// [`crate::stats::non_2xx_3xx`] (1xx and codes past 599 included).
+    pub fn non_2xx_3xx(&self) -> u64 {
+        self.codes
+            .iter()
+            .filter(|(c, _)| c.parse::<u16>().is_ok_and(|c| !is_2xx_or_3xx(c)))
+            .map(|(_, n)| n)
+            .sum()
     }
 }
 

@@ -231,3 +231,6 @@ pub const BUSY_LIMIT: f64 = 0.9;
 pub(crate) fn per_second(n: f64, secs: f64) -> f64 {
     if secs > 0.0 { n / secs } else { 0.0 }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,7 +6,8 @@ use hdrhistogram::Histogram;
 
 use super::RunReport;
 use crate::config::Config;
-use crate::stats::{ShardStats, mean, non_2xx_3xx, quantile, within_stdev};
+use crate::stats::{Errors, Group, ShardStats, mean, non_2xx_3xx, quantile, within_stdev};
+use crate::tls::TlsStats;
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
 
 /// A span of the header: `10s`, `2m` as wrk writes them, and `500.00ms`
@@ -244,25 +245,7 @@ pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
         format_time_us(t.elapsed.as_micros() as f64),
         format_binary(t.bytes_read as f64)
     );
-    let e = &t.errors;
-    if e.connect + e.read + e.write + e.timeout + e.reset > 0 {
-        // wrk's four fields first, so existing parsers keep working.
-        let _ = writeln!(
-            s,
-            "  Socket errors: connect {}, read {}, write {}, timeout {}, reset {}",
-            e.connect, e.read, e.write, e.timeout, e.reset
-        );
-    }
-    if e.parse + e.closed > 0 {
-        let _ = writeln!(
-            s,
-            "  HTTP errors: parse {}, closed mid-response {}",
-            e.parse, e.closed
-        );
-    }
-    if let Some(tls) = &t.tls {
-        tls_lines(&mut s, tls, e.tls);
-    }
+    error_lines(&mut s, &t.errors, t.tls.as_deref());
     let non = t.non_2xx_3xx();
     if non > 0 {
         let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
@@ -290,9 +273,43 @@ pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
     s
 }
 
+/// A line per [`Group`] of error kinds that had any (`Socket errors:
+/// connect 0, read 0, write 0, timeout 3, reset 0`: wrk's four fields
+/// first, so existing parsers keep working). An https run's summary line
+/// comes before its TLS errors line, which starts with the handshake's
+/// failures.
+fn error_lines(s: &mut String, e: &Errors, tls: Option<&TlsStats>) {
+    for group in Group::ALL {
+        let mut fields: Vec<(&str, u64)> = Vec::new();
+        if group == Group::Tls
+            && let Some(t) = tls
+        {
+            tls_line(s, t);
+            let h = &t.errors;
+            fields.extend([
+                ("cert", h.cert),
+                ("alert", h.alert),
+                ("protocol", h.protocol),
+                ("handshake timeout", h.timeout),
+                ("closed in handshake", h.closed),
+            ]);
+        }
+        fields.extend(
+            e.iter()
+                .filter(|(k, _)| k.group() == group)
+                .map(|(k, n)| (k.label(), n)),
+        );
+        if fields.iter().all(|&(_, n)| n == 0) {
+            continue;
+        }
+        let fields: Vec<String> = fields.iter().map(|(l, n)| format!("{l} {n}")).collect();
+        let _ = writeln!(s, "  {} errors: {}", group.title(), fields.join(", "));
+    }
+}
+
 /// `TLS 1.3 TLS_AES_256_GCM_SHA384 http/1.1: 64 handshakes, 0.00% resumed,
-/// handshake p99 1.20ms`, and the failures when there were any.
-fn tls_lines(s: &mut String, t: &crate::tls::TlsStats, request_errors: u64) {
+/// handshake p99 1.20ms`.
+fn tls_line(s: &mut String, t: &TlsStats) {
     let what = [
         t.version.map(|v| format!("TLS {v}")),
         t.cipher.clone(),
@@ -318,14 +335,6 @@ fn tls_lines(s: &mut String, t: &crate::tls::TlsStats, request_errors: u64) {
         },
         format_time_us(quantile(&t.handshake, 0.99) as f64)
     );
-    let e = &t.errors;
-    if e.total() + request_errors > 0 {
-        let _ = writeln!(
-            s,
-            "  TLS errors: cert {}, alert {}, protocol {}, handshake timeout {}, closed in handshake {}, failed requests {}",
-            e.cert, e.alert, e.protocol, e.timeout, e.closed, request_errors
-        );
-    }
 }
 
 /// The per-name table of a scenario run.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
-use crate::stats::ShardStats;
+use crate::stats::{ErrorKind, ShardStats};
 
 /// One shard's share of the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +93,8 @@ pub struct ShardProgress {
     pub seconds: AtomicU64,
     /// Responses by status class: index 1–5 for 1xx–5xx, 0 for others.
     pub status_class: [AtomicU64; 6],
-    /// Errors by kind, in [`crate::stats::Errors`] field order (connect,
-    /// read, write, timeout, parse, closed, reset).
-    pub error_kinds: [AtomicU64; 7],
+    /// Errors by kind, in [`ErrorKind::ALL`] order.
+    pub error_kinds: [AtomicU64; ErrorKind::ALL.len()],
     /// Latency (corrected in open loop) of the measured responses so far.
     pub latency: LiveBuckets,
     /// Open loop: schedule lag of the requests sent so far.
@@ -132,10 +131,7 @@ impl ShardProgress {
             };
             slot.store(n, Ordering::Relaxed);
         }
-        let e = &stats.errors;
-        for (slot, n) in self.error_kinds.iter().zip([
-            e.connect, e.read, e.write, e.timeout, e.parse, e.closed, e.reset,
-        ]) {
+        for (slot, (_, n)) in self.error_kinds.iter().zip(stats.errors.iter()) {
             slot.store(n, Ordering::Relaxed);
         }
         self.latency.publish(&stats.latency);
@@ -187,7 +183,7 @@ mod tests {
             ),
             (2, 1, 1)
         );
-        assert_eq!(load(&p.error_kinds[3]), 3);
+        assert_eq!(load(&p.error_kinds[ErrorKind::Timeout as usize]), 3);
         assert_eq!(load(&p.errors), 3);
         assert_eq!((load(&p.by_request[0]), load(&p.by_request[1])), (2, 2));
     }

@@ -205,19 +205,13 @@ impl<'a> Page<'a> {
                 format_time_us(d.latency_us.max as f64)
             ),
         ));
-        let errors = d.errors.total();
         rows.push((
             "errors",
             format!(
-                "{errors} (connect {}, read {}, write {}, timeout {}, parse {}, closed {}, reset {}); non-2xx/3xx {}",
-                d.errors.connect,
-                d.errors.read,
-                d.errors.write,
-                d.errors.timeout,
-                d.errors.parse,
-                d.errors.closed,
-                d.errors.reset,
-                d.status.c4xx + d.status.c5xx
+                "{} ({}); non-2xx/3xx {}",
+                d.errors.total(),
+                d.errors.breakdown(),
+                d.status.non_2xx_3xx()
             ),
         ));
         if let Some(p) = d.part.filter(|p| p.is_fleet()) {
@@ -487,7 +481,7 @@ impl<'a> Page<'a> {
                 format_time_us(l.p99 as f64),
                 format_time_us(l.max as f64),
                 q.errors.requests(),
-                q.status.c4xx + q.status.c5xx
+                q.status.non_2xx_3xx()
             );
         }
         self.out.push_str("</table>\n");

@@ -5,94 +5,16 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
+mod errors;
+
+#[cfg(test)]
+pub(crate) use errors::one_of_each;
+pub use errors::{ErrorKind, Errors, Group};
+
 /// Latencies are recorded in microseconds, 1 µs … 1 h, 3 significant digits.
 pub const LATENCY_MAX_US: u64 = 3_600_000_000;
 /// Status codes are three digits; this indexes them directly.
 pub const STATUS_CODES: usize = 1000;
-
-/// Errors by kind; the names are part of the JSON interface.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Errors {
-    /// Connection attempts that failed (refused, unreachable, timed out).
-    pub connect: u64,
-    /// Receive errors other than resets.
-    pub read: u64,
-    /// Send errors.
-    pub write: u64,
-    /// Requests with no complete response within `--timeout`.
-    pub timeout: u64,
-    /// Responses that violate HTTP/1.1 framing.
-    pub parse: u64,
-    /// Connections closed by the server in the middle of a response.
-    pub closed: u64,
-    /// Connections reset by the peer (ECONNRESET/EPIPE) mid-request.
-    pub reset: u64,
-    /// TLS failures after the handshake, with a request in flight (the
-    /// handshake's own failures are in the TLS section).
-    pub tls: u64,
-}
-
-/// Why a request (and its connection) failed; one per counter in
-/// [`Errors`] except `connect`. Both engines report through it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    Read,
-    Reset,
-    Write,
-    Timeout,
-    Parse,
-    Closed,
-    Tls,
-}
-
-impl ErrorKind {
-    /// What a failed receive or send with `errno` (positive) was: a peer
-    /// reset is its own kind whatever the operation; anything else is
-    /// `otherwise`.
-    pub fn from_errno(errno: i32, otherwise: ErrorKind) -> ErrorKind {
-        if errno == libc::ECONNRESET || errno == libc::EPIPE {
-            ErrorKind::Reset
-        } else {
-            otherwise
-        }
-    }
-}
-
-impl Errors {
-    /// Counts one request-level failure of `kind`.
-    pub fn add(&mut self, kind: ErrorKind) {
-        match kind {
-            ErrorKind::Read => self.read += 1,
-            ErrorKind::Reset => self.reset += 1,
-            ErrorKind::Write => self.write += 1,
-            ErrorKind::Timeout => self.timeout += 1,
-            ErrorKind::Parse => self.parse += 1,
-            ErrorKind::Closed => self.closed += 1,
-            ErrorKind::Tls => self.tls += 1,
-        }
-    }
-
-    /// Request-level failures (everything but connect).
-    pub fn requests(&self) -> u64 {
-        self.read + self.write + self.timeout + self.parse + self.closed + self.reset + self.tls
-    }
-
-    pub fn total(&self) -> u64 {
-        self.connect + self.requests()
-    }
-
-    fn merge(&mut self, o: &Errors) {
-        self.connect += o.connect;
-        self.read += o.read;
-        self.write += o.write;
-        self.timeout += o.timeout;
-        self.parse += o.parse;
-        self.closed += o.closed;
-        self.reset += o.reset;
-        self.tls += o.tls;
-    }
-}
 
 /// One named request of a scenario (`--scenario`): its own counts,
 /// latencies and errors, alongside the totals.
@@ -149,9 +71,16 @@ pub fn mean(h: &Histogram<u64>) -> f64 {
     if h.is_empty() { 0.0 } else { h.mean() }
 }
 
+/// Whether a response with `code` succeeded: 2xx or 3xx. Everything
+/// else, 1xx and codes past 599 included, counts as "Non-2xx or 3xx"
+/// (wrk's name) in every report and threshold.
+pub fn is_2xx_or_3xx(code: u16) -> bool {
+    (200..400).contains(&code)
+}
+
 /// Responses whose status is not 2xx or 3xx (wrk's "Non-2xx or 3xx").
 pub fn non_2xx_3xx(status: &[u64; STATUS_CODES]) -> u64 {
-    unexpected(status, |code| (200..400).contains(&code))
+    unexpected(status, is_2xx_or_3xx)
 }
 
 /// Responses with status in `class*100 .. class*100+99`.
@@ -637,22 +566,6 @@ mod tests {
         assert_eq!(all.total.responses, 2);
         assert_eq!(all.total.elapsed, Duration::from_secs(4));
         assert_eq!(all.shards.len(), 2);
-    }
-
-    #[test]
-    fn resets_are_their_own_kind() {
-        assert_eq!(
-            ErrorKind::from_errno(libc::ECONNRESET, ErrorKind::Read),
-            ErrorKind::Reset
-        );
-        assert_eq!(
-            ErrorKind::from_errno(libc::EPIPE, ErrorKind::Write),
-            ErrorKind::Reset
-        );
-        assert_eq!(
-            ErrorKind::from_errno(libc::EIO, ErrorKind::Read),
-            ErrorKind::Read
-        );
     }
 
     #[test]
