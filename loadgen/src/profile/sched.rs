@@ -282,7 +282,7 @@ impl Timeline {
 
 /// µs, 1 µs to an hour, 3 significant digits (as the client's latency).
 pub fn runq_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+    crate::stats::new_latency_histogram()
 }
 
 /// Exact figures, from every switch-in of a target thread.
@@ -315,7 +315,7 @@ impl Totals {
             *a += b;
         }
         self.waits += o.waits;
-        let _ = self.runq.add(&o.runq);
+        crate::stats::histogram::add(&mut self.runq, &o.runq);
     }
 }
 

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::{RunReport, per_second};
 use crate::config::{Engine, RingMode};
 use crate::fleet::Part;
-use crate::stats::{Errors, STATUS_CODES, ShardStats, is_2xx_or_3xx, quantile, status_class};
+use crate::stats::{
+    Errors, STATUS_CODES, ShardStats, decode_histogram, encode_histogram, is_2xx_or_3xx, quantile,
+    status_class,
+};
 use crate::tls::{TlsErrors, TlsStats};
 
 /// A latency distribution, µs.
@@ -487,27 +490,6 @@ pub struct Baseline {
     /// The baseline's folded stacks, for the differential flamegraph.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub base_folded: Vec<String>,
-}
-
-/// Encodes a histogram as HdrHistogram's V2-deflate, base64.
-pub fn encode_histogram(h: &Histogram<u64>) -> String {
-    use base64::Engine;
-    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-    let mut bytes = Vec::new();
-    // Serializing into a Vec cannot fail for a valid histogram.
-    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The inverse of [`encode_histogram`]; `None` for anything else.
-pub fn decode_histogram(text: &str) -> Option<Histogram<u64>> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .ok()?;
-    hdrhistogram::serialization::Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .ok()
 }
 
 impl Report {

@@ -12,10 +12,13 @@ use hdrhistogram::Histogram;
 
 use super::json::{ClientCpu, Mode, PartRow, Report, RequestReport, Second};
 use super::text::{SummaryView, render};
-use super::{Latency, Status, decode_histogram, encode_histogram, per_second};
+use super::{Latency, Status, per_second};
 use crate::config::RingMode;
 use crate::fleet::Part;
-use crate::stats::{RequestStats, STATUS_CODES, ShardStats, new_latency_histogram, quantile};
+use crate::stats::{
+    RequestStats, STATUS_CODES, ShardStats, decode_histogram, encode_histogram,
+    new_latency_histogram, quantile,
+};
 use crate::tls::TlsStats;
 use crate::units::format_time_us;
 
@@ -301,8 +304,7 @@ fn series(inputs: &[Input], t0: f64) -> Result<Vec<Second>, MergeError> {
             if let Some(t) = row.target_rate {
                 *b.target_rate.get_or_insert(0.0) += t;
             }
-            // Same bounds on both sides, so `add` cannot fail.
-            let _ = b.latency.add(&h);
+            crate::stats::histogram::add(&mut b.latency, &h);
         }
     }
     Ok(bins

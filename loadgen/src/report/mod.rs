@@ -12,8 +12,7 @@ mod text;
 pub use hdr::{write_interval_log, write_percentiles};
 pub use json::{
     Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
-    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport, decode_histogram,
-    encode_histogram, join_target,
+    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport, join_target,
 };
 pub use read::{ReadError, reports_in};
 pub use text::{SummaryView, header, render as render_summary, summary};

@@ -3,16 +3,18 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
 mod errors;
+pub mod histogram;
 
 #[cfg(test)]
 pub(crate) use errors::one_of_each;
 pub use errors::{ErrorKind, Errors, Group};
+pub use histogram::{
+    LATENCY_MAX_US, decode_histogram, encode_histogram, mean, new_latency_histogram,
+    new_rate_histogram, quantile, within_stdev,
+};
 
-/// Latencies are recorded in microseconds, 1 µs … 1 h, 3 significant digits.
-pub const LATENCY_MAX_US: u64 = 3_600_000_000;
 /// Status codes are three digits; this indexes them directly.
 pub const STATUS_CODES: usize = 1000;
 
@@ -41,7 +43,7 @@ impl Default for RequestStats {
 
 impl RequestStats {
     fn merge(&mut self, o: &RequestStats) {
-        let _ = self.latency.add(&o.latency);
+        histogram::add(&mut self.latency, &o.latency);
         self.responses += o.responses;
         for (a, b) in self.status.iter_mut().zip(o.status.iter()) {
             *a += b;
@@ -55,20 +57,6 @@ impl RequestStats {
         self.status.fill(0);
         self.errors = Errors::default();
     }
-}
-
-/// The value at quantile `q`, or 0 for an empty histogram.
-pub fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
-    if h.is_empty() {
-        0
-    } else {
-        h.value_at_quantile(q)
-    }
-}
-
-/// The mean, or 0 for an empty histogram.
-pub fn mean(h: &Histogram<u64>) -> f64 {
-    if h.is_empty() { 0.0 } else { h.mean() }
 }
 
 /// Whether a response with `code` succeeded: 2xx or 3xx. Everything
@@ -198,8 +186,7 @@ impl ShardStats {
             interval_errors: 0,
             non_2xx_at_roll: 0,
             seconds: Vec::new(),
-            rate: Histogram::new_with_bounds(1, 10_000_000_000, 3)
-                .expect("static histogram bounds are valid"),
+            rate: new_rate_histogram(),
             responses: 0,
             bytes_read: 0,
             bytes_written: 0,
@@ -291,9 +278,7 @@ impl ShardStats {
 
     /// Closes the current second of the series.
     pub fn roll_second(&mut self) {
-        let mut encoded = Vec::new();
-        // Serializing into a Vec cannot fail for a valid histogram.
-        let _ = V2DeflateSerializer::new().serialize(&self.interval, &mut encoded);
+        let encoded = histogram::encode(&self.interval);
         let p99_us = quantile(&self.interval, 0.99);
         let non_2xx = self.non_2xx_3xx();
         self.seconds.push(SecondSample {
@@ -345,18 +330,18 @@ impl ShardStats {
 
     /// Folds another shard's stats into this one.
     pub fn merge(&mut self, o: &ShardStats) {
-        // Same bounds on both sides, so `add` cannot fail.
-        let _ = self.latency.add(&o.latency);
-        let _ = self.service.add(&o.service);
-        let _ = self.lag.add(&o.lag);
-        let _ = self.connect.add(&o.connect);
-        let _ = self.ttfb.add(&o.ttfb);
+        // `o` may come from a report (`loadgen merge`), with wider bounds.
+        histogram::add(&mut self.latency, &o.latency);
+        histogram::add(&mut self.service, &o.service);
+        histogram::add(&mut self.lag, &o.lag);
+        histogram::add(&mut self.connect, &o.connect);
+        histogram::add(&mut self.ttfb, &o.ttfb);
         for (a, b) in self.by_class.iter_mut().zip(&o.by_class) {
-            let _ = a.add(b);
+            histogram::add(a, b);
         }
         self.cpu += o.cpu;
         self.runq += o.runq;
-        let _ = self.rate.add(&o.rate);
+        histogram::add(&mut self.rate, &o.rate);
         self.conn_waits += o.conn_waits;
         self.responses += o.responses;
         self.bytes_read += o.bytes_read;
@@ -459,7 +444,6 @@ pub struct Second {
 /// Merges the shards' per-second series, second by second.
 pub fn merge_series(shards: &[ShardStats]) -> Vec<Second> {
     let len = shards.iter().map(|s| s.seconds.len()).max().unwrap_or(0);
-    let mut de = Deserializer::new();
     (0..len)
         .map(|i| {
             let mut second = Second {
@@ -472,37 +456,14 @@ pub fn merge_series(shards: &[ShardStats]) -> Vec<Second> {
                 second.responses += s.responses;
                 second.errors += s.errors;
                 second.non_2xx += s.non_2xx;
-                if let Ok(h) = de.deserialize::<u64, _>(&mut s.encoded.as_slice()) {
-                    let _ = second.latency.add(&h);
+                // Encoded by `roll_second` from a valid histogram.
+                if let Some(h) = histogram::decode(&s.encoded) {
+                    histogram::add(&mut second.latency, &h);
                 }
             }
             second
         })
         .collect()
-}
-
-pub fn new_latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("static histogram bounds are valid")
-}
-
-/// Share of recorded values within `mean ± k·stdev`, in percent (wrk's
-/// "+/- Stdev" column).
-pub fn within_stdev(h: &Histogram<u64>, k: f64) -> f64 {
-    if h.is_empty() {
-        return 0.0;
-    }
-    let mean = h.mean();
-    let sd = h.stdev();
-    let (lo, hi) = (mean - k * sd, mean + k * sd);
-    let inside: u64 = h
-        .iter_recorded()
-        .filter(|v| {
-            let x = h.median_equivalent(v.value_iterated_to()) as f64;
-            x >= lo && x <= hi
-        })
-        .map(|v| v.count_at_value())
-        .sum();
-    100.0 * inside as f64 / h.len() as f64
 }
 
 #[cfg(test)]
@@ -566,15 +527,5 @@ mod tests {
         assert_eq!(all.total.responses, 2);
         assert_eq!(all.total.elapsed, Duration::from_secs(4));
         assert_eq!(all.shards.len(), 2);
-    }
-
-    #[test]
-    fn within_stdev_counts_the_middle() {
-        let mut h = new_latency_histogram();
-        for v in [10, 10, 10, 10, 10, 10, 10, 10, 10, 1000] {
-            h.record(v).unwrap();
-        }
-        // mean 109, stdev 297: only the outlier is outside one stdev.
-        assert!((within_stdev(&h, 1.0) - 90.0).abs() < 1e-9);
     }
 }

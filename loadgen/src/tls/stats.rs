@@ -86,7 +86,7 @@ impl TlsStats {
     pub fn merge(&mut self, o: &TlsStats) {
         self.handshakes += o.handshakes;
         self.resumed += o.resumed;
-        let _ = self.handshake.add(&o.handshake);
+        crate::stats::histogram::add(&mut self.handshake, &o.handshake);
         self.errors.merge(&o.errors);
         self.version = self.version.or(o.version);
         if self.cipher.is_none() {

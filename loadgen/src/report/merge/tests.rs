@@ -189,3 +189,24 @@ fn reports_that_cannot_merge_exactly_are_refused() {
     .unwrap();
     assert_eq!(e, MergeError::Merged("m.json".into()));
 }
+
+/// A part whose latencies exceed the range a run records (its report
+/// written with wider bounds, or by hand) is widened into the fleet's
+/// histograms: its requests count in the percentiles as in the totals.
+#[test]
+fn a_part_beyond_the_usual_range_is_kept_in_the_percentiles() {
+    let a = part(1, 2, &values(1, 10), 1, T0);
+    let mut b = part(2, 2, &values(2, 10), 1, T0);
+    let mut wide = Histogram::<u64>::new_with_bounds(1, 1 << 40, 3).unwrap();
+    wide.record_n(7_200_000_000, 10).unwrap();
+    let text = encode_histogram(&wide);
+    b.report.histograms.as_mut().unwrap().latency = text.clone();
+    b.report.series[0].histogram = Some(text);
+    let m = merge(&[a, b]).unwrap();
+    let h = m.report.latency_histogram().unwrap();
+    assert_eq!(h.len(), 20, "both parts' requests");
+    assert_eq!(m.stats.latency.len(), m.report.requests);
+    assert!(h.equivalent(m.report.latency_us.p99, 7_200_000_000));
+    assert_eq!(m.report.series[0].requests, 20);
+    assert!(m.report.series[0].p99_us >= 7_000_000_000);
+}
