@@ -2,6 +2,7 @@
 //! and written); a second one kills the process as usual.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -32,4 +33,39 @@ pub fn install() -> &'static AtomicBool {
 /// True once Ctrl-C was pressed.
 pub fn interrupted() -> bool {
     STOP.load(Ordering::SeqCst)
+}
+
+/// How often a [`sleep`] looks at the stop flag: short enough that Ctrl-C
+/// feels immediate.
+const STEP: Duration = Duration::from_millis(50);
+
+/// Sleeps for `d`, or until Ctrl-C, whichever comes first; true when it
+/// slept the whole time. `std::thread::sleep` resumes after the signal, so
+/// a long pause would ignore the first Ctrl-C and leave the second (the
+/// default action) to kill the process and lose the report.
+pub fn sleep(d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while !interrupted() {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(STEP));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleep_ends_at_once_after_a_stop() {
+        assert!(sleep(Duration::from_millis(20)), "no stop: the whole time");
+        STOP.store(true, Ordering::SeqCst);
+        let started = Instant::now();
+        assert!(!sleep(Duration::from_secs(60)));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        STOP.store(false, Ordering::SeqCst);
+    }
 }

@@ -99,10 +99,11 @@ fn exit_of(mut child: std::process::Child) -> std::process::Output {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "no exit after SIGINT"
-        );
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no exit after SIGINT");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -136,6 +137,55 @@ fn sigint_mid_run_still_reports() {
     let secs = json["duration_s"].as_f64().unwrap();
     assert!(secs > 0.0 && secs < lived, "measured {secs} s of {lived} s");
     let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn sigint_in_a_pause_between_runs_reports_the_finished_runs() {
+    use std::io::BufRead;
+    let t = Target::start(1);
+    let dir = std::env::temp_dir().join(format!("loadgen-pause-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json_path, html_path) = (dir.join("runs.json"), dir.join("runs.html"));
+    let mut child = Command::new(loadgen_bin())
+        .args(["-t1", "-c2", "-n", "200", "--runs", "5", "--pause", "60s"])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--html")
+        .arg(&html_path)
+        .arg(t.url("/"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each run prints its line when it ends; the first is followed by a
+    // 60 s pause, which the signal must end.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("run 1/5:") {
+        let before = text.len();
+        stdout.read_line(&mut text).unwrap();
+        assert!(text.len() > before, "loadgen ended early: {text}");
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let started = Instant::now();
+    let out = exit_of(child);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the pause ignored the signal for {:?}",
+        started.elapsed()
+    );
+    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+    assert!(out.status.success(), "{:?}: {text}", out.status);
+    assert!(!text.contains("run 2/5"), "no run after the stop: {text}");
+    assert!(text.contains("200 requests in"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    assert_eq!(json["requests"], 200, "the finished run: {json}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<html"), "the HTML page is written");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -38,14 +38,7 @@ fn linger_metrics(addr: std::net::SocketAddr, linger: std::time::Duration) {
         "loadgen: serving the final metrics at http://{addr}/metrics for {} (Ctrl-C ends it)",
         loadgen::units::format_time_us(linger.as_micros() as f64)
     );
-    let end = std::time::Instant::now() + linger;
-    while !loadgen::signal::interrupted() {
-        let left = end.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
-    }
+    loadgen::signal::sleep(linger);
 }
 
 fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -139,12 +132,10 @@ fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut targets: Vec<Option<TargetRun>> = Vec::new();
     let mut run_profiles: Vec<Option<loadgen::profile::ProfileReport>> = Vec::new();
     for run in 0..args.runs {
-        if run > 0 && !args.pause.is_zero() {
-            std::thread::sleep(args.pause);
-        }
         // The first run always happens: a stop that came before it ends
-        // it at once, and the report says so.
-        if run > 0 && loadgen::signal::interrupted() {
+        // it at once, and the report says so. A stop in a pause ends the
+        // pause and the runs; the finished ones are reported.
+        if run > 0 && !loadgen::signal::sleep(args.pause) {
             break;
         }
         let session = if args.wants_profile() {
