@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod hostile;
+pub mod nghttp2;
 pub mod nginx;
 pub mod perf;
 pub mod pki;
@@ -40,11 +41,16 @@ pub fn loadgen_bin() -> &'static Path {
             .status()
             .expect("cannot run cargo to build loadgen");
         assert!(status.success(), "building the loadgen binary failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target"));
-        target.join("release/loadgen")
+        target_dir().join("release/loadgen")
     })
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the
+/// workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// The built-in target, running as a child process on a free port.
@@ -368,8 +374,14 @@ pub fn free_port() -> u16 {
 
 /// Runs `cmd --version`: whether an optional tool is installed.
 pub fn have(cmd: &str) -> bool {
+    have_cmd(cmd, &["--version"])
+}
+
+/// Runs `cmd args…` (a harmless query such as `go version`): whether it
+/// is installed and works.
+pub fn have_cmd(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
-        .arg("--version")
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

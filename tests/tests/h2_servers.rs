@@ -1,0 +1,136 @@
+//! The real HTTP/2 servers the tests run loadgen against, proved with
+//! independent clients (h2load, nghttp) first: Debian's nginx over h2c
+//! and over TLS with ALPN h2.
+
+use std::collections::BTreeSet;
+
+use loadgen_tests::nghttp2::{h2load, have_nghttp2, nghttp};
+use loadgen_tests::nginx::{Nginx, NginxCounts, NginxOptions, NginxTls, find_nginx};
+use loadgen_tests::pki::Pki;
+use loadgen_tests::skip;
+
+fn ready() -> Option<Pki> {
+    if !have_nghttp2() {
+        return None;
+    }
+    if find_nginx().is_none() {
+        skip("nginx is not installed (apt-get install nginx-light)");
+        return None;
+    }
+    Pki::new().map_err(|e| skip(&e)).ok()
+}
+
+fn tls(pki: &Pki) -> NginxTls<'_> {
+    NginxTls {
+        cert: &pki.server_cert,
+        key: &pki.server_key,
+        client_ca: None,
+    }
+}
+
+#[test]
+fn nginx_over_h2c_and_alpn_h2_counts_exactly() {
+    let Some(pki) = ready() else { return };
+    for (scheme, protocol) in [("http", "h2c"), ("https", "h2")] {
+        let nginx = Nginx::start_with(&NginxOptions {
+            cpu: 1,
+            tls: (scheme == "https").then(|| tls(&pki)),
+            http2: true,
+            access_log: true,
+            ..NginxOptions::default()
+        })
+        .expect("start nginx");
+        // One worker, pinned where it was asked to be.
+        let workers = nginx.workers();
+        assert_eq!(workers.len(), 1);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", workers[0])).unwrap();
+        assert!(status.contains("Cpus_allowed_list:\t1\n"), "{status}");
+
+        let url = format!("{scheme}://127.0.0.1:{}/", nginx.port);
+        let out = h2load(&["-n", "1000", "-c", "4", "-m", "16", &url]);
+        assert_eq!(out.succeeded, 1000, "{}", out.output);
+        assert_eq!(out.protocol, protocol);
+        assert_eq!(
+            nginx.counts(),
+            NginxCounts {
+                requests: 1000,
+                connections: 4
+            }
+        );
+        // Reading the counts is not counted.
+        assert_eq!(nginx.counts().requests, 1000);
+        let log = nginx.access_log();
+        assert_eq!(log.len(), 1000);
+        assert!(
+            log.iter()
+                .all(|l| l.protocol == "HTTP/2.0" && l.status == 200)
+        );
+        let conns: BTreeSet<u64> = log.iter().map(|l| l.connection).collect();
+        assert_eq!(conns.len(), 4);
+    }
+}
+
+#[test]
+fn nginx_keepalive_requests_ends_a_connection_with_goaway() {
+    let Some(pki) = ready() else { return };
+    let nginx = Nginx::start_with(&NginxOptions {
+        tls: Some(tls(&pki)),
+        http2: true,
+        keepalive_requests: Some(100),
+        ..NginxOptions::default()
+    })
+    .expect("start nginx");
+    let url = format!("https://127.0.0.1:{}/", nginx.port);
+    // h2load does not reconnect after the GOAWAY: the other 900 are lost.
+    let out = h2load(&["-n", "1000", "-c", "1", "-m", "4", &url]);
+    assert_eq!(out.succeeded, 100, "{}", out.output);
+    assert_eq!(
+        nginx.counts(),
+        NginxCounts {
+            requests: 100,
+            connections: 1
+        }
+    );
+    // Three requests on a connection allowed two: the GOAWAY names the
+    // second as the last stream nginx will answer.
+    let nginx = Nginx::start_with(&NginxOptions {
+        http2: true,
+        keepalive_requests: Some(2),
+        ..NginxOptions::default()
+    })
+    .expect("start nginx");
+    let url = |p: &str| format!("http://127.0.0.1:{}/{p}", nginx.port);
+    // (nghttp fetches a URL given twice once.)
+    let shown = nghttp(&["-n", "--no-dep", &url("a"), &url("b"), &url("c")]);
+    assert!(
+        shown
+            .output
+            .contains("recv GOAWAY frame <length=8, flags=0x00, stream_id=0>\n          (last_stream_id=3, error_code=NO_ERROR(0x00)"),
+        "{}",
+        shown.output
+    );
+    assert_eq!(nginx.counts().requests, 2, "{}", shown.output);
+}
+
+#[test]
+fn nginx_advertises_its_max_concurrent_streams() {
+    let Some(_pki) = ready() else { return };
+    let nginx = Nginx::start_with(&NginxOptions {
+        http2: true,
+        max_concurrent_streams: Some(7),
+        ..NginxOptions::default()
+    })
+    .expect("start nginx");
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
+    let shown = nghttp(&["-n", &url]);
+    assert_eq!(
+        shown.server_setting("SETTINGS_MAX_CONCURRENT_STREAMS"),
+        Some(7),
+        "{}",
+        shown.output
+    );
+    // Within the limit every request succeeds; the server counted them all.
+    let out = h2load(&["-n", "700", "-c", "2", "-m", "7", &url]);
+    assert_eq!(out.succeeded, 700, "{}", out.output);
+    assert_eq!(nginx.counts().requests, 1 + 700);
+}
