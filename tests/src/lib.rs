@@ -3,6 +3,7 @@
 //! process, starting nginx, and running loadgen with a JSON report.
 
 pub mod ebpf;
+pub mod go;
 pub mod hostile;
 pub mod nghttp2;
 pub mod nginx;

@@ -1,19 +1,20 @@
 //! The real HTTP/2 servers the tests run loadgen against, proved with
 //! independent clients (h2load, nghttp) first: Debian's nginx over h2c
-//! and over TLS with ALPN h2.
+//! and over TLS with ALPN h2, and Go's net/http over TLS.
 
 use std::collections::BTreeSet;
 
+use loadgen_tests::go::{GoOptions, GoServer};
 use loadgen_tests::nghttp2::{h2load, have_nghttp2, nghttp};
 use loadgen_tests::nginx::{Nginx, NginxCounts, NginxOptions, NginxTls, find_nginx};
 use loadgen_tests::pki::Pki;
 use loadgen_tests::skip;
 
-fn ready() -> Option<Pki> {
+fn ready(need_nginx: bool) -> Option<Pki> {
     if !have_nghttp2() {
         return None;
     }
-    if find_nginx().is_none() {
+    if need_nginx && find_nginx().is_none() {
         skip("nginx is not installed (apt-get install nginx-light)");
         return None;
     }
@@ -30,7 +31,7 @@ fn tls(pki: &Pki) -> NginxTls<'_> {
 
 #[test]
 fn nginx_over_h2c_and_alpn_h2_counts_exactly() {
-    let Some(pki) = ready() else { return };
+    let Some(pki) = ready(true) else { return };
     for (scheme, protocol) in [("http", "h2c"), ("https", "h2")] {
         let nginx = Nginx::start_with(&NginxOptions {
             cpu: 1,
@@ -72,7 +73,7 @@ fn nginx_over_h2c_and_alpn_h2_counts_exactly() {
 
 #[test]
 fn nginx_keepalive_requests_ends_a_connection_with_goaway() {
-    let Some(pki) = ready() else { return };
+    let Some(pki) = ready(true) else { return };
     let nginx = Nginx::start_with(&NginxOptions {
         tls: Some(tls(&pki)),
         http2: true,
@@ -114,7 +115,7 @@ fn nginx_keepalive_requests_ends_a_connection_with_goaway() {
 
 #[test]
 fn nginx_advertises_its_max_concurrent_streams() {
-    let Some(_pki) = ready() else { return };
+    let Some(_pki) = ready(true) else { return };
     let nginx = Nginx::start_with(&NginxOptions {
         http2: true,
         max_concurrent_streams: Some(7),
@@ -133,4 +134,87 @@ fn nginx_advertises_its_max_concurrent_streams() {
     let out = h2load(&["-n", "700", "-c", "2", "-m", "7", &url]);
     assert_eq!(out.succeeded, 700, "{}", out.output);
     assert_eq!(nginx.counts().requests, 1 + 700);
+}
+
+#[test]
+fn go_net_http_over_alpn_h2_counts_exactly() {
+    let Some(pki) = ready(false) else { return };
+    let Some(go) = GoServer::start(&pki, &GoOptions::default()) else {
+        return;
+    };
+    let out = h2load(&["-n", "1000", "-c", "4", "-m", "16", &go.url("/")]);
+    assert_eq!(out.succeeded, 1000, "{}", out.output);
+    assert_eq!(out.protocol, "h2");
+    let s = go.stats();
+    assert_eq!((s.requests, s.h2_requests, s.connections), (1000, 1000, 4));
+    // Go's own default, which the next test changes.
+    let shown = nghttp(&["-n", &go.url("/")]);
+    assert_eq!(
+        shown.server_setting("SETTINGS_MAX_CONCURRENT_STREAMS"),
+        Some(250),
+        "{}",
+        shown.output
+    );
+}
+
+#[test]
+fn go_max_concurrent_streams_is_configurable() {
+    let Some(pki) = ready(false) else { return };
+    let opts = GoOptions {
+        max_concurrent_streams: Some(5),
+        ..GoOptions::default()
+    };
+    let Some(go) = GoServer::start(&pki, &opts) else {
+        return;
+    };
+    let shown = nghttp(&["-n", &go.url("/")]);
+    assert_eq!(
+        shown.server_setting("SETTINGS_MAX_CONCURRENT_STREAMS"),
+        Some(5),
+        "{}",
+        shown.output
+    );
+    let out = h2load(&["-n", "500", "-c", "2", "-m", "5", &go.url("/")]);
+    assert_eq!(out.succeeded, 500, "{}", out.output);
+    assert_eq!(go.stats().requests, 1 + 500);
+}
+
+#[test]
+fn go_reads_request_bodies_and_sends_trailers() {
+    let Some(pki) = ready(false) else { return };
+    let Some(go) = GoServer::start(&pki, &GoOptions::default()) else {
+        return;
+    };
+    let body = std::env::temp_dir().join(format!("loadgen-go-body-{}", std::process::id()));
+    std::fs::write(&body, vec![b'b'; 100_000]).unwrap();
+    let body_path = body.to_str().unwrap();
+    let out = h2load(&[
+        "-n",
+        "20",
+        "-c",
+        "2",
+        "-m",
+        "4",
+        "-d",
+        body_path,
+        &go.url("/"),
+    ]);
+    assert_eq!(out.succeeded, 20, "{}", out.output);
+    assert_eq!(go.stats().body_bytes, 20 * 100_000);
+
+    let shown = nghttp(&["-n", "-d", body_path, &go.url("/trailers")]);
+    let _ = std::fs::remove_file(&body);
+    let stream = shown.first_stream().expect("a response");
+    let h = shown.received_headers(stream);
+    let trailer = |name: &str| {
+        h.iter()
+            .find_map(|(n, v)| (n == name).then(|| v.clone()))
+            .unwrap_or_else(|| panic!("no {name}: {}", shown.output))
+    };
+    assert_eq!(trailer("x-trailer"), "done");
+    assert_eq!(trailer("x-body-bytes"), "100000");
+    // Response headers, then the trailers in a HEADERS frame of their own.
+    assert_eq!(shown.frames_received("HEADERS"), 2, "{}", shown.output);
+    let s = go.stats();
+    assert_eq!((s.trailers_sent, s.body_bytes), (1, 21 * 100_000));
 }
