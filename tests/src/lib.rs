@@ -4,6 +4,7 @@
 
 pub mod ebpf;
 pub mod go;
+pub mod h2server;
 pub mod hostile;
 pub mod nghttp2;
 pub mod nginx;
