@@ -434,3 +434,40 @@ fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
     assert!(text.contains("exited during the run"), "{text}");
     let _ = std::fs::remove_file(bin);
 }
+
+/// Threads of this process.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn a_failed_attach_leaves_no_reader_thread_behind() {
+    let Some(_g) = serial() else { return };
+    let t = Target::start(1);
+    // Above the kernel's maximum: perf_event_open refuses it, after the
+    // session has started its reader.
+    let max: u64 = std::fs::read_to_string("/proc/sys/kernel/perf_event_max_sample_rate")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cfg = loadgen::profile::ProfileConfig {
+        pids: vec![t.pid()],
+        freq: max + 1,
+        unwind: loadgen::profile::UnwindMode::Fp,
+        stack_bytes: 8192,
+        off_cpu: None,
+    };
+    let before = threads();
+    let mut session = loadgen::profile::Session::start(&cfg).unwrap();
+    let err = session.attach().unwrap_err();
+    assert!(err.to_string().contains("cannot attach"), "{err}");
+    drop(session);
+    // A joined thread can stay listed for a moment while it exits; a
+    // leaked reader polls its rings forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while threads() > before && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(threads(), before, "the reader thread outlived its session");
+}

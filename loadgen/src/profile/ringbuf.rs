@@ -283,7 +283,7 @@ impl Reader {
         mut sched: Option<SchedPlan>,
         start_ns: u64,
         stop: Arc<AtomicBool>,
-    ) -> JoinHandle<Collected> {
+    ) -> std::io::Result<JoinHandle<Collected>> {
         std::thread::Builder::new()
             .name("loadgen-unwind".into())
             .spawn(move || {
@@ -363,7 +363,6 @@ impl Reader {
                 agg.out.sample_every_max = every_max;
                 agg.out
             })
-            .expect("spawning the unwinder thread")
     }
 
     fn stat(&self, index: u32) -> u64 {

@@ -176,7 +176,12 @@ impl Session {
         self.start_ns = monotonic_ns();
         self.attached_wall = Some(SystemTime::now());
         if let Some((reader, agg, sched)) = self.pending.take() {
-            self.running = Some(reader.spawn(agg, sched, self.start_ns, self.stop.clone()));
+            let reader = reader
+                .spawn(agg, sched, self.start_ns, self.stop.clone())
+                .map_err(|e| {
+                    ProfileError::Attach(format!("cannot start the reader thread: {e}"))
+                })?;
+            self.running = Some(reader);
         }
         if let Err(e) = self.sampler.attach_sched() {
             self.off_cpu_note = Some(e.to_string());
@@ -195,9 +200,8 @@ impl Session {
         let sched_runs_after = self.sampler.sched_run_stats();
         self.sampler.disable_run_stats();
         let stopped = Instant::now();
-        self.stop.store(true, Ordering::Release);
         let mut reader_failed = false;
-        let mut collected = match self.running.take().map(JoinHandle::join) {
+        let mut collected = match self.stop_reader() {
             Some(Ok(c)) => c,
             Some(Err(_)) => {
                 reader_failed = true;
@@ -363,7 +367,7 @@ impl Session {
             window,
             freq: self.cfg.freq,
             pids: self.cfg.pids.clone(),
-            comms: self.comms,
+            comms: std::mem::take(&mut self.comms),
             warnings,
             top,
             symbolize_time: stopped.elapsed(),
@@ -375,6 +379,13 @@ impl Session {
             seconds,
             attached_at: self.attached_wall,
         })
+    }
+
+    /// Stops the reader thread and takes what it aggregated (None: it
+    /// never started).
+    fn stop_reader(&mut self) -> Option<std::thread::Result<Collected>> {
+        self.stop.store(true, Ordering::Release);
+        self.running.take().map(JoinHandle::join)
     }
 
     /// Symbolizes the waits and their wakers.
@@ -513,6 +524,16 @@ impl Session {
             ));
         }
         w
+    }
+}
+
+/// A session that ends without [`Session::finish`] (its attach failed, or
+/// the run did) stops sampling and its reader: the reader would otherwise
+/// poll the rings for the rest of the process's life.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.sampler.detach();
+        let _ = self.stop_reader();
     }
 }
 
