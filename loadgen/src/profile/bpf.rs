@@ -75,6 +75,17 @@ pub struct RunStats {
     pub runs: u64,
 }
 
+impl RunStats {
+    /// What ran since `before` (the counters only grow while statistics
+    /// are on).
+    pub fn since(self, before: RunStats) -> RunStats {
+        RunStats {
+            run_time: self.run_time.saturating_sub(before.run_time),
+            runs: self.runs.saturating_sub(before.runs),
+        }
+    }
+}
+
 impl Sampler {
     /// Loads and verifies the program and fills the target set. Nothing is
     /// sampled until [`Sampler::attach`]. `ring_bytes` sizes the DWARF
