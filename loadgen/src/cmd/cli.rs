@@ -6,7 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use loadgen::fleet::PartSpec;
 use loadgen::profile::UnwindMode;
@@ -156,7 +157,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "flamegraph.svg")]
     pub flamegraph: PathBuf,
     /// Sampling frequency per CPU, Hz.
-    #[arg(long, default_value_t = 99)]
+    #[arg(long, default_value_t = 99, value_parser = profile_freq())]
     pub profile_freq: u64,
     /// How to unwind the target's stacks: auto, dwarf or fp.
     #[arg(long, default_value = "auto", value_parser = unwind_mode)]
@@ -224,7 +225,7 @@ pub struct RunArgs {
     #[arg(long = "profile-pid")]
     pub profile_pids: Vec<u32>,
     /// Samples per second per CPU.
-    #[arg(long, default_value_t = 99, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 99, value_parser = profile_freq())]
     pub profile_freq: u64,
     /// How to unwind the target's stacks: auto (DWARF CFI where the code
     /// has it, else frame pointers), dwarf, or fp.
@@ -263,8 +264,8 @@ pub struct RunArgs {
     pub off_cpu_stacks: Option<u32>,
     /// I/O engine: uring (our io_uring loop), glommio, or auto (uring when the
     /// kernel has DEFER_TASKRUN, else glommio).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "uring", "glommio"])]
-    pub engine: String,
+    #[arg(long, value_enum, default_value_t = EngineFlag::Auto)]
+    pub engine: EngineFlag,
     /// Repeat the load K times (each run is one sample for `loadgen compare`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
@@ -426,6 +427,22 @@ pub struct RunArgs {
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,
+}
+
+/// `--engine`: `auto` is resolved by probing the kernel (`setup.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineFlag {
+    Auto,
+    Uring,
+    Glommio,
+}
+
+/// The sampling rates `--profile-freq` takes, per CPU, for a run and for
+/// `demo` alike.
+const PROFILE_FREQ_HZ: std::ops::RangeInclusive<u64> = 1..=10_000;
+
+fn profile_freq() -> RangedU64ValueParser {
+    RangedU64ValueParser::new().range(PROFILE_FREQ_HZ)
 }
 
 fn part(s: &str) -> Result<PartSpec, String> {
@@ -607,6 +624,33 @@ mod tests {
         assert!(!c.run.wants_off_cpu());
         assert!(Cli::try_parse_from(["loadgen", "--off-cpu-min", "soon", "http://h/"]).is_err());
         assert!(Cli::try_parse_from(["loadgen", "--off-cpu-stacks", "0", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn profile_freq_has_one_bound_for_a_run_and_the_demo() {
+        // `demo` once took any rate, and a rate above the kernel's
+        // maximum then failed in perf_event_open.
+        for (hz, ok) in [("0", false), ("1", true), ("10000", true), ("10001", false)] {
+            let run = Cli::try_parse_from(["loadgen", "--profile-freq", hz, "http://h/"]);
+            let demo = Cli::try_parse_from(["loadgen", "demo", "--profile-freq", hz]);
+            assert_eq!(run.is_ok(), ok, "run {hz}");
+            assert_eq!(demo.is_ok(), ok, "demo {hz}");
+        }
+    }
+
+    #[test]
+    fn engines_are_named() {
+        for (name, flag) in [
+            ("auto", EngineFlag::Auto),
+            ("uring", EngineFlag::Uring),
+            ("glommio", EngineFlag::Glommio),
+        ] {
+            let c = Cli::try_parse_from(["loadgen", "--engine", name, "http://h/"]).unwrap();
+            assert_eq!(c.run.engine, flag);
+        }
+        let c = Cli::try_parse_from(["loadgen", "http://h/"]).unwrap();
+        assert_eq!(c.run.engine, EngineFlag::Auto);
+        assert!(Cli::try_parse_from(["loadgen", "--engine", "epoll", "http://h/"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A load run: config → engine (with the profiler around the measured
 //! window) → reports.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -588,8 +588,7 @@ pub fn run_load(
     };
     let running = AtomicBool::new(true);
     let out = std::thread::scope(|s| {
-        // SAFETY: isatty only inspects the descriptor.
-        if unsafe { libc::isatty(2) } == 1 {
+        if std::io::stderr().is_terminal() {
             s.spawn(|| progress_line(&progress, &running));
         }
         let engine = s.spawn(|| {

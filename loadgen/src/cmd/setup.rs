@@ -18,7 +18,7 @@ use loadgen::url::{Url, UrlError};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::cli::RunArgs;
+use super::cli::{EngineFlag, RunArgs};
 
 /// `LOADGEN_RING_MODE=coop|plain` lowers the io_uring setup mode, to
 /// exercise the fallbacks.
@@ -171,7 +171,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             .as_ref()
             .map(|l| l.0.clone())
             .unwrap_or_default(),
-        engine: engine(&args.engine),
+        engine: engine(args.engine),
         ring_best: match std::env::var(RING_MODE_ENV).as_deref() {
             Ok("coop") => RingMode::CoopTaskrun,
             Ok("plain") => RingMode::Plain,
@@ -325,11 +325,11 @@ fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
 
 /// `--engine`; `auto` probes the kernel and says when it did not pick
 /// io_uring.
-fn engine(flag: &str) -> Engine {
+fn engine(flag: EngineFlag) -> Engine {
     match flag {
-        "uring" => Engine::Uring,
-        "glommio" => Engine::Glommio,
-        _ => {
+        EngineFlag::Uring => Engine::Uring,
+        EngineFlag::Glommio => Engine::Glommio,
+        EngineFlag::Auto => {
             let forced = std::env::var_os(FORCE_NO_DEFER_TASKRUN).is_some_and(|v| v == "1");
             let (engine, why) = auto_engine(forced);
             if engine != Engine::Uring {
