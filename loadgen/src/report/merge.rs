@@ -60,6 +60,15 @@ pub enum MergeError {
     },
     #[error("{a} and {b} are both part {part}: give each part once")]
     Overlap { a: String, b: String, part: Part },
+    #[error(
+        "{report}: {field} is {value}, outside {range}: no run writes that; is the report intact?"
+    )]
+    OutOfRange {
+        report: String,
+        field: String,
+        value: String,
+        range: String,
+    },
 }
 
 /// The merged report, and the fleet's stats it was made from.
@@ -92,39 +101,6 @@ impl Merged {
         s.push_str(&parts_table(&r.parts));
         s
     }
-}
-
-fn opt<T: std::fmt::Debug>(v: &Option<T>) -> String {
-    match v {
-        Some(v) => format!("{v:?}"),
-        None => "none".into(),
-    }
-}
-
-/// What must be the same in every part of one fleet, by name. Not the
-/// seed: parts run without `--seed` each draw their own, and the values
-/// they send differ with it, not the load.
-fn identity(r: &Report) -> Vec<(&'static str, String)> {
-    let f = r.fleet.clone().unwrap_or_default();
-    vec![
-        ("the URL", r.url.clone()),
-        ("--scenario", opt(&r.scenario)),
-        ("the fleet's size (--part K/N)", opt(&r.part.map(|p| p.of))),
-        ("-c (the fleet's connections)", f.connections.to_string()),
-        ("-n (the fleet's requests)", opt(&f.requests)),
-        ("-R/--stages", opt(&f.schedule)),
-        ("-d/--duration", opt(&f.duration_s)),
-        ("--warmup", r.warmup_s.to_string()),
-        ("--pipeline", r.pipeline.to_string()),
-        ("--timeout", f.timeout_s.to_string()),
-        ("--no-keepalive", (!f.keepalive).to_string()),
-        (
-            "what is sent (requests, headers, bodies, feeds, token claims)",
-            f.request_sha256.clone(),
-        ),
-        ("--expect-status", opt(&r.expect_status)),
-        ("--start-at", opt(&f.start_at)),
-    ]
 }
 
 fn decode(source: &str, what: &str, text: &str) -> Result<Histogram<u64>, MergeError> {
@@ -225,45 +201,6 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
     Ok(t)
 }
 
-/// Checks that the reports are parts of one fleet, each once.
-fn check(inputs: &[Input]) -> Result<(), MergeError> {
-    let first = inputs.first().ok_or(MergeError::Empty)?;
-    for inp in inputs {
-        if !inp.report.parts.is_empty() {
-            return Err(MergeError::Merged(inp.source.clone()));
-        }
-        if inp.report.part.is_none() || inp.report.histograms.is_none() {
-            return Err(MergeError::NotAPart(inp.source.clone()));
-        }
-    }
-    let want = identity(&first.report);
-    for inp in &inputs[1..] {
-        for ((field, va), (_, vb)) in want.iter().zip(identity(&inp.report)) {
-            if *va != vb {
-                return Err(MergeError::Differ {
-                    field,
-                    a: first.source.clone(),
-                    va: va.clone(),
-                    b: inp.source.clone(),
-                    vb,
-                });
-            }
-        }
-    }
-    let mut seen: BTreeMap<u32, &str> = BTreeMap::new();
-    for inp in inputs {
-        let part = inp.report.part.unwrap_or_default();
-        if let Some(a) = seen.insert(part.index, &inp.source) {
-            return Err(MergeError::Overlap {
-                a: a.to_string(),
-                b: inp.source.clone(),
-                part,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// One second of the fleet, being summed.
 struct SecondSum {
     requests: u64,
@@ -334,7 +271,7 @@ fn series(inputs: &[Input], t0: f64) -> Result<Vec<Second>, MergeError> {
 
 /// Merges the parts' reports into the fleet's.
 pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
-    check(inputs)?;
+    check::check(inputs)?;
     let mut inputs = inputs.to_vec();
     inputs.sort_by_key(|i| i.report.part.map_or(0, |p| p.index));
     let parts: Vec<ShardStats> = inputs.iter().map(stats_of).collect::<Result<_, _>>()?;
@@ -582,5 +519,6 @@ pub fn parts_table(parts: &[PartRow]) -> String {
     s
 }
 
+mod check;
 #[cfg(test)]
 mod tests;

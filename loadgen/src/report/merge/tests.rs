@@ -210,3 +210,88 @@ fn a_part_beyond_the_usual_range_is_kept_in_the_percentiles() {
     assert_eq!(m.report.series[0].requests, 20);
     assert!(m.report.series[0].p99_us >= 7_000_000_000);
 }
+
+/// Every number the merge converts or adds, out of range in one part's
+/// report (as a hand edit or a broken log could leave it): refused with
+/// the file and the field, never a panic or a wrapped sum.
+#[test]
+fn out_of_range_numbers_are_refused_by_file_and_field() {
+    type Edit = Box<dyn Fn(&mut Report)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "duration_s is 100000000000000000000",
+            Box::new(|r| r.duration_s = 1e20),
+        ),
+        ("duration_s is -1", Box::new(|r| r.duration_s = -1.0)),
+        (
+            "started_at is 10000000000000000000",
+            Box::new(|r| r.started_at = Some(1e19)),
+        ),
+        ("started_at is -5", Box::new(|r| r.started_at = Some(-5.0))),
+        (
+            "series[0].unix_s is 10000000000000000000",
+            Box::new(|r| r.series[0].unix_s = Some(1e19)),
+        ),
+        (
+            "part is 2/4000000000",
+            Box::new(|r| {
+                r.part = Some(Part {
+                    index: 2,
+                    of: 4_000_000_000,
+                })
+            }),
+        ),
+        (
+            "requests is 18446744073709551615",
+            Box::new(|r| r.requests = u64::MAX),
+        ),
+        (
+            "errors.timeout is 9223372036854775808",
+            Box::new(|r| r.errors.timeout = 1 << 63),
+        ),
+        (
+            "errors.tls is 9223372036854775808",
+            Box::new(|r| r.errors.tls = 1 << 63),
+        ),
+        (
+            "status.codes.200 is 9223372036854775808",
+            Box::new(|r| *r.status.codes.get_mut("200").unwrap() = 1 << 63),
+        ),
+        (
+            "series[0].requests is 9223372036854775808",
+            Box::new(|r| r.series[0].requests = 1 << 63),
+        ),
+        (
+            "unexpected is 9223372036854775808",
+            Box::new(|r| r.unexpected = Some(1 << 63)),
+        ),
+        (
+            "shards is 9223372036854775808",
+            Box::new(|r| r.shards = 1 << 63),
+        ),
+        (
+            "tls.handshakes is 9223372036854775808",
+            Box::new(|r| {
+                r.tls = Some(crate::report::TlsReport {
+                    handshakes: 1 << 63,
+                    ..Default::default()
+                })
+            }),
+        ),
+    ];
+    for (want, edit) in cases {
+        let e = refusal(edit);
+        assert!(
+            e.starts_with(&format!("part2.json: {want}, outside ")),
+            "{want}: {e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+    }
+    // The largest values a run can write still merge.
+    let a = part(1, 2, &values(1, 10), 1, T0);
+    let mut b = part(2, 2, &values(2, 10), 1, T0);
+    b.report.errors.timeout = check::MAX_COUNT;
+    b.report.duration_s = 86_400.0 * 365.0;
+    let m = merge(&[a, b]).unwrap();
+    assert_eq!(m.report.errors.timeout, check::MAX_COUNT);
+}
