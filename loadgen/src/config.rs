@@ -147,9 +147,16 @@ pub enum ConfigError {
     #[error("--max-header-bytes must be between 256 and 16777216, got {0}")]
     MaxHeaderBytes(usize),
     #[error(
-        "templated requests need a send buffer per connection: {0} MiB for -c × --pipeline × the longest request; lower -c or --pipeline, or shorten the body"
+        "-c × --pipeline requests in flight need {mib} MiB ({per_request} bytes each{}), more than {} MiB: lower -c or --pipeline{}",
+        if *templated { ", the rendered request included" } else { "" },
+        MAX_IN_FLIGHT_BYTES >> 20,
+        if *templated { ", or shorten the body" } else { "" }
     )]
-    RenderMemory(u64),
+    InFlightMemory {
+        mib: u64,
+        per_request: u64,
+        templated: bool,
+    },
     #[error("--no-keepalive sends one request per connection, so --pipeline must be 1")]
     PipelineWithoutKeepalive,
     #[error("{0} applies to https:// URLs only")]
@@ -172,8 +179,16 @@ pub enum ConfigError {
     BindFamily(IpAddr, &'static str, SocketAddr),
 }
 
-/// Send buffers of templated requests, in total, at most.
-pub const MAX_RENDER_BYTES: u64 = 1 << 30;
+/// What the shards keep for the requests that may be in flight (every
+/// connection's every pipeline slot), in total, at most. The shards
+/// allocate it when they start, so it is checked before.
+pub const MAX_IN_FLIGHT_BYTES: u64 = 1 << 30;
+
+/// What a shard keeps for each request a connection may have in flight,
+/// whatever is sent: its send and intended times and which request it was
+/// (`shard::conn`), and its place in open loop's retry queue. Templated
+/// requests add a send buffer of the longest request.
+pub const IN_FLIGHT_SLOT_BYTES: u64 = 8 + 8 + 2 + 8;
 
 /// Open or closed loop, as asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,13 +371,22 @@ impl Config {
             let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
             return Err(ConfigError::BindFamily(a, family, self.addr));
         }
-        if self.scenario.fixed_bytes().is_none() {
-            let bytes = (self.connections as u64)
-                .saturating_mul(self.pipeline as u64)
-                .saturating_mul(self.scenario.max_request_len() as u64);
-            if bytes > MAX_RENDER_BYTES {
-                return Err(ConfigError::RenderMemory(bytes >> 20));
-            }
+        let templated = self.scenario.fixed_bytes().is_none();
+        let per_request = IN_FLIGHT_SLOT_BYTES
+            + if templated {
+                self.scenario.max_request_len() as u64
+            } else {
+                0
+            };
+        let bytes = (self.connections as u64)
+            .saturating_mul(self.pipeline as u64)
+            .saturating_mul(per_request);
+        if bytes > MAX_IN_FLIGHT_BYTES {
+            return Err(ConfigError::InFlightMemory {
+                mib: bytes >> 20,
+                per_request,
+                templated,
+            });
         }
         Ok(())
     }
@@ -553,6 +577,52 @@ mod tests {
             }),
             ConfigError::DurationAndRequests
         );
+    }
+
+    /// Connections × pipeline depth is refused before the shards allocate
+    /// it, fixed requests as templated ones, by one rule.
+    #[test]
+    fn in_flight_memory_is_bounded_for_every_kind_of_request() {
+        let with = |connections: u64, pipeline: usize, scenario: Scenario| {
+            Config::from_inputs(RunInputs {
+                connections,
+                pipeline,
+                scenario,
+                ..inputs()
+            })
+        };
+        let fixed = || inputs().scenario;
+        let e = with(400_000, 4096, fixed()).unwrap_err();
+        let want = 400_000 * 4096 * IN_FLIGHT_SLOT_BYTES;
+        assert_eq!(
+            e,
+            ConfigError::InFlightMemory {
+                mib: want >> 20,
+                per_request: IN_FLIGHT_SLOT_BYTES,
+                templated: false
+            }
+        );
+        let text = e.to_string();
+        assert!(text.contains("lower -c or --pipeline"), "{text}");
+        assert!(!text.contains("body"), "{text}");
+        // Just within the bound, and just beyond it.
+        let most = MAX_IN_FLIGHT_BYTES / IN_FLIGHT_SLOT_BYTES / 4096;
+        assert!(with(most, 4096, fixed()).is_ok());
+        assert!(with(most + 1, 4096, fixed()).is_err());
+        // A templated request adds its send buffer to each slot.
+        let spec = RequestSpec {
+            body: format!("{{{{seq}}}}{}", "x".repeat(4000)).into_bytes(),
+            ..RequestSpec::get("127.0.0.1:9", "/")
+        };
+        let templated = Scenario::fixed(&spec).unwrap();
+        assert!(templated.fixed_bytes().is_none());
+        let per = IN_FLIGHT_SLOT_BYTES + templated.max_request_len() as u64;
+        let e = with(1000, 1000, templated).unwrap_err();
+        assert!(
+            matches!(e, ConfigError::InFlightMemory { per_request, templated: true, .. } if per_request == per),
+            "{e}"
+        );
+        assert!(e.to_string().contains("shorten the body"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,8 @@ fn bad_usage_is_one_line_and_exit_2() {
         &["--pipeline", "0", "http://127.0.0.1:1/"],
         &["--timeout", "0s", "http://127.0.0.1:1/"],
         &["-n", "0", "http://127.0.0.1:1/"],
+        // 1.6 G requests in flight: refused before the shards allocate.
+        &["-c", "400k", "--pipeline", "4096", "http://127.0.0.1:1/"],
         &[],
     ] {
         let out = run(args);

@@ -517,7 +517,7 @@ mod tests {
                 &format!("{{{{seq}}}}{big}"),
                 "http://127.0.0.1:9/"
             ]),
-            Err(SetupError::Config(ConfigError::RenderMemory(_)))
+            Err(SetupError::Config(ConfigError::InFlightMemory { .. }))
         ));
     }
 
