@@ -77,11 +77,13 @@ pub fn setup(shard: &Shard<'_>) -> Result<Uring, EngineError> {
     })
 }
 
-struct Engine<'a> {
-    // Field order: the ring drops (and cancels what is left) before the
-    // core whose buffers sends may still read.
+/// The shard's sockets and ring over its core. It borrows the core, so it
+/// is dropped first on every way out of [`run`] (the end of the run, an
+/// error, a panic), and its `Drop` shuts every socket down and waits for
+/// the kernel before the core's send bytes can go: see [`Engine::shutdown`].
+struct Engine<'c, 'a> {
     uring: Uring,
-    core: Core<'a>,
+    core: &'c mut Core<'a>,
     addr: Box<SockAddr>,
     /// `--bind`: the source addresses (port 0), by index.
     sources: Vec<SockAddr>,
@@ -97,11 +99,11 @@ struct Engine<'a> {
 /// Runs one shard on `uring` until the core says the run is over.
 pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
     let (plan, epoch) = super::start_clock(shard);
-    let core = Core::new(shard.cfg, &plan, CAPS, shard.progress, shard.stop);
+    let mut core = Core::new(shard.cfg, &plan, CAPS, shard.progress, shard.stop);
     let n = plan.connections;
     let mut e = Engine {
         uring,
-        core,
+        core: &mut core,
         addr: SockAddr::new(shard.cfg.addr),
         sources: shard
             .cfg
@@ -114,47 +116,50 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
         actions: Vec::with_capacity(n * 3 + 8),
         epoch,
     };
-    e.core.start(super::unix_ms());
-    e.apply(0);
     let mut cpu = super::CpuMeter::default();
-    cpu.watch(&e.core);
-    let mut batch = [Completion::default(); CQE_BATCH];
-    while !e.core.is_finished() {
-        let wake = e.core.next_wake();
-        e.core.stamp(e.clock());
-        e.enter(Duration::from_nanos(wake.saturating_sub(e.clock())))?;
-        let now = e.clock();
-        loop {
-            let n = e.uring.reap(&mut batch);
-            for c in &batch[..n] {
-                e.complete(c, now);
-            }
-            if n < CQE_BATCH {
-                break;
-            }
-        }
-        e.uring.publish();
-        e.core.turn(now);
-        cpu.watch(&e.core);
-        e.apply(now);
-    }
+    // An error returns here, dropping `e` (see its `Drop`) before `core`.
+    e.drive(&mut cpu)?;
     let mut stats_cpu = crate::stats::ShardStats::new();
     cpu.finish(&mut stats_cpu);
-    e.shutdown();
-    let Engine { uring, core, .. } = e;
-    // The ring goes first: see `Uring`'s drop for what happens to buffers
-    // of operations the kernel never completed.
-    drop(uring);
+    drop(e);
     let mut stats = core.into_stats();
     (stats.cpu, stats.runq) = (stats_cpu.cpu, stats_cpu.runq);
     stats.started_at = stats_cpu.started_at;
     Ok(stats)
 }
 
-impl Engine<'_> {
+impl Engine<'_, '_> {
     #[inline]
     fn clock(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The run: one enter per turn until the core says it is over.
+    fn drive(&mut self, cpu: &mut super::CpuMeter) -> Result<(), EngineError> {
+        self.core.start(super::unix_ms());
+        self.apply(0);
+        cpu.watch(self.core);
+        let mut batch = [Completion::default(); CQE_BATCH];
+        while !self.core.is_finished() {
+            let wake = self.core.next_wake();
+            self.core.stamp(self.clock());
+            self.enter(Duration::from_nanos(wake.saturating_sub(self.clock())))?;
+            let now = self.clock();
+            loop {
+                let n = self.uring.reap(&mut batch);
+                for c in &batch[..n] {
+                    self.complete(c, now);
+                }
+                if n < CQE_BATCH {
+                    break;
+                }
+            }
+            self.uring.publish();
+            self.core.turn(now);
+            cpu.watch(self.core);
+            self.apply(now);
+        }
+        Ok(())
     }
 
     fn enter(&mut self, timeout: Duration) -> Result<(), EngineError> {
@@ -175,8 +180,10 @@ impl Engine<'_> {
         // submission), the core's send bytes (kept unchanged until the send
         // is acked or, unacked, answered; see `Core::send_bytes`), and the
         // buffer ring, owned by `uring`, which frees it only once nothing
-        // is in flight. A stale send reads bytes for a socket that is
-        // already shut down, so nothing it reads can reach the wire.
+        // is in flight. The core outlives the engine, whose `Drop` shuts
+        // every socket down before the core can go, however `run` ends: a
+        // send still in flight then fails on its shut socket and reads no
+        // more, so nothing it points at can reach the wire.
         if !unsafe { self.uring.push(&entry) } {
             // The kernel took nothing: the core's timers will fail the
             // request or the connect, and the slot will be replaced.
@@ -365,15 +372,29 @@ impl Engine<'_> {
         self.apply(now);
     }
 
-    /// Waits briefly for the kernel to finish the operations that still
-    /// reference shard memory; the core closed every socket already.
+    /// Shuts every socket down and waits briefly for the kernel to finish
+    /// the operations that still reference shard memory. At the end of a
+    /// run the core has closed its sockets already; after an error (or a
+    /// panic) they are closed here, with the core's work left undone.
     fn shutdown(&mut self) {
         let now = self.clock();
-        self.apply(now);
+        if self.core.is_finished() && !std::thread::panicking() {
+            self.apply(now);
+        }
+        for conn in 0..self.sockets.len() {
+            let s = self.sockets[conn];
+            if s.fd >= 0 {
+                self.close(conn as u32, s.generation, now);
+            }
+        }
         let give_up = Instant::now() + SHUTDOWN_WINDOW;
         let mut batch = [Completion::default(); CQE_BATCH];
         while self.uring.in_flight > 0 && Instant::now() < give_up {
-            let _ = self.enter(Duration::from_millis(10));
+            // A ring that cannot be entered completes nothing more: the
+            // sockets are shut down, and `Uring`'s drop keeps the buffers.
+            if self.enter(Duration::from_millis(10)).is_err() {
+                break;
+            }
             let n = self.uring.reap(&mut batch);
             for c in &batch[..n] {
                 let op = c.user_data & 0xff;
@@ -388,6 +409,147 @@ impl Engine<'_> {
         }
         for fd in self.closing.drain(..) {
             sock::close(fd);
+        }
+    }
+}
+
+impl Drop for Engine<'_, '_> {
+    fn drop(&mut self) {
+        self.shutdown();
+        // `uring` drops next: see its `Drop` for the buffers of operations
+        // the kernel never completed.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::shard::{ShardProgress, plan};
+    use crate::url::Url;
+
+    /// What one connection brought to the server: its bytes, and whether
+    /// the client closed it.
+    #[derive(Default)]
+    struct Seen {
+        bytes: Vec<u8>,
+        eof: bool,
+    }
+
+    type Conns = Arc<Mutex<Vec<Arc<Mutex<Seen>>>>>;
+
+    /// A server answering every request head with a small 200, noting
+    /// what each connection sent.
+    fn server() -> (u16, Conns) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = Conns::default();
+        let all = conns.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                let Ok(mut s) = s else { return };
+                let seen = Arc::new(Mutex::new(Seen::default()));
+                all.lock().unwrap().push(seen.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut answered = 0;
+                    loop {
+                        let n = s.read(&mut buf).unwrap_or(0);
+                        let mut seen = seen.lock().unwrap();
+                        if n == 0 {
+                            seen.eof = true;
+                            return;
+                        }
+                        seen.bytes.extend_from_slice(&buf[..n]);
+                        let heads = seen.bytes.windows(4).filter(|w| w == b"\r\n\r\n").count();
+                        drop(seen);
+                        for _ in answered..heads {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        }
+                        answered = heads;
+                    }
+                });
+            }
+        });
+        (port, conns)
+    }
+
+    /// This process's sockets connected to `port` on 127.0.0.1.
+    fn sockets_to(port: u16) -> usize {
+        let ours: HashSet<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+            })
+            .collect();
+        let remote = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 9 && f[2] == remote && ours.contains(f[9])
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_ring_that_fails_mid_run_closes_every_socket_and_sends_nothing_stale() {
+        let (port, conns) = server();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let addr = url.resolve().unwrap();
+        let mut cfg = Config::for_url(url, addr);
+        cfg.connections = 8;
+        cfg.duration = Some(Duration::from_secs(30));
+        let (stop, progress) = (AtomicBool::new(false), ShardProgress::default());
+        let shard = Shard {
+            cfg: &cfg,
+            plan: plan(&cfg).remove(0),
+            stop: &stop,
+            progress: &progress,
+        };
+        let mut ring = setup(&shard).unwrap();
+        // Past the connects and some exchanges on every connection.
+        ring.fail_enter_after = Some(100);
+        let started = Instant::now();
+        let r = run(&shard, ring);
+        assert!(matches!(r, Err(EngineError::Enter(_))), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the run ended on the error"
+        );
+        assert_eq!(sockets_to(port), 0, "sockets left open after the error");
+        // The server sees every connection end, and only whole copies of
+        // the request on it (a send of freed memory would show as other
+        // bytes).
+        let request = cfg.scenario.fixed_bytes().unwrap().to_vec();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let conns = conns.lock().unwrap().clone();
+        assert_eq!(conns.len(), 8);
+        for c in conns {
+            while !c.lock().unwrap().eof && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let seen = c.lock().unwrap();
+            assert!(seen.eof, "a connection was never closed");
+            assert!(!seen.bytes.is_empty());
+            for (i, chunk) in seen.bytes.chunks(request.len()).enumerate() {
+                assert_eq!(
+                    chunk,
+                    &request[..chunk.len()],
+                    "request {i} was not the request"
+                );
+            }
         }
     }
 }

@@ -73,6 +73,10 @@ pub struct Uring {
     /// The caller keeps it (only it knows which completions are final);
     /// `Drop` trusts it to decide whether the buffers may be freed.
     pub in_flight: u64,
+    /// Tests: every enter after this many fails (a ring that breaks in
+    /// the middle of a run).
+    #[cfg(test)]
+    pub fail_enter_after: Option<u32>,
 }
 
 impl Uring {
@@ -92,6 +96,8 @@ impl Uring {
             bufs,
             mode,
             in_flight: 0,
+            #[cfg(test)]
+            fail_enter_after: None,
         })
     }
 
@@ -132,6 +138,13 @@ impl Uring {
     /// enter that waits, which a plain submit is not (a spin of plain
     /// submits once starved the receives), so a zero timeout still waits.
     pub fn enter(&mut self, timeout: Duration) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = &mut self.fail_enter_after {
+            if *n == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EBADFD));
+            }
+            *n -= 1;
+        }
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
