@@ -10,6 +10,7 @@ pub mod nghttp2;
 pub mod nginx;
 pub mod perf;
 pub mod pki;
+pub mod profiling;
 pub mod python;
 pub mod recorder;
 

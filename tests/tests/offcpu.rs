@@ -5,52 +5,15 @@
 //! privileges. Root (or CAP_BPF + CAP_PERFMON) needed: SKIP loudly
 //! without, and LOADGEN_REQUIRE_ALL=1 makes that a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use loadgen::profile::Folded;
+use loadgen_tests::profiling::{
+    Reap, folded, run_json_killing, run_unprivileged, serial, start_ready, tmp,
+};
 use loadgen_tests::python::PyServer;
-use loadgen_tests::{Target, build_c, can_profile, loadgen_bin, run_json, run_json_on, skip};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !can_profile() {
-        skip("off-CPU tests need CAP_BPF and CAP_PERFMON (run as root)");
-        return None;
-    }
-    loadgen_tests::privileged_ran();
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Build loadgen before starting anything short-lived to profile.
-    let _ = loadgen_bin();
-    Some(guard)
-}
-
-/// A child that is killed and reaped however the test ends (a failed
-/// assertion must not leave a CPU hog or a blocked program behind).
-struct Reap(Child);
-
-impl Reap {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("loadgen-offcpu-{}-{name}", std::process::id()))
-}
-
-fn folded(path: &Path) -> Folded {
-    Folded::read(std::fs::read(path).unwrap().as_slice()).unwrap()
-}
+use loadgen_tests::{Target, build_c, loadgen_bin, run_json, run_json_on, skip};
 
 /// µs in the stacks that have a frame containing `needle`.
 fn us_with(f: &Folded, needle: &str) -> u64 {
@@ -293,20 +256,6 @@ int main(void) {
 }
 "#;
 
-/// Starts a C program and waits for its "ready" line.
-fn start_ready(bin: &Path) -> Reap {
-    let mut c = Command::new(bin).stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let c = Reap(c);
-    assert_eq!(line, "ready\n");
-    c
-}
-
 #[test]
 fn the_waker_of_a_pipe_wait_is_the_writers_write() {
     let Some(_g) = serial() else { return };
@@ -318,7 +267,7 @@ fn the_waker_of_a_pipe_wait_is_the_writers_write() {
     ) else {
         return;
     };
-    let c = start_ready(&bin);
+    let c = start_ready(&bin, &[]);
     let t = Target::start(1);
     let pid = c.id().to_string();
     // DWARF (auto: the waker is the target itself, so its stack is copied
@@ -420,8 +369,7 @@ int main(void) {
     printf("ready\n");
     fflush(stdout);
     struct timespec t = {0, 1000000};
-    for (int i = 0; i < 1000; i++) nanosleep(&t, 0);
-    return 0;
+    for (;;) nanosleep(&t, 0);
 }
 "#;
 
@@ -431,11 +379,11 @@ fn a_target_that_exits_mid_run_keeps_its_waits() {
     let Some(bin) = build_c("offexit", EXITING_PROGRAM, &["-O1"]) else {
         return;
     };
-    // About a second of 1 ms sleeps, then it exits (a zombie until reaped
-    // below), inside a 3 s window.
-    let mut c = start_ready(&bin);
+    // 1 ms sleeps until it is killed a second into the 3 s window (a
+    // zombie until reaped below).
+    let mut c = start_ready(&bin, &[]);
     let t = Target::start(1);
-    let (json, text, code) = run_json(&[
+    let args = [
         "-t1",
         "-c2",
         "-d",
@@ -444,7 +392,8 @@ fn a_target_that_exits_mid_run_keeps_its_waits() {
         "--profile-pid",
         &c.id().to_string(),
         &t.url("/"),
-    ]);
+    ];
+    let (json, text, code) = run_json_killing(&args, &c);
     let _ = c.0.wait();
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("exited during the run"), "{text}");
@@ -462,28 +411,7 @@ fn a_target_that_exits_mid_run_keeps_its_waits() {
 fn without_privileges_off_cpu_says_why_once_and_the_load_runs() {
     let Some(_g) = serial() else { return };
     let t = Target::start(1);
-    let out = Command::new("setpriv")
-        .args([
-            "--bounding-set=-bpf,-perfmon,-sys_admin",
-            "--inh-caps=-bpf,-perfmon,-sys_admin",
-            "--",
-        ])
-        .arg(loadgen_bin())
-        .args(["-t1", "-c2", "-d", "1s", "--off-cpu", "--json", "-"])
-        .arg(t.url("/"))
-        .output()
-        .expect("setpriv (util-linux)");
-    assert!(out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    let reason: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("profiling needs"))
-        .collect();
-    assert_eq!(reason.len(), 1, "{err}");
-    assert!(reason[0].contains("setcap"), "{err}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(json["requests"].as_u64().unwrap() > 100);
-    assert!(json["profile"].is_null());
+    let json = run_unprivileged("--off-cpu", &t.url("/"));
     assert!(json["series"][0].get("target_off_cpu_ms").is_none());
 }
 

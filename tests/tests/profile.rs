@@ -2,35 +2,14 @@
 //! (root, which CI has); without them they SKIP loudly, and
 //! LOADGEN_REQUIRE_ALL=1 turns that into a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::path::Path;
 
 use loadgen::profile::Folded;
-use loadgen_tests::{Target, build_c, can_profile, loadgen_bin, process_cpu, run, run_json, skip};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !can_profile() {
-        skip("profiling tests need CAP_BPF and CAP_PERFMON (run as root)");
-        return None;
-    }
-    loadgen_tests::privileged_ran();
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Build loadgen now, before a test starts a short-lived program to
-    // profile: a build in the middle would outlast it.
-    let _ = loadgen_bin();
-    Some(guard)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("loadgen-prof-{}-{name}", std::process::id()))
-}
-
-fn folded(path: &Path) -> Folded {
-    Folded::read(std::fs::read(path).unwrap().as_slice()).unwrap()
-}
+use loadgen_tests::profiling::{
+    CALL_CHAIN, folded, run_json_killing, run_unprivileged, serial, start_call_chain, start_ready,
+    tmp,
+};
+use loadgen_tests::{Target, build_c, process_cpu, run, run_json};
 
 #[test]
 fn finds_the_hot_function_with_the_expected_sample_count() {
@@ -129,31 +108,6 @@ fn kernel_frames_are_symbolized() {
     let _ = std::fs::remove_file(folded_path);
 }
 
-const C_PROGRAM: &str = r#"
-#include <stdlib.h>
-#include <time.h>
-volatile unsigned long sink;
-__attribute__((noinline)) void level3(void) { for (unsigned long i = 0; i < 300000; i++) sink += i * i; }
-__attribute__((noinline)) void level2(void) { level3(); sink++; }
-__attribute__((noinline)) void level1(void) { level2(); sink++; }
-int main(int argc, char **argv) {
-    time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
-    while (time(0) < end) level1();
-    return 0;
-}
-"#;
-
-/// Compiles the C program with `flags` and starts it burning CPU.
-fn c_program(name: &str, flags: &[&str]) -> Option<(Child, PathBuf)> {
-    let bin = build_c(name, C_PROGRAM, flags)?;
-    let child = Command::new(&bin)
-        .arg("6")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Some((child, bin))
-}
-
 fn profile_pid(pid: u32, folded_path: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let t = Target::start(1);
     let pid = pid.to_string();
@@ -178,7 +132,7 @@ fn profile_pid(pid: u32, folded_path: &Path, extra: &[&str]) -> (serde_json::Val
 #[test]
 fn with_unwind_fp_c_with_frame_pointers_unwinds_fully_without_does_not_and_says_so() {
     let Some(_g) = serial() else { return };
-    let Some((mut fp, fp_bin)) = c_program(
+    let Some((fp, fp_bin)) = start_call_chain(
         "cfp",
         // -O0: gcc 12 at -O1 gives a leaf that never touches the stack no
         // frame even with -fno-omit-frame-pointer -mno-omit-leaf-frame-pointer
@@ -190,10 +144,9 @@ fn with_unwind_fp_c_with_frame_pointers_unwinds_fully_without_does_not_and_says_
     };
     let path = tmp("cfp.folded");
     let (json, text) = profile_pid(fp.id(), &path, &["--unwind", "fp"]);
-    let _ = fp.kill();
-    let _ = fp.wait();
+    drop(fp);
     let f = folded(&path);
-    let chain = ["main", "level1", "level2", "level3"];
+    let chain = CALL_CHAIN;
     let full: u64 = f
         .stacks
         .iter()
@@ -208,13 +161,12 @@ fn with_unwind_fp_c_with_frame_pointers_unwinds_fully_without_does_not_and_says_
     assert!(!text.contains("lacks frame pointers"), "{text}");
     assert!(json["profile"]["samples"].as_u64().unwrap() > 50);
 
-    let Some((mut nofp, nofp_bin)) = c_program("cnofp", &["-O2", "-fomit-frame-pointer"]) else {
+    let Some((nofp, nofp_bin)) = start_call_chain("cnofp", &["-O2", "-fomit-frame-pointer"]) else {
         return;
     };
     let path2 = tmp("cnofp.folded");
     let (json, text) = profile_pid(nofp.id(), &path2, &["--unwind", "fp"]);
-    let _ = nofp.kill();
-    let _ = nofp.wait();
+    drop(nofp);
     assert!(text.contains("lacks frame pointers"), "{text}");
     assert!(text.contains("-fno-omit-frame-pointer"), "{text}");
     assert!(
@@ -265,19 +217,8 @@ fn jit_frames_from_a_perf_map_are_named_and_marked_with_either_unwinder() {
     let Some(bin) = build_c("jit", JIT_PROGRAM, &["-O1"]) else {
         return;
     };
-    let mut jit = Command::new(&bin)
-        .arg("8")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
     // The perf map is written and the loop about to start.
-    let mut ready = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(jit.stdout.take().unwrap()),
-        &mut ready,
-    )
-    .unwrap();
-    assert_eq!(ready, "ready\n");
+    let jit = start_ready(&bin, &["8"]);
     let path = tmp("jit.folded");
     // auto: the program links glibc, so DWARF, and the JIT code (no CFI)
     // unwinds with frame pointers within it.
@@ -296,8 +237,7 @@ fn jit_frames_from_a_perf_map_are_named_and_marked_with_either_unwinder() {
             f.total()
         );
     }
-    let _ = jit.kill();
-    let _ = jit.wait();
+    drop(jit);
     for p in [bin, path] {
         let _ = std::fs::remove_file(p);
     }
@@ -368,69 +308,33 @@ fn flamegraph_is_well_formed_and_folded_round_trips() {
 fn without_privileges_the_load_still_runs_and_says_why() {
     let Some(_g) = serial() else { return };
     let t = Target::start(1);
-    let out = Command::new("setpriv")
-        .args([
-            "--bounding-set=-bpf,-perfmon,-sys_admin",
-            "--inh-caps=-bpf,-perfmon,-sys_admin",
-            "--",
-        ])
-        .arg(loadgen_bin())
-        .args(["-t1", "-c2", "-d", "1s", "--profile", "--json", "-"])
-        .arg(t.url("/"))
-        .output()
-        .expect("setpriv (util-linux)");
-    assert!(out.status.success(), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    let reason: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains("profiling needs"))
-        .collect();
-    assert_eq!(reason.len(), 1, "{err}");
-    assert!(
-        reason[0].contains("CAP_BPF") && reason[0].contains("setcap"),
-        "{err}"
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        json["requests"].as_u64().unwrap() > 100,
-        "the load ran and reported"
-    );
-    assert!(json["profile"].is_null());
+    run_unprivileged("--profile", &t.url("/"));
 }
 
 #[test]
 fn a_target_that_exits_mid_run_leaves_a_partial_profile() {
     let Some(_g) = serial() else { return };
-    let Some((mut c, bin)) = c_program("cexit", &["-O1", "-fno-omit-frame-pointer"]) else {
+    let Some((mut c, bin)) = start_call_chain("cexit", &["-O1", "-fno-omit-frame-pointer"]) else {
         return;
     };
-    // The C program runs 2–3 s (until the wall clock's second ticks three
-    // times), the load 5 s: on a busy machine loadgen's start must not
-    // outlast the program. It stays an unreaped zombie, as a crashed server
-    // would until its supervisor reaps it.
-    let _ = c.kill();
-    let _ = c.wait();
-    let mut c = Command::new(&bin)
-        .arg("3")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
     let t = Target::start(1);
-    let (json, text, code) = run_json(&[
-        "-t1",
-        "-c2",
-        "-d",
-        "5s",
-        "--profile-pid",
-        &c.id().to_string(),
-        &t.url("/"),
-    ]);
-    let _ = c.wait();
-    assert!(json["profile"]["samples"].as_u64().unwrap() > 0, "{text}");
+    let (json, text, code) = run_json_killing(
+        &[
+            "-t1",
+            "-c2",
+            "-d",
+            "5s",
+            "--profile-pid",
+            &c.id().to_string(),
+            &t.url("/"),
+        ],
+        &c,
+    );
+    let _ = c.0.wait();
     assert_eq!(code, 0, "{text}");
-    assert!(json["requests"].as_u64().unwrap() > 100);
     let p = &json["profile"];
-    assert!(!p.is_null(), "{text}");
+    assert!(p["samples"].as_u64().unwrap_or(0) > 0, "{text}");
+    assert!(json["requests"].as_u64().unwrap() > 100);
     assert!(text.contains("exited during the run"), "{text}");
     let _ = std::fs::remove_file(bin);
 }

@@ -4,34 +4,10 @@
 //! our own target. Root (or CAP_BPF + CAP_PERFMON) needed; SKIP loudly
 //! without, and LOADGEN_REQUIRE_ALL=1 makes that a failure.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-
-use loadgen::profile::Folded;
 use loadgen_tests::nginx::{Nginx, find_nginx};
 use loadgen_tests::perf::{PerfRecord, perf_usable};
-use loadgen_tests::{Target, build_c, can_profile, loadgen_bin, run, run_json, skip};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> Option<std::sync::MutexGuard<'static, ()>> {
-    if !can_profile() {
-        skip("profiling tests need CAP_BPF and CAP_PERFMON (run as root)");
-        return None;
-    }
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = loadgen_bin();
-    Some(guard)
-}
-
-fn tmp(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("loadgen-unwind-{}-{name}", std::process::id()))
-}
-
-fn folded(path: &PathBuf) -> Folded {
-    Folded::read(std::fs::read(path).unwrap().as_slice()).unwrap()
-}
+use loadgen_tests::profiling::{CALL_CHAIN, folded, serial, start_call_chain, tmp};
+use loadgen_tests::{Target, run, run_json, skip};
 
 /// Share of samples whose stack holds `frame` (each stack root first).
 fn share<'a>(stacks: impl Iterator<Item = (&'a [String], u64)>, frame: &str) -> (f64, u64) {
@@ -142,31 +118,12 @@ fn nginx_without_frame_pointers_profiles_like_perf_dwarf() {
     let _ = std::fs::remove_file(path);
 }
 
-const C_PROGRAM: &str = r#"
-#include <stdlib.h>
-#include <time.h>
-volatile unsigned long sink;
-__attribute__((noinline)) void level3(void) { for (unsigned long i = 0; i < 300000; i++) sink += i * i; }
-__attribute__((noinline)) void level2(void) { level3(); sink++; }
-__attribute__((noinline)) void level1(void) { level2(); sink++; }
-int main(int argc, char **argv) {
-    time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
-    while (time(0) < end) level1();
-    return 0;
-}
-"#;
-
 #[test]
 fn c_built_without_frame_pointers_gets_its_whole_chain() {
     let Some(_g) = serial() else { return };
-    let Some(bin) = build_c("nofp", C_PROGRAM, &["-O2", "-fomit-frame-pointer"]) else {
+    let Some((child, bin)) = start_call_chain("nofp", &["-O2", "-fomit-frame-pointer"]) else {
         return;
     };
-    let mut child = Command::new(&bin)
-        .arg("6")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
     let t = Target::start(1);
     let path = tmp("nofp.folded");
     let (json, text, code) = run_json(&[
@@ -180,18 +137,11 @@ fn c_built_without_frame_pointers_gets_its_whole_chain() {
         path.to_str().unwrap(),
         &t.url("/"),
     ]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert_eq!(code, 0, "{text}");
     assert_eq!(json["profile"]["unwind"], "dwarf", "{text}");
     let f = folded(&path);
-    let chain = [
-        "__libc_start_call_main",
-        "main",
-        "level1",
-        "level2",
-        "level3",
-    ];
+    let chain = [&["__libc_start_call_main"][..], &CALL_CHAIN].concat();
     let full: u64 = f
         .stacks
         .iter()
