@@ -5,9 +5,10 @@
 //! request, the shard's once-per-second publication of its live numbers.
 
 use criterion::{BatchSize, Criterion, Throughput, black_box, criterion_group, criterion_main};
+use loadgen::histogram::new_latency_histogram;
 use loadgen::http::{RequestSpec, ResponseParser};
 use loadgen::scenario::{ConnGen, Entry, Feed, Options, Scenario, ShardGen};
-use loadgen::stats::{ShardStats, new_latency_histogram};
+use loadgen::stats::ShardStats;
 
 const SMALL: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Fri, 27 Nov 2026 08:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 17\r\nConnection: keep-alive\r\n\r\nHello from nginx\n";
 

@@ -43,37 +43,9 @@ impl Engine {
     }
 }
 
-/// Which io_uring setup flags the kernel accepted, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RingMode {
-    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux ≥ 6.1): completions are only
-    /// posted when we ask, so the shard is never interrupted mid-turn.
-    DeferTaskrun,
-    /// `COOP_TASKRUN` (Linux ≥ 5.19): no IPI to run task work.
-    CoopTaskrun,
-    /// No setup flags.
-    Plain,
-}
-
-impl RingMode {
-    pub fn describe(self) -> &'static str {
-        match self {
-            RingMode::DeferTaskrun => "SINGLE_ISSUER|DEFER_TASKRUN",
-            RingMode::CoopTaskrun => "COOP_TASKRUN",
-            RingMode::Plain => "no setup flags",
-        }
-    }
-
-    /// The weaker of two modes.
-    pub fn weakest(self, other: RingMode) -> RingMode {
-        if other as u8 > self as u8 {
-            other
-        } else {
-            self
-        }
-    }
-}
+/// The ring modes are the io_uring module's; the config names the best
+/// one to try.
+pub use crate::sys::uring::RingMode;
 
 #[derive(Debug, Clone)]
 pub struct Config {

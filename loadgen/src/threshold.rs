@@ -637,7 +637,7 @@ mod tests {
             p("p95<5ms").eval(&r).is_err(),
             "no histogram in this report"
         );
-        let mut h = crate::stats::new_latency_histogram();
+        let mut h = crate::histogram::new_latency_histogram();
         for v in 1..=1000 {
             h.record(v).unwrap();
         }

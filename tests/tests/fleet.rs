@@ -587,7 +587,8 @@ fn more_connections_than_one_source_address_has_ports() {
     for (json, _) in &outs {
         let v: Value = serde_json::from_str(json).unwrap();
         let connects =
-            loadgen::stats::decode_histogram(v["histograms"]["connect"].as_str().unwrap()).unwrap();
+            loadgen::histogram::decode_histogram(v["histograms"]["connect"].as_str().unwrap())
+                .unwrap();
         assert!(connects.len() >= (CONNS / 2) as u64, "every slot connected");
     }
     for (json, err) in &outs {

@@ -147,7 +147,7 @@ fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
         windows.extend(window);
         if args.runs > 1 {
             let t = &out.total;
-            let q = |q: f64| loadgen::stats::quantile(&t.latency, q);
+            let q = |q: f64| loadgen::histogram::quantile(&t.latency, q);
             writeln!(
                 text_out,
                 "  run {}/{}: {:.2} req/s, p50 {}, p99 {}, errors {}",

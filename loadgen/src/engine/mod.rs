@@ -14,10 +14,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use gate::Gate;
 
-use crate::config::{Config, Engine, RingMode, Validated};
+use crate::config::{Config, Engine, Validated};
 use crate::shard::{ShardPlan, ShardProgress, plan};
 use crate::stats::{RunOutput, ShardStats};
 use crate::sys;
+use crate::sys::uring::RingMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

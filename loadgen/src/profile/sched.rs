@@ -282,7 +282,7 @@ impl Timeline {
 
 /// µs, 1 µs to an hour, 3 significant digits (as the client's latency).
 pub fn runq_histogram() -> Histogram<u64> {
-    crate::stats::new_latency_histogram()
+    crate::histogram::new_latency_histogram()
 }
 
 /// Exact figures, from every switch-in of a target thread.
@@ -315,7 +315,7 @@ impl Totals {
             *a += b;
         }
         self.waits += o.waits;
-        crate::stats::histogram::add(&mut self.runq, &o.runq);
+        crate::histogram::add(&mut self.runq, &o.runq);
     }
 }
 

@@ -91,7 +91,7 @@ pub fn write_percentiles<W: Write>(out: &mut W, h: &Histogram<u64>) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::new_latency_histogram;
+    use crate::histogram::new_latency_histogram;
     use base64::Engine;
     use hdrhistogram::serialization::Deserializer;
     use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};

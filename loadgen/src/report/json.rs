@@ -9,12 +9,11 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{RunReport, per_second};
-use crate::config::{Engine, RingMode};
+use crate::config::Engine;
 use crate::fleet::Part;
-use crate::stats::{
-    Errors, STATUS_CODES, ShardStats, decode_histogram, encode_histogram, is_2xx_or_3xx, quantile,
-    status_class,
-};
+use crate::histogram::{decode_histogram, encode_histogram, quantile};
+use crate::stats::{Errors, STATUS_CODES, ShardStats, is_2xx_or_3xx, status_class};
+use crate::sys::uring::RingMode;
 use crate::tls::{TlsErrors, TlsStats};
 
 /// A latency distribution, µs.
@@ -589,7 +588,7 @@ impl Report {
                 .map(|(i, h)| (format!("{}xx", i + 1), Latency::of(h)))
                 .collect(),
             req_per_s_per_shard: ShardRate {
-                mean: crate::stats::mean(&t.rate),
+                mean: crate::histogram::mean(&t.rate),
                 stdev: if t.rate.is_empty() {
                     0.0
                 } else {

@@ -13,12 +13,10 @@ use hdrhistogram::Histogram;
 use super::json::{ClientCpu, Mode, PartRow, Report, RequestReport, Second};
 use super::text::{SummaryView, render};
 use super::{Latency, Status, per_second};
-use crate::config::RingMode;
 use crate::fleet::Part;
-use crate::stats::{
-    RequestStats, STATUS_CODES, ShardStats, decode_histogram, encode_histogram,
-    new_latency_histogram, quantile,
-};
+use crate::histogram::{decode_histogram, encode_histogram, new_latency_histogram, quantile};
+use crate::stats::{RequestStats, STATUS_CODES, ShardStats};
+use crate::sys::uring::RingMode;
 use crate::tls::TlsStats;
 use crate::units::format_time_us;
 
@@ -241,7 +239,7 @@ fn series(inputs: &[Input], t0: f64) -> Result<Vec<Second>, MergeError> {
             if let Some(t) = row.target_rate {
                 *b.target_rate.get_or_insert(0.0) += t;
             }
-            crate::stats::histogram::add(&mut b.latency, &h);
+            crate::histogram::add(&mut b.latency, &h);
         }
     }
     Ok(bins

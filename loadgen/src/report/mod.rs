@@ -195,7 +195,7 @@ impl<'a> RunReport<'a> {
         };
         let t = &self.out.total;
         let achieved = self.rps();
-        let lag_p99 = crate::stats::quantile(&t.lag, 0.99);
+        let lag_p99 = crate::histogram::quantile(&t.lag, 0.99);
         let generator_behind = lag_p99 > 1000;
         if target > 0.0 && achieved < 0.99 * target && !self.interrupted {
             let why = if generator_behind {

@@ -6,7 +6,8 @@ use hdrhistogram::Histogram;
 
 use super::RunReport;
 use crate::config::Config;
-use crate::stats::{Errors, Group, ShardStats, mean, non_2xx_3xx, quantile, within_stdev};
+use crate::histogram::{mean, quantile, within_stdev};
+use crate::stats::{Errors, Group, ShardStats, non_2xx_3xx};
 use crate::tls::TlsStats;
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
 

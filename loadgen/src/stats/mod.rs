@@ -4,16 +4,14 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::histogram::{self, new_latency_histogram, new_rate_histogram, quantile};
+use crate::sys::uring::RingMode;
+
 mod errors;
-pub mod histogram;
 
 #[cfg(test)]
 pub(crate) use errors::one_of_each;
 pub use errors::{ErrorKind, Errors, Group};
-pub use histogram::{
-    LATENCY_MAX_US, decode_histogram, encode_histogram, mean, new_latency_histogram,
-    new_rate_histogram, quantile, within_stdev,
-};
 
 /// Status codes are three digits; this indexes them directly.
 pub const STATUS_CODES: usize = 1000;
@@ -388,7 +386,7 @@ pub struct RunOutput {
     pub shards: Vec<ShardStats>,
     /// The weakest io_uring mode any shard got (`None`: an engine that
     /// builds no ring of ours).
-    pub ring_mode: Option<crate::config::RingMode>,
+    pub ring_mode: Option<RingMode>,
     /// Wall-clock time at which measurement started (after warm-up): the
     /// earliest shard's.
     pub started_at: std::time::SystemTime,
@@ -399,7 +397,7 @@ impl RunOutput {
     /// shard of which started measuring.
     pub fn new(
         shards: Vec<ShardStats>,
-        ring_mode: Option<crate::config::RingMode>,
+        ring_mode: Option<RingMode>,
         planned: std::time::SystemTime,
     ) -> RunOutput {
         let mut total = ShardStats::new();

@@ -13,7 +13,38 @@ use std::time::Duration;
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, squeue, types};
 
-use crate::config::RingMode;
+/// Which io_uring setup flags the kernel accepted, best first (in
+/// reports as `ring_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux ≥ 6.1): completions are only
+    /// posted when we ask, so the shard is never interrupted mid-turn.
+    DeferTaskrun,
+    /// `COOP_TASKRUN` (Linux ≥ 5.19): no IPI to run task work.
+    CoopTaskrun,
+    /// No setup flags.
+    Plain,
+}
+
+impl RingMode {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RingMode::DeferTaskrun => "SINGLE_ISSUER|DEFER_TASKRUN",
+            RingMode::CoopTaskrun => "COOP_TASKRUN",
+            RingMode::Plain => "no setup flags",
+        }
+    }
+
+    /// The weaker of two modes.
+    pub fn weakest(self, other: RingMode) -> RingMode {
+        if other as u8 > self as u8 {
+            other
+        } else {
+            self
+        }
+    }
+}
 
 /// Builds a ring with the best flags the kernel takes, starting at `best`.
 /// Must be called on the thread that will submit to it (SINGLE_ISSUER).

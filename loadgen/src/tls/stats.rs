@@ -4,7 +4,7 @@
 use hdrhistogram::Histogram;
 
 use super::Failure;
-use crate::stats::new_latency_histogram;
+use crate::histogram::new_latency_histogram;
 
 /// TLS failures by class; the names are part of the JSON interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -86,7 +86,7 @@ impl TlsStats {
     pub fn merge(&mut self, o: &TlsStats) {
         self.handshakes += o.handshakes;
         self.resumed += o.resumed;
-        crate::stats::histogram::add(&mut self.handshake, &o.handshake);
+        crate::histogram::add(&mut self.handshake, &o.handshake);
         self.errors.merge(&o.errors);
         self.version = self.version.or(o.version);
         if self.cipher.is_none() {

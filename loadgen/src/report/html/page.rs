@@ -706,7 +706,7 @@ mod tests {
     }
 
     fn report() -> Report {
-        let mut h = crate::stats::new_latency_histogram();
+        let mut h = crate::histogram::new_latency_histogram();
         for v in 1..=5000 {
             h.record(v).unwrap();
         }

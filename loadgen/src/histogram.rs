@@ -1,7 +1,7 @@
 //! HdrHistograms as loadgen keeps them: how they are made, added (never
 //! losing a value), read, and encoded (HdrHistogram's V2-deflate, base64
-//! in the JSON report). The shards, the report and `loadgen merge` all go
-//! through here.
+//! in the JSON report). The shards' stats, TLS's, the profiler's, the
+//! report and `loadgen merge` all go through here.
 
 use base64::Engine;
 use hdrhistogram::Histogram;
