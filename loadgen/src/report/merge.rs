@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use super::json::{ClientCpu, Mode, PartRow, Report, RequestReport, Second};
+use super::schema::{ClientCpu, Mode, PartRow, Report, RequestReport, Second};
 use super::text::{SummaryView, render};
-use super::{Latency, Status, per_second};
+use super::{Status, per_second};
 use crate::fleet::Part;
 use crate::histogram::{decode_histogram, encode_histogram, new_latency_histogram, quantile};
 use crate::stats::{RequestStats, STATUS_CODES, ShardStats};
@@ -337,23 +337,20 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
         .iter()
         .zip(&fleet.by_request)
         .enumerate()
-        .map(|(k, (q, st))| RequestReport {
-            name: q.name.clone(),
-            method: q.method.clone(),
-            target: q.target.clone(),
-            weight: q.weight,
-            requests: st.responses,
-            rps: per_second(st.responses as f64, window),
-            latency_us: Latency::of(&st.latency),
-            status: Status::of(&st.status),
-            errors: st.errors,
-            unexpected: q.unexpected.map(|_| {
+        .map(|(k, (q, st))| {
+            let unexpected = q.unexpected.map(|_| {
                 inputs
                     .iter()
                     .filter_map(|i| i.report.by_request.get(k)?.unexpected)
                     .sum()
-            }),
-            histogram: Some(encode_histogram(&st.latency)),
+            });
+            RequestReport {
+                name: q.name.clone(),
+                method: q.method.clone(),
+                target: q.target.clone(),
+                weight: q.weight,
+                ..RequestReport::measured(st, window, unexpected)
+            }
         })
         .collect();
     if open {

@@ -2,19 +2,21 @@
 //! document whose field names are a public interface (see README), and
 //! HdrHistogram's file formats.
 
+mod build;
 mod hdr;
 pub mod html;
-mod json;
 pub mod merge;
 mod read;
+mod schema;
 mod text;
 
+pub use build::join_target;
 pub use hdr::{write_interval_log, write_percentiles};
-pub use json::{
-    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
-    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport, join_target,
-};
 pub use read::{ReadError, reports_in};
+pub use schema::{
+    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
+    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport,
+};
 pub use text::{SummaryView, header, render as render_summary, summary};
 
 use crate::config::Config;

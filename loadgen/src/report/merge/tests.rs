@@ -2,7 +2,7 @@
 //! aligned by wall clock, and every refusal naming what differs.
 
 use super::*;
-use crate::report::{Fleet, Histograms};
+use crate::report::{Fleet, Histograms, Latency};
 use crate::stats::ShardStats;
 
 const T0: f64 = 1_767_225_600.0;

@@ -1,0 +1,306 @@
+//! Building the JSON report from what was measured: a run's stats and
+//! config ([`Report::new`]), or merged stats alone ([`Report::of_stats`],
+//! which `loadgen merge` uses too), and the pieces both share.
+
+use hdrhistogram::Histogram;
+
+use super::schema::{
+    ClientCpu, Fleet, HandshakeLatency, Histograms, Latency, Mode, Report, RequestReport, Second,
+    ShardRate, Status, TlsReport,
+};
+use super::{RunReport, per_second};
+use crate::histogram::{encode_histogram, quantile};
+use crate::stats::{RequestStats, STATUS_CODES, ShardStats, status_class};
+use crate::tls::TlsStats;
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            min: h.min(),
+            mean: h.mean(),
+            stdev: h.stdev(),
+            max: h.max(),
+            p50: h.value_at_quantile(0.5),
+            p75: h.value_at_quantile(0.75),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p99_9: h.value_at_quantile(0.999),
+            p99_99: h.value_at_quantile(0.9999),
+        }
+    }
+}
+
+impl Status {
+    pub fn of(codes: &[u64; STATUS_CODES]) -> Status {
+        Status {
+            c2xx: status_class(codes, 2),
+            c3xx: status_class(codes, 3),
+            c4xx: status_class(codes, 4),
+            c5xx: status_class(codes, 5),
+            codes: codes
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(c, &n)| (c.to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+impl TlsReport {
+    pub fn of(t: &TlsStats) -> TlsReport {
+        let q = |q: f64| quantile(&t.handshake, q);
+        TlsReport {
+            version: t.version.map(String::from),
+            cipher: t.cipher.clone(),
+            alpn: t.alpn.clone(),
+            handshakes: t.handshakes,
+            resumed: t.resumed,
+            handshake_us: HandshakeLatency {
+                p50: q(0.5),
+                p90: q(0.9),
+                p99: q(0.99),
+                max: t.handshake.max(),
+            },
+            errors: t.errors,
+        }
+    }
+}
+
+impl RequestReport {
+    /// A scenario request's measurements over `elapsed_s`, with
+    /// `unexpected` responses (`--expect-status`); the caller names it.
+    pub fn measured(st: &RequestStats, elapsed_s: f64, unexpected: Option<u64>) -> RequestReport {
+        RequestReport {
+            requests: st.responses,
+            rps: per_second(st.responses as f64, elapsed_s),
+            latency_us: Latency::of(&st.latency),
+            status: Status::of(&st.status),
+            errors: st.errors,
+            unexpected,
+            histogram: Some(encode_histogram(&st.latency)),
+            ..RequestReport::default()
+        }
+    }
+}
+
+impl Report {
+    /// The report of a finished run (its profile and runs are added by the
+    /// caller).
+    pub fn new(r: &RunReport<'_>) -> Report {
+        let t = &r.out.total;
+        let cfg = r.cfg;
+        let sc = &cfg.scenario;
+        let open = r.target_rps().is_some();
+        let unexpected = r.unexpected();
+        let mut doc = Report::of_stats(t, r.elapsed_s(), open);
+        doc.url = cfg.url.raw.clone();
+        doc.engine = Some(cfg.engine);
+        doc.ring_mode = r.out.ring_mode;
+        doc.shards = cfg.shards;
+        doc.connections = cfg.connections;
+        doc.pipeline = cfg.pipeline;
+        doc.client_cpu = ClientCpu {
+            per_shard_busy: r.shard_busy(),
+            per_shard_cpu: r.shard_cpu(),
+        };
+        doc.interrupted = r.interrupted;
+        doc.mode = if cfg.schedule.is_some() {
+            Mode::Open
+        } else {
+            Mode::Closed
+        };
+        doc.warmup_s = cfg.warmup.as_secs_f64();
+        doc.series = series(r);
+        doc.warnings = r.warnings();
+        let templated = sc.fixed_bytes().is_none();
+        doc.seed = templated.then_some(sc.seed);
+        doc.part_seed = (templated && cfg.part.is_fleet()).then(|| cfg.part_seed());
+        doc.scenario = cfg.scenario_file.as_ref().map(|f| f.display().to_string());
+        doc.expect_status = unexpected.map(|_| r.expected_text());
+        doc.unexpected = unexpected;
+        doc.by_request = sc
+            .requests
+            .iter()
+            .zip(&t.by_request)
+            .map(|(req, st)| RequestReport {
+                name: req.name.clone(),
+                method: req.method.clone(),
+                target: req.target.clone(),
+                weight: req.weight,
+                ..RequestReport::measured(
+                    st,
+                    r.elapsed_s(),
+                    unexpected.map(|_| crate::stats::unexpected(&st.status, |c| cfg.expected(c))),
+                )
+            })
+            .collect();
+        doc.target_rps = r.target_rps();
+        let started = r.out.started_at.duration_since(std::time::UNIX_EPOCH).ok();
+        doc.started_unix_ms = started.map(|d| d.as_millis() as u64);
+        doc.started_at = started.map(|d| d.as_micros() as f64 / 1e6);
+        doc.part = Some(cfg.part);
+        doc.fleet = Some(Fleet {
+            connections: cfg.fleet_connections,
+            requests: cfg.requests,
+            schedule: cfg.schedule.as_ref().map(|s| s.spec()),
+            duration_s: cfg.duration.map(|d| d.as_secs_f64()),
+            timeout_s: cfg.timeout.as_secs_f64(),
+            keepalive: cfg.keepalive,
+            request_sha256: sc.digest.clone(),
+            start_at: cfg.start_at.and_then(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs_f64())
+            }),
+        });
+        doc
+    }
+
+    /// The fields that come from measured stats alone, over `elapsed_s`
+    /// (the rest are left to the caller): a run's, or a merged fleet's.
+    pub fn of_stats(t: &ShardStats, elapsed_s: f64, open: bool) -> Report {
+        Report {
+            duration_s: elapsed_s,
+            requests: t.responses,
+            rps: per_second(t.responses as f64, elapsed_s),
+            bytes_read: t.bytes_read,
+            bytes_written: t.bytes_written,
+            transfer_per_s: per_second(t.bytes_read as f64, elapsed_s),
+            latency_us: Latency::of(&t.latency),
+            connect_us: Latency::of(&t.connect),
+            ttfb_us: Latency::of(&t.ttfb),
+            latency_by_status: t
+                .by_class
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| !h.is_empty())
+                .map(|(i, h)| (format!("{}xx", i + 1), Latency::of(h)))
+                .collect(),
+            req_per_s_per_shard: ShardRate {
+                mean: crate::histogram::mean(&t.rate),
+                stdev: if t.rate.is_empty() {
+                    0.0
+                } else {
+                    t.rate.stdev()
+                },
+                max: t.rate.max(),
+            },
+            status: Status::of(&t.status),
+            errors: t.errors,
+            reconnects: t.reconnects,
+            reissued: t.reissued,
+            service_time_us: open.then(|| Latency::of(&t.service)),
+            lag_us: open.then(|| Latency::of(&t.lag)),
+            conn_waits: open.then_some(t.conn_waits),
+            tls: t.tls.as_deref().map(TlsReport::of),
+            histograms: Some(Histograms {
+                latency: encode_histogram(&t.latency),
+                service_time: open.then(|| encode_histogram(&t.service)),
+                lag: open.then(|| encode_histogram(&t.lag)),
+                connect: Some(encode_histogram(&t.connect)),
+                ttfb: Some(encode_histogram(&t.ttfb)),
+                by_status: t
+                    .by_class
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| !h.is_empty())
+                    .map(|(i, h)| (format!("{}xx", i + 1), encode_histogram(h)))
+                    .collect(),
+                req_per_s: Some(encode_histogram(&t.rate)),
+                tls_handshake: t.tls.as_ref().map(|s| encode_histogram(&s.handshake)),
+            }),
+            ..Report::default()
+        }
+    }
+}
+
+fn series(r: &RunReport<'_>) -> Vec<Second> {
+    r.series
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let len = r.second_len(i);
+            let q = |q: f64| quantile(&s.latency, q);
+            Second {
+                second: i + 1,
+                requests: s.responses,
+                errors: s.errors,
+                rate: per_second(s.responses as f64, len),
+                p50_us: q(0.5),
+                p90_us: q(0.9),
+                p99_us: q(0.99),
+                p99_9_us: q(0.999),
+                max_us: s.latency.max(),
+                non_2xx: s.non_2xx,
+                target_rate: r.target_in_second(i).map(|t| per_second(t, len)),
+                unix_s: r.second_starts.get(i).copied(),
+                histogram: Some(encode_histogram(&s.latency)),
+                ..Second::default()
+            }
+        })
+        .collect()
+}
+
+/// Puts the profiler's per-second figures next to the client's: second
+/// `i` of the series gets the profile's second `i + shift` (the profile's
+/// window starts where sampling started, within milliseconds of the
+/// client's; `shift` is that gap in whole seconds, usually 0).
+pub fn join_target(
+    series: &mut [Second],
+    target: &[crate::profile::TargetSecond],
+    shift: i64,
+    off_cpu: bool,
+) {
+    for (i, s) in series.iter_mut().enumerate() {
+        let Some(t) = usize::try_from(i as i64 + shift)
+            .ok()
+            .and_then(|j| target.get(j))
+        else {
+            continue;
+        };
+        s.target_on_cpu_samples = Some(t.on_cpu_samples);
+        if off_cpu {
+            s.target_off_cpu_ms = Some(t.off_cpu_ms);
+            s.target_runq_p99_us = t.runq_p99_us;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_seconds_join_the_clients_and_old_series_still_read() {
+        let t = |n: u64| crate::profile::TargetSecond {
+            on_cpu_samples: n,
+            off_cpu_ms: n as f64 * 10.0,
+            runq_p99_us: Some(n * 100),
+        };
+        let target = [t(1), t(2), t(3)];
+        let mut series = vec![Second::default(); 4];
+        join_target(&mut series, &target, 0, true);
+        assert_eq!(series[1].target_on_cpu_samples, Some(2));
+        assert_eq!(series[2].target_off_cpu_ms, Some(30.0));
+        assert_eq!(series[0].target_runq_p99_us, Some(100));
+        assert_eq!(series[3].target_on_cpu_samples, None, "no data, no zero");
+        let mut shifted = vec![Second::default(); 2];
+        join_target(&mut shifted, &target, 1, false);
+        assert_eq!(shifted[0].target_on_cpu_samples, Some(2));
+        assert_eq!(shifted[0].target_off_cpu_ms, None, "on-CPU only");
+        let v = serde_json::to_value(&series[0]).unwrap();
+        assert_eq!(v["target_runq_p99_us"], 100);
+        assert!(
+            serde_json::to_value(Second::default())
+                .unwrap()
+                .get("target_off_cpu_ms")
+                .is_none()
+        );
+        let old: Second = serde_json::from_str(r#"{"second": 1, "p99_us": 5}"#).unwrap();
+        assert_eq!((old.p99_us, old.target_off_cpu_ms), (5, None));
+    }
+}
