@@ -5,6 +5,7 @@
 pub mod ebpf;
 pub mod go;
 pub mod h2server;
+pub mod hdr_log;
 pub mod hostile;
 pub mod nghttp2;
 pub mod nginx;
