@@ -46,9 +46,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("loadgen: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => match e.downcast_ref::<cmd::Usage>() {
+            Some(usage) => {
+                eprintln!("loadgen: {usage}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("loadgen: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

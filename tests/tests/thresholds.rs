@@ -187,3 +187,45 @@ fn a_saved_report_is_judged_again() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A failed threshold is said the same way, and gives the same status,
+/// after a run, when a saved report is judged, and when a fleet's parts
+/// are merged. `report` once said nothing on stderr, and `merge` did not
+/// name the thresholds that failed.
+#[test]
+fn a_failed_threshold_is_said_alike_by_run_report_and_merge() {
+    let t = Target::start(1);
+    let dir = std::env::temp_dir().join(format!("loadgen-thr-alike-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let gate = ["--threshold", "requests>=1", "--threshold", "p99>100s"];
+    let said = "loadgen: 1 of 2 thresholds failed: p99>100s\n";
+    let check = |out: std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{what}: {err}");
+        assert!(err.ends_with(said), "{what}: {err}");
+        assert_eq!(err.matches("thresholds failed").count(), 1, "{what}: {err}");
+    };
+    let url = t.url("/");
+    let mut args = vec!["-t1", "-c2", "-n", "100"];
+    let run_json = path("run.json");
+    args.extend(["--json", &run_json, &url]);
+    args.extend(gate);
+    check(run(&args), "run");
+    let mut args = vec!["report", run_json.as_str()];
+    args.extend(gate);
+    check(run(&args), "report");
+    let parts = [path("a.json"), path("b.json")];
+    for (k, p) in ["1/2", "2/2"].iter().zip(&parts) {
+        let out = run(&["-t1", "-c2", "-n", "100", "--part", k, "--json", p, &url]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut args = vec!["merge", parts[0].as_str(), parts[1].as_str()];
+    args.extend(gate);
+    check(run(&args), "merge");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -4,6 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::cli::{CompareArgs, DiffFlameArgs};
+use super::exit::{self, Cause};
+use super::{output, usage};
 use anyhow::Context;
 use loadgen::compare::{diff, runs};
 use loadgen::profile::Folded;
@@ -35,19 +37,17 @@ pub fn report_comparison(
     } else {
         print!("{}", c.text());
     }
-    if let Some(pct) = gate
-        && c.slower_than(pct)
-    {
-        eprintln!("loadgen: significantly slower than the baseline by {pct}% or more");
-        return Ok(ExitCode::from(3));
-    }
-    Ok(ExitCode::SUCCESS)
+    let causes: Vec<Cause> = gate
+        .filter(|&pct| c.slower_than(pct))
+        .map(|pct| Cause::Slower { pct })
+        .into_iter()
+        .collect();
+    Ok(exit::finish(&causes))
 }
 
 pub fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..1.0).contains(&args.alpha) || args.alpha == 0.0 {
-        eprintln!("loadgen: --alpha must be between 0 and 1, e.g. 0.05");
-        return Ok(ExitCode::from(2));
+        return Err(usage("--alpha must be between 0 and 1, e.g. 0.05"));
     }
     let base = read_report(&args.base)?;
     let new = read_report(&args.new)?;
@@ -67,10 +67,9 @@ pub fn diff_flame(args: &DiffFlameArgs) -> anyhow::Result<ExitCode> {
     let requests = requests_of(&args.base_report)?.zip(requests_of(&args.new_report)?);
     let d = diff::diff(&base, &new, requests);
     let title = format!("{} → {}", args.base.display(), args.new.display());
-    let out = std::fs::File::create(&args.output)
-        .with_context(|| format!("cannot create {}", args.output.display()))?;
-    diff::render(&base, &new, &title, std::io::BufWriter::new(out))
-        .with_context(|| format!("cannot draw {}", args.output.display()))?;
+    output::write_file(&args.output, "the differential flamegraph", |w| {
+        diff::render(&base, &new, &title, w)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d.to_json())?);
     } else {

@@ -10,35 +10,22 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use super::cli::DemoArgs;
 use anyhow::{Context, bail};
 use loadgen::config::Config;
-use loadgen::metrics::{ClientCount, ServerCheck};
+use loadgen::metrics::ServerCheck;
 use loadgen::profile::{ProfileConfig, Session};
-use loadgen::report::{self, RunReport};
+use loadgen::report;
 use loadgen::url::Url;
 
-use super::run::{Hooks, load_name, run_load, write_profile_files};
+use super::run::{self, Hooks, load_name, run_load, write_profile_files};
 
-/// Kills the target when the demo ends, however it ends.
-struct TargetChild(Child);
-
-impl Drop for TargetChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let cpus = loadgen::sys::allowed_cpus();
-    // Target on the first CPU, loadgen on the last: each gets a core and
-    // the profile shows the target's work, not contention.
-    let target_cpu = cpus.first().copied();
-    let client_cpu = cpus.last().copied().filter(|_| cpus.len() > 1);
+/// Starts the built-in target (on `cpu`, if given) and reads the address
+/// it listens on from its first line.
+fn start_target(cpu: Option<usize>) -> anyhow::Result<(TargetChild, String)> {
     let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
     let mut cmd = Command::new(exe);
     cmd.args(["target", "--listen", "127.0.0.1:0", "--threads", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    if let (Some(cpu), Some(_)) = (target_cpu, client_cpu) {
+    if let Some(cpu) = cpu {
         // SAFETY: runs in the forked child before exec; sched_setaffinity
         // is async-signal-safe and only touches the child.
         unsafe {
@@ -61,6 +48,26 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     else {
         bail!("the built-in target did not start: {line:?}");
     };
+    Ok((child, addr.to_string()))
+}
+
+/// Kills the target when the demo ends, however it ends.
+struct TargetChild(Child);
+
+impl Drop for TargetChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let cpus = loadgen::sys::allowed_cpus();
+    // Target on the first CPU, loadgen on the last: each gets a core and
+    // the profile shows the target's work, not contention.
+    let client_cpu = cpus.last().copied().filter(|_| cpus.len() > 1);
+    let target_cpu = cpus.first().copied().filter(|_| client_cpu.is_some());
+    let (child, addr) = start_target(target_cpu)?;
     let url = Url::parse(&format!("http://{addr}{}", args.path))?;
     let sockaddr = url.resolve()?;
     let mut cfg = Config::for_url(url, sockaddr);
@@ -69,21 +76,8 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     cfg.duration = Some(args.duration);
     cfg.cpus = client_cpu.into_iter().collect();
     let cfg = cfg.validated()?;
-
     let pid = child.0.id();
-    let session = match Session::start(&ProfileConfig {
-        pids: vec![pid],
-        freq: args.profile_freq,
-        unwind: args.unwind,
-        stack_bytes: args.stack_bytes,
-        off_cpu: None,
-    }) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("loadgen: {e}; the demo continues without a profile");
-            None
-        }
-    };
+    let session = profile_target(pid, args);
     let stop = loadgen::signal::install();
     let mut out = std::io::stdout();
     writeln!(
@@ -91,7 +85,8 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "loadgen demo: the built-in target (pid {pid}) burns CPU in cpu_burn → cpu_burn_round on {}",
         args.path
     )?;
-    write!(out, "{}", report::header(&cfg))?;
+    let header = report::header(&cfg);
+    write!(out, "{header}")?;
     out.flush()?;
     // The target counts what it answers at /metrics: set its count beside
     // ours, as --server-metrics does.
@@ -104,26 +99,12 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         live: None,
         server: Some(&check),
     };
-    let (run, profile, window) = run_load(&cfg, stop, session, &hooks)?;
-    let rep = RunReport::new(
-        &cfg,
-        &run,
-        cfg.engine.name(),
-        loadgen::signal::interrupted(),
-    );
-    write!(out, "{}", report::summary(&rep, true))?;
-    let (m, warnings) = check.evaluate(
-        &window.into_iter().collect::<Vec<_>>(),
-        ClientCount {
-            requests: run.total.responses,
-            duration_s: rep.elapsed_s(),
-        },
-    );
-    write!(out, "{}", m.text())?;
-    for w in warnings {
-        writeln!(out, "{w}")?;
-    }
-    if let Some(p) = &profile {
+    let load = run_load(&cfg, stop, session, &hooks)?;
+    let rep = run::run_report(&cfg, &load.out, &[]);
+    let mut doc = run::document(&rep, &header, true, &mut out)?;
+    let windows: Vec<_> = load.window.into_iter().collect();
+    run::server_metrics(&mut doc, &check, &windows, &mut out)?;
+    if let Some(p) = &load.profile {
         write!(out, "{}", p.summary())?;
         write_profile_files(p, Some(&args.flamegraph), None, &load_name(&cfg))?;
         if p.samples > 0 {
@@ -132,4 +113,23 @@ pub fn main(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     drop(child);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The target's profile; without one (no privileges, say) the demo
+/// goes on and says why.
+fn profile_target(pid: u32, args: &DemoArgs) -> Option<Session> {
+    let pcfg = ProfileConfig {
+        pids: vec![pid],
+        freq: args.profile_freq,
+        unwind: args.unwind,
+        stack_bytes: args.stack_bytes,
+        off_cpu: None,
+    };
+    match Session::start(&pcfg) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("loadgen: {e}; the demo continues without a profile");
+            None
+        }
+    }
 }

@@ -9,6 +9,8 @@ use loadgen::report::merge::{Input, merge};
 use loadgen::report::reports_in;
 
 use super::cli::MergeArgs;
+use super::exit::{self, Cause};
+use super::{output, usage};
 
 /// The reports the arguments name, in order.
 fn read_inputs(args: &MergeArgs) -> anyhow::Result<Vec<Input>> {
@@ -38,43 +40,19 @@ fn read_inputs(args: &MergeArgs) -> anyhow::Result<Vec<Input>> {
 
 pub fn main(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let inputs = read_inputs(args)?;
-    let merged = match merge(&inputs) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let mut out: Box<dyn Write> = if json_to_stdout {
-        Box::new(std::io::stderr())
-    } else {
-        Box::new(std::io::stdout())
-    };
+    // Reports that are not the parts of one fleet: bad usage.
+    let merged = merge(&inputs).map_err(usage)?;
+    let mut out = output::text_out(args.json.as_deref());
     write!(out, "{}", merged.text(args.latency))?;
     let mut doc = merged.report;
-    let mut code = ExitCode::SUCCESS;
-    if !args.thresholds.is_empty() {
-        let Some(outcomes) = super::report::judge(&args.thresholds, &doc) else {
-            return Ok(ExitCode::from(2));
-        };
-        write!(out, "{}", loadgen::threshold::table(&outcomes))?;
-        if outcomes.iter().any(|o| !o.ok) {
-            eprintln!(
-                "loadgen: {} of {} thresholds failed",
-                outcomes.iter().filter(|o| !o.ok).count(),
-                outcomes.len()
-            );
-            code = ExitCode::from(5);
-        }
-        doc.thresholds = outcomes;
-    }
+    output::judge(&args.thresholds, &mut doc, &mut out)?;
     out.flush()?;
     if let Some(path) = &args.json {
-        super::report::write_json(path, &doc)?;
+        output::write_json(path, &doc)?;
     }
     if let Some(path) = &args.html {
-        super::report::write_html(path, &doc)?;
+        output::write_html(path, &doc)?;
     }
-    Ok(code)
+    let causes: Vec<Cause> = Cause::of_thresholds(&doc.thresholds).into_iter().collect();
+    Ok(exit::finish(&causes))
 }

@@ -3,6 +3,7 @@
 //! the CPUs, probes the kernel for `--engine auto`, and reads environment
 //! overrides. Everything after this trusts the [`Validated`] config.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -13,12 +14,14 @@ use loadgen::fleet::{Part, PartError, StartAtError, check_start_at};
 use loadgen::http::{RequestError, RequestSpec};
 use loadgen::scenario::{self, Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use loadgen::schedule::{Schedule, ScheduleError};
+use loadgen::threshold::Threshold;
 use loadgen::tls::{self, TlsError, TlsInputs, TlsSettings, TlsVersion};
 use loadgen::url::{Url, UrlError};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::cli::{EngineFlag, RunArgs};
+use super::{output, usage};
 
 /// `LOADGEN_RING_MODE=coop|plain` lowers the io_uring setup mode, to
 /// exercise the fallbacks.
@@ -87,39 +90,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     if args.script.is_some() {
         return Err(SetupError::Script);
     }
-    let (url, mut entries) = requests(args)?;
-    let mut global = Vec::new();
-    for h in &args.headers {
-        global.push(RequestSpec::parse_header(h)?);
-    }
-    if args.no_keepalive {
-        global.push(("Connection".into(), "close".into()));
-    }
-    scenario::add_global_headers(&mut entries, &global);
-    let mut feeds: Vec<Feed> = Vec::new();
-    for arg in &args.feeds {
-        let f = Feed::from_arg(arg)?;
-        if feeds.iter().any(|g| g.name == f.name) {
-            return Err(FeedError::Duplicate(f.name).into());
-        }
-        feeds.push(f);
-    }
-    let scenario = Scenario::compile(
-        entries,
-        Options {
-            feeds,
-            jwt: args.jwt_secret.as_ref().map(|k| {
-                (
-                    k.clone().into_bytes(),
-                    args.jwt_claims.clone(),
-                    args.jwt_ttl.as_secs(),
-                )
-            }),
-            seed: args.seed.unwrap_or_else(fresh_seed),
-            named: args.scenario.is_some(),
-            env: &|k| std::env::var(k).ok(),
-        },
-    )?;
+    let (url, scenario) = compile_scenario(args)?;
     let load = match (&args.rate, &args.stages) {
         (Some(r), _) => Load::Rate(Schedule::parse_rate(r)?),
         (None, Some(spec)) => Load::Stages(Schedule::parse(spec)?),
@@ -127,19 +98,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     };
     let tls = tls_settings(args, &url)?;
     let addr = url.resolve()?;
-    let part = match args.part {
-        Some(spec) => spec.resolve(std::env::var(JOB_INDEX_ENV).ok().as_deref())?,
-        None => Part::default(),
-    };
-    if part.is_fleet() && args.server_metrics.is_some() {
-        return Err(SetupError::FleetServerMetrics(part));
-    }
-    if let Some(at) = args.start_at {
-        check_start_at(at, SystemTime::now())?;
-        if args.runs > 1 {
-            return Err(SetupError::StartAtRuns);
-        }
-    }
+    let part = fleet_part(args)?;
     let bind = args.bind.as_ref().map(|b| b.0.clone()).unwrap_or_default();
     // The family is checked with the config; a bad address of the right
     // family is found here, once, before anything connects.
@@ -183,6 +142,88 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         start_at: args.start_at,
         bind,
     })?)
+}
+
+/// The requests (the URL's, or `--scenario`'s) with `-H`, the feeds,
+/// the JWT and the seed, compiled.
+fn compile_scenario(args: &RunArgs) -> Result<(Url, Scenario), SetupError> {
+    let (url, mut entries) = requests(args)?;
+    let mut global = Vec::new();
+    for h in &args.headers {
+        global.push(RequestSpec::parse_header(h)?);
+    }
+    if args.no_keepalive {
+        global.push(("Connection".into(), "close".into()));
+    }
+    scenario::add_global_headers(&mut entries, &global);
+    let mut feeds: Vec<Feed> = Vec::new();
+    for arg in &args.feeds {
+        let f = Feed::from_arg(arg)?;
+        if feeds.iter().any(|g| g.name == f.name) {
+            return Err(FeedError::Duplicate(f.name).into());
+        }
+        feeds.push(f);
+    }
+    let scenario = Scenario::compile(
+        entries,
+        Options {
+            feeds,
+            jwt: args.jwt_secret.as_ref().map(|k| {
+                (
+                    k.clone().into_bytes(),
+                    args.jwt_claims.clone(),
+                    args.jwt_ttl.as_secs(),
+                )
+            }),
+            seed: args.seed.unwrap_or_else(fresh_seed),
+            named: args.scenario.is_some(),
+            env: &|k| std::env::var(k).ok(),
+        },
+    )?;
+    Ok((url, scenario))
+}
+
+/// `--part` (with `auto/N`, the index from the environment) and
+/// `--start-at`, and what they rule out.
+fn fleet_part(args: &RunArgs) -> Result<Part, SetupError> {
+    let part = match args.part {
+        Some(spec) => spec.resolve(std::env::var(JOB_INDEX_ENV).ok().as_deref())?,
+        None => Part::default(),
+    };
+    if part.is_fleet() && args.server_metrics.is_some() {
+        return Err(SetupError::FleetServerMetrics(part));
+    }
+    if let Some(at) = args.start_at {
+        check_start_at(at, SystemTime::now())?;
+        if args.runs > 1 {
+            return Err(SetupError::StartAtRuns);
+        }
+    }
+    Ok(part)
+}
+
+/// What a run and `find-max` both start from, found before anything is
+/// sent: the flags as a validated config, the open-file limit raised for
+/// it, the gates (`--threshold`, `--slo`) checked against it, and where
+/// the text goes. Anything wrong is a usage error.
+pub struct Prepared {
+    pub cfg: Validated,
+    pub out: Box<dyn Write>,
+}
+
+impl Prepared {
+    pub fn new(args: &RunArgs, gates: &[Threshold]) -> anyhow::Result<Prepared> {
+        let cfg = run_config(args).map_err(usage)?;
+        raise_file_limit(&cfg).map_err(usage)?;
+        for t in gates {
+            t.check_inputs(!cfg.expect_status.is_empty())
+                .map_err(usage)?;
+        }
+        Ok(Prepared {
+            cfg,
+            out: output::text_out(args.json.as_deref()),
+        })
+    }
 }
 
 /// Open files a run needs: a socket per connection, and some to spare

@@ -16,8 +16,9 @@ pub fn main(args: &TargetArgs) -> anyhow::Result<ExitCode> {
     if let Some((every, stall_for)) = cfg.stall
         && (stall_for >= every || every.is_zero())
     {
-        eprintln!("loadgen: --stall-for must be shorter than --stall-every");
-        return Ok(ExitCode::from(2));
+        return Err(super::usage(
+            "--stall-for must be shorter than --stall-every",
+        ));
     }
     let stop = loadgen::signal::install();
     let server = Server::start(&cfg)?;

@@ -1,0 +1,271 @@
+//! The exit status, decided in one place. Each cause of a non-zero status
+//! is a [`Cause`] with its own line on stderr; the status is the smallest
+//! cause's code, so 1 (a run that reached nothing) wins over 3 (slower
+//! than the baseline), 4 (unexpected statuses) and 5 (a threshold failed),
+//! and the reports are written either way.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use loadgen::stats::ShardStats;
+use loadgen::threshold::Outcome;
+
+/// Why a command does not exit 0.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cause {
+    /// The server's certificate did not verify.
+    Certificate { host: String, why: String },
+    /// Every TLS handshake failed, though connections were made.
+    NoHandshake { addr: SocketAddr, failed: u64 },
+    /// No connection could be made.
+    NoConnection { addr: SocketAddr, errors: u64 },
+    /// `--fail-if-slower PCT`: significantly slower than the baseline.
+    Slower { pct: f64 },
+    /// Responses with a status outside `--expect-status`.
+    Unexpected { count: u64, expected: String },
+    /// `--threshold`s that failed, of how many.
+    Thresholds { failed: Vec<String>, of: usize },
+}
+
+impl Cause {
+    pub fn code(&self) -> u8 {
+        match self {
+            Cause::Certificate { .. } | Cause::NoHandshake { .. } | Cause::NoConnection { .. } => 1,
+            Cause::Slower { .. } => 3,
+            Cause::Unexpected { .. } => 4,
+            Cause::Thresholds { .. } => 5,
+        }
+    }
+
+    /// The thresholds that failed, if any did.
+    pub fn of_thresholds(outcomes: &[Outcome]) -> Option<Cause> {
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| o.expr.clone())
+            .collect();
+        (!failed.is_empty()).then_some(Cause::Thresholds {
+            failed,
+            of: outcomes.len(),
+        })
+    }
+
+    /// `count` responses outside `--expect-status` (`None`: not given).
+    pub fn of_unexpected(count: Option<u64>, expected: impl FnOnce() -> String) -> Option<Cause> {
+        count.filter(|&n| n > 0).map(|count| Cause::Unexpected {
+            count,
+            expected: expected(),
+        })
+    }
+
+    /// A run that reached nothing: the certificate, the handshake or the
+    /// connection failed, said as the first of these that applies.
+    pub fn of_reach(r: &Reach, host: &str, addr: SocketAddr) -> Option<Cause> {
+        if let Some(why) = &r.cert_error {
+            return Some(Cause::Certificate {
+                host: host.to_string(),
+                why: why.clone(),
+            });
+        }
+        if r.responses > 0 {
+            return None;
+        }
+        if r.tls_failed > 0 && r.connect_errors == 0 {
+            return Some(Cause::NoHandshake {
+                addr,
+                failed: r.tls_failed,
+            });
+        }
+        (r.connect_errors > 0).then_some(Cause::NoConnection {
+            addr,
+            errors: r.connect_errors,
+        })
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Certificate { host, why } => write!(
+                f,
+                "TLS certificate verification failed for {host}: {why}; trust its CA with --cacert FILE, or skip verification with -k"
+            ),
+            Cause::NoHandshake { addr, failed } => write!(
+                f,
+                "no TLS handshake with {addr} succeeded ({failed} failed; see the TLS errors line): is it an https server, and does it accept this client (--tls-version, --ciphers, --cert)?"
+            ),
+            Cause::NoConnection { addr, errors } => write!(
+                f,
+                "could not connect to {addr} ({errors} connect errors): is the server running?"
+            ),
+            Cause::Slower { pct } => {
+                write!(
+                    f,
+                    "significantly slower than the baseline by {pct}% or more"
+                )
+            }
+            Cause::Unexpected { count, expected } => write!(
+                f,
+                "{count} responses had a status outside --expect-status {expected}"
+            ),
+            Cause::Thresholds { failed, of } => write!(
+                f,
+                "{} of {of} thresholds failed: {}",
+                failed.len(),
+                failed.join(", ")
+            ),
+        }
+    }
+}
+
+/// What a run's totals say about reaching the server at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reach {
+    pub responses: u64,
+    pub connect_errors: u64,
+    pub tls_failed: u64,
+    pub cert_error: Option<String>,
+}
+
+impl Reach {
+    pub fn of(t: &ShardStats) -> Reach {
+        Reach {
+            responses: t.responses,
+            connect_errors: t.errors.connect,
+            tls_failed: t.tls.as_ref().map_or(0, |t| t.errors.total()),
+            cert_error: t.tls.as_ref().and_then(|t| t.cert_error.clone()),
+        }
+    }
+}
+
+/// The status `causes` give: 0 with none, else the smallest code.
+pub fn exit_code(causes: &[Cause]) -> u8 {
+    causes.iter().map(Cause::code).min().unwrap_or(0)
+}
+
+/// Says each cause on its own line on stderr, and gives the status.
+pub fn finish(causes: &[Cause]) -> ExitCode {
+    for c in causes {
+        eprintln!("loadgen: {c}");
+    }
+    ExitCode::from(exit_code(causes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> SocketAddr {
+        "127.0.0.1:9".parse().unwrap()
+    }
+
+    fn outcome(expr: &str, ok: bool) -> Outcome {
+        Outcome {
+            expr: expr.into(),
+            ok,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn nothing_wrong_is_zero() {
+        assert_eq!(exit_code(&[]), 0);
+        assert_eq!(Cause::of_thresholds(&[outcome("p99<1s", true)]), None);
+        assert_eq!(Cause::of_thresholds(&[]), None);
+        assert_eq!(Cause::of_unexpected(Some(0), String::new), None);
+        assert_eq!(Cause::of_unexpected(None, String::new), None);
+        let reached = Reach {
+            responses: 5,
+            connect_errors: 3,
+            tls_failed: 2,
+            cert_error: None,
+        };
+        assert_eq!(Cause::of_reach(&reached, "h", addr()), None);
+    }
+
+    #[test]
+    fn the_smallest_code_wins_and_one_wins_over_all() {
+        let slower = Cause::Slower { pct: 5.0 };
+        let unexpected = Cause::of_unexpected(Some(3), || "2xx".into()).unwrap();
+        let thresholds = Cause::of_thresholds(&[outcome("a", false)]).unwrap();
+        assert_eq!(exit_code(std::slice::from_ref(&thresholds)), 5);
+        assert_eq!(exit_code(&[thresholds.clone(), unexpected.clone()]), 4);
+        assert_eq!(
+            exit_code(&[thresholds.clone(), unexpected.clone(), slower.clone()]),
+            3
+        );
+        let unreachable = Reach {
+            connect_errors: 1,
+            ..Reach::default()
+        };
+        let none = Cause::of_reach(&unreachable, "h", addr()).unwrap();
+        assert_eq!(exit_code(&[slower, unexpected, thresholds, none]), 1);
+    }
+
+    #[test]
+    fn failed_thresholds_are_named() {
+        let c = Cause::of_thresholds(&[
+            outcome("p99<1ms", false),
+            outcome("errors==0", true),
+            outcome("rps>=500k", false),
+        ])
+        .unwrap();
+        assert_eq!(c.code(), 5);
+        assert_eq!(
+            c.to_string(),
+            "2 of 3 thresholds failed: p99<1ms, rps>=500k"
+        );
+    }
+
+    #[test]
+    fn reaching_nothing_says_the_first_cause() {
+        let cert = Reach {
+            tls_failed: 4,
+            cert_error: Some("unknown issuer".into()),
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&cert, "example.test", addr()).unwrap();
+        assert!(matches!(c, Cause::Certificate { .. }), "{c}");
+        assert!(
+            c.to_string().contains("example.test: unknown issuer"),
+            "{c}"
+        );
+        // A bad certificate fails the run even when some requests were
+        // answered before it was seen.
+        let answered = Reach {
+            responses: 1,
+            ..cert
+        };
+        assert!(Cause::of_reach(&answered, "h", addr()).is_some());
+        let handshakes = Reach {
+            tls_failed: 4,
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&handshakes, "h", addr()).unwrap();
+        assert_eq!(
+            c,
+            Cause::NoHandshake {
+                addr: addr(),
+                failed: 4
+            }
+        );
+        // Connect errors beside failed handshakes: the connections are
+        // the problem.
+        let both = Reach {
+            tls_failed: 4,
+            connect_errors: 2,
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&both, "h", addr()).unwrap();
+        assert_eq!(
+            c,
+            Cause::NoConnection {
+                addr: addr(),
+                errors: 2
+            }
+        );
+        assert!(c.to_string().contains("is the server running?"), "{c}");
+        assert_eq!(Cause::of_reach(&Reach::default(), "h", addr()), None);
+    }
+}
