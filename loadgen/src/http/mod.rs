@@ -4,6 +4,7 @@
 //! io_uring engine, the tests, the fuzzer and the benchmarks.
 
 mod chunked;
+pub mod h2;
 mod request;
 mod response;
 
