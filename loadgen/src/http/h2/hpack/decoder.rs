@@ -1,7 +1,7 @@
 //! The decoder: one call per complete header block.
 
-use super::table::{DynamicTable, STATIC};
-use super::{ENTRY_OVERHEAD, HpackError, Reader, huffman};
+use super::table::{DynamicTable, STATIC, static_name_coded};
+use super::{ENTRY_OVERHEAD, HpackError, Reader, eq_bytes, huffman};
 
 /// A field value as the decoder hands it to the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +79,9 @@ enum Status {
 }
 
 impl Status {
+    #[inline]
     fn see(&mut self, name: &[u8], value: Value<'_>) {
-        if name != b":status" {
+        if name.first() != Some(&b':') || !eq_bytes(name, b":status") {
             return;
         }
         *self = match (*self, parse_status(value)) {
@@ -221,20 +222,28 @@ impl Decoder {
                 let i = r.int(6)?;
                 self.scratch.clear();
                 if i == 0 {
-                    let (wire, huffman) = r.string()?;
-                    push_string(&mut self.scratch, wire, huffman)?;
+                    match r.string()? {
+                        (wire, true) if let Some(name) = static_name_coded(wire) => {
+                            self.scratch.extend_from_slice(name);
+                        }
+                        (wire, huffman) => push_string(&mut self.scratch, wire, huffman)?,
+                    }
                 } else {
                     let (name, _) = entry(&self.table, i)?;
                     self.scratch.extend_from_slice(name);
                 }
                 let name_len = self.scratch.len();
                 let (wire, huffman) = r.string()?;
-                push_string(&mut self.scratch, wire, huffman)?;
+                let seen = huffman.then(|| self.table.find_coded(wire)).flatten();
+                match seen {
+                    Some(value) => self.scratch.extend_from_slice(value),
+                    None => push_string(&mut self.scratch, wire, huffman)?,
+                }
                 let (name, value) = self.scratch.split_at(name_len);
                 account(&mut out, self.max_list, name.len() + value.len())?;
                 status.see(name, Value::Plain(value));
                 on_field(name, Value::Plain(value));
-                self.table.insert(name, value);
+                self.table.insert(name, value, huffman.then_some(wire));
             } else if first & 0x20 != 0 {
                 // Dynamic table size update (§6.3): only before the first
                 // field (§4.2), never above what we allowed.
@@ -259,11 +268,14 @@ impl Decoder {
                 let name = if i == 0 {
                     match r.string()? {
                         (wire, false) => wire,
-                        (wire, true) => {
-                            self.scratch.clear();
-                            push_string(&mut self.scratch, wire, true)?;
-                            &self.scratch[..]
-                        }
+                        (wire, true) => match static_name_coded(wire) {
+                            Some(name) => name,
+                            None => {
+                                self.scratch.clear();
+                                push_string(&mut self.scratch, wire, true)?;
+                                &self.scratch[..]
+                            }
+                        },
                     }
                 } else {
                     entry(&self.table, i)?.0

@@ -403,6 +403,36 @@ pub(super) fn max_decoded_len(wire_len: usize) -> usize {
     wire_len * 8 / 5
 }
 
+/// The longest coding of a static table name (27 letters and dashes, of
+/// 5 or 6 bits each, fit in 21 bytes).
+pub(super) const CODED_NAME_MAX: usize = 24;
+
+/// `encode` at compile time, for the static table's names: the coding and
+/// its length. More than `CODED_NAME_MAX` bytes fails to compile.
+pub(super) const fn encode_name(src: &[u8]) -> ([u8; CODED_NAME_MAX], usize) {
+    let mut out = [0u8; CODED_NAME_MAX];
+    let mut n = 0;
+    let mut acc: u64 = 0;
+    let mut nbits: u32 = 0;
+    let mut i = 0;
+    while i < src.len() {
+        let (code, len) = CODES[src[i] as usize];
+        acc = (acc << len) | code as u64;
+        nbits += len as u32;
+        while nbits >= 8 {
+            nbits -= 8;
+            out[n] = (acc >> nbits) as u8;
+            n += 1;
+        }
+        i += 1;
+    }
+    if nbits > 0 {
+        out[n] = ((acc << (8 - nbits)) as u8) | (0xff >> nbits);
+        n += 1;
+    }
+    (out, n)
+}
+
 /// Appends the Huffman coding of `src`, padded with ones.
 pub fn encode(src: &[u8], out: &mut Vec<u8>) {
     let mut acc: u64 = 0;

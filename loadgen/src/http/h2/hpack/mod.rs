@@ -65,6 +65,35 @@ pub const ENTRY_OVERHEAD: usize = 32;
 /// The dynamic table size both sides start with (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
+/// `a == b` for the short strings HPACK compares (names, coded values):
+/// word loads instead of a call to `memcmp`, which costs more than the
+/// compare itself at these lengths, several times per field.
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+        let mut w = [0; N];
+        w.copy_from_slice(&s[at..at + N]);
+        w
+    }
+    let n = a.len();
+    n == b.len()
+        && match n {
+            0 => true,
+            1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+            4..=7 => {
+                word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4)
+            }
+            8..=16 => {
+                word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8)
+            }
+            17..=32 => {
+                word::<16>(a, 0) == word::<16>(b, 0)
+                    && word::<16>(a, n - 16) == word::<16>(b, n - 16)
+            }
+            _ => a == b,
+        }
+}
+
 /// Reads the primitives of RFC 7541 §5 from a header block.
 struct Reader<'a> {
     buf: &'a [u8],

@@ -226,3 +226,58 @@ fn fields_reuse_their_buffer() {
     assert_eq!(f.len(), 4);
     assert_eq!(f.iter().last(), Some((&b":path"[..], &b"/b"[..])));
 }
+
+#[test]
+fn static_lookup_agrees_with_a_search_of_the_table() {
+    use super::super::table::{STATIC, static_lookup};
+    let brute = |name: &[u8], value: &[u8]| {
+        let by_name = STATIC.iter().position(|&(n, _)| n == name)? + 1;
+        let full = STATIC
+            .iter()
+            .position(|&(n, v)| n == name && v == value)
+            .map(|i| i + 1);
+        Some((by_name, full))
+    };
+    let mut names: Vec<Vec<u8>> = STATIC.iter().map(|(n, _)| n.to_vec()).collect();
+    // Same lengths and ends as static names, but not them; and oddities.
+    names.extend(
+        [
+            "dare",
+            "eTag",
+            "x-refresh",
+            "refrEsh",
+            ":statuz",
+            "",
+            "a",
+            "accept-encodinG",
+            "access-control-allow-origin-x",
+        ]
+        .map(|s| s.as_bytes().to_vec()),
+    );
+    for name in &names {
+        for value in STATIC.iter().map(|(_, v)| *v).chain([&b"other"[..]]) {
+            assert_eq!(
+                static_lookup(name, value),
+                brute(name, value),
+                "{:?} {:?}",
+                String::from_utf8_lossy(name),
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
+}
+
+#[test]
+fn short_compares_agree_with_eq() {
+    let base: Vec<u8> = (0..40).map(|i| b'a' + i % 26).collect();
+    for n in 0..40 {
+        let a = &base[..n];
+        assert!(super::super::eq_bytes(a, a));
+        assert!(!super::super::eq_bytes(a, &base[..n + 1]));
+        for k in 0..n {
+            let mut b = a.to_vec();
+            b[k] ^= 0x20;
+            assert!(!super::super::eq_bytes(a, &b), "length {n}, byte {k}");
+        }
+    }
+}
