@@ -155,14 +155,35 @@ fn entry(table: &DynamicTable, i: usize) -> Result<(&[u8], &[u8]), HpackError> {
     }
 }
 
-/// Appends a string literal's bytes, Huffman-decoding them if coded.
-fn push_string(out: &mut Vec<u8>, wire: &[u8], huffman: bool) -> Result<(), HpackError> {
-    if huffman {
-        Value::Huffman(wire).decode_into(out)
-    } else {
+/// Appends a string literal's bytes, Huffman-decoding them if coded, but
+/// no more than `room` bytes: a longer one takes the header list over its
+/// limit, which is then found before the string is all decoded, so a
+/// block cannot make the decoder hold more than the limit.
+fn push_string(
+    out: &mut Vec<u8>,
+    (wire, huffman): (&[u8], bool),
+    room: usize,
+    limit: usize,
+) -> Result<(), HpackError> {
+    let too_large = HpackError::HeaderListTooLarge { limit };
+    if !huffman {
+        if wire.len() > room {
+            return Err(too_large);
+        }
         out.extend_from_slice(wire);
-        Ok(())
+        return Ok(());
     }
+    let end = out.len() + room;
+    out.reserve(huffman::max_decoded_len(wire.len()).min(room));
+    let mut over = false;
+    huffman::decode(wire, |c| {
+        if out.len() < end {
+            out.push(c);
+        } else {
+            over = true;
+        }
+    })?;
+    if over { Err(too_large) } else { Ok(()) }
 }
 
 /// Counts one field against the header list limit before it is handed on.
@@ -221,12 +242,13 @@ impl Decoder {
                 // then into the table.
                 let i = r.int(6)?;
                 self.scratch.clear();
+                let room = self.max_list.saturating_sub(out.list_size + ENTRY_OVERHEAD);
                 if i == 0 {
                     match r.string()? {
                         (wire, true) if let Some(name) = static_name_coded(wire) => {
                             self.scratch.extend_from_slice(name);
                         }
-                        (wire, huffman) => push_string(&mut self.scratch, wire, huffman)?,
+                        name => push_string(&mut self.scratch, name, room, self.max_list)?,
                     }
                 } else {
                     let (name, _) = entry(&self.table, i)?;
@@ -237,7 +259,12 @@ impl Decoder {
                 let seen = huffman.then(|| self.table.find_coded(wire)).flatten();
                 match seen {
                     Some(value) => self.scratch.extend_from_slice(value),
-                    None => push_string(&mut self.scratch, wire, huffman)?,
+                    None => push_string(
+                        &mut self.scratch,
+                        (wire, huffman),
+                        room.saturating_sub(name_len),
+                        self.max_list,
+                    )?,
                 }
                 let (name, value) = self.scratch.split_at(name_len);
                 account(&mut out, self.max_list, name.len() + value.len())?;
@@ -272,7 +299,9 @@ impl Decoder {
                             Some(name) => name,
                             None => {
                                 self.scratch.clear();
-                                push_string(&mut self.scratch, wire, true)?;
+                                let room =
+                                    self.max_list.saturating_sub(out.list_size + ENTRY_OVERHEAD);
+                                push_string(&mut self.scratch, (wire, true), room, self.max_list)?;
                                 &self.scratch[..]
                             }
                         },
@@ -307,6 +336,11 @@ impl Decoder {
     /// The dynamic table's maximum size as last set by the server.
     pub fn max_table_size(&self) -> usize {
         self.table.max_size()
+    }
+
+    #[cfg(test)]
+    pub(super) fn scratch_capacity(&self) -> usize {
+        self.scratch.capacity()
     }
 
     /// Dynamic entry `i`, 1 being the newest (wire index 61 + i).

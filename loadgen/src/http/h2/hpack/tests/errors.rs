@@ -171,6 +171,43 @@ fn header_list_too_large() {
     assert!(dec.decode(&[0xbe, 0x82], |_, _| {}).is_err());
 }
 
+/// A Huffman-coded string literal.
+fn coded_literal(s: &[u8]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    super::super::huffman::encode(s, &mut wire);
+    let mut out = Vec::new();
+    super::super::encode_int(wire.len(), 7, 0x80, &mut out);
+    out.extend_from_slice(&wire);
+    out
+}
+
+#[test]
+fn header_list_limit_bounds_what_the_decoder_holds() {
+    // 100 KB of 'a' (62.5 KB coded) as a value with indexing, without
+    // indexing, and as a name, against a 16 KB list limit: refused, and
+    // never more than the limit decoded.
+    let big = coded_literal(&[b'a'; 100_000]);
+    let blocks = [
+        [&[0x40, 0x01, b'x'][..], &big].concat(),
+        [&[0x00, 0x01, b'x'][..], &big].concat(),
+        [&[0x00][..], &big, &[0x00]].concat(),
+    ];
+    for block in blocks {
+        let mut dec = Decoder::new(4096, 16 * 1024);
+        let mut fields = 0;
+        assert_eq!(
+            dec.decode(&block, |_, _| fields += 1),
+            Err(HpackError::HeaderListTooLarge { limit: 16 * 1024 })
+        );
+        assert_eq!(fields, 0);
+        assert!(
+            dec.scratch_capacity() <= 16 * 1024,
+            "{}",
+            dec.scratch_capacity()
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
