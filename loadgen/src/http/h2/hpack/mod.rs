@@ -10,6 +10,10 @@
 //!   and hands each field to a callback. Values of literals that are not
 //!   indexed stay Huffman-coded ([`Value::Huffman`]) unless the callback
 //!   decodes them; `:status` is always decoded and returned in [`Decoded`].
+//!   Servers that insert the same fields with every response (nginx does)
+//!   cost compares, not Huffman decodes: the table keeps each value's
+//!   coding and finds it again. The header list limit is enforced as the
+//!   block is read, so no block makes the decoder hold more than it.
 //! - Requests are encoded cheaply ([`encoder`]): templated requests as
 //!   literals that never touch the server's table, and a request that never
 //!   changes as a [`FixedRequest`], sent once with incremental indexing and
