@@ -110,7 +110,8 @@ impl Runs {
 /// "  run 2/5: 9538.36 req/s, p50 42.00us, p99 2.68ms, errors 0"
 fn run_line(run: u32, of: u32, out: &RunOutput) -> String {
     let t = &out.total;
-    let q = |q: f64| loadgen::units::format_time_us(loadgen::histogram::quantile(&t.latency, q) as f64);
+    let q =
+        |q: f64| loadgen::units::format_time_us(loadgen::histogram::quantile(&t.latency, q) as f64);
     format!(
         "  run {run}/{of}: {:.2} req/s, p50 {}, p99 {}, errors {}",
         t.responses as f64 / t.elapsed.as_secs_f64().max(1e-9),
