@@ -19,9 +19,9 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use crate::report::Report;
+// The JSON report holds the outcomes; these are their names here.
+pub use crate::report::{ThresholdOutcome as Outcome, ThresholdUnit as Unit};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ThresholdError {
@@ -82,46 +82,6 @@ impl Op {
     }
 }
 
-/// The unit a threshold's value is written and reported in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Unit {
-    #[serde(rename = "us")]
-    Micros,
-    #[serde(rename = "ms")]
-    Millis,
-    #[serde(rename = "s")]
-    Seconds,
-    #[serde(rename = "req/s")]
-    PerSecond,
-    #[serde(rename = "%")]
-    Percent,
-    #[serde(rename = "")]
-    Count,
-}
-
-impl Unit {
-    /// µs in one of this unit (time units only).
-    fn micros(self) -> f64 {
-        match self {
-            Unit::Micros => 1.0,
-            Unit::Millis => 1e3,
-            Unit::Seconds => 1e6,
-            _ => 1.0,
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Unit::Micros => "us",
-            Unit::Millis => "ms",
-            Unit::Seconds => "s",
-            Unit::PerSecond => " req/s",
-            Unit::Percent => "%",
-            Unit::Count => "",
-        }
-    }
-}
-
 /// A parsed threshold.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
@@ -132,29 +92,6 @@ pub struct Threshold {
     /// The bound, in `unit`.
     pub bound: f64,
     pub unit: Unit,
-}
-
-/// One evaluated threshold, as the JSON report holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Outcome {
-    pub expr: String,
-    /// The measured value in `unit`; `null` when there was nothing to
-    /// measure (a latency of a run with no responses), which fails.
-    pub value: Option<f64>,
-    pub ok: bool,
-    pub unit: Unit,
-}
-
-impl Default for Outcome {
-    fn default() -> Self {
-        Outcome {
-            expr: String::new(),
-            value: None,
-            ok: false,
-            unit: Unit::Count,
-        }
-    }
 }
 
 impl fmt::Display for Threshold {
@@ -390,20 +327,8 @@ impl Threshold {
 
     /// `p99 < 10ms` with the bound as parsed (for tables).
     pub fn canonical(&self) -> String {
-        format!("{} {}", self.op.text(), format_value(self.bound, self.unit))
+        format!("{} {}", self.op.text(), self.unit.format(self.bound))
     }
-}
-
-/// A value with its unit, as the table prints it.
-pub fn format_value(v: f64, unit: Unit) -> String {
-    let digits = if v == v.trunc() && v.abs() < 1e15 {
-        0
-    } else if v.abs() >= 100.0 {
-        1
-    } else {
-        3
-    };
-    format!("{v:.digits$}{}", unit.suffix())
 }
 
 /// Evaluates every threshold.
@@ -424,9 +349,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
         "threshold", "value"
     );
     for o in outcomes {
-        let value = o
-            .value
-            .map_or_else(|| "no data".to_string(), |v| format_value(v, o.unit));
+        let value = o.value_text();
         let _ = std::fmt::Write::write_fmt(
             &mut s,
             format_args!(

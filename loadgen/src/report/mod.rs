@@ -15,7 +15,8 @@ pub use hdr::{write_interval_log, write_percentiles};
 pub use read::{ReadError, reports_in};
 pub use schema::{
     Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
-    Report, RequestReport, RunEntry, Second as SecondReport, Status, TlsReport,
+    Report, RequestReport, RunEntry, Second as SecondReport, Status, ThresholdOutcome,
+    ThresholdUnit, TlsReport,
 };
 pub use text::{SummaryView, header, render as render_summary, summary};
 

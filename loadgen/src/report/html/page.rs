@@ -293,10 +293,7 @@ impl<'a> Page<'a> {
             }
         );
         for o in t {
-            let value = o.value.map_or_else(
-                || "no data".to_string(),
-                |v| crate::threshold::format_value(v, o.unit),
-            );
+            let value = o.value_text();
             let (class, word) = if o.ok {
                 ("pass", "pass")
             } else {

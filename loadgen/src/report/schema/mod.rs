@@ -15,6 +15,10 @@ use crate::stats::{Errors, is_2xx_or_3xx};
 use crate::sys::uring::RingMode;
 use crate::tls::TlsErrors;
 
+mod threshold;
+
+pub use threshold::{ThresholdOutcome, ThresholdUnit};
+
 /// A latency distribution, µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -276,7 +280,7 @@ pub struct Report {
     pub summary_text: String,
     /// With `--threshold`: each expression, its value and whether it held.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub thresholds: Vec<crate::threshold::Outcome>,
+    pub thresholds: Vec<ThresholdOutcome>,
     /// With `--server-metrics`: the server's own count beside ours.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<crate::metrics::ServerMetrics>,
