@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod profile;
 pub mod report;
+pub mod sample;
 pub mod scenario;
 pub mod schedule;
 pub mod search;

@@ -7,8 +7,9 @@ use super::cli::{CompareArgs, DiffFlameArgs};
 use super::exit::{self, Cause};
 use super::{output, usage};
 use anyhow::Context;
-use loadgen::compare::{diff, runs};
+use loadgen::compare::runs;
 use loadgen::profile::Folded;
+use loadgen::profile::diff;
 use loadgen::report::Report;
 
 pub fn read_report(path: &Path) -> anyhow::Result<Report> {

@@ -1,6 +1,5 @@
-//! Proving a change: `loadgen compare` (statistics over repeated runs) and
-//! `loadgen diff-flame` (differential flamegraphs).
+//! Proving a change: `loadgen compare` and `--baseline`, statistics over
+//! repeated runs (the differential flamegraphs of `loadgen diff-flame` are
+//! `profile::diff`'s).
 
-pub mod diff;
 pub mod runs;
-pub mod stats;

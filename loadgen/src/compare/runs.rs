@@ -11,10 +11,13 @@
 
 use serde::Serialize;
 
-use super::stats::{
+use crate::report::{
+    Baseline, ComparisonRow, Distribution, Latency, MetricUnit as Unit, Report, SampleKind,
+    SecondReport, Test, Verdict,
+};
+use crate::sample::{
     bootstrap_delta_pct, cv, mann_whitney_min_p, mann_whitney_u, median, shapiro_wilk, welch_t,
 };
-use crate::report::{Latency, Report, SecondReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -22,63 +25,6 @@ pub enum CompareError {
         "{0} has no samples for {1}: it needs `runs` (from --runs) or a per-second `series` (loadgen ≥ this version)"
     )]
     NoSamples(String, &'static str),
-}
-
-/// What a metric's numbers are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Unit {
-    #[serde(rename = "req/s")]
-    PerSecond,
-    #[serde(rename = "us")]
-    Micros,
-}
-
-impl Unit {
-    pub fn format(self, v: f64) -> String {
-        match self {
-            Unit::PerSecond => format!("{v:.1}/s"),
-            Unit::Micros => crate::units::format_time_us(v),
-        }
-    }
-}
-
-/// What the comparison concluded about one metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Verdict {
-    #[serde(rename = "faster")]
-    Faster,
-    #[serde(rename = "slower")]
-    Slower,
-    #[serde(rename = "no significant difference")]
-    NoDifference,
-}
-
-impl Verdict {
-    pub fn text(self) -> &'static str {
-        match self {
-            Verdict::Faster => "faster",
-            Verdict::Slower => "slower",
-            Verdict::NoDifference => "no significant difference",
-        }
-    }
-}
-
-/// Which test gave the p-value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Test {
-    #[serde(rename = "Welch t")]
-    Welch,
-    #[serde(rename = "Mann-Whitney U")]
-    MannWhitney,
-}
-
-impl Test {
-    pub fn text(self) -> &'static str {
-        match self {
-            Test::Welch => "Welch t",
-            Test::MannWhitney => "Mann-Whitney U",
-        }
-    }
 }
 
 struct Metric {
@@ -222,14 +168,6 @@ impl From<&Metric> for What {
     }
 }
 
-/// Where the samples came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SampleKind {
-    Runs,
-    Seconds,
-}
-
 fn samples(doc: &Report, m: &Metric, kind: SampleKind) -> Vec<f64> {
     match kind {
         SampleKind::Runs => doc
@@ -250,28 +188,10 @@ fn samples(doc: &Report, m: &Metric, kind: SampleKind) -> Vec<f64> {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub metric: &'static str,
-    /// The scenario request this row is about (`None`: all requests).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<String>,
-    pub unit: Unit,
-    pub base_median: f64,
-    pub new_median: f64,
-    pub delta_pct: f64,
-    pub ci95_pct: (f64, f64),
-    pub p_value: f64,
-    pub test: Test,
-    pub verdict: Verdict,
-    pub n_base: usize,
-    pub n_new: usize,
-}
-
 #[derive(Debug, Clone)]
 pub struct Comparison {
     pub kind: SampleKind,
-    pub rows: Vec<Row>,
+    pub rows: Vec<ComparisonRow>,
     pub warnings: Vec<String>,
     pub alpha: f64,
 }
@@ -282,7 +202,7 @@ pub struct ComparisonReport<'a> {
     pub samples: SampleKind,
     pub alpha: f64,
     pub ci: &'static str,
-    pub metrics: &'a [Row],
+    pub metrics: &'a [ComparisonRow],
     pub warnings: &'a [String],
 }
 
@@ -297,19 +217,31 @@ fn sample_kind(base: &Report, new: &Report) -> SampleKind {
 
 /// The samples each total metric is compared on, base and new, as
 /// [`compare`] takes them (for plotting the two distributions).
-pub fn distributions(base: &Report, new: &Report) -> Vec<(&'static str, Unit, Vec<f64>, Vec<f64>)> {
+pub fn distributions(base: &Report, new: &Report) -> Vec<Distribution> {
     let kind = sample_kind(base, new);
     METRICS
         .iter()
-        .map(|m| {
-            (
-                m.name,
-                m.unit,
-                samples(base, m, kind),
-                samples(new, m, kind),
-            )
+        .map(|m| Distribution {
+            metric: m.name.to_string(),
+            unit: m.unit,
+            base: samples(base, m, kind),
+            new: samples(new, m, kind),
         })
         .collect()
+}
+
+/// `--baseline`'s comparison of `new` with `base` (read from `path`) as
+/// the report holds it; a profile's part is the caller's to add.
+pub fn baseline(path: &str, base: &Report, new: &Report, c: &Comparison) -> Baseline {
+    Baseline {
+        path: path.to_string(),
+        samples: c.kind,
+        alpha: c.alpha,
+        metrics: c.rows.clone(),
+        warnings: c.warnings.clone(),
+        distributions: distributions(base, new),
+        ..Baseline::default()
+    }
 }
 
 pub fn compare(base: &Report, new: &Report, alpha: f64) -> Result<Comparison, CompareError> {
@@ -403,7 +335,7 @@ fn row(
     b: &[f64],
     alpha: f64,
     warnings: &mut Vec<String>,
-) -> Row {
+) -> ComparisonRow {
     let (ma, mb) = (median(a), median(b));
     let delta = if ma != 0.0 {
         100.0 * (mb - ma) / ma
@@ -441,8 +373,8 @@ fn row(
     } else {
         Verdict::NoDifference
     };
-    let row = Row {
-        metric: m.name,
+    let row = ComparisonRow {
+        metric: m.name.to_string(),
         request,
         unit: m.unit,
         base_median: ma,
@@ -468,21 +400,11 @@ fn row(
     row
 }
 
-impl Row {
-    /// `metric`, or `request: metric` for a per-request row.
-    pub fn label(&self) -> String {
-        match &self.request {
-            Some(name) => format!("{name}: {}", self.metric),
-            None => self.metric.to_string(),
-        }
-    }
-}
-
 impl Comparison {
     pub fn text(&self) -> String {
         let what = match self.kind {
-            SampleKind::Runs => "runs (one sample per run)",
-            SampleKind::Seconds => "per-second samples (no --runs on both sides)",
+            SampleKind::Runs => self.kind.describe().to_string(),
+            SampleKind::Seconds => format!("{} (no --runs on both sides)", self.kind.describe()),
         };
         let mut s = format!(
             "Samples: {what}; 95% CI: bootstrap of the median's relative change; alpha {}\n",

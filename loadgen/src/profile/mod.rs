@@ -18,6 +18,7 @@
 
 pub mod bpf;
 pub mod btf;
+pub mod diff;
 mod find;
 pub mod folded;
 pub mod maps;

@@ -14,9 +14,9 @@ pub use build::join_target;
 pub use hdr::{write_interval_log, write_percentiles};
 pub use read::{ReadError, reports_in};
 pub use schema::{
-    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, Mode, PartRow,
-    Report, RequestReport, RunEntry, Second as SecondReport, Status, ThresholdOutcome,
-    ThresholdUnit, TlsReport,
+    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, MetricUnit, Mode,
+    PartRow, Report, RequestReport, RunEntry, SampleKind, Second as SecondReport, Status, Test,
+    ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
 };
 pub use text::{SummaryView, header, render as render_summary, summary};
 

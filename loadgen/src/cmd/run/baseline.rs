@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use loadgen::compare::diff::{self, FlameDiff};
-use loadgen::compare::runs::{self, Comparison};
+use loadgen::compare::runs;
+use loadgen::profile::diff::{self, FlameDiff};
 use loadgen::profile::{Folded, Profile};
-use loadgen::report::{Baseline, Distribution, Report};
+use loadgen::report::{Baseline, Report};
 
 use crate::cmd::cli::RunArgs;
 use crate::cmd::exit::Cause;
@@ -28,7 +28,7 @@ pub fn compare(
     out.flush()?;
     let c = runs::compare(&base, doc, 0.05)?;
     write!(out, "{}", c.text())?;
-    let mut b = baseline(base_path, &c, &base, doc)?;
+    let mut b = runs::baseline(&base_path.display().to_string(), &base, doc, &c);
     if let Some(p) = profile {
         let requests = Some((base.requests, doc.requests)).filter(|&(b, n)| b > 0 && n > 0);
         let sides = Sides {
@@ -44,37 +44,6 @@ pub fn compare(
         .fail_if_slower
         .filter(|&pct| c.slower_than(pct))
         .map(|pct| Cause::Slower { pct }))
-}
-
-/// The comparison as the report keeps it.
-fn baseline(
-    base_path: &Path,
-    c: &Comparison,
-    base: &Report,
-    doc: &Report,
-) -> anyhow::Result<Baseline> {
-    let typed = serde_json::to_value(c.report())?;
-    Ok(Baseline {
-        path: base_path.display().to_string(),
-        samples: typed["samples"].as_str().unwrap_or("").to_string(),
-        alpha: c.alpha,
-        metrics: serde_json::from_value(typed["metrics"].clone())?,
-        warnings: c.warnings.clone(),
-        distributions: runs::distributions(base, doc)
-            .into_iter()
-            .map(|(metric, unit, a, n)| Distribution {
-                metric: metric.to_string(),
-                unit: serde_json::to_value(unit)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                base: a,
-                new: n,
-            })
-            .collect(),
-        flame_diff: None,
-        base_folded: Vec::new(),
-    })
 }
 
 /// The baseline's side of a stack difference.

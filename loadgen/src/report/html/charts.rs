@@ -350,7 +350,7 @@ pub fn distribution(
                 }))
                 .map_err(err)?;
             if !xs.is_empty() {
-                let m = crate::compare::stats::median(xs);
+                let m = crate::sample::median(xs);
                 chart
                     .draw_series(LineSeries::new(
                         [(side - 0.35, m), (side + 0.35, m)],

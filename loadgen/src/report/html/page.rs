@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::HtmlError;
 use super::charts::{self, Line, SecondPoint};
 use crate::profile::Folded;
-use crate::report::{Latency, Report};
+use crate::report::{Latency, MetricUnit, Report, Verdict};
 use crate::units::{format_binary, format_metric, format_time_us};
 
 /// No fetch of any kind; inline styles and scripts (the flamegraphs') only.
@@ -567,43 +567,29 @@ impl<'a> Page<'a> {
             self.out,
             "<h2 id=\"baseline\">Compared with {}</h2>\n<p>Samples: {}; 95% CI: bootstrap of the median's relative change; alpha {}.</p>",
             escape(&b.path),
-            if b.samples == "runs" {
-                "runs (one sample per run)"
-            } else {
-                "per-second samples"
-            },
+            b.samples.describe(),
             b.alpha
         );
         self.out.push_str("<table>\n<tr><th class=\"l\">metric</th><th>base</th><th>new</th><th>delta</th><th>95% CI</th><th>p-value</th><th class=\"l\">test</th><th class=\"l\">verdict</th></tr>\n");
         for r in &b.metrics {
-            let fmt = |v: f64| {
-                if r.unit == "us" {
-                    format_time_us(v)
-                } else {
-                    format!("{v:.1}/s")
-                }
-            };
-            let label = match &r.request {
-                Some(n) => format!("{n}: {}", r.metric),
-                None => r.metric.clone(),
-            };
-            let class = match r.verdict.as_str() {
-                "slower" => "fail",
-                "faster" => "pass",
-                _ => "",
+            let fmt = |v: f64| r.unit.format(v);
+            let class = match r.verdict {
+                Verdict::Slower => "fail",
+                Verdict::Faster => "pass",
+                Verdict::NoDifference => "",
             };
             let _ = writeln!(
                 self.out,
                 "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:+.2}%</td><td>[{:+.2}%, {:+.2}%]</td><td>{:.4}</td><td class=\"l\">{}</td><td class=\"l {class}\">{}</td></tr>",
-                escape(&label),
+                escape(&r.label()),
                 fmt(r.base_median),
                 fmt(r.new_median),
                 r.delta_pct,
                 r.ci95_pct.0,
                 r.ci95_pct.1,
                 r.p_value,
-                escape(&r.test),
-                escape(&r.verdict)
+                escape(r.test.text()),
+                escape(r.verdict.text())
             );
         }
         self.out.push_str("</table>\n");
@@ -613,10 +599,9 @@ impl<'a> Page<'a> {
         if !b.distributions.is_empty() {
             self.out.push_str("<p class=\"muted\">Each dot is one sample (a run, or a second); the bar is the median.</p>\n<div>\n");
             for dist in &b.distributions {
-                let fmt: &dyn Fn(f64) -> String = if dist.unit == "us" {
-                    &format_time_us
-                } else {
-                    &format_metric
+                let fmt: &dyn Fn(f64) -> String = match dist.unit {
+                    MetricUnit::Micros => &format_time_us,
+                    MetricUnit::PerSecond => &format_metric,
                 };
                 let svg = charts::distribution(&dist.metric, &dist.base, &dist.new, fmt)?;
                 let _ = writeln!(self.out, "<span class=\"small\">{svg}</span>");
@@ -647,7 +632,7 @@ impl<'a> Page<'a> {
                 let title = format!("{} → this run", b.path);
                 let svg = fresh_thread(|| {
                     let mut svg = Vec::new();
-                    crate::compare::diff::render(&base_f, &new_f, &title, &mut svg).map(|()| svg)
+                    crate::profile::diff::render(&base_f, &new_f, &title, &mut svg).map(|()| svg)
                 })?;
                 self.out.push_str("<p class=\"muted\">Differential flamegraph: this run's stacks, red where a frame's share grew since the baseline, blue where it shrank.</p>\n");
                 self.out.push_str(&flame_frame(

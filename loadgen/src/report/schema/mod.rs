@@ -15,8 +15,12 @@ use crate::stats::{Errors, is_2xx_or_3xx};
 use crate::sys::uring::RingMode;
 use crate::tls::TlsErrors;
 
+mod comparison;
 mod threshold;
 
+pub use comparison::{
+    Baseline, ComparisonRow, Distribution, MetricUnit, SampleKind, Test, Verdict,
+};
 pub use threshold::{ThresholdOutcome, ThresholdUnit};
 
 /// A latency distribution, µs.
@@ -362,56 +366,6 @@ pub struct PartRow {
     pub p99_us: u64,
     /// Every counted failure, connect included.
     pub errors: u64,
-}
-
-/// One row of the comparison with a baseline (as `loadgen compare --json`
-/// prints it).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ComparisonRow {
-    pub metric: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<String>,
-    pub unit: String,
-    pub base_median: f64,
-    pub new_median: f64,
-    pub delta_pct: f64,
-    pub ci95_pct: (f64, f64),
-    pub p_value: f64,
-    pub test: String,
-    pub verdict: String,
-    pub n_base: usize,
-    pub n_new: usize,
-}
-
-/// The samples one metric was compared on, each side.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Distribution {
-    pub metric: String,
-    pub unit: String,
-    pub base: Vec<f64>,
-    pub new: Vec<f64>,
-}
-
-/// `--baseline`: everything the comparison printed and drew.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Baseline {
-    /// The baseline report's path as given.
-    pub path: String,
-    /// `runs` or `seconds`.
-    pub samples: String,
-    pub alpha: f64,
-    pub metrics: Vec<ComparisonRow>,
-    pub warnings: Vec<String>,
-    pub distributions: Vec<Distribution>,
-    /// With a profile on both sides: `diff-flame --json`'s figures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flame_diff: Option<serde_json::Value>,
-    /// The baseline's folded stacks, for the differential flamegraph.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub base_folded: Vec<String>,
 }
 
 impl Report {
