@@ -13,7 +13,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use super::{EngineError, Shard};
 use crate::shard::{Action, Core, EngineCaps};
 use crate::stats::ShardStats;
-use crate::sys::sock::{self, SockAddr, tcp_socket};
+use crate::sys::sock::{self, SockAddr};
 use crate::sys::uring::{Completion, SetupError, Uring};
 
 const OP_CONNECT: u64 = 1;
@@ -84,6 +84,8 @@ pub fn setup(shard: &Shard<'_>) -> Result<Uring, EngineError> {
 struct Engine<'c, 'a> {
     uring: Uring,
     core: &'c mut Core<'a>,
+    /// The target, at an address that stays put while connects in the
+    /// ring point at it.
     addr: Box<SockAddr>,
     /// `--bind`: the source addresses (port 0), by index.
     sources: Vec<SockAddr>,
@@ -104,12 +106,12 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
     let mut e = Engine {
         uring,
         core: &mut core,
-        addr: SockAddr::new(shard.cfg.addr),
+        addr: Box::new(SockAddr::from(shard.cfg.addr)),
         sources: shard
             .cfg
             .bind
             .iter()
-            .map(|&ip| *SockAddr::new(std::net::SocketAddr::new(ip, 0)))
+            .map(|&ip| SockAddr::from(std::net::SocketAddr::new(ip, 0)))
             .collect(),
         sockets: vec![NO_SOCKET; n],
         closing: Vec::with_capacity(n),
@@ -217,14 +219,9 @@ impl Engine<'_, '_> {
 
     fn connect(&mut self, conn: u32, generation: u32, source: Option<u32>, now: u64) {
         let source = source.and_then(|i| self.sources.get(i as usize));
-        let fd = match tcp_socket(self.addr.family).and_then(|fd| match source {
-            // A plain syscall: io_uring's bind is newer than the kernels
-            // this engine runs on, and connects are not the hot path.
-            Some(src) => sock::bind_source(fd, src)
-                .map(|()| fd)
-                .inspect_err(|_| sock::close(fd)),
-            None => Ok(fd),
-        }) {
+        // Plain syscalls: io_uring's bind is newer than the kernels this
+        // engine runs on, and connects are not the hot path.
+        let fd = match sock::tcp_socket(&self.addr, source) {
             Ok(fd) => fd,
             Err(_) => {
                 // Out of descriptors or ports (for a source address too):
@@ -242,7 +239,7 @@ impl Engine<'_, '_> {
             generation,
             connecting: true,
         };
-        let entry = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr(), self.addr.len)
+        let entry = opcode::Connect::new(types::Fd(fd), self.addr.as_ptr().cast(), self.addr.len())
             .build()
             .user_data(user_data(conn, generation, OP_CONNECT));
         self.uring.in_flight += 1;

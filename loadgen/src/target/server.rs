@@ -4,7 +4,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -192,41 +191,16 @@ impl Drop for Server {
     }
 }
 
+/// A listener on `addr` that the other threads' listeners share
+/// (SO_REUSEPORT: the kernel spreads connections over them).
 fn reuseport_listener(addr: SocketAddr) -> io::Result<TcpListener> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    let fd = crate::sys::sock::stream_socket(family)?;
-    // SAFETY: fd is a fresh socket we own; from here `std` closes it.
-    let std_listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-        // SAFETY: valid fd and a pointer to a live c_int.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                &one as *const _ as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    let sa = crate::sys::sock::SockAddr::new(addr);
-    // SAFETY: `sa` holds a valid sockaddr of `sa.len` bytes.
-    if unsafe { libc::bind(fd, sa.as_ptr(), sa.len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a bound socket.
-    if unsafe { libc::listen(fd, 4096) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(TcpListener::from_std(std_listener))
+    let addr = crate::sys::sock::SockAddr::from(addr);
+    let s = crate::sys::sock::stream_socket(&addr)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.bind(&addr)?;
+    s.listen(4096)?;
+    Ok(TcpListener::from_std(s.into()))
 }
 
 struct Conn {
