@@ -3,10 +3,20 @@
 //! stays bounded. The expected behaviour of each case is documented in the
 //! README's "Errors" section.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use loadgen_tests::hostile::Hostile;
 use loadgen_tests::{Measured, run_measured};
+
+/// The tests that time a run (wall and CPU time against a 2 s load) take
+/// turns with the one that loads both CPUs (320 MiB of bodies), so that
+/// neither measures the other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn n_run(h: &Hostile, path: &str, n: u64, extra: &[&str]) -> Measured {
     let url = h.url(path);
@@ -113,6 +123,7 @@ fn short_bodies_and_resets_are_counted_by_kind() {
 
 #[test]
 fn silent_and_dripping_servers_time_out_and_the_run_ends_on_time() {
+    let _g = serial();
     let h = Hostile::start();
     for path in ["/silent", "/drip"] {
         let url = h.url(path);
@@ -128,6 +139,7 @@ fn silent_and_dripping_servers_time_out_and_the_run_ends_on_time() {
 
 #[test]
 fn big_bodies_stream_in_bounded_memory() {
+    let _g = serial();
     let h = Hostile::start();
     let m = n_run(&h, "/big", 40, &[]);
     assert_eq!(m.json["requests"], 40);
@@ -155,6 +167,7 @@ fn pipelined_requests_lost_to_a_close_are_counted_and_resent() {
 
 #[test]
 fn refused_connections_back_off_instead_of_spinning() {
+    let _g = serial();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
