@@ -9,6 +9,8 @@
 mod charts;
 mod offcpu;
 mod page;
+#[cfg(test)]
+mod tests;
 
 use crate::report::Report;
 
