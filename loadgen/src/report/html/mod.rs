@@ -7,14 +7,13 @@
 //! page's Content-Security-Policy forbids any fetch.
 
 mod charts;
+mod markup;
 mod offcpu;
 mod page;
 #[cfg(test)]
 mod tests;
 
 use crate::report::Report;
-
-pub use page::escape;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HtmlError {
@@ -40,5 +39,5 @@ pub fn render_search(
     slo_us: Option<f64>,
     answer: Option<f64>,
 ) -> Result<String, HtmlError> {
-    page::search_page(title, text, &charts::search(points, slo_us, answer)?)
+    page::search_page(title, text, charts::search(points, slo_us, answer)?)
 }

@@ -3,11 +3,10 @@
 //! `profile.off_cpu`, `profile.sched` and the series' target fields, so
 //! `loadgen report RUN.json --html` draws it again.
 
-use std::fmt::Write;
-
 use super::HtmlError;
 use super::charts;
-use super::page::{escape, figure, flame_frame, fresh_thread};
+use super::markup::{Html, html, html_line};
+use super::page::{figure, flame_frame, fresh_thread};
 use crate::profile::{Folded, ProfileReport};
 use crate::report::SecondReport;
 use crate::units::format_time_us;
@@ -18,15 +17,15 @@ pub(super) fn section(
     p: &ProfileReport,
     target: &str,
     series: &[SecondReport],
-    out: &mut String,
+    out: &mut Html,
 ) -> Result<(), HtmlError> {
     let Some(o) = &p.off_cpu else {
         return Ok(());
     };
-    let _ = writeln!(
+    html_line!(
         out,
         "<h3 id=\"off-cpu\">Off-CPU: where {} waited</h3>\n<p>{} in {} waits (≥ {}): sleeping (S) {}, uninterruptible (D) {}, preempted (R) {}. Stacks of 1 in up to {} switch-outs ({} taken); their times are scaled by the sampling and add up to {}.</p>",
-        escape(target),
+        target,
         format_time_us(o.total_us),
         o.waits,
         format_time_us(o.min_us),
@@ -39,7 +38,7 @@ pub(super) fn section(
     );
     if let Some(s) = &p.sched {
         let q = &s.runq_latency_us;
-        let _ = writeln!(
+        html_line!(
             out,
             "<p>Run-queue latency (woken or preempted → running): p50 {}, p90 {}, p99 {}, max {} over {} waits ({} wakeups, {} preemptions).</p>",
             format_time_us(q.p50 as f64),
@@ -59,8 +58,8 @@ pub(super) fn section(
         })
         .collect();
     if !points.is_empty() {
-        out.push_str(&figure(
-            &charts::client_and_runq(&points)?,
+        out.markup(&figure(
+            charts::client_and_runq(&points)?,
             "The client's p99 and the target's run-queue p99, second by second: a client tail that follows the run queue is the scheduler's (a CPU shared with other work), not the server's code.",
         ));
     }
@@ -72,27 +71,33 @@ pub(super) fn section(
             let mut svg = Vec::new();
             crate::profile::render_off_cpu_flamegraph(&folded, &title, &mut svg).map(|()| svg)
         })?;
-        out.push_str("<p class=\"muted\">Widths are µs off the CPU; the leaf is the state the thread waited in ([S], [D], [R]).</p>\n");
-        out.push_str(&flame_frame(
+        html!(
+            out,
+            "<p class=\"muted\">Widths are µs off the CPU; the leaf is the state the thread waited in ([S], [D], [R]).</p>\n"
+        );
+        out.markup(&flame_frame(
             "Off-CPU flamegraph",
             &String::from_utf8_lossy(&svg),
         ));
     }
     if !o.blocking.is_empty() {
-        out.push_str("<table>\n<tr><th>time</th><th>share</th><th>waits</th><th class=\"l\">state</th><th class=\"l\">blocked in</th><th class=\"l\">woken by</th></tr>\n");
+        html!(
+            out,
+            "<table>\n<tr><th>time</th><th>share</th><th>waits</th><th class=\"l\">state</th><th class=\"l\">blocked in</th><th class=\"l\">woken by</th></tr>\n"
+        );
         for b in &o.blocking {
-            let _ = writeln!(
+            html_line!(
                 out,
                 "<tr><td>{}</td><td>{:.1}%</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\"><code>{}</code></td><td class=\"l\"><code>{}</code></td></tr>",
                 format_time_us(b.us),
                 b.pct,
                 b.waits,
-                escape(&b.state),
-                escape(&b.blocked_in),
-                escape(b.woken_by.as_deref().unwrap_or("-"))
+                b.state,
+                b.blocked_in,
+                b.woken_by.as_deref().unwrap_or("-")
             );
         }
-        out.push_str("</table>\n");
+        html!(out, "</table>\n");
     }
     Ok(())
 }

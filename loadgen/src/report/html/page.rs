@@ -1,12 +1,11 @@
 //! Assembling the page: sections in reading order, each from the report's
 //! fields, each left out when the run has nothing for it.
 
-use std::fmt::Write;
-
 use serde_json::Value;
 
 use super::HtmlError;
 use super::charts::{self, Line, SecondPoint};
+use super::markup::{Html, Markup, html, html_line, markup, svg};
 use crate::profile::Folded;
 use crate::report::{Latency, MetricUnit, Report, Verdict};
 use crate::units::{format_binary, format_metric, format_time_us};
@@ -28,33 +27,37 @@ iframe.flame { width: 100%; border: 1px solid #ddd; }
 ";
 
 /// A `find-max` page: its text and its chart, under the same policy.
-pub fn search_page(title: &str, text: &str, chart: &str) -> Result<String, HtmlError> {
-    Ok(format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n{}\n<pre>{}</pre>\n<p class=\"muted\">Written by loadgen {}.</p>\n</body>\n</html>\n",
-        figure(
-            chart,
-            "Each dot is one step: its target rate and the p99 it got."
-        ),
-        escape(text),
-        env!("CARGO_PKG_VERSION"),
-        t = escape(title),
-    ))
+pub fn search_page(title: &str, text: &str, chart: String) -> Result<String, HtmlError> {
+    let mut h = Html::with_capacity(64 * 1024);
+    head(&mut h, title);
+    html_line!(h, "<h1>{}</h1>", title);
+    h.markup(&figure(
+        chart,
+        "Each dot is one step: its target rate and the p99 it got.",
+    ));
+    html!(
+        h,
+        "\n<pre>{}</pre>\n<p class=\"muted\">Written by loadgen {}.</p>\n</body>\n</html>\n",
+        text,
+        env!("CARGO_PKG_VERSION")
+    );
+    Ok(h.into_string())
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// The document's start, to the opening `<body>`, under the policy.
+fn head(h: &mut Html, title: &str) {
+    html!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\""
+    );
+    h.markup(&Markup::literal(CSP));
+    html!(
+        h,
+        "\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>",
+        title
+    );
+    h.markup(&Markup::literal(STYLE));
+    html!(h, "</style>\n</head>\n<body>\n");
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` from Unix ms (civil-from-days, proleptic
@@ -86,7 +89,7 @@ fn utc(ms: u64) -> String {
 /// width to fit its parent, which as the root of an SVG file is the whole
 /// window but inline in HTML falls back to 300 px: the style gives it the
 /// frame's width.
-pub(super) fn flame_frame(title: &str, svg: &str) -> String {
+pub(super) fn flame_frame(title: &str, svg: &str) -> Markup {
     let height = svg
         .split_once("height=\"")
         .and_then(|(_, r)| r.split('"').next())
@@ -96,45 +99,48 @@ pub(super) fn flame_frame(title: &str, svg: &str) -> String {
         .trim_start_matches(|c: char| c != '<')
         .split_once("<svg")
         .map_or(svg.to_string(), |(_, rest)| format!("<svg{rest}"));
+    // The framed document is markup; as the attribute's value it is
+    // escaped like any other.
     let doc = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\"><style>body{{margin:0}} body>svg{{width:100%}}</style><script>history.replaceState = function () {{}};</script></head><body>{body}</body></html>"
     );
-    format!(
+    markup!(
         "<iframe class=\"flame\" title=\"{}\" style=\"height:{}px\" srcdoc=\"{}\"></iframe>\n",
-        escape(title),
+        title,
         height.ceil() as u64 + 4,
-        escape(&doc)
+        doc
     )
 }
 
-pub(super) fn figure(svg: &str, caption: &str) -> String {
-    format!(
-        "<figure>{svg}<figcaption class=\"muted\">{}</figcaption></figure>\n",
-        escape(caption)
-    )
+/// A chart (SVG as the chart library drew it) with its caption.
+pub(super) fn figure(drawn: String, caption: &str) -> Markup {
+    let mut h = Html::default();
+    html!(h, "<figure>");
+    h.markup(&svg(drawn));
+    html_line!(
+        h,
+        "<figcaption class=\"muted\">{}</figcaption></figure>",
+        caption
+    );
+    h.into_markup()
 }
 
 pub struct Page<'a> {
     doc: &'a Report,
-    out: String,
+    out: Html,
 }
 
 impl<'a> Page<'a> {
     pub fn new(doc: &'a Report) -> Page<'a> {
         Page {
             doc,
-            out: String::with_capacity(256 * 1024),
+            out: Html::with_capacity(256 * 1024),
         }
     }
 
     pub fn render(mut self) -> Result<String, HtmlError> {
         let d = self.doc;
-        let title = format!("loadgen: {}", d.url);
-        let _ = write!(
-            self.out,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
-            escape(&title)
-        );
+        head(&mut self.out, &format!("loadgen: {}", d.url));
         self.header();
         self.parts();
         self.thresholds();
@@ -145,17 +151,17 @@ impl<'a> Page<'a> {
         self.runs();
         self.profile()?;
         self.baseline()?;
-        let _ = write!(
+        html!(
             self.out,
             "<p class=\"muted\">Written by loadgen {}. Every number here is in the JSON report; <code>loadgen report RUN.json --html FILE</code> draws this page again.</p>\n</body>\n</html>\n",
             env!("CARGO_PKG_VERSION")
         );
-        Ok(self.out)
+        Ok(self.out.into_string())
     }
 
     fn header(&mut self) {
         let d = self.doc;
-        let _ = writeln!(self.out, "<h1>loadgen report: {}</h1>", escape(&d.url));
+        html_line!(self.out, "<h1>loadgen report: {}</h1>", d.url);
         let mut rows: Vec<(&str, String)> = Vec::new();
         if let Some(ms) = d.started_unix_ms {
             rows.push(("started", utc(ms)));
@@ -229,21 +235,22 @@ impl<'a> Page<'a> {
         if !d.runs.is_empty() {
             rows.push(("runs", d.runs.len().to_string()));
         }
-        self.out.push_str("<table class=\"meta\">\n");
+        html!(self.out, "<table class=\"meta\">\n");
         for (k, v) in rows {
-            let _ = writeln!(
+            html_line!(
                 self.out,
-                "<tr><th class=\"l\">{k}</th><td>{}</td></tr>",
-                escape(&v)
+                "<tr><th class=\"l\">{}</th><td>{}</td></tr>",
+                k,
+                v
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
         if !d.warnings.is_empty() {
-            self.out.push_str("<ul>\n");
+            html!(self.out, "<ul>\n");
             for w in &d.warnings {
-                let _ = writeln!(self.out, "<li class=\"warn\">{}</li>", escape(w));
+                html_line!(self.out, "<li class=\"warn\">{}</li>", w);
             }
-            self.out.push_str("</ul>\n");
+            html!(self.out, "</ul>\n");
         }
     }
 
@@ -254,17 +261,17 @@ impl<'a> Page<'a> {
         if parts.is_empty() {
             return;
         }
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<h2 id=\"parts\">Parts</h2>\n<table>\n<tr><th class=\"l\">part</th><th class=\"l\">host</th><th class=\"l\">report</th><th>start skew</th><th>requests</th><th>req/s</th><th>target/s</th><th>p99</th><th>errors</th></tr>"
         );
         for p in parts {
-            let _ = writeln!(
+            html_line!(
                 self.out,
                 "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 p.part,
-                escape(&p.host),
-                escape(&p.source),
+                p.host,
+                p.source,
                 p.start_skew_ms
                     .map_or("?".into(), |ms| format_time_us(ms * 1000.0)),
                 p.requests,
@@ -274,7 +281,7 @@ impl<'a> Page<'a> {
                 p.errors
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
     }
 
     fn thresholds(&mut self) {
@@ -283,7 +290,7 @@ impl<'a> Page<'a> {
             return;
         }
         let failed = t.iter().filter(|o| !o.ok).count();
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<h2 id=\"thresholds\">Thresholds: {}</h2>\n<table>\n<tr><th class=\"l\">threshold</th><th>value</th><th>result</th></tr>",
             if failed == 0 {
@@ -299,41 +306,43 @@ impl<'a> Page<'a> {
             } else {
                 ("fail", "FAIL")
             };
-            let _ = writeln!(
+            html_line!(
                 self.out,
-                "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td class=\"{class}\">{word}</td></tr>",
-                escape(&o.expr),
-                escape(&value)
+                "<tr><td class=\"l\"><code>{}</code></td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                o.expr,
+                value,
+                class,
+                word
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
     }
 
     fn server_metrics(&mut self) {
         let Some(m) = &self.doc.server_metrics else {
             return;
         };
-        let _ = writeln!(self.out, "<h2 id=\"server\">The server's own count</h2>");
+        html_line!(self.out, "<h2 id=\"server\">The server's own count</h2>");
         if let Some(e) = &m.error {
-            let _ = writeln!(
+            html_line!(
                 self.out,
                 "<p class=\"warn\">{} could not be checked: {}</p>",
-                escape(&m.url),
-                escape(e)
+                m.url,
+                e
             );
             return;
         }
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<table>\n<tr><th class=\"l\"></th><th>requests</th><th>req/s</th></tr>\n<tr><td class=\"l\">server (<code>{}</code> at {})</td><td>{:.0}</td><td>{:.2}</td></tr>\n<tr><td class=\"l\">loadgen</td><td>{}</td><td>{:.2}</td></tr>\n</table>",
-            escape(&m.counter),
-            escape(&m.url),
+            m.counter,
+            m.url,
             m.requests,
             m.rps,
             m.client_requests,
             m.client_rps
         );
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<p class=\"{}\">Difference {:+.2}%: {} the margin of 1% plus the requests in flight at the edges ({:.0}).</p>",
             if m.agrees { "pass" } else { "fail" },
@@ -346,10 +355,12 @@ impl<'a> Page<'a> {
                 (Some(a), Some(b)) => (format_time_us(a), format_time_us(b)),
                 _ => (format!("{p50:.4}"), format!("{p99:.4}")),
             };
-            let _ = writeln!(
+            html_line!(
                 self.out,
-                "<p>Server-side latency (<code>{}</code>, from bucket increases): p50 {a}, p99 {b}; loadgen: p50 {}, p99 {}.</p>",
-                escape(h),
+                "<p>Server-side latency (<code>{}</code>, from bucket increases): p50 {}, p99 {}; loadgen: p50 {}, p99 {}.</p>",
+                h,
+                a,
+                b,
                 format_time_us(self.doc.latency_us.p50 as f64),
                 format_time_us(self.doc.latency_us.p99 as f64)
             );
@@ -360,10 +371,10 @@ impl<'a> Page<'a> {
         if self.doc.summary_text.is_empty() {
             return;
         }
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<h2 id=\"summary\">Summary</h2>\n<pre>{}</pre>",
-            escape(&self.doc.summary_text)
+            self.doc.summary_text
         );
     }
 
@@ -394,18 +405,20 @@ impl<'a> Page<'a> {
             })
             .collect();
         let open = d.mode == crate::report::Mode::Open;
-        self.out.push_str("<h2 id=\"charts\">Over time</h2>\n");
+        html!(self.out, "<h2 id=\"charts\">Over time</h2>\n");
         if series.is_empty() {
-            self.out
-                .push_str("<p class=\"muted\">No complete second was measured.</p>\n");
+            html!(
+                self.out,
+                "<p class=\"muted\">No complete second was measured.</p>\n"
+            );
         } else {
             let runs = if d.runs.len() > 1 {
                 " The runs' seconds follow one another."
             } else {
                 ""
             };
-            self.out.push_str(&figure(
-                &charts::rate(&series)?,
+            self.out.markup(&figure(
+                charts::rate(&series)?,
                 &format!(
                     "Responses per second{}.{runs}",
                     if open {
@@ -415,12 +428,12 @@ impl<'a> Page<'a> {
                     }
                 ),
             ));
-            self.out.push_str(&figure(
-                &charts::latency(&series, open)?,
+            self.out.markup(&figure(
+                charts::latency(&series, open)?,
                 "p50, p90, p99 and max latency of each second (log scale).",
             ));
-            self.out.push_str(&figure(
-                &charts::errors(&series)?,
+            self.out.markup(&figure(
+                charts::errors(&series)?,
                 "Request-level errors and responses with a status other than 2xx/3xx, per second.",
             ));
         }
@@ -440,8 +453,8 @@ impl<'a> Page<'a> {
             });
         }
         if lines.iter().any(|l| !l.points.is_empty()) {
-            self.out.push_str(&figure(
-                &charts::spectrum(&lines)?,
+            self.out.markup(&figure(
+                charts::spectrum(&lines)?,
                 "The whole distribution: latency at each percentile, 90% = 1 nine, 99% = 2 … (as HdrHistogram's plotter draws it).",
             ));
         }
@@ -454,17 +467,18 @@ impl<'a> Page<'a> {
             return;
         }
         let total: u64 = r.iter().map(|q| q.requests).sum();
-        self.out.push_str(
+        html!(
+            self.out,
             "<h2 id=\"requests\">By request</h2>\n<table>\n<tr><th class=\"l\">name</th><th class=\"l\">request</th><th>weight</th><th>requests</th><th>share</th><th>req/s</th><th>mean</th><th>p50</th><th>p99</th><th>max</th><th>errors</th><th>non-2xx</th></tr>\n",
         );
         for q in r {
             let l: &Latency = &q.latency_us;
-            let _ = writeln!(
+            html_line!(
                 self.out,
                 "<tr><td class=\"l\">{}</td><td class=\"l\"><code>{} {}</code></td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&q.name),
-                escape(&q.method),
-                escape(&q.target),
+                q.name,
+                q.method,
+                q.target,
                 q.weight,
                 q.requests,
                 if total > 0 {
@@ -481,7 +495,7 @@ impl<'a> Page<'a> {
                 q.status.non_2xx_3xx()
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
     }
 
     fn runs(&mut self) {
@@ -489,10 +503,13 @@ impl<'a> Page<'a> {
         if runs.len() < 2 {
             return;
         }
-        self.out.push_str("<h2 id=\"runs\">Runs</h2>\n<table>\n<tr><th>run</th><th>requests</th><th>req/s</th><th>p50</th><th>p99</th><th>max</th><th>errors</th></tr>\n");
+        html!(
+            self.out,
+            "<h2 id=\"runs\">Runs</h2>\n<table>\n<tr><th>run</th><th>requests</th><th>req/s</th><th>p50</th><th>p99</th><th>max</th><th>errors</th></tr>\n"
+        );
         for r in runs {
             let l = &r.report.latency_us;
-            let _ = writeln!(
+            html_line!(
                 self.out,
                 "<tr><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 r.run,
@@ -504,7 +521,7 @@ impl<'a> Page<'a> {
                 r.report.errors.total()
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
     }
 
     fn profile(&mut self) -> Result<(), HtmlError> {
@@ -516,17 +533,17 @@ impl<'a> Page<'a> {
         } else {
             p.target.as_str()
         };
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<h2 id=\"profile\">Profile of {}</h2>\n<p>{} Hz over {:.2} s: {} samples, {} with lost stacks.</p>",
-            escape(target),
+            target,
             p.freq_hz,
             p.window_s,
             p.samples,
             p.lost
         );
         for w in &p.warnings {
-            let _ = writeln!(self.out, "<p class=\"warn\">{}</p>", escape(w));
+            html_line!(self.out, "<p class=\"warn\">{}</p>", w);
         }
         if !p.folded.is_empty() {
             let folded = Folded::read(p.folded.join("\n").as_bytes())
@@ -536,25 +553,28 @@ impl<'a> Page<'a> {
                 let mut svg = Vec::new();
                 crate::profile::render_flamegraph(&folded, &title, &mut svg).map(|()| svg)
             })?;
+            html!(
+                self.out,
+                "<p class=\"muted\">Click a frame to zoom, Ctrl-F (or the Search button) to highlight a function.</p>\n"
+            );
             self.out
-                .push_str("<p class=\"muted\">Click a frame to zoom, Ctrl-F (or the Search button) to highlight a function.</p>\n");
-            self.out
-                .push_str(&flame_frame("Flamegraph", &String::from_utf8_lossy(&svg)));
+                .markup(&flame_frame("Flamegraph", &String::from_utf8_lossy(&svg)));
         }
         if !p.functions.is_empty() {
-            self.out.push_str(
+            html!(
+                self.out,
                 "<table>\n<tr><th>self</th><th>total</th><th class=\"l\">function</th></tr>\n",
             );
             for f in &p.functions {
-                let _ = writeln!(
+                html_line!(
                     self.out,
                     "<tr><td>{:.1}%</td><td>{:.1}%</td><td class=\"l\"><code>{}</code></td></tr>",
                     f.self_pct,
                     f.total_pct,
-                    escape(&f.name)
+                    f.name
                 );
             }
-            self.out.push_str("</table>\n");
+            html!(self.out, "</table>\n");
         }
         super::offcpu::section(p, target, &self.doc.series, &mut self.out)
     }
@@ -563,14 +583,17 @@ impl<'a> Page<'a> {
         let Some(b) = &self.doc.baseline else {
             return Ok(());
         };
-        let _ = writeln!(
+        html_line!(
             self.out,
             "<h2 id=\"baseline\">Compared with {}</h2>\n<p>Samples: {}; 95% CI: bootstrap of the median's relative change; alpha {}.</p>",
-            escape(&b.path),
+            b.path,
             b.samples.describe(),
             b.alpha
         );
-        self.out.push_str("<table>\n<tr><th class=\"l\">metric</th><th>base</th><th>new</th><th>delta</th><th>95% CI</th><th>p-value</th><th class=\"l\">test</th><th class=\"l\">verdict</th></tr>\n");
+        html!(
+            self.out,
+            "<table>\n<tr><th class=\"l\">metric</th><th>base</th><th>new</th><th>delta</th><th>95% CI</th><th>p-value</th><th class=\"l\">test</th><th class=\"l\">verdict</th></tr>\n"
+        );
         for r in &b.metrics {
             let fmt = |v: f64| r.unit.format(v);
             let class = match r.verdict {
@@ -578,39 +601,45 @@ impl<'a> Page<'a> {
                 Verdict::Faster => "pass",
                 Verdict::NoDifference => "",
             };
-            let _ = writeln!(
+            html_line!(
                 self.out,
-                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:+.2}%</td><td>[{:+.2}%, {:+.2}%]</td><td>{:.4}</td><td class=\"l\">{}</td><td class=\"l {class}\">{}</td></tr>",
-                escape(&r.label()),
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:+.2}%</td><td>[{:+.2}%, {:+.2}%]</td><td>{:.4}</td><td class=\"l\">{}</td><td class=\"l {}\">{}</td></tr>",
+                r.label(),
                 fmt(r.base_median),
                 fmt(r.new_median),
                 r.delta_pct,
                 r.ci95_pct.0,
                 r.ci95_pct.1,
                 r.p_value,
-                escape(r.test.text()),
-                escape(r.verdict.text())
+                r.test.text(),
+                class,
+                r.verdict.text()
             );
         }
-        self.out.push_str("</table>\n");
+        html!(self.out, "</table>\n");
         for w in &b.warnings {
-            let _ = writeln!(self.out, "<p class=\"warn\">{}</p>", escape(w));
+            html_line!(self.out, "<p class=\"warn\">{}</p>", w);
         }
         if !b.distributions.is_empty() {
-            self.out.push_str("<p class=\"muted\">Each dot is one sample (a run, or a second); the bar is the median.</p>\n<div>\n");
+            html!(
+                self.out,
+                "<p class=\"muted\">Each dot is one sample (a run, or a second); the bar is the median.</p>\n<div>\n"
+            );
             for dist in &b.distributions {
                 let fmt: &dyn Fn(f64) -> String = match dist.unit {
                     MetricUnit::Micros => &format_time_us,
                     MetricUnit::PerSecond => &format_metric,
                 };
-                let svg = charts::distribution(&dist.metric, &dist.base, &dist.new, fmt)?;
-                let _ = writeln!(self.out, "<span class=\"small\">{svg}</span>");
+                let drawn = charts::distribution(&dist.metric, &dist.base, &dist.new, fmt)?;
+                html!(self.out, "<span class=\"small\">");
+                self.out.markup(&svg(drawn));
+                html_line!(self.out, "</span>");
             }
-            self.out.push_str("</div>\n");
+            html!(self.out, "</div>\n");
         }
         if let Some(fd) = &b.flame_diff {
             let n = |k: &str| fd.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-            let _ = writeln!(
+            html_line!(
                 self.out,
                 "<p>Profile samples {:.0} → {:.0} ({:+.1}%){}.</p>",
                 n("base_samples"),
@@ -634,8 +663,11 @@ impl<'a> Page<'a> {
                     let mut svg = Vec::new();
                     crate::profile::diff::render(&base_f, &new_f, &title, &mut svg).map(|()| svg)
                 })?;
-                self.out.push_str("<p class=\"muted\">Differential flamegraph: this run's stacks, red where a frame's share grew since the baseline, blue where it shrank.</p>\n");
-                self.out.push_str(&flame_frame(
+                html!(
+                    self.out,
+                    "<p class=\"muted\">Differential flamegraph: this run's stacks, red where a frame's share grew since the baseline, blue where it shrank.</p>\n"
+                );
+                self.out.markup(&flame_frame(
                     "Differential flamegraph",
                     &String::from_utf8_lossy(&svg),
                 ));
@@ -675,6 +707,7 @@ fn spectrum_points(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, f64)> {
 mod tests {
     use super::*;
     use crate::report::SecondReport;
+    use crate::report::html::markup::escape;
 
     #[test]
     fn escapes_and_dates() {
