@@ -34,6 +34,26 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict's name in find-max's JSON report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::MaxRate(_) => "max_rate",
+            Verdict::NonePasses { .. } => "none_passes",
+            Verdict::GeneratorLimited { .. } => "generator_limited",
+            Verdict::OutOfSteps { .. } => "out_of_steps",
+        }
+    }
+
+    /// The rate the report gives: the answer, or the highest rate that
+    /// held before the search stopped.
+    pub fn rate(&self) -> Option<f64> {
+        match *self {
+            Verdict::MaxRate(r) => Some(r),
+            Verdict::NonePasses { .. } => None,
+            Verdict::GeneratorLimited { passed, .. } | Verdict::OutOfSteps { passed } => passed,
+        }
+    }
+
     /// The command's exit status: 1 when no rate held at all (there is
     /// no answer, not even a lower bound), 0 when there is one.
     pub fn exit_code(&self) -> u8 {
@@ -295,5 +315,27 @@ mod tests {
             s.verdict(),
             Some(Verdict::OutOfSteps { passed: Some(16.0) })
         );
+    }
+
+    /// The names are find-max's JSON interface; the rate is the answer or
+    /// the lower bound the search got to.
+    #[test]
+    fn verdicts_name_themselves_and_their_rate() {
+        let all = [
+            (Verdict::MaxRate(900.0), "max_rate", Some(900.0)),
+            (Verdict::NonePasses { lowest: 1.0 }, "none_passes", None),
+            (
+                Verdict::GeneratorLimited {
+                    at: 8.0,
+                    passed: Some(4.0),
+                },
+                "generator_limited",
+                Some(4.0),
+            ),
+            (Verdict::OutOfSteps { passed: None }, "out_of_steps", None),
+        ];
+        for (v, name, rate) in all {
+            assert_eq!((v.name(), v.rate()), (name, rate));
+        }
     }
 }

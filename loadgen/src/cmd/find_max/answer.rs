@@ -17,7 +17,7 @@ pub struct FindMaxReport {
     pub url: String,
     /// The answer: the highest rate that held, confirmed (`null` if none).
     pub max_rate: Option<f64>,
-    /// `max_rate`, `none_passes`, `generator_limited` or `out_of_steps`.
+    /// [`Verdict::name`], or `interrupted`.
     pub verdict: &'static str,
     pub slo: Vec<String>,
     /// The closed-loop step that set the first rate, if one was run.
@@ -35,14 +35,13 @@ pub fn say(
     slo: &[String],
     args: &FindMaxArgs,
 ) -> std::io::Result<(Option<f64>, &'static str)> {
-    Ok(match verdict.cloned() {
+    match verdict.cloned() {
         Some(Verdict::MaxRate(r)) => {
             writeln!(
                 out,
                 "Maximum rate: {r:.0} req/s with {} holding (confirmed)",
                 slo.join(", ")
             )?;
-            (Some(r), "max_rate")
         }
         Some(Verdict::NonePasses { lowest }) => {
             writeln!(
@@ -50,7 +49,6 @@ pub fn say(
                 "No rate held: even {lowest:.0} req/s failed ({})",
                 steps.last().map_or(String::new(), |s| s.failed.join(", "))
             )?;
-            (None, "none_passes")
         }
         Some(Verdict::GeneratorLimited { at, passed }) => {
             writeln!(
@@ -60,7 +58,6 @@ pub fn say(
                     " The server held {p:.0} req/s, so its maximum is at least that."
                 ))
             )?;
-            (passed, "generator_limited")
         }
         Some(Verdict::OutOfSteps { passed }) => {
             writeln!(
@@ -71,13 +68,15 @@ pub fn say(
                     "{p:.0} req/s held, not confirmed"
                 ))
             )?;
-            (passed, "out_of_steps")
         }
         None => {
             writeln!(out, "Interrupted before an answer.")?;
-            (None, "interrupted")
         }
-    })
+    }
+    Ok((
+        verdict.and_then(Verdict::rate),
+        verdict.map_or("interrupted", Verdict::name),
+    ))
 }
 
 /// `--html` (the page: what was printed, and each step's p99 against its
