@@ -8,12 +8,12 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use aya::maps::{
-    Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap,
+    Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, StackTraceMap,
 };
 use aya::programs::perf_event::{
     PerfEventConfig, PerfEventLinkId, PerfEventScope, SamplePolicy, SoftwareEvent,
 };
-use aya::programs::{BtfTracePoint, PerfEvent};
+use aya::programs::{BtfTracePoint, PerfEvent, Program};
 use aya::util::{nr_cpus, online_cpus};
 use aya::{Btf, Ebpf, EbpfLoader, include_bytes_aligned};
 use loadgen_ebpf_common::{
@@ -73,6 +73,22 @@ pub struct Sampler {
 pub struct RunStats {
     pub run_time: Duration,
     pub runs: u64,
+}
+
+/// Program `name` of the object as the kind `T` it is (`what` names it in
+/// the error when the object lacks it).
+fn program<'a, T>(
+    bpf: &'a mut Ebpf,
+    name: &str,
+    what: &'static str,
+) -> Result<&'a mut T, ProfileError>
+where
+    &'a mut T: TryFrom<&'a mut Program>,
+{
+    bpf.program_mut(name)
+        .ok_or(ProfileError::Object(what))?
+        .try_into()
+        .map_err(|_| ProfileError::Object(what))
 }
 
 impl RunStats {
@@ -139,11 +155,7 @@ impl Sampler {
                     .map_err(|e| ProfileError::Load(e.to_string()))?;
             }
         }
-        let prog: &mut PerfEvent = bpf
-            .program_mut("sample")
-            .ok_or(ProfileError::Object("sample"))?
-            .try_into()
-            .map_err(|_| ProfileError::Object("sample"))?;
+        let prog: &mut PerfEvent = program(&mut bpf, "sample", "sample")?;
         prog.load().map_err(|e| ProfileError::Load(e.to_string()))?;
         let mut sampler = Sampler {
             bpf,
@@ -167,12 +179,7 @@ impl Sampler {
         })?;
         self.set_sched_config(config)?;
         for name in SCHED_PROGRAMS {
-            let prog: &mut BtfTracePoint = self
-                .bpf
-                .program_mut(name)
-                .ok_or(ProfileError::Object("a scheduler program"))?
-                .try_into()
-                .map_err(|_| ProfileError::Object("a scheduler program"))?;
+            let prog: &mut BtfTracePoint = program(&mut self.bpf, name, "a scheduler program")?;
             prog.load(name, &btf).map_err(|e| {
                 ProfileError::OffCpu(format!("cannot load the {name} program: {e}"))
             })?;
@@ -197,6 +204,24 @@ impl Sampler {
         self.sched
     }
 
+    /// Map `name`, taken out of the object (for the reader thread to own).
+    fn take<T: TryFrom<Map, Error = MapError>>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<T, ProfileError> {
+        let map = self.bpf.take_map(name).ok_or(ProfileError::Object(name))?;
+        T::try_from(map).map_err(|e| ProfileError::Load(e.to_string()))
+    }
+
+    /// Map `name`, borrowed to read what the programs counted.
+    fn borrow<'a, T: TryFrom<&'a Map, Error = MapError>>(
+        &'a self,
+        name: &'static str,
+    ) -> Result<T, ProfileError> {
+        let map = self.bpf.map(name).ok_or(ProfileError::Object(name))?;
+        T::try_from(map).map_err(|e| ProfileError::Read(e.to_string()))
+    }
+
     /// The reader thread's handles: the rings (DWARF samples, when `dwarf`;
     /// scheduler events, with the scheduler programs), the target map and
     /// the scheduler settings (taken: nothing else uses them once loaded),
@@ -204,18 +229,8 @@ impl Sampler {
     /// end).
     pub fn reader(&mut self, dwarf: bool, fallback: bool) -> Result<Reader, ProfileError> {
         let err = |e: aya::maps::MapError| ProfileError::Load(e.to_string());
-        let ring = RingBuf::try_from(
-            self.bpf
-                .take_map("RING")
-                .ok_or(ProfileError::Object("RING"))?,
-        )
-        .map_err(err)?;
-        let targets = BpfHashMap::try_from(
-            self.bpf
-                .take_map("TARGETS")
-                .ok_or(ProfileError::Object("TARGETS"))?,
-        )
-        .map_err(err)?;
+        let ring = self.take("RING")?;
+        let targets = self.take("TARGETS")?;
         let Some(Map::PerCpuArray(stats)) = self.bpf.map("STATS") else {
             return Err(ProfileError::Object("STATS"));
         };
@@ -229,18 +244,8 @@ impl Sampler {
         )
         .map_err(err)?;
         let sched = if self.sched {
-            let ring = RingBuf::try_from(
-                self.bpf
-                    .take_map("SCHED_RING")
-                    .ok_or(ProfileError::Object("SCHED_RING"))?,
-            )
-            .map_err(err)?;
-            let cfg = Array::try_from(
-                self.bpf
-                    .take_map("SCHED_CFG")
-                    .ok_or(ProfileError::Object("SCHED_CFG"))?,
-            )
-            .map_err(err)?;
+            let ring = self.take("SCHED_RING")?;
+            let cfg = self.take("SCHED_CFG")?;
             Some((ring, cfg))
         } else {
             None
@@ -296,12 +301,7 @@ impl Sampler {
     pub fn attach(&mut self, freq: u64) -> Result<(), ProfileError> {
         let cpus =
             online_cpus().map_err(|(what, e)| ProfileError::Attach(format!("{what}: {e}")))?;
-        let prog: &mut PerfEvent = self
-            .bpf
-            .program_mut("sample")
-            .ok_or(ProfileError::Object("sample"))?
-            .try_into()
-            .map_err(|_| ProfileError::Object("sample"))?;
+        let prog: &mut PerfEvent = program(&mut self.bpf, "sample", "sample")?;
         for cpu in cpus {
             let link = prog
                 .attach(
@@ -322,12 +322,7 @@ impl Sampler {
             return Ok(());
         }
         for name in SCHED_PROGRAMS {
-            let prog: &mut BtfTracePoint = self
-                .bpf
-                .program_mut(name)
-                .ok_or(ProfileError::Object("a scheduler program"))?
-                .try_into()
-                .map_err(|_| ProfileError::Object("a scheduler program"))?;
+            let prog: &mut BtfTracePoint = program(&mut self.bpf, name, "a scheduler program")?;
             let link = prog.attach().map_err(|e| {
                 ProfileError::OffCpu(format!("cannot attach the {name} program: {e}"))
             })?;
@@ -341,12 +336,7 @@ impl Sampler {
         // The scheduler programs first: the tracepoint is detached when
         // its link is dropped.
         self.sched_links.clear();
-        if let Ok(prog) = self
-            .bpf
-            .program_mut("sample")
-            .ok_or(ProfileError::Object("sample"))
-            .and_then(|p| <&mut PerfEvent>::try_from(p).map_err(|_| ProfileError::Object("sample")))
-        {
+        if let Ok(prog) = program::<PerfEvent>(&mut self.bpf, "sample", "sample") {
             for link in self.links.drain(..) {
                 let _ = prog.detach(link);
             }
@@ -365,22 +355,12 @@ impl Sampler {
         let err = |e: aya::maps::MapError| ProfileError::Read(e.to_string());
         let mut raw = RawProfile::default();
         // Per-CPU counts: each CPU counted its own samples; sum them.
-        let counts: PerCpuHashMap<&MapData, StackKey, u64> = PerCpuHashMap::try_from(
-            self.bpf
-                .map("COUNTS")
-                .ok_or(ProfileError::Object("COUNTS"))?,
-        )
-        .map_err(err)?;
+        let counts: PerCpuHashMap<&MapData, StackKey, u64> = self.borrow("COUNTS")?;
         for entry in counts.iter() {
             let (k, per_cpu) = entry.map_err(err)?;
             raw.counts.push((k, per_cpu.iter().sum()));
         }
-        let stacks: StackTraceMap<&MapData> = StackTraceMap::try_from(
-            self.bpf
-                .map("STACKS")
-                .ok_or(ProfileError::Object("STACKS"))?,
-        )
-        .map_err(err)?;
+        let stacks: StackTraceMap<&MapData> = self.borrow("STACKS")?;
         let mut wanted: Vec<i32> = raw
             .counts
             .iter()
@@ -398,9 +378,7 @@ impl Sampler {
                     .insert(id, trace.frames().iter().map(|f| f.ip).collect());
             }
         }
-        let stats: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(self.bpf.map("STATS").ok_or(ProfileError::Object("STATS"))?)
-                .map_err(err)?;
+        let stats: PerCpuArray<&MapData, u64> = self.borrow("STATS")?;
         for i in 0..stat::LEN {
             if let Ok(values) = stats.get(&i, 0) {
                 raw.stats[i as usize] = values.iter().sum();
@@ -414,12 +392,7 @@ impl Sampler {
     /// The frame-pointer targets' off-CPU time, summed over CPUs.
     pub fn read_off_cpu(&self) -> Result<Vec<(OffCpuKey, OffCpuValue)>, ProfileError> {
         let err = |e: aya::maps::MapError| ProfileError::Read(e.to_string());
-        let map: PerCpuHashMap<&MapData, OffCpuKey, OffCpuValue> = PerCpuHashMap::try_from(
-            self.bpf
-                .map("OFF_CPU")
-                .ok_or(ProfileError::Object("OFF_CPU"))?,
-        )
-        .map_err(err)?;
+        let map: PerCpuHashMap<&MapData, OffCpuKey, OffCpuValue> = self.borrow("OFF_CPU")?;
         let mut out = Vec::new();
         for entry in map.iter() {
             let (k, per_cpu) = entry.map_err(err)?;
@@ -436,13 +409,7 @@ impl Sampler {
     /// Target threads the scheduler programs still hold: those off the CPU
     /// when the window closed (their wait has not ended yet).
     pub fn read_threads(&self) -> Result<Vec<(u32, ThreadState)>, ProfileError> {
-        let err = |e: aya::maps::MapError| ProfileError::Read(e.to_string());
-        let map: BpfHashMap<&MapData, u32, ThreadState> = BpfHashMap::try_from(
-            self.bpf
-                .map("THREADS")
-                .ok_or(ProfileError::Object("THREADS"))?,
-        )
-        .map_err(err)?;
+        let map: BpfHashMap<&MapData, u32, ThreadState> = self.borrow("THREADS")?;
         Ok(map.iter().filter_map(Result::ok).collect())
     }
 }

@@ -349,16 +349,15 @@ impl Profile {
 /// inferno, with the palette that colours `_[k]` kernel and `_[j]` JIT
 /// frames.
 pub fn render_flamegraph<W: Write>(folded: &Folded, title: &str, w: W) -> std::io::Result<()> {
-    let lines = folded.lines();
-    if lines.is_empty() {
-        return Err(std::io::Error::other("no samples to draw"));
-    }
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title = title.to_string();
-    opts.count_name = "samples".to_string();
-    opts.colors =
-        inferno::flamegraph::color::Palette::Multi(inferno::flamegraph::color::MultiPalette::Java);
-    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
+    use inferno::flamegraph::color::{MultiPalette, Palette};
+    render(
+        folded,
+        title,
+        "samples",
+        Palette::Multi(MultiPalette::Java),
+        w,
+    )
+    .ok_or_else(|| std::io::Error::other("no samples to draw"))?
 }
 
 /// An off-CPU flamegraph: blue (as Brendan Gregg's off-CPU flamegraphs
@@ -368,14 +367,31 @@ pub fn render_off_cpu_flamegraph<W: Write>(
     title: &str,
     w: W,
 ) -> std::io::Result<()> {
+    use inferno::flamegraph::color::{BasicPalette, Palette};
+    render(folded, title, "µs", Palette::Basic(BasicPalette::Blue), w)
+        .ok_or_else(|| std::io::Error::other("no off-CPU time to draw"))?
+}
+
+/// A flamegraph of `folded` whose widths count `count_name` (None: there
+/// is nothing to draw).
+fn render<W: Write>(
+    folded: &Folded,
+    title: &str,
+    count_name: &str,
+    colors: inferno::flamegraph::color::Palette,
+    w: W,
+) -> Option<std::io::Result<()>> {
     let lines = folded.lines();
     if lines.is_empty() {
-        return Err(std::io::Error::other("no off-CPU time to draw"));
+        return None;
     }
     let mut opts = inferno::flamegraph::Options::default();
     opts.title = title.to_string();
-    opts.count_name = "µs".to_string();
-    opts.colors =
-        inferno::flamegraph::color::Palette::Basic(inferno::flamegraph::color::BasicPalette::Blue);
-    inferno::flamegraph::from_lines(&mut opts, lines.iter().map(String::as_str), w)
+    opts.count_name = count_name.to_string();
+    opts.colors = colors;
+    Some(inferno::flamegraph::from_lines(
+        &mut opts,
+        lines.iter().map(String::as_str),
+        w,
+    ))
 }
