@@ -376,6 +376,29 @@ pub fn free_port() -> u16 {
     nginx::free_port().expect("cannot bind a free port")
 }
 
+/// A port on 127.0.0.1 where nothing listens, kept so while this lives: a
+/// socket bound to it that never listens, so connects are refused and no
+/// other server can take the port. A port found free and let go once went
+/// to a target another test started the same second, and the "nothing
+/// listening" run beside it got 20988 answers.
+pub struct ClosedPort {
+    _held: socket2::Socket,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&addr.into()).unwrap();
+    let port = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(|a| a.port())
+        .unwrap();
+    ClosedPort { _held: s, port }
+}
+
 /// Runs `cmd --version`: whether an optional tool is installed.
 pub fn have(cmd: &str) -> bool {
     have_cmd(cmd, &["--version"])

@@ -2,17 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use loadgen_tests::{Target, run, run_json};
-
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-    // dropped: nothing listens there now
-}
+use loadgen_tests::{Target, closed_port, run, run_json};
 
 #[test]
 fn nothing_listening_duration_mode() {
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let started = Instant::now();
     let (json, text, code) = run_json(&[
         "-t1",
@@ -31,7 +26,8 @@ fn nothing_listening_duration_mode() {
 
 #[test]
 fn nothing_listening_count_mode_gives_up_after_the_timeout() {
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let started = Instant::now();
     let (json, text, code) = run_json(&[
         "-t1",
@@ -109,4 +105,12 @@ fn bad_usage_is_one_line_and_exit_2() {
         assert!(err.starts_with("loadgen: "), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_closed_port_refuses_connects_and_no_server_can_take_it() {
+    let closed = closed_port();
+    let refused = std::net::TcpStream::connect(("127.0.0.1", closed.port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", closed.port)).is_err());
 }

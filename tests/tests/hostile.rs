@@ -168,11 +168,8 @@ fn pipelined_requests_lost_to_a_close_are_counted_and_resent() {
 #[test]
 fn refused_connections_back_off_instead_of_spinning() {
     let _g = serial();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{port}/");
+    let closed = loadgen_tests::closed_port();
+    let url = format!("http://127.0.0.1:{}/", closed.port);
     let m = run_measured(&["-t1", "-c64", "-d", "2s", &url]);
     assert_eq!(m.code, 1, "{}", m.text);
     assert!(m.wall < Duration::from_secs(3), "took {:?}", m.wall);
