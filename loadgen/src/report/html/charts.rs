@@ -22,6 +22,25 @@ fn err<E: std::fmt::Display>(e: E) -> HtmlError {
     HtmlError::Chart(e.to_string())
 }
 
+/// The series' names, boxed at the upper left: one look for every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), HtmlError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)
+}
+
+/// A line series' key in the legend: a short stroke in its style.
+fn line_key(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style)
+}
+
 /// One named line of a chart.
 pub struct Line<'a> {
     pub name: &'a str,
@@ -83,18 +102,9 @@ fn time_lines(
                         ))
                         .map_err(err)?
                         .label(l.name)
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                        });
+                        .legend(line_key(color.stroke_width(2)));
                 }
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .label_font((FONT, 12))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.3))
-                    .draw()
-                    .map_err(err)?;
+                legend(&mut chart)?;
             }};
         }
         if log_y {
@@ -279,19 +289,9 @@ pub fn spectrum(lines: &[Line<'_>]) -> Result<String, HtmlError> {
                 ))
                 .map_err(err)?
                 .label(l.name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(line_key(color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart)
     })
 }
 
@@ -408,9 +408,7 @@ pub fn search(
                 ))
                 .map_err(err)?
                 .label("SLO bound")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], TARGET.stroke_width(2))
-                });
+                .legend(line_key(TARGET.stroke_width(2)));
         }
         if let Some(a) = answer {
             chart
@@ -420,7 +418,7 @@ pub fn search(
                 ))
                 .map_err(err)?
                 .label("the answer")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], PASS.stroke_width(1)));
+                .legend(line_key(PASS.stroke_width(1)));
         }
         for (ok, color, name) in [(true, PASS, "pass"), (false, FAIL, "fail")] {
             chart
@@ -434,15 +432,7 @@ pub fn search(
                 .label(name)
                 .legend(move |(x, y)| Circle::new((x + 9, y), 5, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart)
     })
 }
 
