@@ -1,0 +1,1013 @@
+//! One client HTTP/2 connection, sans-IO: bytes in, [`Event`]s and frames
+//! out. It knows streams only by *slot*: the shard core's index of the
+//! request a stream carries (`0..streams`). The core decides which request
+//! goes on which slot and when; this type turns that into frames, keeps
+//! the protocol's state (settings, windows, HPACK, stream states), and
+//! says what the server did to each slot.
+//!
+//! Stream ids are chosen so that `slot = (id / 2) % streams`: the id of a
+//! new stream is the smallest legal one (odd, above every id used so far)
+//! with that property. Ids are skipped to do it, which RFC 9113 allows
+//! (§5.1.1: skipped ids are simply never used), and every frame finds its
+//! slot without a map.
+//!
+//! Received DATA is never buffered: its bytes are counted against the
+//! windows and skipped. Other frames are handled straight from the
+//! caller's bytes when whole, and gathered in a buffer otherwise.
+
+use super::frame::{self, Header};
+use super::hpack;
+use super::stats::H2Stats;
+
+/// What the client asks of the server in its SETTINGS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Concurrent streams this connection will open (`--streams`); the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS caps it.
+    pub streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE (`--h2-window`).
+    pub stream_window: u32,
+    /// The connection's receive window (`--h2-conn-window`).
+    pub conn_window: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: the decoded size of a header list.
+    pub max_header_list: u32,
+}
+
+/// HPACK's dynamic table size, both ways (SETTINGS_HEADER_TABLE_SIZE's
+/// initial value): we neither ask for more nor send less.
+const TABLE_SIZE: usize = 4096;
+/// Before the server's SETTINGS say otherwise, open at most this many
+/// streams: RFC 9113 §6.5.2 recommends servers allow at least 100, and a
+/// server that allows fewer refuses the rest (which are then retried).
+const STREAMS_BEFORE_SETTINGS: u32 = 100;
+/// Frames the server makes us answer (PING, SETTINGS) may fill our output
+/// at most this far before the connection is dropped as abusive.
+const MAX_PENDING_OUTPUT: usize = 4 << 20;
+
+/// What the server did to the streams, for the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The first response frame of the slot's stream arrived.
+    FirstByte { slot: u32 },
+    /// The slot's response is complete, with this final status.
+    Complete { slot: u32, status: u16 },
+    /// The server reset the slot's stream with `code` (not
+    /// REFUSED_STREAM: those are [`Event::Unprocessed`]).
+    Reset { slot: u32, code: u32 },
+    /// The response on the slot broke HTTP/2's rules for a message; the
+    /// stream was reset with PROTOCOL_ERROR.
+    Malformed { slot: u32 },
+    /// The server will not process the slot's request (REFUSED_STREAM, or
+    /// above a GOAWAY's last stream id): it may be sent again.
+    Unprocessed { slot: u32 },
+    /// The server's SETTINGS arrived: the stream limit may have changed.
+    Settings,
+    /// GOAWAY: no new streams on this connection.
+    GoAway { code: u32 },
+}
+
+/// A connection error (RFC 9113 §5.4.1): the connection cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    #[error("HTTP/2 protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("HTTP/2 frame of the wrong size: {0}")]
+    FrameSize(&'static str),
+    #[error("HTTP/2 flow control violated: {0}")]
+    FlowControl(&'static str),
+    #[error("HPACK: {0}")]
+    Compression(#[from] hpack::HpackError),
+    #[error("a header block larger than the header list limit")]
+    HeaderList,
+    #[error("the server answered in HTTP/1.x: it does not speak HTTP/2 without TLS (h2c)")]
+    Http1,
+    #[error("the server made us queue more than {} MiB of answers (PING or SETTINGS flood)", MAX_PENDING_OUTPUT >> 20)]
+    Flood,
+}
+
+impl ConnError {
+    /// The error code RFC 9113 gives this error.
+    pub fn code(&self) -> u32 {
+        match self {
+            ConnError::Protocol(_) | ConnError::Http1 => frame::PROTOCOL_ERROR,
+            ConnError::FrameSize(_) => frame::FRAME_SIZE_ERROR,
+            ConnError::FlowControl(_) => frame::FLOW_CONTROL_ERROR,
+            ConnError::Compression(_) | ConnError::HeaderList => frame::COMPRESSION_ERROR,
+            ConnError::Flood => frame::ENHANCE_YOUR_CALM,
+        }
+    }
+}
+
+/// No more stream ids on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
+
+/// One slot's stream.
+#[derive(Debug, Default)]
+struct Stream {
+    /// 0: no stream (the slot is free, or its stream is over).
+    id: u32,
+    /// The final (non-1xx) status, once its HEADERS arrived.
+    status: u16,
+    /// Some response frame arrived.
+    answered: bool,
+    /// What the server still lets us send on it.
+    send_window: i64,
+    /// Received DATA not yet given back with a WINDOW_UPDATE.
+    recv_unacked: u32,
+    /// Body bytes still to send (held back by flow control), the last of
+    /// them with END_STREAM.
+    body: Vec<u8>,
+    body_sent: usize,
+}
+
+impl Stream {
+    fn stalled(&self) -> bool {
+        self.id != 0 && self.body_sent < self.body.len()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// Gathering a frame header.
+    Head,
+    /// Skipping a DATA payload: `left` bytes, `pad` of them padding; the
+    /// pad-length byte still to come if `pad_byte`.
+    Data {
+        hdr: Header,
+        left: u32,
+        pad_byte: bool,
+    },
+    /// Gathering another frame's payload.
+    Payload { hdr: Header },
+}
+
+/// A header block spread over HEADERS and CONTINUATION frames.
+#[derive(Debug, Clone, Copy)]
+struct Continuing {
+    stream: u32,
+    end_stream: bool,
+}
+
+pub struct Connection {
+    local: Settings,
+    streams: Box<[Stream]>,
+    /// The highest stream id opened (0: none).
+    last_id: u32,
+    /// Streams open now.
+    open: u32,
+    // What the server said.
+    peer_max_streams: Option<u32>,
+    peer_initial_window: i64,
+    peer_max_frame: usize,
+    /// SETTINGS arrived; the first frame must be one.
+    got_settings: bool,
+    /// GOAWAY arrived (its last stream id).
+    goaway: Option<u32>,
+    exhausted: bool,
+    // Flow control.
+    send_window: i64,
+    recv_window: i64,
+    recv_unacked: u32,
+    // Reading.
+    read: Read,
+    head: [u8; frame::HEADER_LEN],
+    head_len: usize,
+    payload: Vec<u8>,
+    block: Vec<u8>,
+    continuing: Option<Continuing>,
+    seen_bytes: bool,
+    decoder: hpack::Decoder,
+    encoder: hpack::RequestEncoder,
+    /// The header block of the request being sent.
+    head_block: Vec<u8>,
+    /// Frames to send, in order.
+    out: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(local: Settings) -> Connection {
+        let n = local.streams.max(1) as usize;
+        Connection {
+            local,
+            streams: (0..n).map(|_| Stream::default()).collect(),
+            last_id: 0,
+            open: 0,
+            peer_max_streams: None,
+            peer_initial_window: frame::DEFAULT_WINDOW as i64,
+            peer_max_frame: frame::DEFAULT_MAX_FRAME as usize,
+            got_settings: false,
+            goaway: None,
+            exhausted: false,
+            send_window: frame::DEFAULT_WINDOW as i64,
+            recv_window: local.conn_window as i64,
+            recv_unacked: 0,
+            read: Read::Head,
+            head: [0; frame::HEADER_LEN],
+            head_len: 0,
+            payload: Vec::new(),
+            block: Vec::new(),
+            continuing: None,
+            seen_bytes: false,
+            decoder: hpack::Decoder::new(TABLE_SIZE, local.max_header_list as usize),
+            encoder: hpack::RequestEncoder::new(),
+            head_block: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Forgets everything for a new TCP connection (keeps allocations).
+    pub fn reset(&mut self) {
+        let mut streams = std::mem::take(&mut self.streams);
+        let payload = std::mem::take(&mut self.payload);
+        let block = std::mem::take(&mut self.block);
+        let out = std::mem::take(&mut self.out);
+        let head_block = std::mem::take(&mut self.head_block);
+        *self = Connection::new(self.local);
+        self.head_block = head_block;
+        for s in streams.iter_mut() {
+            s.id = 0;
+            s.body.clear();
+            s.body_sent = 0;
+        }
+        self.streams = streams;
+        (self.payload, self.block, self.out) = (payload, block, out);
+        self.payload.clear();
+        self.block.clear();
+        self.out.clear();
+    }
+
+    /// The connection is up: the preface, our SETTINGS, and the
+    /// connection window opened to what we asked for.
+    pub fn start(&mut self, st: &mut H2Stats) {
+        self.out.extend_from_slice(frame::PREFACE);
+        let mut settings = [(frame::SETTINGS_ENABLE_PUSH, 0); 3];
+        let mut n = 1;
+        if self.local.stream_window != frame::DEFAULT_WINDOW {
+            settings[n] = (
+                frame::SETTINGS_INITIAL_WINDOW_SIZE,
+                self.local.stream_window,
+            );
+            n += 1;
+        }
+        settings[n] = (
+            frame::SETTINGS_MAX_HEADER_LIST_SIZE,
+            self.local.max_header_list,
+        );
+        n += 1;
+        frame::settings(&mut self.out, &settings[..n]);
+        st.frames_out += 1;
+        if self.local.conn_window > frame::DEFAULT_WINDOW {
+            frame::window_update(
+                &mut self.out,
+                0,
+                self.local.conn_window - frame::DEFAULT_WINDOW,
+            );
+            st.frames_out += 1;
+        }
+        // Until the server's SETTINGS arrive its window for us is the
+        // default; ours for it is what we just opened.
+        self.recv_window = self.local.conn_window.max(frame::DEFAULT_WINDOW) as i64;
+    }
+
+    /// How many streams may be open at once now: 0 once the server sent
+    /// GOAWAY or the ids ran out.
+    pub fn capacity(&self) -> u32 {
+        if self.goaway.is_some() || self.exhausted {
+            return 0;
+        }
+        let peer = match (self.got_settings, self.peer_max_streams) {
+            (_, Some(n)) => n,
+            (true, None) => u32::MAX,
+            (false, None) => STREAMS_BEFORE_SETTINGS,
+        };
+        self.local.streams.min(peer)
+    }
+
+    /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, if it sent one.
+    pub fn peer_max_streams(&self) -> Option<u32> {
+        self.peer_max_streams
+    }
+
+    /// No new stream will open here: the connection should be replaced
+    /// once its streams are done.
+    pub fn is_draining(&self) -> bool {
+        self.capacity() == 0
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> u32 {
+        self.open
+    }
+
+    /// The frames to send, taken (`into` is cleared first and keeps its
+    /// capacity).
+    pub fn take_output(&mut self, into: &mut Vec<u8>) {
+        into.clear();
+        std::mem::swap(&mut self.out, into);
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Opens a stream on `slot` for a request: its HPACK `head`, then
+    /// `body` (none: END_STREAM on the HEADERS). What flow control holds
+    /// back is kept and sent as the server opens its windows.
+    pub fn open_stream(
+        &mut self,
+        slot: u32,
+        head: Head<'_>,
+        body: &[u8],
+        st: &mut H2Stats,
+    ) -> Result<(), Exhausted> {
+        let id = next_id(self.last_id, slot, self.streams.len() as u32).ok_or_else(|| {
+            self.exhausted = true;
+            Exhausted
+        })?;
+        self.last_id = id;
+        self.open += 1;
+        let s = &mut self.streams[slot as usize];
+        debug_assert_eq!(s.id, 0, "slot {slot} already has stream {}", s.id);
+        *s = Stream {
+            id,
+            status: 0,
+            answered: false,
+            send_window: self.peer_initial_window,
+            recv_unacked: 0,
+            body: std::mem::take(&mut s.body),
+            body_sent: 0,
+        };
+        s.body.clear();
+        self.head_block.clear();
+        match head {
+            Head::Fixed(f) => self.encoder.encode_fixed(f, &mut self.head_block),
+            Head::Fields(f) => self.encoder.encode_literal(f.iter(), &mut self.head_block),
+        }
+        st.frames_out += frame::headers(
+            &mut self.out,
+            id,
+            &self.head_block,
+            body.is_empty(),
+            self.peer_max_frame,
+        );
+        // Straight from the caller's bytes; only what the windows hold
+        // back is copied, to be sent later.
+        let sent = self.data_frames(slot as usize, body, st);
+        if sent < body.len() {
+            self.streams[slot as usize]
+                .body
+                .extend_from_slice(&body[sent..]);
+            st.window_stalls += 1;
+        }
+        Ok(())
+    }
+
+    /// DATA frames of as much of `bytes` (the rest of the slot's body) as
+    /// the windows and the frame size allow, the last with END_STREAM.
+    /// Returns how many bytes went.
+    fn data_frames(&mut self, i: usize, bytes: &[u8], st: &mut H2Stats) -> usize {
+        let s = &mut self.streams[i];
+        let mut sent = 0;
+        while sent < bytes.len() {
+            let room = s.send_window.min(self.send_window);
+            if room <= 0 {
+                break;
+            }
+            let n = (bytes.len() - sent)
+                .min(room as usize)
+                .min(self.peer_max_frame);
+            frame::data(
+                &mut self.out,
+                s.id,
+                &bytes[sent..][..n],
+                sent + n == bytes.len(),
+            );
+            st.frames_out += 1;
+            sent += n;
+            s.send_window -= n as i64;
+            self.send_window -= n as i64;
+        }
+        sent
+    }
+
+    /// Gives up on the slot's stream (its request timed out): RST_STREAM
+    /// CANCEL, and whatever still comes for it is ignored.
+    pub fn cancel(&mut self, slot: u32, st: &mut H2Stats) {
+        let id = self.streams[slot as usize].id;
+        if id != 0 {
+            frame::rst_stream(&mut self.out, id, frame::CANCEL);
+            st.frames_out += 1;
+            self.close(slot as usize);
+        }
+    }
+
+    /// Sends as much of the slot's held-back body as the windows allow.
+    fn send_body(&mut self, i: usize, st: &mut H2Stats) {
+        let body = std::mem::take(&mut self.streams[i].body);
+        let from = self.streams[i].body_sent;
+        let sent = self.data_frames(i, &body[from..], st);
+        let s = &mut self.streams[i];
+        s.body = body;
+        s.body_sent += sent;
+    }
+
+    /// Windows opened: bodies held back go on, oldest slots first.
+    fn resume(&mut self, st: &mut H2Stats) {
+        for i in 0..self.streams.len() {
+            if self.send_window <= 0 {
+                return;
+            }
+            if self.streams[i].stalled() {
+                self.send_body(i, st);
+            }
+        }
+    }
+
+    fn close(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if s.id != 0 {
+            s.id = 0;
+            s.body.clear();
+            s.body_sent = 0;
+            self.open -= 1;
+        }
+    }
+
+    /// The slot of an open stream `id`, if it is one.
+    #[inline]
+    fn slot_of(&self, id: u32) -> Option<usize> {
+        let i = ((id >> 1) % self.streams.len() as u32) as usize;
+        (id != 0 && self.streams[i].id == id).then_some(i)
+    }
+
+    /// A stream id we never opened (and never skipped).
+    #[inline]
+    fn is_idle(&self, id: u32) -> bool {
+        id > self.last_id || id & 1 == 0
+    }
+
+    /// Takes what arrived. Events go to `events` in the order they
+    /// happened; on a connection error the events before it stand, and
+    /// the connection must be closed.
+    pub fn read(
+        &mut self,
+        mut data: &[u8],
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        if !self.seen_bytes && !data.is_empty() {
+            self.seen_bytes = true;
+            if data.starts_with(b"HTTP/1") {
+                return Err(ConnError::Http1);
+            }
+        }
+        while !data.is_empty() {
+            match self.read {
+                Read::Head => {
+                    let n = (frame::HEADER_LEN - self.head_len).min(data.len());
+                    self.head[self.head_len..self.head_len + n].copy_from_slice(&data[..n]);
+                    self.head_len += n;
+                    data = &data[n..];
+                    if self.head_len == frame::HEADER_LEN {
+                        self.head_len = 0;
+                        let hdr = Header::parse(&self.head);
+                        st.frames_in += 1;
+                        self.begin(hdr, events, st)?;
+                    }
+                }
+                Read::Data {
+                    hdr,
+                    left,
+                    pad_byte,
+                } => {
+                    let mut left = left;
+                    if pad_byte {
+                        if data[0] as u32 >= hdr.len {
+                            return Err(ConnError::Protocol("DATA padding longer than the frame"));
+                        }
+                        data = &data[1..];
+                        left -= 1;
+                    }
+                    let n = (left as usize).min(data.len());
+                    data = &data[n..];
+                    left -= n as u32;
+                    if left == 0 {
+                        self.read = Read::Head;
+                        self.data_done(hdr, events, st);
+                    } else {
+                        self.read = Read::Data {
+                            hdr,
+                            left,
+                            pad_byte: false,
+                        };
+                    }
+                }
+                Read::Payload { hdr } => {
+                    let len = hdr.len as usize;
+                    if self.payload.is_empty() && data.len() >= len {
+                        // Whole in the caller's bytes: no copy.
+                        self.read = Read::Head;
+                        self.frame(hdr, &data[..len], events, st)?;
+                        data = &data[len..];
+                    } else {
+                        let n = (len - self.payload.len()).min(data.len());
+                        self.payload.extend_from_slice(&data[..n]);
+                        data = &data[n..];
+                        if self.payload.len() == len {
+                            self.read = Read::Head;
+                            let payload = std::mem::take(&mut self.payload);
+                            let r = self.frame(hdr, &payload, events, st);
+                            self.payload = payload;
+                            self.payload.clear();
+                            r?;
+                        }
+                    }
+                }
+            }
+        }
+        if self.out.len() > MAX_PENDING_OUTPUT {
+            return Err(ConnError::Flood);
+        }
+        Ok(())
+    }
+
+    /// A frame header arrived: checks what can be checked before its
+    /// payload, and decides how to read it.
+    fn begin(
+        &mut self,
+        hdr: Header,
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        // We never raise SETTINGS_MAX_FRAME_SIZE.
+        if hdr.len > frame::DEFAULT_MAX_FRAME {
+            return Err(ConnError::FrameSize("larger than SETTINGS_MAX_FRAME_SIZE"));
+        }
+        if !self.got_settings && hdr.kind != frame::SETTINGS {
+            return Err(ConnError::Protocol(
+                "the server's first frame is not SETTINGS",
+            ));
+        }
+        if let Some(c) = self.continuing
+            && (hdr.kind != frame::CONTINUATION || hdr.stream != c.stream)
+        {
+            return Err(ConnError::Protocol("a header block interrupted"));
+        }
+        if hdr.kind != frame::DATA {
+            self.read = Read::Payload { hdr };
+            if hdr.len == 0 {
+                self.read = Read::Head;
+                self.frame(hdr, &[], events, st)?;
+            }
+            return Ok(());
+        }
+        if hdr.stream == 0 {
+            return Err(ConnError::Protocol("DATA on stream 0"));
+        }
+        if hdr.has(frame::PADDED) && hdr.len == 0 {
+            return Err(ConnError::FrameSize("padded DATA without its pad length"));
+        }
+        // The whole frame counts against both windows, padding included.
+        self.recv_window -= hdr.len as i64;
+        if self.recv_window < 0 {
+            return Err(ConnError::FlowControl("DATA beyond the connection window"));
+        }
+        self.recv_unacked += hdr.len;
+        if self.recv_unacked >= self.local.conn_window / 2 && self.recv_unacked > 0 {
+            frame::window_update(&mut self.out, 0, self.recv_unacked);
+            st.frames_out += 1;
+            self.recv_window += self.recv_unacked as i64;
+            self.recv_unacked = 0;
+        }
+        match self.slot_of(hdr.stream) {
+            Some(i) => {
+                let s = &mut self.streams[i];
+                if s.status == 0 {
+                    // DATA before the final HEADERS.
+                    self.malformed(i, events, st);
+                } else {
+                    s.recv_unacked += hdr.len;
+                    if s.recv_unacked > self.local.stream_window {
+                        return Err(ConnError::FlowControl("DATA beyond the stream window"));
+                    }
+                    if !hdr.has(frame::END_STREAM)
+                        && s.recv_unacked >= self.local.stream_window / 2
+                        && s.recv_unacked > 0
+                    {
+                        frame::window_update(&mut self.out, s.id, s.recv_unacked);
+                        st.frames_out += 1;
+                        s.recv_unacked = 0;
+                    }
+                }
+            }
+            None if self.is_idle(hdr.stream) => {
+                return Err(ConnError::Protocol("DATA on a stream never opened"));
+            }
+            // A stream we already closed (reset or timed out): ignored,
+            // but it counted against the connection window above.
+            None => {}
+        }
+        if hdr.len == 0 {
+            self.data_done(hdr, events, st);
+        } else {
+            self.read = Read::Data {
+                hdr,
+                left: hdr.len,
+                pad_byte: hdr.has(frame::PADDED),
+            };
+        }
+        Ok(())
+    }
+
+    /// A DATA frame was read to its end.
+    fn data_done(&mut self, hdr: Header, events: &mut Vec<Event>, st: &mut H2Stats) {
+        if let Some(i) = self.slot_of(hdr.stream) {
+            self.answered(i, events);
+            if hdr.has(frame::END_STREAM) {
+                self.complete(i, events, st);
+            }
+        }
+    }
+
+    fn answered(&mut self, i: usize, events: &mut Vec<Event>) {
+        let s = &mut self.streams[i];
+        if !s.answered {
+            s.answered = true;
+            events.push(Event::FirstByte { slot: i as u32 });
+        }
+    }
+
+    /// The server ended the slot's stream.
+    fn complete(&mut self, i: usize, events: &mut Vec<Event>, st: &mut H2Stats) {
+        let s = &self.streams[i];
+        let status = s.status;
+        if status == 0 {
+            self.malformed(i, events, st);
+            return;
+        }
+        if s.stalled() {
+            // Answered before we finished the body: the rest is not wanted.
+            frame::rst_stream(&mut self.out, s.id, frame::CANCEL);
+            st.frames_out += 1;
+        }
+        self.close(i);
+        events.push(Event::Complete {
+            slot: i as u32,
+            status,
+        });
+    }
+
+    /// The response on slot `i` is not a valid HTTP/2 message.
+    fn malformed(&mut self, i: usize, events: &mut Vec<Event>, st: &mut H2Stats) {
+        frame::rst_stream(&mut self.out, self.streams[i].id, frame::PROTOCOL_ERROR);
+        st.frames_out += 1;
+        self.close(i);
+        events.push(Event::Malformed { slot: i as u32 });
+    }
+
+    /// A whole frame other than DATA.
+    fn frame(
+        &mut self,
+        hdr: Header,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        match hdr.kind {
+            frame::HEADERS => self.headers(hdr, payload, events, st),
+            frame::CONTINUATION => self.continuation(hdr, payload, events, st),
+            frame::SETTINGS => self.settings(hdr, payload, events, st),
+            frame::WINDOW_UPDATE => self.window_update(hdr, payload, st),
+            frame::RST_STREAM => {
+                if hdr.stream == 0 {
+                    return Err(ConnError::Protocol("RST_STREAM on stream 0"));
+                }
+                let code = u32::from_be_bytes(
+                    payload
+                        .try_into()
+                        .map_err(|_| ConnError::FrameSize("RST_STREAM is not 4 bytes"))?,
+                );
+                match self.slot_of(hdr.stream) {
+                    Some(i) => {
+                        st.count_reset(code);
+                        self.close(i);
+                        events.push(if code == frame::REFUSED_STREAM {
+                            Event::Unprocessed { slot: i as u32 }
+                        } else {
+                            Event::Reset {
+                                slot: i as u32,
+                                code,
+                            }
+                        });
+                    }
+                    None if self.is_idle(hdr.stream) => {
+                        return Err(ConnError::Protocol("RST_STREAM on a stream never opened"));
+                    }
+                    None => {}
+                }
+                Ok(())
+            }
+            frame::PING => {
+                if hdr.stream != 0 {
+                    return Err(ConnError::Protocol("PING on a stream"));
+                }
+                let data: &[u8; 8] = payload
+                    .try_into()
+                    .map_err(|_| ConnError::FrameSize("PING is not 8 bytes"))?;
+                if !hdr.has(frame::ACK) {
+                    st.pings += 1;
+                    frame::ping(&mut self.out, true, data);
+                    st.frames_out += 1;
+                }
+                Ok(())
+            }
+            frame::GOAWAY => {
+                if hdr.stream != 0 {
+                    return Err(ConnError::Protocol("GOAWAY on a stream"));
+                }
+                if payload.len() < 8 {
+                    return Err(ConnError::FrameSize("GOAWAY shorter than 8 bytes"));
+                }
+                let last = u32::from_be_bytes(payload[..4].try_into().unwrap_or_default())
+                    & frame::MAX_WINDOW;
+                let code = u32::from_be_bytes(payload[4..8].try_into().unwrap_or_default());
+                st.goaways += 1;
+                self.goaway = Some(self.goaway.map_or(last, |l| l.min(last)));
+                for i in 0..self.streams.len() {
+                    if self.streams[i].id > last {
+                        self.close(i);
+                        events.push(Event::Unprocessed { slot: i as u32 });
+                    }
+                }
+                events.push(Event::GoAway { code });
+                Ok(())
+            }
+            frame::PUSH_PROMISE => Err(ConnError::Protocol("PUSH_PROMISE with push disabled")),
+            frame::PRIORITY => {
+                if hdr.stream == 0 {
+                    return Err(ConnError::Protocol("PRIORITY on stream 0"));
+                }
+                if payload.len() != 5 {
+                    return Err(ConnError::FrameSize("PRIORITY is not 5 bytes"));
+                }
+                Ok(())
+            }
+            // Unknown frame types are ignored (RFC 9113 §4.1).
+            _ => Ok(()),
+        }
+    }
+
+    fn headers(
+        &mut self,
+        hdr: Header,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        if hdr.stream == 0 {
+            return Err(ConnError::Protocol("HEADERS on stream 0"));
+        }
+        if self.is_idle(hdr.stream) {
+            return Err(ConnError::Protocol("HEADERS on a stream never opened"));
+        }
+        let mut p = payload;
+        let mut pad = 0;
+        if hdr.has(frame::PADDED) {
+            let (&n, rest) = p.split_first().ok_or(ConnError::FrameSize(
+                "padded HEADERS without its pad length",
+            ))?;
+            pad = n as usize;
+            p = rest;
+        }
+        if hdr.has(frame::PRIORITY_FLAG) {
+            p = p
+                .get(5..)
+                .ok_or(ConnError::FrameSize("HEADERS shorter than its priority"))?;
+        }
+        if pad > p.len() {
+            return Err(ConnError::Protocol("HEADERS padding longer than the frame"));
+        }
+        let fragment = &p[..p.len() - pad];
+        let end_stream = hdr.has(frame::END_STREAM);
+        if hdr.has(frame::END_HEADERS) {
+            return self.header_block(hdr.stream, fragment, end_stream, events, st);
+        }
+        self.block.clear();
+        self.block.extend_from_slice(fragment);
+        self.continuing = Some(Continuing {
+            stream: hdr.stream,
+            end_stream,
+        });
+        self.check_block_size()
+    }
+
+    fn continuation(
+        &mut self,
+        hdr: Header,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        let Some(c) = self.continuing else {
+            return Err(ConnError::Protocol("CONTINUATION without HEADERS"));
+        };
+        self.block.extend_from_slice(payload);
+        self.check_block_size()?;
+        if hdr.has(frame::END_HEADERS) {
+            self.continuing = None;
+            let block = std::mem::take(&mut self.block);
+            let r = self.header_block(c.stream, &block, c.end_stream, events, st);
+            self.block = block;
+            self.block.clear();
+            r?;
+        }
+        Ok(())
+    }
+
+    /// A block growing past twice the header list limit (on the wire,
+    /// before decoding) is refused without waiting for its end.
+    fn check_block_size(&self) -> Result<(), ConnError> {
+        let limit = 2 * self.local.max_header_list as usize + frame::DEFAULT_MAX_FRAME as usize;
+        if self.block.len() > limit {
+            return Err(ConnError::HeaderList);
+        }
+        Ok(())
+    }
+
+    /// A whole header block for `id`: decoded (always, to keep HPACK's
+    /// table in step), then judged as the stream's response head or
+    /// trailers.
+    fn header_block(
+        &mut self,
+        id: u32,
+        block: &[u8],
+        end_stream: bool,
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        let decoded = self.decoder.decode(block, |_, _| {})?;
+        let Some(i) = self.slot_of(id) else {
+            return Ok(());
+        };
+        self.answered(i, events);
+        let s = &mut self.streams[i];
+        if s.status != 0 {
+            // Trailers: they end the stream and carry no status.
+            if !end_stream || decoded.status.is_some() {
+                self.malformed(i, events, st);
+            } else {
+                self.complete(i, events, st);
+            }
+            return Ok(());
+        }
+        match decoded.status {
+            // 101 is not allowed in HTTP/2 (RFC 9113 §8.6).
+            Some(101) | None => self.malformed(i, events, st),
+            Some(100..=199) if end_stream => self.malformed(i, events, st),
+            Some(100..=199) => {}
+            Some(status) => {
+                s.status = status;
+                if end_stream {
+                    self.complete(i, events, st);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(
+        &mut self,
+        hdr: Header,
+        payload: &[u8],
+        events: &mut Vec<Event>,
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        if hdr.stream != 0 {
+            return Err(ConnError::Protocol("SETTINGS on a stream"));
+        }
+        if hdr.has(frame::ACK) {
+            if !payload.is_empty() {
+                return Err(ConnError::FrameSize("SETTINGS ACK with a payload"));
+            }
+            return Ok(());
+        }
+        if payload.len() % 6 != 0 {
+            return Err(ConnError::FrameSize("SETTINGS not a multiple of 6 bytes"));
+        }
+        for s in payload.chunks_exact(6) {
+            let id = u16::from_be_bytes([s[0], s[1]]);
+            let value = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+            match id {
+                frame::SETTINGS_HEADER_TABLE_SIZE => {
+                    self.encoder.set_peer_table_size(value as usize);
+                }
+                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
+                    return Err(ConnError::Protocol("SETTINGS_ENABLE_PUSH above 1"));
+                }
+                frame::SETTINGS_ENABLE_PUSH if value == 1 => {
+                    return Err(ConnError::Protocol("a server enabled push"));
+                }
+                frame::SETTINGS_MAX_CONCURRENT_STREAMS => {
+                    self.peer_max_streams = Some(value);
+                    st.saw_max_streams(value);
+                }
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    if value > frame::MAX_WINDOW {
+                        return Err(ConnError::FlowControl(
+                            "SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1",
+                        ));
+                    }
+                    let delta = value as i64 - self.peer_initial_window;
+                    self.peer_initial_window = value as i64;
+                    for s in self.streams.iter_mut().filter(|s| s.id != 0) {
+                        s.send_window += delta;
+                        if s.send_window > frame::MAX_WINDOW as i64 {
+                            return Err(ConnError::FlowControl("a stream window above 2^31-1"));
+                        }
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(frame::DEFAULT_MAX_FRAME..=frame::MAX_MAX_FRAME).contains(&value) {
+                        return Err(ConnError::Protocol("SETTINGS_MAX_FRAME_SIZE out of range"));
+                    }
+                    self.peer_max_frame = value as usize;
+                }
+                // MAX_HEADER_LIST_SIZE is advisory, and unknown settings
+                // are ignored (RFC 9113 §6.5.2).
+                _ => {}
+            }
+        }
+        self.got_settings = true;
+        frame::settings_ack(&mut self.out);
+        st.frames_out += 1;
+        events.push(Event::Settings);
+        self.resume(st);
+        Ok(())
+    }
+
+    fn window_update(
+        &mut self,
+        hdr: Header,
+        payload: &[u8],
+        st: &mut H2Stats,
+    ) -> Result<(), ConnError> {
+        let inc = u32::from_be_bytes(
+            payload
+                .try_into()
+                .map_err(|_| ConnError::FrameSize("WINDOW_UPDATE is not 4 bytes"))?,
+        ) & frame::MAX_WINDOW;
+        if hdr.stream == 0 {
+            if inc == 0 {
+                return Err(ConnError::Protocol("WINDOW_UPDATE of 0"));
+            }
+            self.send_window += inc as i64;
+            if self.send_window > frame::MAX_WINDOW as i64 {
+                return Err(ConnError::FlowControl("the connection window above 2^31-1"));
+            }
+            self.resume(st);
+            return Ok(());
+        }
+        match self.slot_of(hdr.stream) {
+            Some(i) => {
+                let s = &mut self.streams[i];
+                s.send_window += inc as i64;
+                if inc == 0 || s.send_window > frame::MAX_WINDOW as i64 {
+                    // A stream error; the request on it is lost either way,
+                    // so the connection's rules apply.
+                    return Err(ConnError::FlowControl("a bad stream WINDOW_UPDATE"));
+                }
+                if s.stalled() {
+                    self.send_body(i, st);
+                }
+                Ok(())
+            }
+            None if self.is_idle(hdr.stream) => Err(ConnError::Protocol(
+                "WINDOW_UPDATE on a stream never opened",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A request's header fields, as given to [`Connection::open_stream`].
+#[derive(Clone, Copy)]
+pub enum Head<'a> {
+    /// A request that never changes, encoded once.
+    Fixed(&'a hpack::FixedRequest),
+    /// The fields of one request.
+    Fields(&'a hpack::RequestFields),
+}
+
+/// The smallest odd id above `last` whose slot is `slot`, if there is one
+/// below 2^31.
+fn next_id(last: u32, slot: u32, streams: u32) -> Option<u32> {
+    let first = if last == 0 { 0 } else { (last >> 1) + 1 } as u64;
+    let streams = streams as u64;
+    let k = first + (slot as u64 + streams - first % streams) % streams;
+    let id = 2 * k + 1;
+    (id <= frame::MAX_WINDOW as u64).then_some(id as u32)
+}
+
+#[cfg(test)]
+mod tests;
