@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::fleet::Part;
 use crate::http::RequestSpec;
+use crate::http::h2::Settings as H2Settings;
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
 use crate::tls::TlsSettings;
@@ -21,6 +22,8 @@ use crate::url::Url;
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_SHARDS: usize = 1024;
 pub const MAX_PIPELINE: usize = 4096;
+/// HTTP/2 streams per connection (`--streams`); servers allow 100–1000.
+pub const MAX_STREAMS: u32 = 4096;
 
 /// Which I/O engine drives the connections (named in reports as users
 /// see it: `io_uring`, `glommio`).
@@ -94,6 +97,8 @@ pub struct Config {
     pub start_at: Option<SystemTime>,
     /// `--bind`: source addresses, round-robin over the connections.
     pub bind: Vec<IpAddr>,
+    /// `--http2`: streams per connection, windows, header list limit.
+    pub http2: Option<H2Settings>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -108,6 +113,16 @@ pub enum ConfigError {
     FewerConnectionsThanShards(usize, usize),
     #[error("--pipeline must be between 1 and {MAX_PIPELINE}, got {0}")]
     Pipeline(usize),
+    #[error("--streams must be between 1 and {MAX_STREAMS}, got {0}")]
+    Streams(u32),
+    #[error(
+        "--pipeline is HTTP/1.1's; with --http2 give concurrent requests per connection with --streams"
+    )]
+    PipelineWithHttp2,
+    #[error(
+        "--no-keepalive is HTTP/1.1's (Connection: close); HTTP/2 keeps its connections: drop one of them"
+    )]
+    NoKeepaliveWithHttp2,
     #[error("-n/--requests must be at least 1")]
     Requests,
     #[error("-d/--duration must be longer than zero")]
@@ -205,6 +220,7 @@ pub struct RunInputs {
     pub part: Part,
     pub start_at: Option<SystemTime>,
     pub bind: Vec<IpAddr>,
+    pub http2: Option<H2Settings>,
 }
 
 /// A config that passed [`Config::validate`]; the only kind the engine
@@ -292,6 +308,7 @@ impl Config {
             fleet_connections,
             start_at: i.start_at,
             bind: i.bind,
+            http2: i.http2,
         }
         .validated()
     }
@@ -312,6 +329,17 @@ impl Config {
         }
         if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
             return Err(ConfigError::Pipeline(self.pipeline));
+        }
+        if let Some(h2) = self.http2 {
+            if h2.streams == 0 || h2.streams > MAX_STREAMS {
+                return Err(ConfigError::Streams(h2.streams));
+            }
+            if self.pipeline > 1 {
+                return Err(ConfigError::PipelineWithHttp2);
+            }
+            if !self.keepalive {
+                return Err(ConfigError::NoKeepaliveWithHttp2);
+            }
         }
         match (self.duration, self.requests) {
             (Some(_), Some(_)) => return Err(ConfigError::DurationAndRequests),
@@ -402,6 +430,7 @@ impl Config {
             fleet_connections: 10,
             start_at: None,
             bind: Vec::new(),
+            http2: None,
         }
     }
 
@@ -454,6 +483,7 @@ mod tests {
             part: Part::default(),
             start_at: None,
             bind: Vec::new(),
+            http2: None,
         }
     }
 

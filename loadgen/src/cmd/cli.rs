@@ -299,6 +299,20 @@ pub struct RunArgs {
     /// Requests in flight per connection (HTTP/1.1 pipelining).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
+    /// Speak HTTP/2: prior knowledge (h2c) on http:// URLs, ALPN h2 on
+    /// https:// (a server that does not accept it ends the run).
+    #[arg(long, visible_alias = "h2")]
+    pub http2: bool,
+    /// Concurrent HTTP/2 streams per connection (h2load's -m), capped by
+    /// the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(long, value_name = "N", requires = "http2")]
+    pub streams: Option<u32>,
+    /// HTTP/2 stream window: 2^BITS-1 bytes (h2load's -w).
+    #[arg(long, value_name = "BITS", default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=31))]
+    pub h2_window: u8,
+    /// HTTP/2 connection window: 2^BITS-1 bytes (h2load's -W).
+    #[arg(long, value_name = "BITS", default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=31))]
+    pub h2_conn_window: u8,
     /// Fail a request with no complete response after this long.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub timeout: Duration,

@@ -121,6 +121,12 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             Duration::ZERO
         }),
         pipeline: args.pipeline,
+        http2: args.http2.then(|| loadgen::http::h2::Settings {
+            streams: args.streams.unwrap_or(1),
+            stream_window: (1u32 << args.h2_window) - 1,
+            conn_window: (1u32 << args.h2_conn_window) - 1,
+            max_header_list: args.max_header_bytes as u32,
+        }),
         timeout: args.timeout,
         max_header_bytes: args.max_header_bytes,
         pin: !args.no_pin,
@@ -304,6 +310,7 @@ fn tls_settings(args: &RunArgs, url: &Url) -> Result<Option<TlsSettings>, SetupE
             })
             .unwrap_or_default(),
         resume: !args.no_tls_resume,
+        http2: args.http2,
     })?))
 }
 

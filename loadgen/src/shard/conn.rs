@@ -3,7 +3,8 @@
 //! a new one, and `generation` tells events of the old socket from the new.
 //! The slot holds no socket; the engine does, keyed by slot and generation.
 
-use crate::http::ResponseParser;
+use super::slots::Slots;
+use crate::http::{ResponseParser, h2};
 use crate::scenario::ConnGen;
 use crate::tls::Session;
 
@@ -41,28 +42,14 @@ pub struct Conn {
     pub generation: u32,
     pub state: ConnState,
     pub parser: ResponseParser,
-    /// Send times (ns since shard start) of in-flight requests, a ring of
-    /// `depth` slots starting at `head`.
-    sent_at: Box<[u64]>,
-    /// Intended send times (open loop), same ring as `sent_at`; queued
-    /// requests follow the in-flight ones.
-    intended_at: Box<[u64]>,
-    /// Which scenario request each slot holds, same ring again.
-    pub which: Box<[u16]>,
+    /// The requests this connection holds, and their times.
+    pub slots: Slots,
     /// Rendered requests of the send in flight (templated scenarios
     /// only; sized for `depth` of the longest, so it never reallocates
     /// while the kernel may read it).
     pub out: Vec<u8>,
     /// This connection's random stream and token (templated only).
     pub generator: Option<ConnGen>,
-    pub head: u32,
-    /// Requests sent (or handed to the engine) and not yet answered.
-    pub inflight: u32,
-    /// The last `unstamped` of the in-flight requests were handed to the
-    /// engine since its last `stamp`, and get that send time.
-    pub unstamped: u32,
-    /// Requests taken from the quota but waiting for the send slot.
-    pub queued: u32,
     /// A send whose completion the core waits for is with the engine;
     /// another send must not overtake it.
     pub send_busy: bool,
@@ -74,6 +61,12 @@ pub struct Conn {
     /// kernel).
     pub tls: Option<Session>,
     pub tls_out: Vec<u8>,
+    /// `--http2`: the connection's HTTP/2 state, and (without TLS) the
+    /// frames of the send in flight, kept still as `tls_out` is.
+    pub h2: Option<Box<h2::Connection>>,
+    pub h2_out: Vec<u8>,
+    /// When bytes last came from the server.
+    pub last_recv: u64,
     pub connect_started: u64,
     /// When the TCP connection was up and the TLS handshake began.
     pub handshake_started: u64,
@@ -100,24 +93,22 @@ impl Conn {
         max_header_bytes: usize,
         generator: Option<ConnGen>,
         out_capacity: usize,
+        h2: Option<h2::Settings>,
     ) -> Conn {
         Conn {
             generation: 0,
             state: ConnState::Backoff,
             parser: ResponseParser::new(max_header_bytes),
-            sent_at: vec![0; depth].into_boxed_slice(),
-            intended_at: vec![0; depth].into_boxed_slice(),
-            which: vec![0; depth].into_boxed_slice(),
+            slots: Slots::new(depth),
             out: Vec::with_capacity(out_capacity),
             generator,
-            head: 0,
-            inflight: 0,
-            unstamped: 0,
-            queued: 0,
             send_busy: false,
             send_len: 0,
             tls: None,
             tls_out: Vec::new(),
+            h2: h2.map(|s| Box::new(h2::Connection::new(s))),
+            h2_out: Vec::new(),
+            last_recv: 0,
             connect_started: 0,
             handshake_started: 0,
             retry_at: 0,
@@ -127,81 +118,28 @@ impl Conn {
         }
     }
 
-    #[inline]
-    pub fn depth(&self) -> u32 {
-        self.sent_at.len() as u32
-    }
-
     /// Whether an event of `generation` is about this slot's socket.
     #[inline]
     pub fn is(&self, generation: u32) -> bool {
         self.generation == generation & GENERATION_MASK
     }
 
-    /// Send time of the oldest in-flight request, if it has one yet.
-    #[inline]
-    pub fn oldest_sent_at(&self) -> Option<u64> {
-        (self.inflight > self.unstamped).then(|| self.sent_at[self.head as usize])
-    }
-
-    /// Free pipeline slots.
+    /// Requests this connection can take now: free pipeline slots, or
+    /// streams the server allows and we have not opened.
     #[inline]
     pub fn free_slots(&self) -> u32 {
-        self.depth() - self.inflight - self.queued
+        let limit = match &self.h2 {
+            Some(h2) => h2.capacity(),
+            None => self.slots.depth(),
+        };
+        limit.saturating_sub(self.slots.held())
     }
 
-    /// Queues one request meant to be sent at `intended` (ns).
+    /// Whether queued requests may be handed over now: HTTP/1.1 requests
+    /// wait for the send in flight; HTTP/2 frames queue behind it.
     #[inline]
-    pub fn queue(&mut self, intended: u64) {
-        let idx = (self.head + self.inflight + self.queued) % self.depth();
-        self.intended_at[idx as usize] = intended;
-        self.queued += 1;
-    }
-
-    /// Moves the queued requests in flight (their send is with the engine).
-    #[inline]
-    pub fn mark_sent(&mut self) -> u32 {
-        let n = self.queued;
-        self.queued = 0;
-        self.inflight += n;
-        self.unstamped += n;
-        n
-    }
-
-    /// Which scenario request the oldest in-flight one is.
-    #[inline]
-    pub fn oldest_which(&self) -> u16 {
-        self.which[self.head as usize]
-    }
-
-    /// Removes the oldest in-flight request, returning its actual and
-    /// intended send times and which scenario request it was.
-    #[inline]
-    pub fn pop_oldest(&mut self) -> (u64, u64, u16) {
-        let i = self.head as usize;
-        let t = (self.sent_at[i], self.intended_at[i], self.which[i]);
-        self.head = (self.head + 1) % self.depth();
-        self.inflight -= 1;
-        self.unstamped = self.unstamped.min(self.inflight);
-        t
-    }
-
-    /// Intended send times of the requests in flight or queued, oldest
-    /// first.
-    pub fn pending_intended(&self) -> impl Iterator<Item = u64> + '_ {
-        let depth = self.depth();
-        (0..self.inflight + self.queued)
-            .map(move |k| self.intended_at[((self.head + k) % depth) as usize])
-    }
-
-    /// Gives the newest `unstamped` in-flight requests send time `t`.
-    #[inline]
-    pub fn stamp(&mut self, t: u64) {
-        let depth = self.depth();
-        for k in (self.inflight - self.unstamped)..self.inflight {
-            self.sent_at[((self.head + k) % depth) as usize] = t;
-        }
-        self.unstamped = 0;
+    pub fn can_send(&self) -> bool {
+        !self.send_busy || self.h2.is_some()
     }
 
     /// Forgets the socket and everything in flight on it, and moves to the
@@ -211,12 +149,10 @@ impl Conn {
         self.generation = (self.generation + 1) & GENERATION_MASK;
         self.parser.reset();
         self.tls = None;
-        let lost = self.inflight + self.queued;
-        self.head = 0;
-        self.inflight = 0;
-        self.unstamped = 0;
-        self.queued = 0;
+        if let Some(h2) = &mut self.h2 {
+            h2.reset();
+        }
         self.send_busy = false;
-        lost
+        self.slots.clear()
     }
 }

@@ -14,11 +14,7 @@ impl Core<'_> {
     pub(super) fn check_invariants(&self) {
         let opening = self.conns.iter().filter(|c| c.state.is_opening()).count();
         assert_eq!(self.opening as usize, opening, "slots opening");
-        let held: u64 = self
-            .conns
-            .iter()
-            .map(|c| (c.inflight + c.queued) as u64)
-            .sum();
+        let held: u64 = self.conns.iter().map(|c| c.slots.held() as u64).sum();
         assert!(
             held <= self.outstanding,
             "{held} held, {} outstanding",
@@ -113,34 +109,42 @@ impl Core<'_> {
     /// cost 10.4 µs/request at depth 16 (wrk: 7.3); refilling at half
     /// depth, 7.2; whole batches, 6.6 with 3 % more throughput from the
     /// server, which also reads whole batches (BENCHMARKS.md).
+    ///
+    /// HTTP/2 streams are independent, so each ended stream gets a new
+    /// request at once (h2load's `-m`); sends still batch, as the core
+    /// fills once per received buffer, not per response.
     pub(super) fn fill(&mut self, ci: usize, now: u64) {
         let c = &mut self.conns[ci];
+        let batches = c.h2.is_none();
         if self.open_loop.is_some()
             || c.state != ConnState::Open
             || self.stopping
-            || c.inflight + c.queued > 0
+            || (batches && c.slots.held() > 0)
         {
             return;
         }
-        while c.inflight + c.queued < c.depth() {
+        for _ in 0..c.free_slots() {
             match &mut self.quota {
                 Some(0) => break,
                 Some(q) => *q -= 1,
                 None => {}
             }
-            c.queue(0);
+            c.slots.queue(0);
             self.outstanding += 1;
         }
-        if c.queued > 0 && !c.send_busy {
+        if c.slots.queued > 0 && c.can_send() {
             self.send(ci, now);
         }
     }
 
     /// Hands the slot's queued requests to the engine as one send.
     pub(super) fn send(&mut self, ci: usize, now: u64) {
+        if self.conns[ci].h2.is_some() {
+            self.send_h2(ci, now);
+            return;
+        }
         let c = &mut self.conns[ci];
-        let n = c.queued;
-        let (first, depth) = (c.head + c.inflight, c.depth());
+        let n = c.slots.queued;
         if let (Some(sg), Some(cg)) = (&mut self.generator, &mut c.generator) {
             // With TLS `out` holds plaintext, which rustls copies at once;
             // without, see `send_bytes` for why it is free to rewrite.
@@ -148,19 +152,19 @@ impl Core<'_> {
             // only with nothing in flight, and otherwise `send_busy` holds
             // this one back until the last is acked.
             let now_ms = self.wall_epoch_ms + now / 1_000_000;
-            c.out.clear();
-            for k in 0..n {
-                let slot = ((first + k) % depth) as usize;
-                c.which[slot] = self.scenario.render(sg, cg, now_ms, &mut c.out);
-            }
+            let out = &mut c.out;
+            out.clear();
+            let scenario = self.scenario;
+            c.slots
+                .assign_queued(|_| scenario.render(sg, cg, now_ms, out));
             c.send_len = c.out.len();
         } else {
             c.send_len = n as usize * self.req_len;
         }
-        if c.unstamped == 0 {
+        if c.slots.unstamped == 0 {
             self.stamp_list.push(ci as u32);
         }
-        c.mark_sent();
+        c.slots.mark_sent();
         if let Some(s) = &mut c.tls {
             let plain = if c.generator.is_some() {
                 &c.out[..]
@@ -181,30 +185,44 @@ impl Core<'_> {
         });
     }
 
-    /// Parses what arrived, completing responses in order.
+    /// Sends what the connection's protocol layers have waiting: HTTP/2
+    /// frames, TLS records.
+    pub(super) fn flush(&mut self, ci: usize) {
+        if self.conns[ci].h2.is_some() {
+            self.flush_h2(ci);
+        } else {
+            self.flush_tls(ci);
+        }
+    }
+
+    /// Parses what arrived, completing responses in order (HTTP/1.1), or
+    /// reads the frames (HTTP/2).
     pub(super) fn deliver(&mut self, ci: usize, data: &[u8], now: u64) -> Delivered {
+        if self.conns[ci].h2.is_some() {
+            return self.deliver_h2(ci, data, now);
+        }
         let mut off = 0;
         while off < data.len() {
             let c = &mut self.conns[ci];
-            if c.inflight == 0 {
+            if c.slots.inflight == 0 {
                 // Bytes nobody asked for.
                 return Delivered::Error(ErrorKind::Parse);
             }
             if c.parser.is_idle()
-                && let Some(sent) = c.oldest_sent_at()
+                && let Some(sent) = c.slots.oldest_sent_at()
             {
                 // The first byte of the oldest request's response.
                 self.stats
                     .ttfb
                     .saturating_record((now.saturating_sub(sent) / 1000).max(1));
             }
-            let head = self.scenario.is_head(c.oldest_which());
+            let head = self.scenario.is_head(c.slots.oldest_which());
             match c.parser.parse(&data[off..], head) {
                 Ok((n, resp)) => {
                     off += n;
                     match resp {
                         Some(r) => {
-                            let popped = c.pop_oldest();
+                            let popped = c.slots.pop_oldest();
                             self.complete(r.status, popped, now);
                             if r.close {
                                 return Delivered::ServerClose;
@@ -232,35 +250,60 @@ impl Core<'_> {
     /// The oldest in-flight request failed with `kind`; the connection is
     /// replaced and the requests behind it are sent again on the new one.
     pub(super) fn fail(&mut self, ci: usize, kind: ErrorKind, now: u64) {
-        self.stats.errors.add(kind);
-        if self.conns[ci].inflight > 0 {
-            let (_, _, which) = self.conns[ci].pop_oldest();
-            self.stats.request_failed(which, kind);
-            self.outstanding -= 1;
-            self.last_completion = now;
-            self.stats.note_error();
+        match self.conns[ci].slots.oldest() {
+            Some(slot) => self.request_failed(ci, slot, kind, now),
+            None => self.stats.errors.add(kind),
         }
         self.replace(ci, now);
     }
 
-    /// Closes the connection and opens a new one. Its unanswered requests
-    /// are sent again: in closed loop they go back to the quota; in open
-    /// loop they keep their intended send times (so their delay counts).
-    pub(super) fn replace(&mut self, ci: usize, now: u64) {
-        let sent = self.conns[ci].inflight as u64;
-        if let Some(ol) = self.open_loop.as_mut() {
-            ol.requeue(self.conns[ci].pending_intended());
-            self.close_socket(ci);
-        } else {
-            let lost = self.close_socket(ci) as u64;
-            self.outstanding -= lost;
+    /// The request in `slot` of connection `ci` failed with `kind`.
+    pub(super) fn request_failed(&mut self, ci: usize, slot: u32, kind: ErrorKind, now: u64) {
+        self.stats.errors.add(kind);
+        let (_, _, which) = self.conns[ci].slots.pop(slot);
+        self.stats.request_failed(which, kind);
+        self.outstanding -= 1;
+        self.last_completion = now;
+        self.stats.note_error();
+    }
+
+    /// Requests of connection `ci` that will be sent again: the one in
+    /// `only`, or all it holds (the caller then closes it). In closed loop
+    /// they go back to the quota; in open loop they keep their intended
+    /// send times (so their delay counts).
+    pub(super) fn give_back(&mut self, ci: usize, only: Option<u32>) {
+        let slots = &mut self.conns[ci].slots;
+        let (sent, held) = match only {
+            Some(slot) => {
+                let (_, intended, _) = slots.pop(slot);
+                if let Some(ol) = self.open_loop.as_mut() {
+                    ol.requeue(std::iter::once(intended));
+                }
+                (1, 1)
+            }
+            None => {
+                if let Some(ol) = self.open_loop.as_mut() {
+                    ol.requeue(slots.pending_intended());
+                }
+                (slots.inflight as u64, slots.held() as u64)
+            }
+        };
+        if self.open_loop.is_none() {
+            self.outstanding -= held;
             if let Some(q) = &mut self.quota {
-                *q += lost;
+                *q += held;
             }
         }
         self.stats.reissued += sent;
+    }
+
+    /// Closes the connection and opens a new one; its unanswered requests
+    /// are sent again ([`Core::give_back`]).
+    pub(super) fn replace(&mut self, ci: usize, now: u64) {
+        self.give_back(ci, None);
+        self.close_socket(ci);
         let retries = self.open_loop.as_ref().is_some_and(|ol| ol.has_retries());
-        let depth = self.conns[ci].depth() as u64;
+        let depth = self.conns[ci].slots.depth() as u64;
         if let Some(q) = self.quota
             && q <= self.opening as u64 * depth
             && !retries
@@ -280,10 +323,15 @@ impl Core<'_> {
             let c = &self.conns[ci];
             match c.state {
                 ConnState::Open => {
-                    if c.oldest_sent_at()
+                    if c.slots
+                        .oldest_sent_at()
                         .is_some_and(|t| now.saturating_sub(t) > self.timeout_ns)
                     {
-                        self.fail(ci, ErrorKind::Timeout, now);
+                        if c.h2.is_some() {
+                            self.h2_timeouts(ci, now);
+                        } else {
+                            self.fail(ci, ErrorKind::Timeout, now);
+                        }
                     }
                 }
                 ConnState::Connecting => {

@@ -32,9 +32,14 @@ impl Core<'_> {
         }
         c.ever_connected = true;
         c.failures = 0;
+        if let (Some(h2), Some(st)) = (c.h2.as_mut(), self.stats.h2.as_mut()) {
+            // The preface goes out before (or with) the first request.
+            h2.start(st);
+        }
         self.set_state(ci, ConnState::Open);
         self.ever_connected = true;
         self.fill(ci, now);
+        self.flush(ci);
     }
 
     /// The connect failed (or no socket could be made).
@@ -55,10 +60,10 @@ impl Core<'_> {
         }
         let c = &mut self.conns[ci];
         c.send_busy = false;
-        if c.queued > 0 && c.state == ConnState::Open {
+        if c.slots.queued > 0 && c.state == ConnState::Open {
             self.send(ci, now);
         } else {
-            self.flush_tls(ci);
+            self.flush(ci);
         }
     }
 
@@ -79,12 +84,16 @@ impl Core<'_> {
             return;
         }
         self.stats.bytes_read += data.len() as u64;
+        self.conns[ci].last_recv = now;
         if self.conns[ci].tls.is_some() {
             self.received_tls(ci, data, now);
             return;
         }
         match self.deliver(ci, data, now) {
-            Delivered::More => self.fill(ci, now),
+            Delivered::More => {
+                self.fill(ci, now);
+                self.flush(ci);
+            }
             Delivered::ServerClose => self.replace(ci, now),
             Delivered::Error(kind) => self.fail(ci, kind, now),
         }
@@ -103,14 +112,25 @@ impl Core<'_> {
     /// The server ended the connection: a response delimited by the close
     /// completes; anything else in flight failed.
     pub(super) fn closed_by_server(&mut self, ci: usize, now: u64) {
-        match self.conns[ci].parser.eof() {
+        let c = &mut self.conns[ci];
+        let idle = c.slots.inflight == 0;
+        if c.h2.is_some() {
+            // Every HTTP/2 response ends with its stream, before the close.
+            if idle {
+                self.replace(ci, now);
+            } else {
+                self.fail(ci, ErrorKind::Closed, now);
+            }
+            return;
+        }
+        match c.parser.eof() {
             Ok(Some(r)) => {
-                let popped = self.conns[ci].pop_oldest();
+                let popped = c.slots.pop_oldest();
                 self.complete(r.status, popped, now);
                 self.replace(ci, now);
             }
             // An idle keep-alive connection closed by the server: normal.
-            Ok(None) if self.conns[ci].inflight == 0 => self.replace(ci, now),
+            Ok(None) if idle => self.replace(ci, now),
             Ok(None) | Err(_) => self.fail(ci, ErrorKind::Closed, now),
         }
     }

@@ -18,8 +18,10 @@ mod clocks;
 mod conn;
 mod decisions;
 mod events;
+mod h2;
 mod open_loop;
 mod plan;
+mod slots;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -29,9 +31,11 @@ use std::time::Duration;
 
 pub use conn::GENERATION_MASK;
 pub use plan::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardPlan, ShardProgress, plan};
+pub use slots::MAX_SLOTS;
 
 use clocks::Clocks;
 use conn::{Conn, ConnState};
+use h2::H2Requests;
 use open_loop::OpenLoop;
 
 use crate::config::Config;
@@ -125,6 +129,8 @@ pub struct Core<'a> {
     )>,
     /// Decrypted bytes on their way to the parser (TLS only).
     tls_plain: Box<[u8]>,
+    /// `--http2`: what puts requests on streams.
+    h2: Option<H2Requests>,
     /// A failure no retry can fix (a refused certificate): the run ends.
     fatal: bool,
     rng: u64,
@@ -148,11 +154,19 @@ impl<'a> Core<'a> {
         stop: &'a AtomicBool,
     ) -> Core<'a> {
         let conns_n = plan.connections;
-        let depth = cfg.pipeline.max(1);
+        // HTTP/2 streams are the slots of an HTTP/1.1 pipeline.
+        let depth = cfg
+            .http2
+            .map_or(cfg.pipeline.max(1), |h| h.streams as usize);
         let scenario: &Scenario = &cfg.scenario;
         let fixed = scenario.fixed_bytes();
         let req_len = fixed.map_or(scenario.max_request_len(), <[u8]>::len);
-        let out_capacity = if fixed.is_some() { 0 } else { depth * req_len };
+        // HTTP/2 renders one request at a time, in the shard's buffer.
+        let out_capacity = if fixed.is_some() || cfg.http2.is_some() {
+            0
+        } else {
+            depth * req_len
+        };
         let timeout_ns = cfg.timeout.as_nanos() as u64;
         let measure_from = plan.warmup.as_nanos() as u64;
         let shards = cfg.shards.max(1);
@@ -176,6 +190,12 @@ impl<'a> Core<'a> {
         if tls.is_some() {
             stats.tls = Some(Box::default());
         }
+        if cfg.http2.is_some() {
+            stats.h2 = Some(Box::default());
+        }
+        let h2 = cfg
+            .http2
+            .map(|_| H2Requests::new(scenario, cfg.url.scheme()));
         Core {
             scenario,
             conns: (0..conns_n)
@@ -183,7 +203,13 @@ impl<'a> Core<'a> {
                     let generator = fixed
                         .is_none()
                         .then(|| ConnGen::with_seed(scenario, seed, plan.index, i));
-                    let mut c = Conn::new(depth, cfg.max_header_bytes, generator, out_capacity);
+                    let mut c = Conn::new(
+                        depth,
+                        cfg.max_header_bytes,
+                        generator,
+                        out_capacity,
+                        cfg.http2,
+                    );
                     // Round-robin over the process's connections (shard i's
                     // slot j is number i + S·j), so every shard spreads its
                     // slots over all the addresses.
@@ -212,6 +238,7 @@ impl<'a> Core<'a> {
             // whenever the server speaks (tickets, key updates, alerts).
             silent_sends: caps.silent_sends
                 && tls.is_none()
+                && h2.is_none()
                 && sends_only_when_idle
                 && req_len * depth <= SILENT_SEND_MAX,
             actions: Vec::with_capacity(conns_n * 3 + 8),
@@ -234,6 +261,7 @@ impl<'a> Core<'a> {
                 Box::default()
             },
             tls,
+            h2,
             fatal: false,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (stream.offset + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             progress,
@@ -270,6 +298,8 @@ impl<'a> Core<'a> {
         let c = &self.conns[conn as usize];
         if c.tls.is_some() {
             &c.tls_out
+        } else if c.h2.is_some() {
+            &c.h2_out
         } else if c.generator.is_some() {
             &c.out
         } else {
@@ -282,7 +312,7 @@ impl<'a> Core<'a> {
     #[inline]
     pub fn stamp(&mut self, now: u64) {
         for &ci in &self.stamp_list {
-            self.conns[ci as usize].stamp(now);
+            self.conns[ci as usize].slots.stamp(now);
         }
         self.stamp_list.clear();
     }

@@ -121,15 +121,15 @@ impl Core<'_> {
                 }
             }
             let c = &mut self.conns[ci];
-            if c.queued == 0 {
+            if c.slots.queued == 0 {
                 ol.touched.push(ci as u32);
             }
-            c.queue(intended);
+            c.slots.queue(intended);
         }
         let mut touched = std::mem::take(&mut ol.touched);
         for &ci in &touched {
             let c = &self.conns[ci as usize];
-            if c.queued > 0 && !c.send_busy {
+            if c.slots.queued > 0 && c.can_send() {
                 self.send(ci as usize, now);
             }
         }

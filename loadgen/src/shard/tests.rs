@@ -644,3 +644,5 @@ fn templated_requests_render_into_the_slot_buffer() {
     assert!(text.starts_with("GET /i/0 HTTP/1.1\r\n"), "{text}");
     assert!(text.contains("GET /i/1 HTTP/1.1\r\n"), "{text}");
 }
+
+mod h2;

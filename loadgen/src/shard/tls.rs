@@ -110,7 +110,7 @@ impl Core<'_> {
         match outcome {
             Outcome::More => {
                 self.fill(ci, now);
-                self.flush_tls(ci);
+                self.flush(ci);
             }
             Outcome::ServerClose => self.replace(ci, now),
             Outcome::Error(k) => self.fail(ci, k, now),
@@ -130,6 +130,18 @@ impl Core<'_> {
                 t.version = s.version();
                 t.cipher = s.cipher();
                 t.alpn = s.alpn();
+            }
+        }
+        if let (Some(st), Some(s)) = (&mut self.stats.h2, &c.tls) {
+            let alpn = s.alpn();
+            if alpn.as_deref() != Some("h2") {
+                // Not a silent downgrade: the user asked for HTTP/2.
+                let chose = alpn.unwrap_or_else(|| "no protocol (ALPN)".into());
+                st.refused
+                    .get_or_insert_with(|| format!("the server chose {chose}"));
+                self.fatal = true;
+                self.backoff(ci, now);
+                return;
             }
         }
         self.ready(ci, now);

@@ -15,11 +15,13 @@ pub enum Group {
     Http,
     /// The `TLS errors: …` line, after the handshake failures.
     Tls,
+    /// `HTTP/2 errors: …` (`--http2`).
+    Http2,
 }
 
 impl Group {
     /// In the order the text report prints them.
-    pub const ALL: [Group; 3] = [Group::Socket, Group::Http, Group::Tls];
+    pub const ALL: [Group; 4] = [Group::Socket, Group::Http, Group::Tls, Group::Http2];
 
     /// `Socket` in `Socket errors: …`.
     pub fn title(self) -> &'static str {
@@ -27,6 +29,7 @@ impl Group {
             Group::Socket => "Socket",
             Group::Http => "HTTP",
             Group::Tls => "TLS",
+            Group::Http2 => "HTTP/2",
         }
     }
 }
@@ -115,6 +118,12 @@ error_kinds! {
     /// TLS failures after the handshake, with a request in flight (the
     /// handshake's own failures are in the TLS section).
     Tls tls (Tls, "failed requests"),
+    /// HTTP/2: streams the server reset (RST_STREAM other than
+    /// REFUSED_STREAM, whose requests are sent again).
+    StreamReset stream_reset (Http2, "streams reset"),
+    /// HTTP/2: connection errors (malformed frames, HPACK, flow control),
+    /// one for the request in flight the connection took down.
+    Protocol protocol (Http2, "protocol errors"),
 }
 
 impl ErrorKind {

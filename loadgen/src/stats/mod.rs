@@ -156,6 +156,8 @@ pub struct ShardStats {
     pub by_request: Vec<RequestStats>,
     /// `https://` runs only.
     pub tls: Option<Box<crate::tls::TlsStats>>,
+    /// `--http2` runs only.
+    pub h2: Option<Box<crate::http::h2::H2Stats>>,
     /// Wall-clock time at which the measurement started (the engine notes
     /// it when the core's warm-up ends); merged: the earliest.
     pub started_at: Option<std::time::SystemTime>,
@@ -195,6 +197,7 @@ impl ShardStats {
             elapsed: Duration::ZERO,
             by_request: Vec::new(),
             tls: None,
+            h2: None,
             started_at: None,
         }
     }
@@ -321,6 +324,9 @@ impl ShardStats {
         for r in &mut self.by_request {
             r.reset();
         }
+        if let Some(h) = &mut self.h2 {
+            h.reset();
+        }
         if let Some(t) = &mut self.tls {
             t.reset();
         }
@@ -357,6 +363,9 @@ impl ShardStats {
         }
         for (a, b) in self.by_request.iter_mut().zip(&o.by_request) {
             a.merge(b);
+        }
+        if let Some(b) = &o.h2 {
+            self.h2.get_or_insert_with(Default::default).merge(b);
         }
         if let Some(b) = &o.tls {
             self.tls.get_or_insert_with(Default::default).merge(b);

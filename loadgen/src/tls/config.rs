@@ -33,6 +33,9 @@ pub struct TlsInputs {
     pub ciphers: Vec<String>,
     /// Resume sessions across reconnects (`--no-tls-resume` clears it).
     pub resume: bool,
+    /// `--http2`: offer `h2` in ALPN instead of `http/1.1` (only `h2`: a
+    /// server that picks anything else is refused, not followed).
+    pub http2: bool,
 }
 
 /// A run's TLS, ready for the shards.
@@ -180,7 +183,11 @@ pub fn client_config(i: TlsInputs) -> Result<TlsSettings, TlsError> {
             .map_err(TlsError::ClientAuth)?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![if i.http2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
     Ok(TlsSettings {
         config: Arc::new(config),
         server_name,
@@ -265,6 +272,7 @@ mod tests {
             version: None,
             ciphers: Vec::new(),
             resume: true,
+            http2: false,
         }
     }
 
