@@ -249,6 +249,134 @@ fn shard_core(c: &mut Criterion) {
     g.finish();
 }
 
+/// A response header block as nginx sends it over HTTP/2: `:status` from
+/// the static table, the rest literals without indexing, Huffman-coded.
+fn nginx_h2_head() -> Vec<u8> {
+    use loadgen::http::h2::hpack::huffman_encode;
+    let mut b = vec![0x88];
+    for (index, value) in [
+        (54u8, &b"nginx/1.22.1"[..]),
+        (33, b"Fri, 27 Nov 2026 08:00:00 GMT"),
+        (31, b"text/plain"),
+        (28, b"17"),
+    ] {
+        let mut coded = Vec::new();
+        huffman_encode(value, &mut coded);
+        // Literal without indexing, indexed name (4-bit prefix).
+        b.push(0x0f);
+        b.push(index - 15);
+        b.push(0x80 | coded.len() as u8);
+        b.extend(coded);
+    }
+    b
+}
+
+/// The same exchange over HTTP/2 (`--http2 --streams N`): the server's
+/// HEADERS and DATA for every stream of one connection arrive, the core
+/// books them and opens as many new streams, and the send is acked. The
+/// fake server's own work (finding the new stream ids) is not timed.
+fn shard_core_h2(c: &mut Criterion) {
+    use loadgen::config::Config;
+    use loadgen::http::h2::{Settings, frame};
+    use loadgen::shard::{Action, Core, EngineCaps, ShardProgress, plan};
+    use loadgen::url::Url;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    let head = nginx_h2_head();
+    let mut g = c.benchmark_group("shard_core_h2");
+    for streams in [1u32, 16] {
+        let url = Url::parse("http://127.0.0.1:8080/").expect("valid URL");
+        let addr = url.resolve().expect("an IP literal");
+        let mut cfg = Config::for_url(url, addr);
+        cfg.connections = 64;
+        cfg.duration = Some(Duration::from_secs(3600));
+        cfg.http2 = Some(Settings {
+            streams,
+            stream_window: (1 << 30) - 1,
+            conn_window: (1 << 30) - 1,
+            max_header_list: 65536,
+        });
+        let shard = plan(&cfg).remove(0);
+        let (progress, stop) = (ShardProgress::default(), AtomicBool::new(false));
+        let mut core = Core::new(
+            &cfg,
+            &shard,
+            EngineCaps { silent_sends: true },
+            &progress,
+            &stop,
+        );
+        core.start(0);
+        let mut actions = Vec::with_capacity(256);
+        core.take_actions(&mut actions);
+        for a in std::mem::take(&mut actions) {
+            if let Action::Connect {
+                conn, generation, ..
+            } = a
+            {
+                core.on_connected(conn, generation, 1);
+            }
+        }
+        core.take_actions(&mut actions);
+        actions.clear();
+        // Each connection's open streams, read from its last send.
+        let opened = |bytes: &[u8]| -> Vec<u32> {
+            let mut b = bytes.strip_prefix(&frame::PREFACE[..]).unwrap_or(bytes);
+            let mut ids = Vec::new();
+            while b.len() >= frame::HEADER_LEN {
+                let h = frame::Header::parse(b[..frame::HEADER_LEN].try_into().expect("9 bytes"));
+                if h.kind == frame::HEADERS {
+                    ids.push(h.stream);
+                }
+                b = &b[frame::HEADER_LEN + h.len as usize..];
+            }
+            ids
+        };
+        let mut open: Vec<Vec<u32>> = (0..64).map(|c| opened(core.send_bytes(c))).collect();
+        let mut first = vec![true; 64];
+        for conn in 0..64 {
+            core.on_sent(conn, 0, 2);
+        }
+        core.take_actions(&mut actions);
+        actions.clear();
+        let mut now = 1_000u64;
+        let mut conn = 0u32;
+        let mut server = Vec::new();
+        g.throughput(Throughput::Elements(streams as u64));
+        g.bench_function(format!("response_and_next_stream_streams_{streams}"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    server.clear();
+                    if std::mem::take(&mut first[conn as usize]) {
+                        frame::settings(&mut server, &[]);
+                    }
+                    for &id in &open[conn as usize] {
+                        frame::write_header(&mut server, head.len(), frame::HEADERS, frame::END_HEADERS, id);
+                        server.extend_from_slice(&head);
+                        frame::data(&mut server, id, b"Hello from nginx\n", true);
+                    }
+                    now += 1_000;
+                    let t = Instant::now();
+                    core.on_received(conn, 0, black_box(&server), now);
+                    core.take_actions(&mut actions);
+                    core.stamp(now);
+                    core.on_sent(conn, 0, now);
+                    spent += t.elapsed();
+                    assert_eq!(actions.len(), 1, "one send per exchange");
+                    actions.clear();
+                    open[conn as usize] = opened(core.send_bytes(conn));
+                    core.take_actions(&mut actions);
+                    actions.clear();
+                    conn = (conn + 1) % 64;
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
 /// What a shard does once per second for the live numbers (the progress
 /// line and `--metrics-listen`): a second of a busy shard, 100k responses
 /// spread over 20 µs … 50 ms, and as many lag samples.
@@ -271,6 +399,13 @@ fn progress(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches, requests, responses, recording, render, shard_core, progress
+    benches,
+    requests,
+    responses,
+    recording,
+    render,
+    shard_core,
+    shard_core_h2,
+    progress
 );
 criterion_main!(benches);

@@ -176,7 +176,6 @@ pub struct Connection {
     payload: Vec<u8>,
     block: Vec<u8>,
     continuing: Option<Continuing>,
-    seen_bytes: bool,
     decoder: hpack::Decoder,
     encoder: hpack::RequestEncoder,
     /// The header block of the request being sent.
@@ -208,7 +207,6 @@ impl Connection {
             payload: Vec::new(),
             block: Vec::new(),
             continuing: None,
-            seen_bytes: false,
             decoder: hpack::Decoder::new(TABLE_SIZE, local.max_header_list as usize),
             encoder: hpack::RequestEncoder::new(),
             head_block: Vec::new(),
@@ -456,12 +454,6 @@ impl Connection {
         events: &mut Vec<Event>,
         st: &mut H2Stats,
     ) -> Result<(), ConnError> {
-        if !self.seen_bytes && !data.is_empty() {
-            self.seen_bytes = true;
-            if data.starts_with(b"HTTP/1") {
-                return Err(ConnError::Http1);
-            }
-        }
         while !data.is_empty() {
             match self.read {
                 Read::Head => {
@@ -471,6 +463,9 @@ impl Connection {
                     data = &data[n..];
                     if self.head_len == frame::HEADER_LEN {
                         self.head_len = 0;
+                        if !self.got_settings && self.head.starts_with(b"HTTP/1") {
+                            return Err(ConnError::Http1);
+                        }
                         let hdr = Header::parse(&self.head);
                         st.frames_in += 1;
                         self.begin(hdr, events, st)?;
