@@ -9,13 +9,17 @@
 //!
 //! `--tls` runs the engine comparison over https (nginx with a test CA,
 //! TLS 1.3, keep-alive), with h2load (`--h1`) as a third peer.
+//!
+//! `--h2` compares HTTP/2 (h2c; with `--tls`, ALPN h2): loadgen with
+//! `--http2 --streams D` against h2load with `-m D`, the depths being
+//! streams per connection; h2load is the reference (wrk has no HTTP/2).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use loadgen_tests::nginx::{Nginx, NginxTls};
+use loadgen_tests::nginx::{Nginx, NginxOptions, NginxTls};
 use loadgen_tests::pki::Pki;
 
 struct Opts {
@@ -27,6 +31,7 @@ struct Opts {
     client_cpu: usize,
     templated: bool,
     tls: bool,
+    h2: bool,
     /// `--also NAME=BINARY`: another loadgen build as one more client.
     also: Vec<(String, PathBuf)>,
 }
@@ -48,7 +53,8 @@ enum Client {
         script: fn(usize) -> String,
         generates: bool,
     },
-    /// h2load speaking HTTP/1.1 (`--h1`), pipelining with `-m`.
+    /// h2load: HTTP/1.1 (`--h1`) pipelining with `-m`, or with `--h2`
+    /// HTTP/2 with `-m` streams per connection.
     H2load,
 }
 
@@ -68,6 +74,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         client_cpu: 1,
         templated: false,
         tls: false,
+        h2: false,
         also: Vec::new(),
     };
     let mut it = args.iter();
@@ -87,6 +94,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             "--client-cpu" => o.client_cpu = val()?.parse()?,
             "--templated" => o.templated = true,
             "--tls" => o.tls = true,
+            "--h2" => o.h2 = true,
             "--also" => {
                 let v = val()?;
                 let (name, bin) = v
@@ -98,37 +106,43 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let loadgen = crate::build_loadgen()?;
-    let wrk = which("wrk").context("wrk not found: apt-get install wrk")?;
+    let wrk = match which("wrk") {
+        Some(w) => w,
+        None if o.h2 => PathBuf::new(),
+        None => bail!("wrk not found: apt-get install wrk"),
+    };
     let pki = if o.tls {
         Some(Pki::new().map_err(anyhow::Error::msg)?)
     } else {
         None
     };
-    let nginx = match &pki {
-        Some(p) => Nginx::start_tls(
-            o.server_cpu,
-            &NginxTls {
-                cert: &p.server_cert,
-                key: &p.server_key,
-                client_ca: None,
-            },
-        ),
-        None => Nginx::start(o.server_cpu),
-    }
+    let nginx = Nginx::start_with(&NginxOptions {
+        cpu: o.server_cpu,
+        tls: pki.as_ref().map(|p| NginxTls {
+            cert: &p.server_cert,
+            key: &p.server_key,
+            client_ca: None,
+        }),
+        http2: o.h2,
+        ..NginxOptions::default()
+    })
     .map_err(anyhow::Error::msg)?;
     let base = match &pki {
         Some(_) => format!("https://localhost:{}", nginx.port),
         None => format!("http://127.0.0.1:{}", nginx.port),
     };
-    let tls_args: Vec<String> = match &pki {
+    let mut tls_args: Vec<String> = match &pki {
         Some(p) => vec!["--cacert".into(), p.ca.display().to_string()],
         None => vec![],
     };
+    if o.h2 {
+        tls_args.push("--http2".into());
+    }
     let script = std::env::temp_dir().join("loadgen-wrk-compare.lua");
     let clients = if o.templated {
         templated_clients()?
     } else {
-        let mut c = vec![
+        let mut c: Vec<(&str, Client)> = vec![
             (
                 "loadgen",
                 Client::Loadgen {
@@ -147,16 +161,18 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     bin: None,
                 },
             ),
-            (
+        ];
+        if !o.h2 {
+            c.push((
                 "wrk",
                 Client::Wrk {
                     path: "/",
                     script: wrk_pipeline_script,
                     generates: false,
                 },
-            ),
-        ];
-        if o.tls {
+            ));
+        }
+        if o.tls || o.h2 {
             c.push(("h2load", Client::H2load));
         }
         for (name, bin) in &o.also {
@@ -174,18 +190,23 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         c
     };
     let h2load = which("h2load");
-    if o.tls && h2load.is_none() {
+    if (o.tls || o.h2) && h2load.is_none() {
         bail!("h2load not found: apt-get install nghttp2-client");
     }
 
     println!(
-        "# nginx 1 worker on CPU {}, client on CPU {}, {} connections, {} s, {} rounds{}",
+        "# nginx 1 worker on CPU {}, client on CPU {}, {} connections, {} s, {} rounds{}{}",
         o.server_cpu,
         o.client_cpu,
         o.connections,
         o.duration,
         o.rounds,
-        if o.tls { ", https (TLS 1.3)" } else { "" }
+        if o.tls { ", https (TLS 1.3)" } else { "" },
+        if o.h2 {
+            ", HTTP/2 (depth = streams per connection)"
+        } else {
+            ""
+        }
     );
     println!("# kernel {}", uname_r());
     println!(
@@ -242,6 +263,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             results.push((depth, clients[c].0, v));
         }
     }
+    // wrk where it runs; h2load for HTTP/2.
     let reference = clients
         .iter()
         .position(|c| {
@@ -251,7 +273,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                     generates: false,
                     ..
                 }
-            )
+            ) || (o.h2 && matches!(c.1, Client::H2load))
         })
         .unwrap_or(0);
     println!(
@@ -473,7 +495,7 @@ fn run_loadgen(
             .arg(o.connections.to_string())
             .arg("-d")
             .arg(format!("{}s", o.duration))
-            .arg("--pipeline")
+            .arg(if o.h2 { "--streams" } else { "--pipeline" })
             .arg(depth.to_string())
             .args(["--engine", engine])
             .args(["--json", "-"])
@@ -528,7 +550,7 @@ fn run_h2load(bin: &Path, url: &str, o: &Opts, depth: usize) -> anyhow::Result<S
             .arg("-c")
             .arg(o.client_cpu.to_string())
             .arg(bin)
-            .args(["--h1", "-t1", "-c"])
+            .args(if o.h2 { &["-t1", "-c"][..] } else { &["--h1", "-t1", "-c"] })
             .arg(o.connections.to_string())
             .arg("-m")
             .arg(depth.to_string())

@@ -85,7 +85,7 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ebpf [--check]
       build the eBPF program into loadgen/bpf/ (object + manifest); --check rebuilds and compares bytes
-  compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1] [--tls | --templated] [--also NAME=BINARY]
+  compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1] [--tls] [--h2 | --templated] [--also NAME=BINARY]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request; --tls over https with h2load too;
       --also adds another loadgen build (before/after a change, another crypto provider)
   profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx] [--off-cpu] [--connections N]
