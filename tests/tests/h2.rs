@@ -80,7 +80,14 @@ fn exact_counts_over_h2c_and_tls_on_both_engines() {
             for streams in ["1", "16"] {
                 let before = nginx.counts().requests;
                 let mut args = vec![
-                    "--http2", "-n", "3000", "-c4", "-t2", "--streams", streams, "--engine",
+                    "--http2",
+                    "-n",
+                    "3000",
+                    "-c4",
+                    "-t2",
+                    "--streams",
+                    streams,
+                    "--engine",
                     engine,
                 ];
                 if url.starts_with("https") {
@@ -91,7 +98,11 @@ fn exact_counts_over_h2c_and_tls_on_both_engines() {
                 assert_eq!(json["requests"], 3000, "{what}: {text}");
                 assert_eq!(json["status"]["codes"]["200"], 3000, "{what}");
                 assert_eq!(errors(&json), 0, "{what}: {}", json["errors"]);
-                assert_eq!(nginx.counts().requests - before, 3000, "{what}: nginx's own count");
+                assert_eq!(
+                    nginx.counts().requests - before,
+                    3000,
+                    "{what}: nginx's own count"
+                );
                 if url.starts_with("https") {
                     assert_eq!(json["tls"]["alpn"], "h2", "{what}");
                 }
@@ -135,12 +146,27 @@ fn go_net_http_over_tls_counts_exactly() {
     for engine in ["uring", "glommio"] {
         let before = go.stats().h2_requests;
         let (json, text) = load(
-            &["--http2", "-n", "4000", "-c4", "--streams", "8", "--engine", engine, "--cacert", ca],
+            &[
+                "--http2",
+                "-n",
+                "4000",
+                "-c4",
+                "--streams",
+                "8",
+                "--engine",
+                engine,
+                "--cacert",
+                ca,
+            ],
             &url,
         );
         assert_eq!(json["requests"], 4000, "{engine}: {text}");
         assert_eq!(errors(&json), 0, "{engine}: {}", json["errors"]);
-        assert_eq!(go.stats().h2_requests - before, 4000, "{engine}: Go's own count");
+        assert_eq!(
+            go.stats().h2_requests - before,
+            4000,
+            "{engine}: Go's own count"
+        );
     }
 }
 
@@ -201,7 +227,10 @@ fn refused_and_goaway_streams_are_sent_again_exactly_once() {
         ),
     ] {
         let server = raw(behaviour);
-        let (json, text) = load(&["--http2", "-n", "500", "-c2", "--streams", "8"], &server.url("/"));
+        let (json, text) = load(
+            &["--http2", "-n", "500", "-c2", "--streams", "8"],
+            &server.url("/"),
+        );
         let rec = server.record_when_idle(Duration::from_secs(5));
         assert_eq!(json["requests"], 500, "{name}: {text}");
         assert_eq!(errors(&json), 0, "{name}: {}", json["errors"]);
@@ -217,7 +246,10 @@ fn reset_streams_fail_their_request_only() {
         every: 4,
         code: INTERNAL_ERROR,
     });
-    let (json, text) = load(&["--http2", "-n", "400", "-c2", "--streams", "4"], &server.url("/"));
+    let (json, text) = load(
+        &["--http2", "-n", "400", "-c2", "--streams", "4"],
+        &server.url("/"),
+    );
     assert_eq!(json["errors"]["stream_reset"], 100, "{text}");
     assert_eq!(json["requests"], 300, "{text}");
     let rec = server.record_when_idle(Duration::from_secs(5));
@@ -230,7 +262,10 @@ fn a_stream_limit_is_kept() {
         .behaviour(Behaviour::MaxConcurrentStreams(3))
         .response_delay(Duration::from_millis(2))
         .start();
-    let (json, text) = load(&["--http2", "-n", "300", "-c1", "--streams", "16"], &server.url("/"));
+    let (json, text) = load(
+        &["--http2", "-n", "300", "-c1", "--streams", "16"],
+        &server.url("/"),
+    );
     let rec = server.record_when_idle(Duration::from_secs(5));
     assert_eq!(json["requests"], 300, "{text}");
     assert_eq!(errors(&json), 0, "{}", json["errors"]);
@@ -259,7 +294,18 @@ fn bodies_wait_for_small_windows() {
     ] {
         let server = raw(behaviour.clone());
         let (json, text) = load(
-            &["--http2", "-n", "40", "-c1", "--streams", "2", "-m", "POST", "--body-file", body],
+            &[
+                "--http2",
+                "-n",
+                "40",
+                "-c1",
+                "--streams",
+                "2",
+                "-m",
+                "POST",
+                "--body-file",
+                body,
+            ],
             &server.url("/"),
         );
         let rec = server.record_when_idle(Duration::from_secs(5));
@@ -271,7 +317,11 @@ fn bodies_wait_for_small_windows() {
             "{behaviour:?}: the client waited: {}",
             json["h2"]
         );
-        assert!(rec.violations.is_empty(), "{behaviour:?}: {:?}", rec.violations);
+        assert!(
+            rec.violations.is_empty(),
+            "{behaviour:?}: {:?}",
+            rec.violations
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -280,7 +330,16 @@ fn bodies_wait_for_small_windows() {
 /// by kind, or with every request answered where the behaviour is legal.
 #[test]
 fn hostile_servers_are_counted_and_survived() {
-    let quick = ["--http2", "-n", "40", "-c2", "--streams", "4", "--timeout", "300ms"];
+    let quick = [
+        "--http2",
+        "-n",
+        "40",
+        "-c2",
+        "--streams",
+        "4",
+        "--timeout",
+        "300ms",
+    ];
     let legal = [
         Behaviour::Trailers,
         Behaviour::Padded { pad: 17 },
@@ -297,32 +356,66 @@ fn hostile_servers_are_counted_and_survived() {
         let rec = server.record_when_idle(Duration::from_secs(5));
         assert!(rec.violations.is_empty(), "{b:?}: {:?}", rec.violations);
         if let Behaviour::PingFlood { count } = b {
-            assert!(rec.ping_acks >= count, "{} of {count} PINGs answered", rec.ping_acks);
+            assert!(
+                rec.ping_acks >= count,
+                "{} of {count} PINGs answered",
+                rec.ping_acks
+            );
         }
     }
     let broken: [(Behaviour, &str); 13] = [
         (Behaviour::NoSettings, "timeout"),
         (Behaviour::SilentAfterSettings, "timeout"),
         (Behaviour::HugeHeaders { bytes: 2 << 20 }, "protocol"),
-        (Behaviour::HpackBomb { value_len: 4000, refs: 10_000 }, "protocol"),
+        (
+            Behaviour::HpackBomb {
+                value_len: 4000,
+                refs: 10_000,
+            },
+            "protocol",
+        ),
         (Behaviour::Malformed(Malformed::BadPingLength), "protocol"),
-        (Behaviour::Malformed(Malformed::BadWindowUpdateLength), "protocol"),
-        (Behaviour::Malformed(Malformed::DataOnStreamZero), "protocol"),
+        (
+            Behaviour::Malformed(Malformed::BadWindowUpdateLength),
+            "protocol",
+        ),
+        (
+            Behaviour::Malformed(Malformed::DataOnStreamZero),
+            "protocol",
+        ),
         (Behaviour::Malformed(Malformed::OversizedFrame), "protocol"),
-        (Behaviour::Malformed(Malformed::HeadersOnEvenStream), "protocol"),
+        (
+            Behaviour::Malformed(Malformed::HeadersOnEvenStream),
+            "protocol",
+        ),
         (Behaviour::Malformed(Malformed::InvalidHpack), "protocol"),
         (Behaviour::Malformed(Malformed::WindowOverflow), "protocol"),
         (Behaviour::Malformed(Malformed::PushPromise), "protocol"),
-        (Behaviour::Malformed(Malformed::ContinuationWithoutHeaders), "protocol"),
+        (
+            Behaviour::Malformed(Malformed::ContinuationWithoutHeaders),
+            "protocol",
+        ),
     ];
     for (b, kind) in broken {
         let server = raw(b.clone());
         let started = std::time::Instant::now();
         let (json, text) = load(&quick, &server.url("/"));
-        assert!(started.elapsed() < Duration::from_secs(30), "{b:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{b:?} took {:?}",
+            started.elapsed()
+        );
         let failed = errors(&json);
-        assert_eq!(json["requests"].as_u64().unwrap() + failed, 40, "{b:?}: {text}");
-        assert!(json["errors"][kind].as_u64().unwrap() > 0, "{b:?}: {}", json["errors"]);
+        assert_eq!(
+            json["requests"].as_u64().unwrap() + failed,
+            40,
+            "{b:?}: {text}"
+        );
+        assert!(
+            json["errors"][kind].as_u64().unwrap() > 0,
+            "{b:?}: {}",
+            json["errors"]
+        );
     }
     // An abrupt GOAWAY loses what was in flight below it: counted, and the
     // rest sent again.
@@ -332,7 +425,11 @@ fn hostile_servers_are_counted_and_survived() {
         abrupt: true,
     });
     let (json, text) = load(&quick, &server.url("/"));
-    assert_eq!(json["requests"].as_u64().unwrap() + errors(&json), 40, "{text}");
+    assert_eq!(
+        json["requests"].as_u64().unwrap() + errors(&json),
+        40,
+        "{text}"
+    );
 }
 
 #[test]
@@ -340,7 +437,20 @@ fn templated_requests_reach_the_server_as_sent() {
     let server = raw(Behaviour::Normal);
     let url = server.url("/item/{{seq}}");
     let (json, text) = load(
-        &["--http2", "-n", "200", "-c2", "--streams", "4", "-H", "x-seq: {{seq}}", "-m", "PUT", "-b", "v={{seq}}"],
+        &[
+            "--http2",
+            "-n",
+            "200",
+            "-c2",
+            "--streams",
+            "4",
+            "-H",
+            "x-seq: {{seq}}",
+            "-m",
+            "PUT",
+            "-b",
+            "v={{seq}}",
+        ],
         &url,
     );
     assert_eq!(json["requests"], 200, "{text}");
@@ -371,7 +481,10 @@ fn open_loop_over_h2_holds_its_rate() {
     })
     .expect("nginx h2c");
     let url = format!("http://127.0.0.1:{}/", nginx.port);
-    let (json, text) = load(&["--http2", "-R", "2000", "-d", "3s", "-c4", "--streams", "8"], &url);
+    let (json, text) = load(
+        &["--http2", "-R", "2000", "-d", "3s", "-c4", "--streams", "8"],
+        &url,
+    );
     let rps = json["rps"].as_f64().unwrap();
     assert!((rps - 2000.0).abs() < 40.0, "{rps} req/s: {text}");
     assert_eq!(errors(&json), 0, "{}", json["errors"]);

@@ -14,6 +14,9 @@ use loadgen::threshold::Outcome;
 /// Why a command does not exit 0.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cause {
+    /// `--http2`, and the server does not speak it (ALPN chose another
+    /// protocol, or it answered the h2c preface in HTTP/1.1).
+    NoHttp2 { why: String },
     /// The server's certificate did not verify.
     Certificate { host: String, why: String },
     /// Every TLS handshake failed, though connections were made.
@@ -31,6 +34,8 @@ pub enum Cause {
 impl Cause {
     pub fn code(&self) -> u8 {
         match self {
+            // A usage error in effect: the flag does not fit the server.
+            Cause::NoHttp2 { .. } => 2,
             Cause::Certificate { .. } | Cause::NoHandshake { .. } | Cause::NoConnection { .. } => 1,
             Cause::Slower { .. } => 3,
             Cause::Unexpected { .. } => 4,
@@ -62,6 +67,9 @@ impl Cause {
     /// A run that reached nothing: the certificate, the handshake or the
     /// connection failed, said as the first of these that applies.
     pub fn of_reach(r: &Reach, host: &str, addr: SocketAddr) -> Option<Cause> {
+        if let Some(why) = &r.h2_refused {
+            return Some(Cause::NoHttp2 { why: why.clone() });
+        }
         if let Some(why) = &r.cert_error {
             return Some(Cause::Certificate {
                 host: host.to_string(),
@@ -87,6 +95,7 @@ impl Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Cause::NoHttp2 { why } => write!(f, "{why}; drop --http2"),
             Cause::Certificate { host, why } => write!(
                 f,
                 "TLS certificate verification failed for {host}: {why}; trust its CA with --cacert FILE, or skip verification with -k"
@@ -126,6 +135,8 @@ pub struct Reach {
     pub connect_errors: u64,
     pub tls_failed: u64,
     pub cert_error: Option<String>,
+    /// Why the server would not speak HTTP/2 (`--http2`).
+    pub h2_refused: Option<String>,
 }
 
 impl Reach {
@@ -135,6 +146,7 @@ impl Reach {
             connect_errors: t.errors.connect,
             tls_failed: t.tls.as_ref().map_or(0, |t| t.errors.total()),
             cert_error: t.tls.as_ref().and_then(|t| t.cert_error.clone()),
+            h2_refused: t.h2.as_ref().and_then(|h| h.refused.clone()),
         }
     }
 }
@@ -180,6 +192,7 @@ mod tests {
             connect_errors: 3,
             tls_failed: 2,
             cert_error: None,
+            h2_refused: None,
         };
         assert_eq!(Cause::of_reach(&reached, "h", addr()), None);
     }
@@ -216,6 +229,19 @@ mod tests {
             c.to_string(),
             "2 of 3 thresholds failed: p99<1ms, rps>=500k"
         );
+    }
+
+    #[test]
+    fn a_server_without_http2_is_a_usage_error_that_wins() {
+        let r = Reach {
+            tls_failed: 2,
+            cert_error: Some("unknown issuer".into()),
+            h2_refused: Some("the server chose http/1.1".into()),
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&r, "h", addr()).unwrap();
+        assert_eq!(c.to_string(), "the server chose http/1.1; drop --http2");
+        assert_eq!(exit_code(&[c, Cause::Slower { pct: 1.0 }]), 2);
     }
 
     #[test]

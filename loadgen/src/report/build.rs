@@ -5,13 +5,57 @@
 use hdrhistogram::Histogram;
 
 use super::schema::{
-    ClientCpu, Fleet, HandshakeLatency, Histograms, Latency, Mode, Report, RequestReport, Second,
-    ShardRate, Status, TlsReport,
+    ClientCpu, Fleet, H2Report, HandshakeLatency, Histograms, Latency, Mode, Report, RequestReport,
+    Second, ShardRate, Status, TlsReport,
 };
 use super::{RunReport, per_second};
+use crate::config::Config;
 use crate::histogram::{encode_histogram, quantile};
+use crate::http::h2::frame::ERROR_NAMES;
+use crate::http::h2::{H2Stats, RESET_CODES};
 use crate::stats::{RequestStats, STATUS_CODES, ShardStats, status_class};
 use crate::tls::TlsStats;
+
+/// The protocol a run speaks, as reports name it.
+pub fn http_version(cfg: &Config) -> &'static str {
+    if cfg.http2.is_some() { "2" } else { "1.1" }
+}
+
+impl H2Report {
+    pub fn of(h: &H2Stats) -> H2Report {
+        H2Report {
+            streams_per_conn: 0,
+            max_concurrent_streams_seen: h.max_concurrent_streams,
+            goaways: h.goaways,
+            rst_streams: h.resets().map(|(name, n)| (name.to_string(), n)).collect(),
+            window_stalls: h.window_stalls,
+            pings: h.pings,
+            frames_in: h.frames_in,
+            frames_out: h.frames_out,
+        }
+    }
+
+    /// The counts back as stats (to merge reports).
+    pub fn stats(&self) -> H2Stats {
+        let mut h = H2Stats {
+            frames_in: self.frames_in,
+            frames_out: self.frames_out,
+            goaways: self.goaways,
+            pings: self.pings,
+            window_stalls: self.window_stalls,
+            max_concurrent_streams: self.max_concurrent_streams_seen,
+            ..H2Stats::default()
+        };
+        for (name, &n) in &self.rst_streams {
+            let code = ERROR_NAMES
+                .iter()
+                .position(|e| e == name)
+                .unwrap_or(RESET_CODES - 1);
+            h.rst_streams[code] += n;
+        }
+        h
+    }
+}
 
 impl Latency {
     pub fn of(h: &Histogram<u64>) -> Latency {
@@ -103,6 +147,10 @@ impl Report {
         doc.shards = cfg.shards;
         doc.connections = cfg.connections;
         doc.pipeline = cfg.pipeline;
+        if let (Some(h2), Some(settings)) = (&mut doc.h2, cfg.http2) {
+            h2.streams_per_conn = settings.streams;
+        }
+        doc.http_version = http_version(cfg).into();
         doc.client_cpu = ClientCpu {
             per_shard_busy: r.shard_busy(),
             per_shard_cpu: r.shard_cpu(),
@@ -197,6 +245,7 @@ impl Report {
             lag_us: open.then(|| Latency::of(&t.lag)),
             conn_waits: open.then_some(t.conn_waits),
             tls: t.tls.as_deref().map(TlsReport::of),
+            h2: t.h2.as_deref().map(H2Report::of),
             histograms: Some(Histograms {
                 latency: encode_histogram(&t.latency),
                 service_time: open.then(|| encode_histogram(&t.service)),

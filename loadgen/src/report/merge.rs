@@ -93,6 +93,7 @@ impl Merged {
             request_names: r.by_request.iter().map(|q| q.name.as_str()).collect(),
             interrupted: r.interrupted,
             warnings: r.warnings.clone(),
+            streams: r.h2.as_ref().map(|h| h.streams_per_conn),
         };
         let mut s = self.header.clone();
         s.push_str(&render(&view, latency));
@@ -196,6 +197,7 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
             cert_error: None,
         }));
     }
+    t.h2 = r.h2.as_ref().map(|h| Box::new(h.stats()));
     Ok(t)
 }
 
@@ -310,6 +312,10 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
     doc.shards = inputs.iter().map(|i| i.report.shards).sum();
     doc.connections = inputs.iter().map(|i| i.report.connections).sum();
     doc.pipeline = first.pipeline;
+    doc.http_version.clone_from(&first.http_version);
+    if let (Some(h2), Some(first)) = (&mut doc.h2, &first.h2) {
+        h2.streams_per_conn = first.streams_per_conn;
+    }
     doc.client_cpu = ClientCpu {
         per_shard_busy: inputs
             .iter()
@@ -462,9 +468,11 @@ fn header(doc: &Report, of: u32) -> String {
         "  {} threads and {} connections in all",
         doc.shards, doc.connections
     );
-    if doc.pipeline > 1 {
-        let _ = writeln!(s, "  pipeline depth {}", doc.pipeline);
-    }
+    super::text::depth_line(
+        &mut s,
+        doc.pipeline,
+        doc.h2.as_ref().map(|h| h.streams_per_conn),
+    );
     if let Some(t0) = doc.started_at {
         let skew = doc
             .parts

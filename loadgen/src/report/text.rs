@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use super::RunReport;
 use crate::config::Config;
 use crate::histogram::{mean, quantile, within_stdev};
+use crate::http::h2::H2Stats;
 use crate::stats::{Errors, Group, ShardStats, non_2xx_3xx};
 use crate::tls::TlsStats;
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
@@ -92,9 +93,7 @@ pub fn header(cfg: &Config) -> String {
             crate::fleet::format_rfc3339(at)
         );
     }
-    if cfg.pipeline > 1 {
-        let _ = writeln!(s, "  pipeline depth {}", cfg.pipeline);
-    }
+    depth_line(&mut s, cfg.pipeline, cfg.http2.map(|h| h.streams));
     let sc = &cfg.scenario;
     if sc.named {
         let total: u64 = sc.requests.iter().map(|r| r.weight as u64).sum();
@@ -112,6 +111,24 @@ pub fn header(cfg: &Config) -> String {
         let _ = writeln!(s, "  engine: {}", cfg.engine.name());
     }
     s
+}
+
+/// `  HTTP/2, 16 streams per connection` or `  pipeline depth 16`, for a
+/// run's header and a merged fleet's.
+pub fn depth_line(s: &mut String, pipeline: usize, streams: Option<u32>) {
+    match streams {
+        Some(n) => {
+            let _ = writeln!(
+                s,
+                "  HTTP/2, {n} stream{} per connection",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+        None if pipeline > 1 => {
+            let _ = writeln!(s, "  pipeline depth {pipeline}");
+        }
+        None => {}
+    }
 }
 
 /// wrk's `print_units`: right-aligned in `width`, with two trailing spaces
@@ -160,6 +177,8 @@ pub struct SummaryView<'a> {
     pub request_names: Vec<&'a str>,
     pub interrupted: bool,
     pub warnings: Vec<String>,
+    /// `--http2`: the streams asked for per connection.
+    pub streams: Option<u32>,
 }
 
 impl<'a> SummaryView<'a> {
@@ -179,6 +198,7 @@ impl<'a> SummaryView<'a> {
                 .collect(),
             interrupted: r.interrupted,
             warnings: r.warnings(),
+            streams: r.cfg.http2.map(|h| h.streams),
         }
     }
 }
@@ -246,6 +266,9 @@ pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
         format_time_us(t.elapsed.as_micros() as f64),
         format_binary(t.bytes_read as f64)
     );
+    if let Some(h) = t.h2.as_deref() {
+        h2_line(&mut s, h, r.streams);
+    }
     error_lines(&mut s, &t.errors, t.tls.as_deref());
     let non = t.non_2xx_3xx();
     if non > 0 {
@@ -305,6 +328,35 @@ fn error_lines(s: &mut String, e: &Errors, tls: Option<&TlsStats>) {
         }
         let fields: Vec<String> = fields.iter().map(|(l, n)| format!("{l} {n}")).collect();
         let _ = writeln!(s, "  {} errors: {}", group.title(), fields.join(", "));
+    }
+}
+
+/// What HTTP/2 did, when anything happened worth a line: `HTTP/2: 19
+/// GOAWAYs, RST_STREAM REFUSED_STREAM 3, 2 window stalls, 128 streams
+/// asked, the server allows 100`.
+fn h2_line(s: &mut String, h: &H2Stats, streams: Option<u32>) {
+    let mut parts = Vec::new();
+    if h.goaways > 0 {
+        parts.push(format!(
+            "{} GOAWAY{}",
+            h.goaways,
+            if h.goaways == 1 { "" } else { "s" }
+        ));
+    }
+    let resets: Vec<String> = h.resets().map(|(name, n)| format!("{name} {n}")).collect();
+    if !resets.is_empty() {
+        parts.push(format!("RST_STREAM {}", resets.join(", ")));
+    }
+    if h.window_stalls > 0 {
+        parts.push(format!("{} window stalls", h.window_stalls));
+    }
+    if let (Some(asked), Some(max)) = (streams, h.max_concurrent_streams)
+        && max < asked
+    {
+        parts.push(format!("{asked} streams asked, the server allows {max}"));
+    }
+    if !parts.is_empty() {
+        let _ = writeln!(s, "  HTTP/2: {}", parts.join(", "));
     }
 }
 

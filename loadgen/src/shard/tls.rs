@@ -171,6 +171,15 @@ impl Core<'_> {
         if matches!(f, Failure::Cert(_)) {
             self.fatal = true;
         }
+        if let (Some(h2), Failure::Alert(a)) = (self.stats.h2.as_mut(), &f)
+            && a == "NoApplicationProtocol"
+        {
+            // The server speaks nothing we offered: no retry will change it.
+            h2.refused.get_or_insert_with(|| {
+                "the server refused ALPN h2 (no_application_protocol)".into()
+            });
+            self.fatal = true;
+        }
         if self.conns[ci].state == ConnState::Handshaking {
             self.backoff(ci, now);
         } else {

@@ -33,8 +33,8 @@ pub struct TlsInputs {
     pub ciphers: Vec<String>,
     /// Resume sessions across reconnects (`--no-tls-resume` clears it).
     pub resume: bool,
-    /// `--http2`: offer `h2` in ALPN instead of `http/1.1` (only `h2`: a
-    /// server that picks anything else is refused, not followed).
+    /// `--http2`: offer `h2` first in ALPN (a server that picks anything
+    /// else is refused, not followed).
     pub http2: bool,
 }
 
@@ -183,11 +183,14 @@ pub fn client_config(i: TlsInputs) -> Result<TlsSettings, TlsError> {
             .map_err(TlsError::ClientAuth)?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![if i.http2 {
-        b"h2".to_vec()
+    // With --http2 http/1.1 is offered too, so that a server without h2
+    // says what it speaks instead of failing the handshake; the core then
+    // refuses it (no silent downgrade).
+    config.alpn_protocols = if i.http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
-        b"http/1.1".to_vec()
-    }];
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(TlsSettings {
         config: Arc::new(config),
         server_name,

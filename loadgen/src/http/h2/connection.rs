@@ -167,6 +167,10 @@ pub struct Connection {
     exhausted: bool,
     // Flow control.
     send_window: i64,
+    /// Slots whose body waits for a window, oldest first: the connection's
+    /// window goes to them in that order, and a new body waits behind
+    /// them, so none starves.
+    stalled: std::collections::VecDeque<u32>,
     recv_window: i64,
     recv_unacked: u32,
     // Reading.
@@ -199,6 +203,7 @@ impl Connection {
             goaway: None,
             exhausted: false,
             send_window: frame::DEFAULT_WINDOW as i64,
+            stalled: std::collections::VecDeque::new(),
             recv_window: local.conn_window as i64,
             recv_unacked: 0,
             read: Read::Head,
@@ -351,11 +356,16 @@ impl Connection {
         );
         // Straight from the caller's bytes; only what the windows hold
         // back is copied, to be sent later.
-        let sent = self.data_frames(slot as usize, body, st);
+        let sent = if self.stalled.is_empty() {
+            self.data_frames(slot as usize, body, st)
+        } else {
+            0
+        };
         if sent < body.len() {
             self.streams[slot as usize]
                 .body
                 .extend_from_slice(&body[sent..]);
+            self.stalled.push_back(slot);
             st.window_stalls += 1;
         }
         Ok(())
@@ -410,14 +420,17 @@ impl Connection {
         s.body_sent += sent;
     }
 
-    /// Windows opened: bodies held back go on, oldest slots first.
+    /// Windows opened: bodies held back go on, the oldest first (one held
+    /// back by its own stream's window lets the next go).
     fn resume(&mut self, st: &mut H2Stats) {
-        for i in 0..self.streams.len() {
-            if self.send_window <= 0 {
-                return;
-            }
+        let mut k = 0;
+        while k < self.stalled.len() && self.send_window > 0 {
+            let i = self.stalled[k] as usize;
+            self.send_body(i, st);
             if self.streams[i].stalled() {
-                self.send_body(i, st);
+                k += 1;
+            } else {
+                self.stalled.remove(k);
             }
         }
     }
@@ -425,6 +438,10 @@ impl Connection {
     fn close(&mut self, i: usize) {
         let s = &mut self.streams[i];
         if s.id != 0 {
+            if s.stalled() {
+                self.stalled.retain(|&slot| slot as usize != i);
+            }
+            let s = &mut self.streams[i];
             s.id = 0;
             s.body.clear();
             s.body_sent = 0;
@@ -973,7 +990,7 @@ impl Connection {
                     return Err(ConnError::FlowControl("a bad stream WINDOW_UPDATE"));
                 }
                 if s.stalled() {
-                    self.send_body(i, st);
+                    self.resume(st);
                 }
                 Ok(())
             }

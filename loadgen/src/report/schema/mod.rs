@@ -23,6 +23,10 @@ pub use comparison::{
 };
 pub use threshold::{ThresholdOutcome, ThresholdUnit};
 
+fn http_1_1() -> String {
+    "1.1".into()
+}
+
 /// A latency distribution, µs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -170,6 +174,26 @@ pub struct TlsReport {
     pub errors: TlsErrors,
 }
 
+/// `--http2` runs: what HTTP/2 itself did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct H2Report {
+    /// `--streams`: concurrent streams asked for per connection.
+    pub streams_per_conn: u32,
+    /// The smallest SETTINGS_MAX_CONCURRENT_STREAMS a server sent (it caps
+    /// `streams_per_conn`); `null` when none was sent.
+    pub max_concurrent_streams_seen: Option<u32>,
+    pub goaways: u64,
+    /// RST_STREAM frames from the server, by error code name.
+    pub rst_streams: BTreeMap<String, u64>,
+    /// Request bodies that waited for the server to open a window.
+    pub window_stalls: u64,
+    /// PINGs the server sent (each answered).
+    pub pings: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+}
+
 /// How busy the generator was, per shard, as fractions of the measured
 /// time: `busy` counts time on a CPU and time runnable but waiting for one
 /// (starved by another process); `cpu` only the first.
@@ -194,6 +218,9 @@ pub struct RunEntry {
 #[serde(default)]
 pub struct Report {
     pub url: String,
+    /// `1.1` or `2`.
+    #[serde(default = "http_1_1")]
+    pub http_version: String,
     pub engine: Option<Engine>,
     /// The weakest io_uring mode any shard got; `null` for an engine that
     /// builds no ring of ours (glommio).
@@ -245,6 +272,8 @@ pub struct Report {
     pub conn_waits: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub h2: Option<H2Report>,
     /// With `--profile`: the target's profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profile::ProfileReport>,

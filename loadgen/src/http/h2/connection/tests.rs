@@ -690,3 +690,54 @@ fn reset_forgets_the_old_connection() {
     // The new connection must see SETTINGS first again.
     assert!(c.feed(&frame(frame::PING, 0, 0, b"12345678")).is_err());
 }
+
+/// The connection's window goes to held-back bodies oldest first, and a new
+/// body waits behind them: a stream refilled again and again on one slot
+/// must not starve an older one on another (seen against a server that
+/// opens its connection window 4 KiB a millisecond: one stream timed out).
+#[test]
+fn held_back_bodies_go_oldest_first() {
+    let mut c = Client::ready();
+    let body = vec![1u8; 40_000];
+    c.open(0, &body);
+    c.open(1, &body);
+    let sent = |f: &[(u8, u8, u32, Vec<u8>)], id: u32| -> usize {
+        f.iter()
+            .filter(|f| f.0 == frame::DATA && f.2 == id)
+            .map(|f| f.3.len())
+            .sum()
+    };
+    let f = c.frames();
+    let heads: Vec<u32> = f
+        .iter()
+        .filter(|f| f.0 == frame::HEADERS)
+        .map(|f| f.2)
+        .collect();
+    let (a, b) = (heads[0], heads[1]);
+    assert_eq!(sent(&f, a), 40_000);
+    assert_eq!(sent(&f, b), 65_535 - 40_000, "the rest of the window");
+    // The first completes and its slot (0, before the older stream's 1)
+    // opens a new stream: its body waits behind the older one's rest.
+    c.feed(&frame(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        a,
+        STATUS_200,
+    ))
+    .unwrap();
+    c.open(0, &body);
+    let f = c.frames();
+    let d = f.iter().find(|f| f.0 == frame::HEADERS).unwrap().2;
+    assert_eq!(sent(&f, d), 0);
+    c.feed(&frame(frame::WINDOW_UPDATE, 0, 0, &10_000u32.to_be_bytes()))
+        .unwrap();
+    let f = c.frames();
+    assert_eq!(sent(&f, b), 10_000, "the older stream first");
+    assert_eq!(sent(&f, d), 0);
+    c.feed(&frame(frame::WINDOW_UPDATE, 0, 0, &20_000u32.to_be_bytes()))
+        .unwrap();
+    let f = c.frames();
+    assert_eq!(sent(&f, b), 40_000 - 25_535 - 10_000);
+    assert_eq!(sent(&f, d), 20_000 - (40_000 - 25_535 - 10_000));
+    assert_eq!(c.st.window_stalls, 2);
+}
