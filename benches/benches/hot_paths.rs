@@ -352,7 +352,13 @@ fn shard_core_h2(c: &mut Criterion) {
                         frame::settings(&mut server, &[]);
                     }
                     for &id in &open[conn as usize] {
-                        frame::write_header(&mut server, head.len(), frame::HEADERS, frame::END_HEADERS, id);
+                        frame::write_header(
+                            &mut server,
+                            head.len(),
+                            frame::HEADERS,
+                            frame::END_HEADERS,
+                            id,
+                        );
                         server.extend_from_slice(&head);
                         frame::data(&mut server, id, b"Hello from nginx\n", true);
                     }

@@ -550,7 +550,11 @@ fn run_h2load(bin: &Path, url: &str, o: &Opts, depth: usize) -> anyhow::Result<S
             .arg("-c")
             .arg(o.client_cpu.to_string())
             .arg(bin)
-            .args(if o.h2 { &["-t1", "-c"][..] } else { &["--h1", "-t1", "-c"] })
+            .args(if o.h2 {
+                &["-t1", "-c"][..]
+            } else {
+                &["--h1", "-t1", "-c"]
+            })
             .arg(o.connections.to_string())
             .arg("-m")
             .arg(depth.to_string())
