@@ -333,7 +333,7 @@ fn shard_core_h2(c: &mut Criterion) {
             ids
         };
         let mut open: Vec<Vec<u32>> = (0..64).map(|c| opened(core.send_bytes(c))).collect();
-        let mut first = vec![true; 64];
+        let mut first = [true; 64];
         for conn in 0..64 {
             core.on_sent(conn, 0, 2);
         }

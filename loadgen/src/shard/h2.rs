@@ -70,7 +70,7 @@ impl Core<'_> {
         req.refused.clear();
         req.unwritable.clear();
         c.slots.assign_queued(|slot| {
-            let which = match (&req.fixed, generator.as_mut(), cg.as_mut()) {
+            match (&req.fixed, generator.as_mut(), cg.as_mut()) {
                 (Some((fixed, body)), _, _) => {
                     if conn
                         .open_stream(slot, Head::Fixed(fixed), body, st)
@@ -97,8 +97,7 @@ impl Core<'_> {
                     which
                 }
                 (None, _, _) => unreachable!("a templated scenario has generators"),
-            };
-            which
+            }
         });
         if c.slots.unstamped == 0 {
             self.stamp_list.push(ci as u32);
