@@ -489,3 +489,86 @@ fn open_loop_over_h2_holds_its_rate() {
     assert!((rps - 2000.0).abs() < 40.0, "{rps} req/s: {text}");
     assert_eq!(errors(&json), 0, "{}", json["errors"]);
 }
+
+/// What a run can do over HTTP/1.1 it does over HTTP/2: a named, weighted
+/// scenario with a feed, `--expect-status`, thresholds, the HTML page and
+/// the breakdown, then a fleet of two parts merged.
+#[test]
+fn scenarios_gates_reports_and_fleets_over_h2() {
+    let server = H2Options::default().start();
+    let dir = std::env::temp_dir().join(format!("loadgen-h2-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ids = dir.join("ids.csv");
+    std::fs::write(&ids, "id\n7\n8\n9\n").unwrap();
+    let scenario = dir.join("mix.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[[request]]\nname = \"item\"\nurl = \"{}\"\nweight = 3\n\n[[request]]\nname = \"post\"\nurl = \"/form\"\nmethod = \"POST\"\nbody = \"n={{{{seq}}}}\"\nweight = 1\n",
+            server.url("/items/{{feed:ids.id}}")
+        ),
+    )
+    .unwrap();
+    let html = dir.join("page.html");
+    let feed = format!("ids={}", ids.display());
+    let (json, text) = load(
+        &[
+            "--http2", "--streams", "4", "-c2", "-n", "400", "--feed", &feed, "--expect-status", "2xx",
+            "--threshold", "errors==0", "--threshold", "p99<2s", "--latency", "--html",
+            html.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(),
+        ],
+        &server.url("/"),
+    );
+    assert_eq!(json["requests"], 400, "{text}");
+    assert_eq!(json["http_version"], "2");
+    let by: Vec<(String, u64)> = json["by_request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by.iter().map(|(_, n)| n).sum::<u64>(), 400, "{by:?}");
+    assert!(by.iter().all(|(_, n)| *n > 50), "both requests ran: {by:?}");
+    assert!(json["thresholds"].as_array().unwrap().iter().all(|t| t["ok"] == true));
+    assert!(text.contains("HTTP/2, 4 streams per connection"), "{text}");
+    assert!(text.contains("first byte"), "the breakdown: {text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("HTTP/2, 4 streams per connection"), "the page shows the summary");
+    let rec = server.record_when_idle(Duration::from_secs(5));
+    let items = rec.requests.iter().filter(|r| r.path.starts_with("/items/")).count();
+    let posts = rec.requests.iter().filter(|r| r.method == "POST" && r.path == "/form").count();
+    assert_eq!(items + posts, 400);
+    assert!(
+        rec.requests
+            .iter()
+            .filter(|r| r.path.starts_with("/items/"))
+            .all(|r| ["/items/7", "/items/8", "/items/9"].contains(&r.path.as_str())),
+        "feed values in the path"
+    );
+    // Two parts of one fleet, merged: counts add, the HTTP/2 section too.
+    let mut parts = Vec::new();
+    for k in 1..=2 {
+        let out = dir.join(format!("part{k}.json"));
+        let (json, text, code) = run_json(&[
+            "--http2", "--streams", "2", "-c4", "-n", "600", "--part", &format!("{k}/2"),
+            &server.url("/"),
+        ]);
+        assert_eq!(code, 0, "{text}");
+        std::fs::write(&out, json.to_string()).unwrap();
+        parts.push(out);
+    }
+    let merged = loadgen_tests::run(&[
+        "merge",
+        parts[0].to_str().unwrap(),
+        parts[1].to_str().unwrap(),
+        "--json",
+        "-",
+    ]);
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert_eq!(m["requests"], 600);
+    assert_eq!(m["http_version"], "2");
+    assert_eq!(m["h2"]["streams_per_conn"], 2);
+    assert!(m["h2"]["frames_in"].as_u64().unwrap() >= 1200, "{}", m["h2"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
