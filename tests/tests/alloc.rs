@@ -86,7 +86,11 @@ fn assert_flat(what: &str, run: impl Fn(u64) -> (u64, usize)) {
 }
 
 fn base_config(target: &Target, path: &str, n: u64, pipeline: usize) -> Config {
-    let url = Url::parse(&target.url(path)).unwrap();
+    config_for(&target.url(path), n, pipeline)
+}
+
+fn config_for(url: &str, n: u64, pipeline: usize) -> Config {
+    let url = Url::parse(url).unwrap();
     let addr = url.resolve().unwrap();
     let mut cfg = Config::for_url(url, addr);
     cfg.connections = 8;
@@ -99,8 +103,15 @@ fn base_config(target: &Target, path: &str, n: u64, pipeline: usize) -> Config {
 /// Templated requests: a random path segment, `{{seq}}`, a uuid header, a
 /// feed row and a per-connection JWT.
 fn templated_config(target: &Target, feed: &std::path::Path, n: u64, pipeline: usize) -> Config {
-    let mut cfg = base_config(target, "/", n, pipeline);
-    let url = target.url("/bytes/{{rand:1:100}}?id={{seq}}&u={{feed:users.id}}");
+    templated_config_for(&target.url("/"), feed, n, pipeline)
+}
+
+fn templated_config_for(base: &str, feed: &std::path::Path, n: u64, pipeline: usize) -> Config {
+    let mut cfg = config_for(base, n, pipeline);
+    let url = format!(
+        "{}bytes/{{{{rand:1:100}}}}?id={{{{seq}}}}&u={{{{feed:users.id}}}}",
+        base
+    );
     let url = Url::parse(&url).unwrap();
     let mut spec = RequestSpec::get(&url.host_header(), &url.target);
     spec.headers.push(("X-Id".into(), "{{uuid}}".into()));
@@ -151,6 +162,44 @@ fn no_allocation_per_request() {
             measure(base_config(&t, path, n, pipeline), n)
         });
     }
+}
+
+/// HTTP/2 against nginx over h2c (another process, so only our
+/// allocations count): a fixed and a templated request, 1 and 16 streams.
+#[test]
+fn no_allocation_per_h2_request() {
+    use loadgen_tests::nginx::{Nginx, NginxOptions, find_nginx};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if find_nginx().is_none() {
+        loadgen_tests::skip("nginx is not installed (apt-get install nginx-light)");
+        return;
+    }
+    let nginx = Nginx::start_with(&NginxOptions {
+        http2: true,
+        ..NginxOptions::default()
+    })
+    .expect("nginx h2c");
+    let base = format!("http://127.0.0.1:{}/", nginx.port);
+    let feed = std::env::temp_dir().join(format!("loadgen-alloc-h2-{}.csv", std::process::id()));
+    std::fs::write(&feed, "id,name\n1,ann\n2,bob\n").unwrap();
+    let h2 = |mut cfg: Config, streams: u32| {
+        cfg.http2 = Some(loadgen::http::h2::Settings {
+            streams,
+            stream_window: (1 << 30) - 1,
+            conn_window: (1 << 30) - 1,
+            max_header_list: 65536,
+        });
+        cfg
+    };
+    for streams in [1, 16] {
+        assert_flat(&format!("HTTP/2, {streams} streams"), |n| {
+            measure(h2(config_for(&base, n, 1), streams), n)
+        });
+        assert_flat(&format!("HTTP/2 templated, {streams} streams"), |n| {
+            measure(h2(templated_config_for(&base, &feed, n, 1), streams), n)
+        });
+    }
+    let _ = std::fs::remove_file(feed);
 }
 
 /// Response header blocks as servers sent them to a GET / over HTTP/2
