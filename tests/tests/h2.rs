@@ -513,9 +513,25 @@ fn scenarios_gates_reports_and_fleets_over_h2() {
     let feed = format!("ids={}", ids.display());
     let (json, text) = load(
         &[
-            "--http2", "--streams", "4", "-c2", "-n", "400", "--feed", &feed, "--expect-status", "2xx",
-            "--threshold", "errors==0", "--threshold", "p99<2s", "--latency", "--html",
-            html.to_str().unwrap(), "--scenario", scenario.to_str().unwrap(),
+            "--http2",
+            "--streams",
+            "4",
+            "-c2",
+            "-n",
+            "400",
+            "--feed",
+            &feed,
+            "--expect-status",
+            "2xx",
+            "--threshold",
+            "errors==0",
+            "--threshold",
+            "p99<2s",
+            "--latency",
+            "--html",
+            html.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
         ],
         &server.url("/"),
     );
@@ -525,18 +541,40 @@ fn scenarios_gates_reports_and_fleets_over_h2() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["name"].as_str().unwrap().to_string(), r["requests"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["requests"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(by.iter().map(|(_, n)| n).sum::<u64>(), 400, "{by:?}");
     assert!(by.iter().all(|(_, n)| *n > 50), "both requests ran: {by:?}");
-    assert!(json["thresholds"].as_array().unwrap().iter().all(|t| t["ok"] == true));
+    assert!(
+        json["thresholds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["ok"] == true)
+    );
     assert!(text.contains("HTTP/2, 4 streams per connection"), "{text}");
     assert!(text.contains("first byte"), "the breakdown: {text}");
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("HTTP/2, 4 streams per connection"), "the page shows the summary");
+    assert!(
+        page.contains("HTTP/2, 4 streams per connection"),
+        "the page shows the summary"
+    );
     let rec = server.record_when_idle(Duration::from_secs(5));
-    let items = rec.requests.iter().filter(|r| r.path.starts_with("/items/")).count();
-    let posts = rec.requests.iter().filter(|r| r.method == "POST" && r.path == "/form").count();
+    let items = rec
+        .requests
+        .iter()
+        .filter(|r| r.path.starts_with("/items/"))
+        .count();
+    let posts = rec
+        .requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/form")
+        .count();
     assert_eq!(items + posts, 400);
     assert!(
         rec.requests
@@ -550,7 +588,14 @@ fn scenarios_gates_reports_and_fleets_over_h2() {
     for k in 1..=2 {
         let out = dir.join(format!("part{k}.json"));
         let (json, text, code) = run_json(&[
-            "--http2", "--streams", "2", "-c4", "-n", "600", "--part", &format!("{k}/2"),
+            "--http2",
+            "--streams",
+            "2",
+            "-c4",
+            "-n",
+            "600",
+            "--part",
+            &format!("{k}/2"),
             &server.url("/"),
         ]);
         assert_eq!(code, 0, "{text}");
@@ -564,11 +609,19 @@ fn scenarios_gates_reports_and_fleets_over_h2() {
         "--json",
         "-",
     ]);
-    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
     let m: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
     assert_eq!(m["requests"], 600);
     assert_eq!(m["http_version"], "2");
     assert_eq!(m["h2"]["streams_per_conn"], 2);
-    assert!(m["h2"]["frames_in"].as_u64().unwrap() >= 1200, "{}", m["h2"]);
+    assert!(
+        m["h2"]["frames_in"].as_u64().unwrap() >= 1200,
+        "{}",
+        m["h2"]
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
