@@ -28,6 +28,8 @@ fn nothing_listening_duration_mode() {
 fn nothing_listening_count_mode_gives_up_after_the_timeout() {
     let closed = closed_port();
     let port = closed.port;
+    // The binary is built on first use: not inside the timed window.
+    loadgen_tests::loadgen_bin();
     let started = Instant::now();
     let (json, text, code) = run_json(&[
         "-t1",
