@@ -305,6 +305,10 @@ fn bodies_wait_for_small_windows() {
                 "POST",
                 "--body-file",
                 body,
+                // Correctness, not speed: each body takes 20 of the
+                // server's 5 ms ticks, and a loaded machine stretches them.
+                "--timeout",
+                "20s",
             ],
             &server.url("/"),
         );

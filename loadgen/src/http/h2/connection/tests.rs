@@ -741,3 +741,107 @@ fn held_back_bodies_go_oldest_first() {
     assert_eq!(sent(&f, d), 20_000 - (40_000 - 25_535 - 10_000));
     assert_eq!(c.st.window_stalls, 2);
 }
+
+/// A server that gives each stream `window` bytes and gives back at most
+/// `update` a tick (a stream's, or with `conn`, the connection's), against
+/// a client that keeps two streams of 20 000-byte bodies going: every
+/// request finishes, none waits more than a bounded number of ticks.
+#[test]
+fn slow_windows_never_strand_a_stream() {
+    for (window, update, conn) in [
+        (1000u32, 1000u32, false),
+        (65_535, 4096, true),
+        (16, 4096, false),
+    ] {
+        let mut c = Client::new(LOCAL);
+        let mut st_settings = vec![];
+        if window != frame::DEFAULT_WINDOW {
+            st_settings.push((frame::SETTINGS_INITIAL_WINDOW_SIZE, window));
+        }
+        let body = vec![5u8; 20_000];
+        // Server state: per stream id, bytes received and not given back.
+        let mut owed: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+        let mut conn_owed = 0u64;
+        let mut done = 0;
+        let mut opened = 0;
+        let mut server = settings(&st_settings);
+        let mut slots_free = vec![0u32, 1];
+        let mut started_at: std::collections::BTreeMap<u32, u32> = Default::default();
+        for tick in 0..200_000u32 {
+            while let Some(slot) = slots_free.pop() {
+                if opened < 40 {
+                    c.open(slot, &body);
+                    opened += 1;
+                }
+            }
+            let ev = c.feed(&std::mem::take(&mut server)).unwrap();
+            for e in ev {
+                if let Event::Complete { slot, .. } = e {
+                    slots_free.push(slot);
+                    done += 1;
+                }
+            }
+            for (kind, flags, id, payload) in c.frames() {
+                if kind == frame::HEADERS {
+                    owed.insert(id, (0, 0));
+                    started_at.insert(id, tick);
+                }
+                if kind == frame::DATA {
+                    let e = owed.get_mut(&id).unwrap();
+                    e.0 += payload.len() as u64;
+                    e.1 += payload.len() as u64;
+                    conn_owed += payload.len() as u64;
+                    if flags & frame::END_STREAM != 0 {
+                        assert!(e.1 == 20_000);
+                        server.extend(frame(
+                            frame::HEADERS,
+                            frame::END_HEADERS | frame::END_STREAM,
+                            id,
+                            STATUS_200,
+                        ));
+                        let took = tick - started_at[&id];
+                        // Two streams share the rate: 20 000 bytes at
+                        // `window` (or `update`) a tick, twice, and slack.
+                        let bound = 2 * 20_000 / window.min(update) + 10;
+                        assert!(
+                            took <= bound,
+                            "stream {id} took {took} ticks, over {bound} ({window}, {update}, {conn})"
+                        );
+                        owed.remove(&id);
+                    }
+                }
+            }
+            // Credit, as the test server does, once a tick.
+            let give = if conn {
+                conn_owed.min(update as u64)
+            } else {
+                conn_owed
+            };
+            if give > 0 {
+                server.extend(frame(
+                    frame::WINDOW_UPDATE,
+                    0,
+                    0,
+                    &(give as u32).to_be_bytes(),
+                ));
+                conn_owed -= give;
+            }
+            for (&id, e) in owed.iter_mut() {
+                let give = if conn { e.0 } else { e.0.min(update as u64) };
+                if give > 0 {
+                    server.extend(frame(
+                        frame::WINDOW_UPDATE,
+                        0,
+                        id,
+                        &(give as u32).to_be_bytes(),
+                    ));
+                    e.0 -= give;
+                }
+            }
+            if done == 40 {
+                break;
+            }
+        }
+        assert_eq!(done, 40, "({window}, {update}, {conn})");
+    }
+}
