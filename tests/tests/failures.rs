@@ -98,6 +98,13 @@ fn bad_usage_is_one_line_and_exit_2() {
         &["-n", "0", "http://127.0.0.1:1/"],
         // 1.6 G requests in flight: refused before the shards allocate.
         &["-c", "400k", "--pipeline", "4096", "http://127.0.0.1:1/"],
+        // HTTP/2: the pipeline is HTTP/1.1's, streams within bounds.
+        &["--http2", "--pipeline", "4", "http://127.0.0.1:1/"],
+        &["--http2", "--no-keepalive", "http://127.0.0.1:1/"],
+        &["--http2", "--streams", "0", "http://127.0.0.1:1/"],
+        &["--http2", "--streams", "5000", "http://127.0.0.1:1/"],
+        &["--streams", "8", "http://127.0.0.1:1/"],
+        &["--http2", "--h2-window", "40", "http://127.0.0.1:1/"],
         &[],
     ] {
         let out = run(args);
