@@ -8,6 +8,10 @@
 
 const NIL: u16 = u16::MAX;
 
+/// `sent_at` of a request not yet stamped (queued, or handed to the engine
+/// since its last `stamp`).
+const UNSTAMPED: u64 = u64::MAX;
+
 /// The most slots a connection can have (`--pipeline`, `--streams`).
 pub const MAX_SLOTS: usize = NIL as usize;
 
@@ -83,6 +87,7 @@ impl Slots {
         let s = self.free.pop().expect("a free slot");
         let i = s as usize;
         self.intended_at[i] = intended;
+        self.sent_at[i] = UNSTAMPED;
         self.next[i] = NIL;
         self.prev[i] = self.tail;
         match self.tail {
@@ -159,7 +164,12 @@ impl Slots {
         }
         self.free.push(slot as u16);
         self.inflight -= 1;
-        self.unstamped = self.unstamped.min(self.inflight);
+        // HTTP/2 pops in any order: a request given back in the turn it
+        // was sent leaves the other unstamped ones unstamped, and the
+        // stamped ones as they were.
+        if self.sent_at[i] == UNSTAMPED {
+            self.unstamped -= 1;
+        }
         (self.sent_at[i], self.intended_at[i], self.which[i])
     }
 
@@ -206,6 +216,34 @@ mod tests {
             7
         });
         v
+    }
+
+    /// HTTP/2 gives back a stream in the turn it was sent (a GOAWAY read
+    /// after the send): the requests sent before keep their send times,
+    /// and the other new one still gets the next stamp.
+    #[test]
+    fn giving_back_an_unstamped_request_leaves_the_others_stamps() {
+        let mut s = Slots::new(4);
+        let a = s.queue(0);
+        s.mark_sent();
+        s.stamp(100);
+        let b = s.queue(0);
+        let c = s.queue(0);
+        s.mark_sent();
+        assert_eq!(s.unstamped, 2);
+        s.pop(b);
+        assert_eq!(s.unstamped, 1);
+        s.stamp(200);
+        assert_eq!(s.sent_at(a), 100, "a was sent before");
+        assert_eq!(s.sent_at(c), 200);
+        assert_eq!(s.oldest_sent_at(), Some(100));
+        // And the newest: the one before it stays unstamped.
+        let d = s.queue(0);
+        let e = s.queue(0);
+        s.mark_sent();
+        s.pop(e);
+        s.stamp(300);
+        assert_eq!([s.sent_at(a), s.sent_at(c), s.sent_at(d)], [100, 200, 300]);
     }
 
     /// Queue, send, stamp and pop in any order: every slot is held at most
