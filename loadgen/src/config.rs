@@ -50,6 +50,11 @@ impl Engine {
 /// one to try.
 pub use crate::sys::uring::RingMode;
 
+/// `--batch-wait`'s default: long enough to batch the responses of a busy
+/// shard, and a small part of any latency it is allowed to touch (the
+/// wait is also kept under 1/32 of the recent latency).
+pub const BATCH_WAIT_DEFAULT: Duration = Duration::from_micros(100);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub url: Url,
@@ -67,6 +72,9 @@ pub struct Config {
     pub warmup: Duration,
     pub pipeline: usize,
     pub timeout: Duration,
+    /// `--batch-wait`: the longest an io_uring enter waits for more
+    /// responses (see `Core::batch_wait`); zero: never.
+    pub batch_wait: Duration,
     /// What to send: one request or a weighted mix, compiled.
     pub scenario: Arc<Scenario>,
     /// `--scenario FILE`, for the report.
@@ -206,6 +214,7 @@ pub struct RunInputs {
     pub warmup: Duration,
     pub pipeline: usize,
     pub timeout: Duration,
+    pub batch_wait: Duration,
     pub max_header_bytes: usize,
     /// Pin shards to CPUs (`--no-pin` clears it).
     pub pin: bool,
@@ -295,6 +304,7 @@ impl Config {
             warmup: i.warmup,
             pipeline: i.pipeline,
             timeout: i.timeout,
+            batch_wait: i.batch_wait,
             scenario: Arc::new(i.scenario),
             scenario_file: i.scenario_file,
             expect_status: i.expect_status,
@@ -417,6 +427,7 @@ impl Config {
             warmup: Duration::ZERO,
             pipeline: 1,
             timeout: Duration::from_secs(2),
+            batch_wait: BATCH_WAIT_DEFAULT,
             scenario,
             scenario_file: None,
             expect_status: Vec::new(),
@@ -472,6 +483,7 @@ mod tests {
             warmup: Duration::ZERO,
             pipeline: 1,
             timeout: Duration::from_secs(2),
+            batch_wait: BATCH_WAIT_DEFAULT,
             max_header_bytes: 64 * 1024,
             pin: true,
             allowed_cpus: vec![0, 1],

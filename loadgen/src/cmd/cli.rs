@@ -316,6 +316,11 @@ pub struct RunArgs {
     /// Fail a request with no complete response after this long.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub timeout: Duration,
+    /// io_uring: with several requests in flight, wait up to this long
+    /// (and never above 1/32 of the recent latency) for more responses
+    /// before handling them, to handle them in one batch; 0 turns it off.
+    #[arg(long, value_name = "DUR", default_value = "100us", value_parser = duration)]
+    pub batch_wait: Duration,
     /// Print the latency percentile distribution.
     #[arg(long)]
     pub latency: bool,
@@ -623,6 +628,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.run.server_counter, "http_requests_total");
+    }
+
+    #[test]
+    fn batch_wait_defaults_to_the_configs_and_takes_zero() {
+        let c = Cli::try_parse_from(["loadgen", "http://h/"]).unwrap();
+        assert_eq!(c.run.batch_wait, loadgen::config::BATCH_WAIT_DEFAULT);
+        let c = Cli::try_parse_from(["loadgen", "--batch-wait", "0", "http://h/"]).unwrap();
+        assert!(c.run.batch_wait.is_zero());
     }
 
     #[test]

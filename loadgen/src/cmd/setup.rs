@@ -128,6 +128,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             max_header_list: args.max_header_bytes as u32,
         }),
         timeout: args.timeout,
+        batch_wait: args.batch_wait,
         max_header_bytes: args.max_header_bytes,
         pin: !args.no_pin,
         allowed_cpus: loadgen::sys::allowed_cpus(),

@@ -145,7 +145,11 @@ impl Engine<'_, '_> {
         while !self.core.is_finished() {
             let wake = self.core.next_wake();
             self.core.stamp(self.clock());
-            self.enter(Duration::from_nanos(wake.saturating_sub(self.clock())))?;
+            let wait = self.core.batch_wait();
+            self.enter(
+                Duration::from_nanos(wake.saturating_sub(self.clock())),
+                wait,
+            )?;
             let now = self.clock();
             loop {
                 let n = self.uring.reap(&mut batch);
@@ -164,8 +168,8 @@ impl Engine<'_, '_> {
         Ok(())
     }
 
-    fn enter(&mut self, timeout: Duration) -> Result<(), EngineError> {
-        let r = self.uring.enter(timeout);
+    fn enter(&mut self, timeout: Duration, batch: (u32, u32)) -> Result<(), EngineError> {
+        let r = self.uring.enter(timeout, batch);
         for fd in self.closing.drain(..) {
             sock::close(fd);
         }
@@ -389,7 +393,7 @@ impl Engine<'_, '_> {
         while self.uring.in_flight > 0 && Instant::now() < give_up {
             // A ring that cannot be entered completes nothing more: the
             // sockets are shut down, and `Uring`'s drop keeps the buffers.
-            if self.enter(Duration::from_millis(10)).is_err() {
+            if self.enter(Duration::from_millis(10), (1, 0)).is_err() {
                 break;
             }
             let n = self.uring.reap(&mut batch);

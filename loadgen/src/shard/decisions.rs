@@ -243,6 +243,10 @@ impl Core<'_> {
     pub(super) fn complete(&mut self, status: u16, popped: (u64, u64, u16), now: u64) {
         self.outstanding -= 1;
         self.last_completion = now;
+        // A moving average over about the last 16 responses.
+        let latency = now.saturating_sub(popped.0) as i64;
+        let recent = self.recent_latency_ns as i64;
+        self.recent_latency_ns = (recent + (latency - recent) / 16) as u64;
         let open_loop = self.open_loop.is_some();
         self.stats.record_completion(open_loop, now, status, popped);
     }

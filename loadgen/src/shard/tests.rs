@@ -646,3 +646,39 @@ fn templated_requests_render_into_the_slot_buffer() {
 }
 
 mod h2;
+
+/// The batch wait: none with one request in flight (no batch can form),
+/// else 1/32 of the recent latency, at most `--batch-wait`, and none when
+/// that is zero.
+#[test]
+fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
+    let wait_after = |connections: usize, latency_ms: u64, cap: Duration| {
+        let mut cfg = config();
+        cfg.connections = connections;
+        cfg.batch_wait = cap;
+        let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+        let mut f = Fake::new(&cfg, &p, &s);
+        f.actions();
+        for c in 0..connections as u32 {
+            f.connect(c, 0);
+            f.sent(c, 0);
+        }
+        assert_eq!(f.core.batch_wait(), (1, 0), "no latency seen yet");
+        // Many responses at this latency: the average settles on it.
+        for _ in 0..200 {
+            f.now += latency_ms * MS;
+            for c in 0..connections as u32 {
+                f.recv(c, 0, OK);
+                f.sent(c, 0);
+            }
+        }
+        f.core.batch_wait()
+    };
+    let cap = Duration::from_micros(100);
+    assert_eq!(wait_after(1, 1, cap), (1, 0), "one in flight");
+    let (want, wait) = wait_after(8, 1, cap);
+    assert_eq!(want, 8, "as many as are in flight");
+    assert!((30..=31).contains(&wait), "1 ms / 32: {wait} µs");
+    assert_eq!(wait_after(8, 50, cap), (8, 100), "capped");
+    assert_eq!(wait_after(8, 50, Duration::ZERO), (1, 0), "off");
+}

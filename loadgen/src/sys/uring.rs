@@ -100,6 +100,8 @@ pub struct Uring {
     ring: IoUring,
     bufs: BufRing,
     pub mode: RingMode,
+    /// The kernel takes a min-wait with a wait (Linux ≥ 6.12).
+    min_wait: bool,
     /// Operations submitted whose final completion has not been reaped.
     /// The caller keeps it (only it knows which completions are final);
     /// `Drop` trusts it to decide whether the buffers may be freed.
@@ -123,6 +125,7 @@ impl Uring {
         let (ring, mode) = build_ring(entries, best).map_err(SetupError::Ring)?;
         let bufs = BufRing::new(&ring, buf_count, buf_size, bgid).map_err(SetupError::BufRing)?;
         Ok(Uring {
+            min_wait: ring.params().is_feature_min_timeout(),
             ring,
             bufs,
             mode,
@@ -168,7 +171,12 @@ impl Uring {
     /// completion. With DEFER_TASKRUN completions are only posted by an
     /// enter that waits, which a plain submit is not (a spin of plain
     /// submits once starved the receives), so a zero timeout still waits.
-    pub fn enter(&mut self, timeout: Duration) -> io::Result<()> {
+    ///
+    /// With `(want, min_wait_us)` from `Core::batch_wait`, it waits for
+    /// `want` completions or `min_wait_us`, whichever comes first, and then
+    /// returns with the first completion (a kernel without min-wait waits
+    /// for the first, as without them).
+    pub fn enter(&mut self, timeout: Duration, (want, min_wait_us): (u32, u32)) -> io::Result<()> {
         #[cfg(test)]
         if let Some(n) = &mut self.fail_enter_after {
             if *n == 0 {
@@ -177,8 +185,15 @@ impl Uring {
             *n -= 1;
         }
         let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let (want, min_wait_us) = if self.min_wait {
+            (want.max(1), min_wait_us)
+        } else {
+            (1, 0)
+        };
+        let args = types::SubmitArgs::new()
+            .timespec(&ts)
+            .min_wait_usec(min_wait_us);
+        match self.ring.submitter().submit_with_args(want as usize, &args) {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => Ok(()),
