@@ -145,7 +145,7 @@ impl Engine<'_, '_> {
         while !self.core.is_finished() {
             let wake = self.core.next_wake();
             self.core.stamp(self.clock());
-            let wait = self.core.batch_wait();
+            let wait = self.core.batch_wait(self.clock());
             self.enter(
                 Duration::from_nanos(wake.saturating_sub(self.clock())),
                 wait,

@@ -126,6 +126,11 @@ pub struct Core<'a> {
     /// ([`Core::batch_wait`]).
     batch_wait_cap_us: u32,
     recent_latency_ns: u64,
+    /// When the last turn began (its events' time), when the wait before
+    /// it began, and how long that wait took.
+    last_turn_at: u64,
+    wait_began_at: u64,
+    last_wait_ns: u64,
     /// `https://`: this shard's client config and the server's name.
     tls: Option<(
         std::sync::Arc<rustls::ClientConfig>,
@@ -261,6 +266,9 @@ impl<'a> Core<'a> {
             last_completion: 0,
             batch_wait_cap_us: cfg.batch_wait.as_micros().min(u32::MAX as u128) as u32,
             recent_latency_ns: 0,
+            last_turn_at: 0,
+            wait_began_at: 0,
+            last_wait_ns: 0,
             tls_plain: if tls.is_some() {
                 vec![0; 16 * 1024].into_boxed_slice()
             } else {
@@ -331,11 +339,20 @@ impl<'a> Core<'a> {
     /// follow leave together). A response that waits in the kernel meanwhile
     /// has its latency read late by up to `min_wait_us`; so the wait is at
     /// most 1/32 of the recent latency (an error under 3 %), and none with
-    /// a single request in flight, where no batch can form.
-    pub fn batch_wait(&self) -> (u32, u32) {
+    /// a single request in flight, where no batch can form. Nor when the
+    /// last turn, from its events to `now` (this wait's start), took
+    /// longer than the wait: the shard is the slower side, and batches
+    /// form while it works. Nor when the last wait took over 4 times as
+    /// long: the shard was starved of its CPU (a wait then only adds a
+    /// sleep to its delay, and hides it from the busy check), or nothing
+    /// came back for that long, when there is little to batch.
+    pub fn batch_wait(&mut self, now: u64) -> (u32, u32) {
+        self.wait_began_at = now;
         let want = self.outstanding.min(256) as u32;
         let wait = (self.recent_latency_ns / 32_000).min(self.batch_wait_cap_us as u64) as u32;
-        if want < 2 || wait == 0 {
+        let turn_us = now.saturating_sub(self.last_turn_at) / 1000;
+        let slow = turn_us >= wait as u64 || self.last_wait_ns / 1000 >= 4 * wait as u64;
+        if want < 2 || wait == 0 || slow {
             return (1, 0);
         }
         (want, wait)
@@ -384,6 +401,8 @@ impl<'a> Core<'a> {
     /// Runs whatever is due at `now`: open-loop sends, the end of the
     /// warm-up, timeouts and reconnects, samples, and the end of the run.
     pub fn turn(&mut self, now: u64) {
+        self.last_turn_at = now;
+        self.last_wait_ns = now.saturating_sub(self.wait_began_at);
         if self.finished {
             return;
         }

@@ -663,7 +663,7 @@ fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
             f.connect(c, 0);
             f.sent(c, 0);
         }
-        assert_eq!(f.core.batch_wait(), (1, 0), "no latency seen yet");
+        assert_eq!(f.core.batch_wait(f.now), (1, 0), "no latency seen yet");
         // Many responses at this latency: the average settles on it.
         for _ in 0..200 {
             f.now += latency_ms * MS;
@@ -672,7 +672,9 @@ fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
                 f.sent(c, 0);
             }
         }
-        f.core.batch_wait()
+        f.core.batch_wait(f.now);
+        f.at(f.now);
+        f.core.batch_wait(f.now)
     };
     let cap = Duration::from_micros(100);
     assert_eq!(wait_after(1, 1, cap), (1, 0), "one in flight");
@@ -681,4 +683,39 @@ fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
     assert!((30..=31).contains(&wait), "1 ms / 32: {wait} µs");
     assert_eq!(wait_after(8, 50, cap), (8, 100), "capped");
     assert_eq!(wait_after(8, 50, Duration::ZERO), (1, 0), "off");
+}
+
+/// A shard whose last turn took longer than the wait would be (busy), or
+/// whose last wait overslept by 4 times (starved of its CPU), does not
+/// wait.
+#[test]
+fn a_slow_turn_or_an_overslept_wait_skips_the_batch_wait() {
+    let mut cfg = config();
+    cfg.connections = 8;
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    for c in 0..8 {
+        f.connect(c, 0);
+        f.sent(c, 0);
+    }
+    for _ in 0..200 {
+        f.now += 10 * MS;
+        for c in 0..8 {
+            f.recv(c, 0, OK);
+            f.sent(c, 0);
+        }
+    }
+    // The engine asks before each wait; this one ends at once.
+    f.core.batch_wait(f.now);
+    f.at(f.now);
+    let (want, wait) = f.core.batch_wait(f.now + 50_000);
+    assert_eq!((want, wait), (8, 100), "a 50 µs turn");
+    assert_eq!(f.core.batch_wait(f.now + 100_000), (1, 0), "a 100 µs turn");
+    // The wait that began at +100 µs ends at +500 µs: overslept.
+    f.at(f.now + 500_000);
+    assert_eq!(f.core.batch_wait(f.now + 10_000), (1, 0), "a 400 µs wait");
+    // One that ends in time.
+    f.at(f.now + 10_000 + 300_000);
+    assert_eq!(f.core.batch_wait(f.now + 10_000), (8, 100), "a 300 µs wait");
 }
