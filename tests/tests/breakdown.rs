@@ -114,13 +114,28 @@ fn the_busy_check_fires_only_when_the_client_is_the_limit() {
     for _ in 0..3 {
         let hogs: Vec<_> = (0..1)
             .map(|_| {
+                // At nice 5, below the kernel's ksoftirqd (nice 0): the
+                // client's own network work, which the kernel may hand to
+                // ksoftirqd on a loaded CPU, is not starved with it. With
+                // the hog at nice 0 it was, and the client slept waiting for
+                // it (0.86-0.88 busy, p50 one 4 ms tick, on every run here
+                // for an afternoon, main's binary too).
                 Command::new("taskset")
-                    .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+                    .args([
+                        "-c",
+                        "0",
+                        "nice",
+                        "-n",
+                        "5",
+                        "sh",
+                        "-c",
+                        "while :; do :; done",
+                    ])
                     .spawn()
                     .unwrap()
             })
             .collect();
-        // At nice 19 the hog takes nearly all of the CPU.
+        // At nice 19 against 5 the hog still takes ~95 % of the CPU.
         let out = Command::new("taskset")
             .args(["-c", "0", "nice", "-n", "19"])
             .arg(loadgen_bin())
