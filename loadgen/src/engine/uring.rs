@@ -14,7 +14,7 @@ use super::{EngineError, Shard};
 use crate::shard::{Action, Core, EngineCaps};
 use crate::stats::ShardStats;
 use crate::sys::sock::{self, SockAddr};
-use crate::sys::uring::{Completion, SetupError, Uring};
+use crate::sys::uring::{BatchWait, Completion, SetupError, Uring};
 
 const OP_CONNECT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -144,12 +144,10 @@ impl Engine<'_, '_> {
         let mut batch = [Completion::default(); CQE_BATCH];
         while !self.core.is_finished() {
             let wake = self.core.next_wake();
-            self.core.stamp(self.clock());
-            let wait = self.core.batch_wait(self.clock());
-            self.enter(
-                Duration::from_nanos(wake.saturating_sub(self.clock())),
-                wait,
-            )?;
+            let t = self.clock();
+            self.core.stamp(t);
+            let wait = self.core.batch_wait(t);
+            self.enter(Duration::from_nanos(wake.saturating_sub(t)), wait)?;
             let now = self.clock();
             loop {
                 let n = self.uring.reap(&mut batch);
@@ -168,8 +166,8 @@ impl Engine<'_, '_> {
         Ok(())
     }
 
-    fn enter(&mut self, timeout: Duration, batch: (u32, u32)) -> Result<(), EngineError> {
-        let r = self.uring.enter(timeout, batch);
+    fn enter(&mut self, timeout: Duration, wait: BatchWait) -> Result<(), EngineError> {
+        let r = self.uring.enter(timeout, wait);
         for fd in self.closing.drain(..) {
             sock::close(fd);
         }
@@ -393,7 +391,10 @@ impl Engine<'_, '_> {
         while self.uring.in_flight > 0 && Instant::now() < give_up {
             // A ring that cannot be entered completes nothing more: the
             // sockets are shut down, and `Uring`'s drop keeps the buffers.
-            if self.enter(Duration::from_millis(10), (1, 0)).is_err() {
+            if self
+                .enter(Duration::from_millis(10), BatchWait::NONE)
+                .is_err()
+            {
                 break;
             }
             let n = self.uring.reap(&mut batch);

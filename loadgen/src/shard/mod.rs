@@ -41,6 +41,7 @@ use open_loop::OpenLoop;
 use crate::config::Config;
 use crate::scenario::{ConnGen, Scenario, ShardGen};
 use crate::stats::{ErrorKind, ShardStats};
+use crate::sys::uring::BatchWait;
 
 const BACKOFF_MIN_NS: u64 = 10_000_000;
 const BACKOFF_MAX_NS: u64 = 1_000_000_000;
@@ -126,11 +127,10 @@ pub struct Core<'a> {
     /// ([`Core::batch_wait`]).
     batch_wait_cap_us: u32,
     recent_latency_ns: u64,
-    /// When the last turn began (its events' time), when the wait before
-    /// it began, and how long that wait took.
+    /// When the last turn began (its events' time), and when the wait
+    /// before it began.
     last_turn_at: u64,
     wait_began_at: u64,
-    last_wait_ns: u64,
     /// `https://`: this shard's client config and the server's name.
     tls: Option<(
         std::sync::Arc<rustls::ClientConfig>,
@@ -268,7 +268,6 @@ impl<'a> Core<'a> {
             recent_latency_ns: 0,
             last_turn_at: 0,
             wait_began_at: 0,
-            last_wait_ns: 0,
             tls_plain: if tls.is_some() {
                 vec![0; 16 * 1024].into_boxed_slice()
             } else {
@@ -331,9 +330,8 @@ impl<'a> Core<'a> {
         self.stamp_list.clear();
     }
 
-    /// How an engine that can should wait for events: for `want` of them,
-    /// or `min_wait_us`, whichever comes first, then for the first (the
-    /// kernel's min-wait). Handling a busy shard's responses in batches
+    /// How an engine that can should wait for events ([`BatchWait`]).
+    /// Handling a busy shard's responses in batches
     /// means fewer wake-ups, fewer receives (segments that arrived
     /// together are read at once) and fewer sends (the requests that
     /// follow leave together). A response that waits in the kernel meanwhile
@@ -346,16 +344,20 @@ impl<'a> Core<'a> {
     /// long: the shard was starved of its CPU (a wait then only adds a
     /// sleep to its delay, and hides it from the busy check), or nothing
     /// came back for that long, when there is little to batch.
-    pub fn batch_wait(&mut self, now: u64) -> (u32, u32) {
+    pub fn batch_wait(&mut self, now: u64) -> BatchWait {
+        let last_wait_us = self.last_turn_at.saturating_sub(self.wait_began_at) / 1000;
         self.wait_began_at = now;
         let want = self.outstanding.min(256) as u32;
         let wait = (self.recent_latency_ns / 32_000).min(self.batch_wait_cap_us as u64) as u32;
         let turn_us = now.saturating_sub(self.last_turn_at) / 1000;
-        let slow = turn_us >= wait as u64 || self.last_wait_ns / 1000 >= 4 * wait as u64;
+        let slow = turn_us >= wait as u64 || last_wait_us >= 4 * wait as u64;
         if want < 2 || wait == 0 || slow {
-            return (1, 0);
+            return BatchWait::NONE;
         }
-        (want, wait)
+        BatchWait {
+            want,
+            min_wait_us: wait,
+        }
     }
 
     /// When the core next needs [`Core::turn`], at the latest.
@@ -402,7 +404,6 @@ impl<'a> Core<'a> {
     /// warm-up, timeouts and reconnects, samples, and the end of the run.
     pub fn turn(&mut self, now: u64) {
         self.last_turn_at = now;
-        self.last_wait_ns = now.saturating_sub(self.wait_began_at);
         if self.finished {
             return;
         }

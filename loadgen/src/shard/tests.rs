@@ -88,6 +88,13 @@ impl<'a> Fake<'a> {
         self.actions()
     }
 
+    /// The batch wait the engine would be asked for at `t`, as
+    /// `(want, min_wait_us)`.
+    fn batch_wait(&mut self, t: u64) -> (u32, u32) {
+        let b = self.core.batch_wait(t);
+        (b.want, b.min_wait_us)
+    }
+
     fn sent(&mut self, c: u32, generation: u32) -> Vec<Action> {
         self.core.on_sent(c, generation, self.now);
         self.actions()
@@ -663,7 +670,7 @@ fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
             f.connect(c, 0);
             f.sent(c, 0);
         }
-        assert_eq!(f.core.batch_wait(f.now), (1, 0), "no latency seen yet");
+        assert_eq!(f.batch_wait(f.now), (1, 0), "no latency seen yet");
         // Many responses at this latency: the average settles on it.
         for _ in 0..200 {
             f.now += latency_ms * MS;
@@ -672,9 +679,9 @@ fn the_batch_wait_is_a_small_part_of_the_latency_and_needs_company() {
                 f.sent(c, 0);
             }
         }
-        f.core.batch_wait(f.now);
+        f.batch_wait(f.now);
         f.at(f.now);
-        f.core.batch_wait(f.now)
+        f.batch_wait(f.now)
     };
     let cap = Duration::from_micros(100);
     assert_eq!(wait_after(1, 1, cap), (1, 0), "one in flight");
@@ -707,15 +714,15 @@ fn a_slow_turn_or_an_overslept_wait_skips_the_batch_wait() {
         }
     }
     // The engine asks before each wait; this one ends at once.
-    f.core.batch_wait(f.now);
+    f.batch_wait(f.now);
     f.at(f.now);
-    let (want, wait) = f.core.batch_wait(f.now + 50_000);
+    let (want, wait) = f.batch_wait(f.now + 50_000);
     assert_eq!((want, wait), (8, 100), "a 50 µs turn");
-    assert_eq!(f.core.batch_wait(f.now + 100_000), (1, 0), "a 100 µs turn");
+    assert_eq!(f.batch_wait(f.now + 100_000), (1, 0), "a 100 µs turn");
     // The wait that began at +100 µs ends at +500 µs: overslept.
     f.at(f.now + 500_000);
-    assert_eq!(f.core.batch_wait(f.now + 10_000), (1, 0), "a 400 µs wait");
+    assert_eq!(f.batch_wait(f.now + 10_000), (1, 0), "a 400 µs wait");
     // One that ends in time.
     f.at(f.now + 10_000 + 300_000);
-    assert_eq!(f.core.batch_wait(f.now + 10_000), (8, 100), "a 300 µs wait");
+    assert_eq!(f.batch_wait(f.now + 10_000), (8, 100), "a 300 µs wait");
 }

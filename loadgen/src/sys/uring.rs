@@ -87,6 +87,22 @@ pub enum SetupError {
     BufRing(io::Error),
 }
 
+/// How [`Uring::enter`] waits: for `want` completions or `min_wait_us`,
+/// whichever comes first, and then for the first (the kernel's min-wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchWait {
+    pub want: u32,
+    pub min_wait_us: u32,
+}
+
+impl BatchWait {
+    /// Return with the first completion.
+    pub const NONE: BatchWait = BatchWait {
+        want: 1,
+        min_wait_us: 0,
+    };
+}
+
 /// One completion, copied out of the completion queue.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Completion {
@@ -172,11 +188,10 @@ impl Uring {
     /// enter that waits, which a plain submit is not (a spin of plain
     /// submits once starved the receives), so a zero timeout still waits.
     ///
-    /// With `(want, min_wait_us)` from `Core::batch_wait`, it waits for
-    /// `want` completions or `min_wait_us`, whichever comes first, and then
-    /// returns with the first completion (a kernel without min-wait waits
-    /// for the first, as without them).
-    pub fn enter(&mut self, timeout: Duration, (want, min_wait_us): (u32, u32)) -> io::Result<()> {
+    /// `batch` (from `Core::batch_wait`) may ask it to wait for more; a
+    /// kernel without min-wait waits for the first, as with
+    /// [`BatchWait::NONE`].
+    pub fn enter(&mut self, timeout: Duration, batch: BatchWait) -> io::Result<()> {
         #[cfg(test)]
         if let Some(n) = &mut self.fail_enter_after {
             if *n == 0 {
@@ -185,15 +200,19 @@ impl Uring {
             *n -= 1;
         }
         let ts = types::Timespec::from(timeout);
-        let (want, min_wait_us) = if self.min_wait {
-            (want.max(1), min_wait_us)
+        let batch = if self.min_wait {
+            batch
         } else {
-            (1, 0)
+            BatchWait::NONE
         };
         let args = types::SubmitArgs::new()
             .timespec(&ts)
-            .min_wait_usec(min_wait_us);
-        match self.ring.submitter().submit_with_args(want as usize, &args) {
+            .min_wait_usec(batch.min_wait_us);
+        match self
+            .ring
+            .submitter()
+            .submit_with_args(batch.want.max(1) as usize, &args)
+        {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => Ok(()),
