@@ -120,6 +120,24 @@ fn connects(actions: &[Action]) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// A scenario of the one templated request `spec`, seed 1.
+fn templated(spec: crate::http::RequestSpec) -> std::sync::Arc<Scenario> {
+    use crate::scenario::{Entry, Options};
+    let entry = Entry {
+        name: "t".into(),
+        weight: 1,
+        spec,
+    };
+    let options = Options {
+        feeds: Vec::new(),
+        jwt: None,
+        seed: 1,
+        named: false,
+        env: &|_| None,
+    };
+    std::sync::Arc::new(Scenario::compile(vec![entry], options).unwrap())
+}
+
 #[test]
 fn start_opens_every_slot() {
     let mut cfg = config();
@@ -621,28 +639,9 @@ fn stale_events_change_nothing() {
 
 #[test]
 fn templated_requests_render_into_the_slot_buffer() {
-    use crate::http::RequestSpec;
-    use crate::scenario::{Entry, Options};
     let mut cfg = config();
     cfg.pipeline = 2;
-    let spec = RequestSpec::get("127.0.0.1:9", "/i/{{seq}}");
-    cfg.scenario = std::sync::Arc::new(
-        Scenario::compile(
-            vec![Entry {
-                name: "i".into(),
-                weight: 1,
-                spec,
-            }],
-            Options {
-                feeds: Vec::new(),
-                jwt: None,
-                seed: 1,
-                named: false,
-                env: &|_| None,
-            },
-        )
-        .unwrap(),
-    );
+    cfg.scenario = templated(crate::http::RequestSpec::get("127.0.0.1:9", "/i/{{seq}}"));
     let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
     let mut f = Fake::new(&cfg, &p, &s);
     f.actions();
@@ -651,8 +650,6 @@ fn templated_requests_render_into_the_slot_buffer() {
     assert!(text.starts_with("GET /i/0 HTTP/1.1\r\n"), "{text}");
     assert!(text.contains("GET /i/1 HTTP/1.1\r\n"), "{text}");
 }
-
-mod h2;
 
 /// The batch wait: none with one request in flight (no batch can form),
 /// else 1/32 of the recent latency, at most `--batch-wait`, and none when
@@ -726,3 +723,5 @@ fn a_slow_turn_or_an_overslept_wait_skips_the_batch_wait() {
     f.at(f.now + 10_000 + 300_000);
     assert_eq!(f.batch_wait(f.now + 10_000), (8, 100), "a 300 µs wait");
 }
+
+mod h2;

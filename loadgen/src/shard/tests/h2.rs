@@ -267,29 +267,11 @@ fn a_server_that_answers_in_http1_ends_the_run() {
 
 #[test]
 fn templated_requests_become_streams_with_their_own_fields() {
-    use crate::http::RequestSpec;
-    use crate::scenario::{Entry, Options, Scenario};
     let mut cfg = h2_config(2);
-    let mut spec = RequestSpec::get("h", "/item/{{seq}}");
+    let mut spec = crate::http::RequestSpec::get("h", "/item/{{seq}}");
     spec.method = "POST".into();
     spec.body = b"n={{seq}}".to_vec();
-    cfg.scenario = std::sync::Arc::new(
-        Scenario::compile(
-            vec![Entry {
-                name: "x".into(),
-                weight: 1,
-                spec,
-            }],
-            Options {
-                feeds: Vec::new(),
-                jwt: None,
-                seed: 1,
-                named: false,
-                env: &|_| None,
-            },
-        )
-        .unwrap(),
-    );
+    cfg.scenario = templated(spec);
     let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
     let mut f = Fake::new(&cfg, &p, &s);
     f.actions();
