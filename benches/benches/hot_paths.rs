@@ -190,45 +190,62 @@ fn render(c: &mut Criterion) {
     g.finish();
 }
 
+/// The shard core benches' run: 64 connections for an hour, to
+/// 127.0.0.1:8080.
+fn core_config() -> loadgen::config::Config {
+    let url = loadgen::url::Url::parse("http://127.0.0.1:8080/").expect("valid URL");
+    let addr = url.resolve().expect("an IP literal");
+    let mut cfg = loadgen::config::Config::for_url(url, addr);
+    cfg.connections = 64;
+    cfg.duration = Some(std::time::Duration::from_secs(3600));
+    cfg
+}
+
+/// A shard core for `cfg` with every connection up and its first sends
+/// taken.
+fn connected_core<'a>(
+    cfg: &'a loadgen::config::Config,
+    progress: &'a loadgen::shard::ShardProgress,
+    stop: &'a std::sync::atomic::AtomicBool,
+) -> loadgen::shard::Core<'a> {
+    use loadgen::shard::{Action, Core, EngineCaps, plan};
+    let shard = plan(cfg).remove(0);
+    let mut core = Core::new(
+        cfg,
+        &shard,
+        EngineCaps { silent_sends: true },
+        progress,
+        stop,
+    );
+    core.start(0);
+    let mut actions = Vec::new();
+    core.take_actions(&mut actions);
+    for a in std::mem::take(&mut actions) {
+        if let Action::Connect {
+            conn, generation, ..
+        } = a
+        {
+            core.on_connected(conn, generation, 1);
+        }
+    }
+    core.take_actions(&mut actions);
+    core
+}
+
 /// One closed-loop exchange through the shard core, as an engine drives it:
 /// a response arrives, the core books it and asks for the next send, the
 /// engine takes the action and stamps the send.
 fn shard_core(c: &mut Criterion) {
-    use loadgen::config::Config;
-    use loadgen::shard::{Action, Core, EngineCaps, ShardProgress, plan};
-    use loadgen::url::Url;
+    use loadgen::shard::ShardProgress;
     use std::sync::atomic::AtomicBool;
 
     let mut g = c.benchmark_group("shard_core");
     for depth in [1usize, 16] {
-        let url = Url::parse("http://127.0.0.1:8080/").expect("valid URL");
-        let addr = url.resolve().expect("an IP literal");
-        let mut cfg = Config::for_url(url, addr);
-        cfg.connections = 64;
+        let mut cfg = core_config();
         cfg.pipeline = depth;
-        cfg.duration = Some(std::time::Duration::from_secs(3600));
-        let shard = plan(&cfg).remove(0);
         let (progress, stop) = (ShardProgress::default(), AtomicBool::new(false));
-        let mut core = Core::new(
-            &cfg,
-            &shard,
-            EngineCaps { silent_sends: true },
-            &progress,
-            &stop,
-        );
-        core.start(0);
+        let mut core = connected_core(&cfg, &progress, &stop);
         let mut actions = Vec::with_capacity(256);
-        core.take_actions(&mut actions);
-        for a in actions.drain(..) {
-            if let Action::Connect {
-                conn, generation, ..
-            } = a
-            {
-                core.on_connected(conn, generation, 1);
-            }
-        }
-        core.take_actions(&mut actions);
-        actions.clear();
         let batch = SMALL.repeat(depth);
         let mut now = 1_000u64;
         let mut conn = 0u32;
@@ -276,49 +293,24 @@ fn nginx_h2_head() -> Vec<u8> {
 /// books them and opens as many new streams, and the send is acked. The
 /// fake server's own work (finding the new stream ids) is not timed.
 fn shard_core_h2(c: &mut Criterion) {
-    use loadgen::config::Config;
     use loadgen::http::h2::{Settings, frame};
-    use loadgen::shard::{Action, Core, EngineCaps, ShardProgress, plan};
-    use loadgen::url::Url;
+    use loadgen::shard::ShardProgress;
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, Instant};
 
     let head = nginx_h2_head();
     let mut g = c.benchmark_group("shard_core_h2");
     for streams in [1u32, 16] {
-        let url = Url::parse("http://127.0.0.1:8080/").expect("valid URL");
-        let addr = url.resolve().expect("an IP literal");
-        let mut cfg = Config::for_url(url, addr);
-        cfg.connections = 64;
-        cfg.duration = Some(Duration::from_secs(3600));
+        let mut cfg = core_config();
         cfg.http2 = Some(Settings {
             streams,
             stream_window: (1 << 30) - 1,
             conn_window: (1 << 30) - 1,
             max_header_list: 65536,
         });
-        let shard = plan(&cfg).remove(0);
         let (progress, stop) = (ShardProgress::default(), AtomicBool::new(false));
-        let mut core = Core::new(
-            &cfg,
-            &shard,
-            EngineCaps { silent_sends: true },
-            &progress,
-            &stop,
-        );
-        core.start(0);
+        let mut core = connected_core(&cfg, &progress, &stop);
         let mut actions = Vec::with_capacity(256);
-        core.take_actions(&mut actions);
-        for a in std::mem::take(&mut actions) {
-            if let Action::Connect {
-                conn, generation, ..
-            } = a
-            {
-                core.on_connected(conn, generation, 1);
-            }
-        }
-        core.take_actions(&mut actions);
-        actions.clear();
         // Each connection's open streams, read from its last send.
         let opened = |bytes: &[u8]| -> Vec<u32> {
             let mut b = bytes.strip_prefix(&frame::PREFACE[..]).unwrap_or(bytes);
