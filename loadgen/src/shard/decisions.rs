@@ -161,10 +161,9 @@ impl Core<'_> {
         } else {
             c.send_len = n as usize * self.req_len;
         }
-        if c.slots.unstamped == 0 {
+        if c.slots.mark_sent() {
             self.stamp_list.push(ci as u32);
         }
-        c.slots.mark_sent();
         if let Some(s) = &mut c.tls {
             let plain = if c.generator.is_some() {
                 &c.out[..]

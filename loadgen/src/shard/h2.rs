@@ -99,10 +99,9 @@ impl Core<'_> {
                 (None, _, _) => unreachable!("a templated scenario has generators"),
             }
         });
-        if c.slots.unstamped == 0 {
+        if c.slots.mark_sent() {
             self.stamp_list.push(ci as u32);
         }
-        c.slots.mark_sent();
         // No stream ids left for these: they go back, and the connection
         // (its capacity now 0) drains and is replaced.
         while let Some(slot) = self.h2.as_mut().and_then(|r| r.refused.pop()) {

@@ -113,13 +113,15 @@ impl Slots {
     }
 
     /// Moves the queued requests in flight (their send is with the engine).
+    /// True when they are the connection's first unstamped ones: the
+    /// caller lists it for the next stamp, once.
     #[inline]
-    pub fn mark_sent(&mut self) -> u32 {
-        let n = self.queued;
+    pub fn mark_sent(&mut self) -> bool {
+        let first = self.unstamped == 0 && self.queued > 0;
+        self.inflight += self.queued;
+        self.unstamped += self.queued;
         self.queued = 0;
-        self.inflight += n;
-        self.unstamped += n;
-        n
+        first
     }
 
     /// Gives the newest `unstamped` in-flight requests send time `t`.
