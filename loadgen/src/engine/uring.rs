@@ -146,7 +146,7 @@ impl Engine<'_, '_> {
             let wake = self.core.next_wake();
             let t = self.clock();
             self.core.stamp(t);
-            let wait = self.core.batch_wait(t);
+            let wait = self.core.batch_wait(t, wake);
             self.enter(Duration::from_nanos(wake.saturating_sub(t)), wait)?;
             let now = self.clock();
             loop {

@@ -343,12 +343,16 @@ impl<'a> Core<'a> {
     /// form while it works. Nor when the last wait took over 4 times as
     /// long: the shard was starved of its CPU (a wait then only adds a
     /// sleep to its delay, and hides it from the busy check), or nothing
-    /// came back for that long, when there is little to batch.
-    pub fn batch_wait(&mut self, now: u64) -> BatchWait {
+    /// came back for that long, when there is little to batch. And never
+    /// past `wake` ([`Core::next_wake`]): an open-loop send due then
+    /// leaves on time.
+    pub fn batch_wait(&mut self, now: u64, wake: u64) -> BatchWait {
         let last_wait_us = self.last_turn_at.saturating_sub(self.wait_began_at) / 1000;
         self.wait_began_at = now;
         let want = self.outstanding.min(256) as u32;
-        let wait = (self.recent_latency_ns / 32_000).min(self.batch_wait_cap_us as u64) as u32;
+        let wait = (self.recent_latency_ns / 32_000)
+            .min(self.batch_wait_cap_us as u64)
+            .min(wake.saturating_sub(now) / 1000) as u32;
         let turn_us = now.saturating_sub(self.last_turn_at) / 1000;
         let slow = turn_us >= wait as u64 || last_wait_us >= 4 * wait as u64;
         if want < 2 || wait == 0 || slow {
