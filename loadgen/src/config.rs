@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use crate::fleet::Part;
 use crate::http::RequestSpec;
 use crate::http::h2::Settings as H2Settings;
+use crate::peer::Peer;
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
 use crate::tls::TlsSettings;
@@ -58,7 +59,8 @@ pub const BATCH_WAIT_DEFAULT: Duration = Duration::from_micros(100);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub url: Url,
-    pub addr: SocketAddr,
+    /// Where connections go: the URL's address, or `--unix-socket`.
+    pub peer: Peer,
     pub shards: usize,
     pub connections: usize,
     /// Run length (`-d`); `None` with `requests` set.
@@ -172,6 +174,10 @@ pub enum ConfigError {
     BindGlommio,
     #[error("--bind {0} is {1}, but the target {2} is not: give addresses of the target's family")]
     BindFamily(IpAddr, &'static str, SocketAddr),
+    #[error(
+        "--bind sets TCP source addresses, and --unix-socket connects to no address: drop one of them"
+    )]
+    BindUnix,
 }
 
 /// What the shards keep for the requests that may be in flight (every
@@ -202,7 +208,7 @@ pub enum Load {
 #[derive(Debug, Clone)]
 pub struct RunInputs {
     pub url: Url,
-    pub addr: SocketAddr,
+    pub peer: Peer,
     pub scenario: Scenario,
     pub scenario_file: Option<PathBuf>,
     pub connections: u64,
@@ -295,7 +301,7 @@ impl Config {
         }
         Config {
             url,
-            addr: i.addr,
+            peer: i.peer,
             shards,
             connections,
             duration,
@@ -373,13 +379,15 @@ impl Config {
         if !self.bind.is_empty() && self.engine == Engine::Glommio {
             return Err(ConfigError::BindGlommio);
         }
-        if let Some(&a) = self
-            .bind
-            .iter()
-            .find(|a| a.is_ipv4() != self.addr.is_ipv4())
-        {
-            let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
-            return Err(ConfigError::BindFamily(a, family, self.addr));
+        match &self.peer {
+            Peer::Unix(_) if !self.bind.is_empty() => return Err(ConfigError::BindUnix),
+            Peer::Unix(_) => {}
+            Peer::Tcp(addr) => {
+                if let Some(&a) = self.bind.iter().find(|a| a.is_ipv4() != addr.is_ipv4()) {
+                    let family = if a.is_ipv4() { "IPv4" } else { "IPv6" };
+                    return Err(ConfigError::BindFamily(a, family, *addr));
+                }
+            }
         }
         let templated = self.scenario.fixed_bytes().is_none();
         let per_request = IN_FLIGHT_SLOT_BYTES
@@ -407,9 +415,10 @@ impl Config {
         Ok(Validated(self))
     }
 
-    /// A config with wrk's defaults for `url` (resolved to `addr`): 10 s,
-    /// 10 connections, one unpinned shard, the io_uring engine.
-    pub fn for_url(url: Url, addr: SocketAddr) -> Config {
+    /// A config with wrk's defaults for `url`, connecting to `peer` (its
+    /// resolved address, or a Unix socket): 10 s, 10 connections, one
+    /// unpinned shard, the io_uring engine.
+    pub fn for_url(url: Url, peer: impl Into<Peer>) -> Config {
         // A URL that parsed has a target without spaces or controls, so
         // its GET is a valid request.
         let scenario = Scenario::fixed(&RequestSpec::get(&url.host_header(), &url.target))
@@ -418,7 +427,7 @@ impl Config {
             .expect("GET / is always a valid request");
         Config {
             url,
-            addr,
+            peer: peer.into(),
             shards: 1,
             connections: 10,
             duration: Some(Duration::from_secs(10)),
@@ -472,7 +481,7 @@ mod tests {
         let scenario = Scenario::fixed(&RequestSpec::get(&url.host_header(), &url.target)).unwrap();
         RunInputs {
             url,
-            addr,
+            peer: addr.into(),
             scenario,
             scenario_file: None,
             connections: 10,
@@ -709,6 +718,14 @@ mod tests {
                 ..inputs()
             })
             .is_ok()
+        );
+        assert_eq!(
+            bad(RunInputs {
+                bind: vec![v4],
+                peer: Peer::Unix("/tmp/x.sock".into()),
+                ..inputs()
+            }),
+            ConfigError::BindUnix
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod histogram;
 pub mod http;
 pub mod metrics;
+pub mod peer;
 pub mod profile;
 pub mod report;
 pub mod sample;

@@ -64,6 +64,9 @@ pub struct NginxOptions<'a> {
     /// An access log ([`Nginx::access_log`]): costs the worker a write per
     /// request, so load comparisons leave it off.
     pub access_log: bool,
+    /// Listen on a Unix socket ([`Nginx::socket`]) too, beside the port,
+    /// speaking what the port speaks.
+    pub unix_socket: bool,
 }
 
 /// The access log's format: one line per request, fields separated by
@@ -124,6 +127,7 @@ impl Nginx {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|err| e("cannot start nginx", err))?;
+        let socket = o.unix_socket.then(|| dir.join("nginx.sock"));
         let mut n = Nginx {
             child,
             port,
@@ -148,6 +152,12 @@ impl Nginx {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        // nginx binds every listener before it serves any.
+        if let Some(s) = &socket
+            && std::os::unix::net::UnixStream::connect(s).is_err()
+        {
+            return Err(format!("nginx is not listening on {}", s.display()));
         }
         n.baseline = n.stub_status();
         Ok(n)
@@ -177,6 +187,14 @@ fn config(o: &NginxOptions<'_>, dir: &std::path::Path, port: u16, status_port: u
     let streams = o.max_concurrent_streams.map_or(String::new(), |n| {
         format!("    http2_max_concurrent_streams {n};\n")
     });
+    let unix_listen = if o.unix_socket {
+        format!(
+            "    listen unix:{}/nginx.sock{ssl}{http2};\n",
+            dir.display()
+        )
+    } else {
+        String::new()
+    };
     let access_log = if o.access_log {
         format!(
             "    access_log {}/logs/access.log counted;\n",
@@ -193,7 +211,7 @@ fn config(o: &NginxOptions<'_>, dir: &std::path::Path, port: u16, status_port: u
            keepalive_requests {keepalive};\n  keepalive_timeout 300s;\n\
            client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n\
            uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port}{ssl}{http2} reuseport;\n{ssl_conf}{streams}{access_log}\
+           server {{\n    listen 127.0.0.1:{port}{ssl}{http2} reuseport;\n{unix_listen}{ssl_conf}{streams}{access_log}\
              location / {{ default_type text/plain; return 200 \"Hello from nginx\\n\"; }}\n  }}\n\
            server {{\n    listen 127.0.0.1:{status_port};\n    location = /status {{ stub_status; }}\n  }}\n}}\n",
         d = dir.display(),
@@ -213,6 +231,11 @@ pub struct NginxCounts {
 }
 
 impl Nginx {
+    /// The Unix socket it listens on ([`NginxOptions::unix_socket`]).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("nginx.sock")
+    }
+
     /// The server's own counts since it started (all workers).
     pub fn counts(&self) -> NginxCounts {
         // This query is itself one request on one connection.

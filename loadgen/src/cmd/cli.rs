@@ -217,8 +217,9 @@ pub struct RunArgs {
     /// Write the latency percentile distribution (.hgrm, values in ms).
     #[arg(long)]
     pub percentiles: Option<PathBuf>,
-    /// Profile the process listening on the URL's port (this host) during the
-    /// measured window: eBPF stack sampling, no change to the target.
+    /// Profile the process listening on the URL's port, or on
+    /// --unix-socket (this host), during the measured window: eBPF stack
+    /// sampling, no change to the target.
     #[arg(long)]
     pub profile: bool,
     /// Profile this process instead (repeatable; implies --profile).
@@ -443,6 +444,12 @@ pub struct RunArgs {
     /// ports to a destination).
     #[arg(long, value_name = "ADDRS", value_parser = bind)]
     pub bind: Option<BindList>,
+    /// Connect to this Unix domain socket instead of the URL's host and
+    /// port; the URL still gives the Host header, the path and the scheme
+    /// (https:// speaks TLS over the socket). --profile then finds the
+    /// process listening on the socket.
+    #[arg(long, value_name = "PATH")]
+    pub unix_socket: Option<PathBuf>,
     /// wrk's Lua script option; not supported (see --help for the built-in equivalents).
     #[arg(short = 's', long = "script", hide = true)]
     pub script: Option<String>,

@@ -5,9 +5,9 @@
 //! and the reports are written either way.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use loadgen::peer::Peer;
 use loadgen::stats::ShardStats;
 use loadgen::threshold::Outcome;
 
@@ -20,9 +20,9 @@ pub enum Cause {
     /// The server's certificate did not verify.
     Certificate { host: String, why: String },
     /// Every TLS handshake failed, though connections were made.
-    NoHandshake { addr: SocketAddr, failed: u64 },
+    NoHandshake { addr: Peer, failed: u64 },
     /// No connection could be made.
-    NoConnection { addr: SocketAddr, errors: u64 },
+    NoConnection { addr: Peer, errors: u64 },
     /// `--fail-if-slower PCT`: significantly slower than the baseline.
     Slower { pct: f64 },
     /// Responses with a status outside `--expect-status`.
@@ -66,7 +66,7 @@ impl Cause {
 
     /// A run that reached nothing: the certificate, the handshake or the
     /// connection failed, said as the first of these that applies.
-    pub fn of_reach(r: &Reach, host: &str, addr: SocketAddr) -> Option<Cause> {
+    pub fn of_reach(r: &Reach, host: &str, addr: &Peer) -> Option<Cause> {
         if let Some(why) = &r.h2_refused {
             return Some(Cause::NoHttp2 { why: why.clone() });
         }
@@ -81,12 +81,12 @@ impl Cause {
         }
         if r.tls_failed > 0 && r.connect_errors == 0 {
             return Some(Cause::NoHandshake {
-                addr,
+                addr: addr.clone(),
                 failed: r.tls_failed,
             });
         }
-        (r.connect_errors > 0).then_some(Cause::NoConnection {
-            addr,
+        (r.connect_errors > 0).then(|| Cause::NoConnection {
+            addr: addr.clone(),
             errors: r.connect_errors,
         })
     }
@@ -168,8 +168,8 @@ pub fn finish(causes: &[Cause]) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn addr() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
+    fn addr() -> Peer {
+        Peer::Tcp("127.0.0.1:9".parse().unwrap())
     }
 
     fn outcome(expr: &str, ok: bool) -> Outcome {
@@ -194,7 +194,7 @@ mod tests {
             cert_error: None,
             h2_refused: None,
         };
-        assert_eq!(Cause::of_reach(&reached, "h", addr()), None);
+        assert_eq!(Cause::of_reach(&reached, "h", &addr()), None);
     }
 
     #[test]
@@ -212,7 +212,7 @@ mod tests {
             connect_errors: 1,
             ..Reach::default()
         };
-        let none = Cause::of_reach(&unreachable, "h", addr()).unwrap();
+        let none = Cause::of_reach(&unreachable, "h", &addr()).unwrap();
         assert_eq!(exit_code(&[slower, unexpected, thresholds, none]), 1);
     }
 
@@ -239,7 +239,7 @@ mod tests {
             h2_refused: Some("the server chose http/1.1".into()),
             ..Reach::default()
         };
-        let c = Cause::of_reach(&r, "h", addr()).unwrap();
+        let c = Cause::of_reach(&r, "h", &addr()).unwrap();
         assert_eq!(c.to_string(), "the server chose http/1.1; drop --http2");
         assert_eq!(exit_code(&[c, Cause::Slower { pct: 1.0 }]), 2);
     }
@@ -251,7 +251,7 @@ mod tests {
             cert_error: Some("unknown issuer".into()),
             ..Reach::default()
         };
-        let c = Cause::of_reach(&cert, "example.test", addr()).unwrap();
+        let c = Cause::of_reach(&cert, "example.test", &addr()).unwrap();
         assert!(matches!(c, Cause::Certificate { .. }), "{c}");
         assert!(
             c.to_string().contains("example.test: unknown issuer"),
@@ -263,12 +263,12 @@ mod tests {
             responses: 1,
             ..cert
         };
-        assert!(Cause::of_reach(&answered, "h", addr()).is_some());
+        assert!(Cause::of_reach(&answered, "h", &addr()).is_some());
         let handshakes = Reach {
             tls_failed: 4,
             ..Reach::default()
         };
-        let c = Cause::of_reach(&handshakes, "h", addr()).unwrap();
+        let c = Cause::of_reach(&handshakes, "h", &addr()).unwrap();
         assert_eq!(
             c,
             Cause::NoHandshake {
@@ -283,7 +283,7 @@ mod tests {
             connect_errors: 2,
             ..Reach::default()
         };
-        let c = Cause::of_reach(&both, "h", addr()).unwrap();
+        let c = Cause::of_reach(&both, "h", &addr()).unwrap();
         assert_eq!(
             c,
             Cause::NoConnection {
@@ -292,6 +292,6 @@ mod tests {
             }
         );
         assert!(c.to_string().contains("is the server running?"), "{c}");
-        assert_eq!(Cause::of_reach(&Reach::default(), "h", addr()), None);
+        assert_eq!(Cause::of_reach(&Reach::default(), "h", &addr()), None);
     }
 }

@@ -5,13 +5,14 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use loadgen::config::{Config, ConfigError, Engine, Load, RingMode, RunInputs, Validated};
 use loadgen::engine::{FORCE_NO_DEFER_TASKRUN, auto_engine};
 use loadgen::fleet::{Part, PartError, StartAtError, check_start_at};
 use loadgen::http::{RequestError, RequestSpec};
+use loadgen::peer::{MAX_UNIX_PATH, Peer};
 use loadgen::scenario::{self, Entry, Feed, FeedError, Options, Scenario, fresh_seed};
 use loadgen::schedule::{Schedule, ScheduleError};
 use loadgen::threshold::Threshold;
@@ -67,6 +68,8 @@ pub enum SetupError {
         "--bind {0}: this host cannot send from that address ({1}); give addresses of this host's interfaces (ip -brief address)"
     )]
     Bind(IpAddr, std::io::Error),
+    #[error("--unix-socket {}: {why}", path.display())]
+    UnixSocket { path: PathBuf, why: String },
     #[error(
         "--start-at starts one run at one instant, so --runs must be 1: run the fleet again with a new --start-at"
     )]
@@ -97,17 +100,26 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         (None, None) => Load::Closed,
     };
     let tls = tls_settings(args, &url)?;
-    let addr = url.resolve()?;
+    let peer = match &args.unix_socket {
+        // The URL's host is only the Host header: nothing resolves it.
+        Some(path) => {
+            check_unix_socket(path)?;
+            Peer::Unix(path.clone())
+        }
+        None => Peer::Tcp(url.resolve()?),
+    };
     let part = fleet_part(args)?;
     let bind = args.bind.as_ref().map(|b| b.0.clone()).unwrap_or_default();
     // The family is checked with the config; a bad address of the right
     // family is found here, once, before anything connects.
-    for &ip in bind.iter().filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
-        loadgen::sys::sock::check_source(ip).map_err(|e| SetupError::Bind(ip, e))?;
+    if let Some(addr) = peer.tcp() {
+        for &ip in bind.iter().filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+            loadgen::sys::sock::check_source(ip).map_err(|e| SetupError::Bind(ip, e))?;
+        }
     }
     Ok(Config::from_inputs(RunInputs {
         url,
-        addr,
+        peer,
         scenario,
         scenario_file: args.scenario.clone(),
         connections: args.connections,
@@ -149,6 +161,43 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         start_at: args.start_at,
         bind,
     })?)
+}
+
+/// `--unix-socket PATH` names a socket this process can reach: found
+/// here, in one line, rather than as a run of connect errors.
+fn check_unix_socket(path: &Path) -> Result<(), SetupError> {
+    use std::os::unix::fs::FileTypeExt;
+    let bad = |why: String| SetupError::UnixSocket {
+        path: path.to_path_buf(),
+        why,
+    };
+    if path.as_os_str().len() > MAX_UNIX_PATH {
+        return Err(bad(format!(
+            "the path is longer than a socket address holds ({MAX_UNIX_PATH} bytes); use a shorter one, e.g. a symlink to its directory"
+        )));
+    }
+    let meta = std::fs::metadata(path).map_err(|e| {
+        bad(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no such socket: start the server, or give the path it listens on".into()
+            }
+            _ => format!("{e}"),
+        })
+    })?;
+    let kind = meta.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_file() {
+            "a regular file"
+        } else {
+            "a FIFO or a device"
+        };
+        return Err(bad(format!(
+            "{what}, not a socket: give the path the server listens on"
+        )));
+    }
+    Ok(())
 }
 
 /// The requests (the URL's, or `--scenario`'s) with `-H`, the feeds,
@@ -691,5 +740,52 @@ mod tests {
             Err(SetupError::Config(ConfigError::BindGlommio))
         ));
         assert!(Cli::try_parse_from(["loadgen", "--bind", "nope", "http://h/"]).is_err());
+    }
+
+    #[test]
+    fn unix_socket_paths_are_checked_before_the_run() {
+        let dir = std::env::temp_dir().join(format!("loadgen-setup-uds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("s.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let path = sock.to_str().unwrap();
+        // The host is only the Host header: it need not resolve.
+        let cfg = parse(&["--unix-socket", path, "-n", "5", "http://app.invalid/x"]).unwrap();
+        assert_eq!(cfg.peer, Peer::Unix(sock.clone()));
+        let text = String::from_utf8_lossy(cfg.scenario.fixed_bytes().unwrap()).into_owned();
+        assert!(
+            text.starts_with("GET /x HTTP/1.1\r\nHost: app.invalid\r\n"),
+            "{text}"
+        );
+        let bad = |p: &str| {
+            let e = parse(&["--unix-socket", p, "http://localhost/"]).unwrap_err();
+            assert!(matches!(e, SetupError::UnixSocket { .. }), "{e}");
+            e.to_string()
+        };
+        let missing = dir.join("none.sock");
+        let e = bad(missing.to_str().unwrap());
+        assert!(
+            e.contains("no such socket") && e.contains("none.sock"),
+            "{e}"
+        );
+        let file = dir.join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(bad(file.to_str().unwrap()).contains("a regular file, not a socket"));
+        assert!(bad(dir.to_str().unwrap()).contains("a directory, not a socket"));
+        let long = format!("/tmp/{}", "x".repeat(120));
+        assert!(bad(&long).contains("longer than a socket address holds"));
+        assert!(matches!(
+            parse(&[
+                "--unix-socket",
+                path,
+                "--bind",
+                "127.0.0.1",
+                "http://localhost/"
+            ]),
+            Err(SetupError::Config(ConfigError::BindUnix))
+        ));
+        drop(listener);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+use glommio::net::{TcpStream, UnixStream};
 use glommio::timer::Timer;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::gate::Pass;
 use super::{EngineError, Shard};
+use crate::peer::Peer;
 use crate::shard::{Action, Core, EngineCaps};
 use crate::stats::ShardStats;
 use crate::sys;
@@ -171,12 +172,13 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
     let wall_ms = super::unix_ms();
     io.event(|core, _| core.start(wall_ms));
     let mut cpu = super::CpuMeter::default();
-    let addr = shard.cfg.addr;
+    let peer = &shard.cfg.peer;
     let tasks: Vec<_> = (0..n as u32)
-        // SAFETY: the tasks borrow `io`, which outlives them: they are kept
-        // in `tasks`, never leaked, and dropped (cancelled) below before
-        // `io` is; a panic drops them in the same order while unwinding.
-        .map(|ci| unsafe { glommio::spawn_scoped_local(connection(&io, ci, addr)) })
+        // SAFETY: the tasks borrow `io` and the config, which outlive them:
+        // they are kept in `tasks`, never leaked, and dropped (cancelled)
+        // below before `io` is; a panic drops them in the same order while
+        // unwinding.
+        .map(|ci| unsafe { glommio::spawn_scoped_local(connection(&io, ci, peer)) })
         .collect();
     loop {
         let (finished, wake) = {
@@ -211,7 +213,7 @@ fn errno(e: &io::Error) -> i32 {
 
 /// One slot: waits for the core to ask for a connection, makes it, and
 /// serves it until the core closes it or the server does.
-async fn connection(io: &Io<'_>, ci: u32, addr: std::net::SocketAddr) {
+async fn connection(io: &Io<'_>, ci: u32, peer: &Peer) {
     let mail = &io.mail[ci as usize];
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -238,12 +240,16 @@ async fn connection(io: &Io<'_>, ci: u32, addr: std::net::SocketAddr) {
                 Poll::Pending
             }
         });
-        let connect = async { Some(TcpStream::connect(addr).await) };
+        let connect = async { Some(Stream::connect(peer).await) };
         match future::or(connect, closed).await {
             None => {}
             Some(Err(_)) => io.event(|core, now| core.on_connect_failed(ci, generation, now)),
-            Some(Ok(mut stream)) => {
+            Some(Ok(Stream::Tcp(mut stream))) => {
                 let _ = stream.set_nodelay(true);
+                io.event(|core, now| core.on_connected(ci, generation, now));
+                serve(io, ci, generation, &mut stream, &mut buf).await;
+            }
+            Some(Ok(Stream::Unix(mut stream))) => {
                 io.event(|core, now| core.on_connected(ci, generation, now));
                 serve(io, ci, generation, &mut stream, &mut buf).await;
             }
@@ -251,9 +257,30 @@ async fn connection(io: &Io<'_>, ci: u32, addr: std::net::SocketAddr) {
     }
 }
 
+/// A connected socket of either kind.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    async fn connect(peer: &Peer) -> glommio::Result<Stream, ()> {
+        Ok(match peer {
+            Peer::Tcp(a) => Stream::Tcp(TcpStream::connect(*a).await?),
+            Peer::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
+        })
+    }
+}
+
 /// Carries out the core's sends on an open socket and reports what it
 /// reads, until the core closes this generation or the socket ends.
-async fn serve(io: &Io<'_>, ci: u32, generation: u32, stream: &mut TcpStream, buf: &mut [u8]) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &Io<'_>,
+    ci: u32,
+    generation: u32,
+    stream: &mut S,
+    buf: &mut [u8],
+) {
     let mail = &io.mail[ci as usize];
     // The send in progress: bytes written so far.
     let mut writing: Option<usize> = None;

@@ -43,6 +43,10 @@ pub enum EngineError {
     Memlock(u64),
     #[error("the glommio engine could not start: {0}")]
     Glommio(String),
+    #[error(
+        "the --unix-socket path is not a socket address ({0}): give a path of at most 107 bytes"
+    )]
+    UnixPath(io::Error),
 }
 
 /// Environment switch for tests: pretend the kernel lacks

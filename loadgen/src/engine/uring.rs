@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types};
 
 use super::{EngineError, Shard};
+use crate::peer::Peer;
 use crate::shard::{Action, Core, EngineCaps};
 use crate::stats::ShardStats;
 use crate::sys::sock::{self, SockAddr};
@@ -84,8 +85,8 @@ pub fn setup(shard: &Shard<'_>) -> Result<Uring, EngineError> {
 struct Engine<'c, 'a> {
     uring: Uring,
     core: &'c mut Core<'a>,
-    /// The target, at an address that stays put while connects in the
-    /// ring point at it.
+    /// The target (a TCP address or a Unix socket path), at an address
+    /// that stays put while connects in the ring point at it.
     addr: Box<SockAddr>,
     /// `--bind`: the source addresses (port 0), by index.
     sources: Vec<SockAddr>,
@@ -100,13 +101,17 @@ struct Engine<'c, 'a> {
 
 /// Runs one shard on `uring` until the core says the run is over.
 pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
+    let addr = match &shard.cfg.peer {
+        Peer::Tcp(a) => SockAddr::from(*a),
+        Peer::Unix(path) => SockAddr::unix(path).map_err(EngineError::UnixPath)?,
+    };
     let (plan, epoch) = super::start_clock(shard);
     let mut core = Core::new(shard.cfg, &plan, CAPS, shard.progress, shard.stop);
     let n = plan.connections;
     let mut e = Engine {
         uring,
         core: &mut core,
-        addr: Box::new(SockAddr::from(shard.cfg.addr)),
+        addr: Box::new(addr),
         sources: shard
             .cfg
             .bind
@@ -223,7 +228,7 @@ impl Engine<'_, '_> {
         let source = source.and_then(|i| self.sources.get(i as usize));
         // Plain syscalls: io_uring's bind is newer than the kernels this
         // engine runs on, and connects are not the hot path.
-        let fd = match sock::tcp_socket(&self.addr, source) {
+        let fd = match sock::client_socket(&self.addr, source) {
             Ok(fd) => fd,
             Err(_) => {
                 // Out of descriptors or ports (for a source address too):

@@ -1,7 +1,9 @@
 //! `--profile` without a PID: the process listening on the URL's port,
-//! found from /proc/net/tcp{,6} socket inodes and /proc/*/fd links.
+//! found from /proc/net/tcp{,6} socket inodes and /proc/*/fd links, or on
+//! the `--unix-socket` path, from /proc/net/unix.
 
 use std::fs;
+use std::path::Path;
 
 /// Inodes of sockets in LISTEN state on `port` (any address).
 fn listening_inodes(port: u16) -> Vec<u64> {
@@ -30,9 +32,53 @@ fn listening_inodes(port: u16) -> Vec<u64> {
     out
 }
 
+/// `__SO_ACCEPTCON` in /proc/net/unix's flags: the socket listens.
+const SO_ACCEPTCON: u32 = 1 << 16;
+
+/// Inodes of Unix sockets listening at `path`. The table shows the path
+/// as the server bound it (relative to its directory, perhaps, or
+/// through a symlink), so both sides are compared resolved too.
+fn listening_unix_inodes(path: &Path) -> Vec<u64> {
+    let Ok(text) = fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let resolved = fs::canonicalize(path).ok();
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 8 {
+            continue;
+        }
+        let listens = u32::from_str_radix(cols[3], 16).is_ok_and(|f| f & SO_ACCEPTCON != 0);
+        let bound = Path::new(cols[7]);
+        let same = bound == path
+            || resolved
+                .as_ref()
+                .is_some_and(|r| fs::canonicalize(bound).is_ok_and(|b| &b == r));
+        if listens
+            && same
+            && let Ok(inode) = cols[6].parse::<u64>()
+        {
+            out.push(inode);
+        }
+    }
+    out
+}
+
 /// Processes holding a socket that listens on `port`, lowest PID first.
 pub fn pids_listening_on(port: u16) -> Vec<u32> {
-    let inodes = listening_inodes(port);
+    pids_holding(&listening_inodes(port))
+}
+
+/// Processes holding a Unix socket that listens at `path`, lowest PID
+/// first.
+pub fn pids_listening_at(path: &Path) -> Vec<u32> {
+    pids_holding(&listening_unix_inodes(path))
+}
+
+/// Processes with a descriptor on one of the sockets `inodes`.
+fn pids_holding(inodes: &[u64]) -> Vec<u32> {
     if inodes.is_empty() {
         return Vec::new();
     }
@@ -98,5 +144,24 @@ mod tests {
         assert!(comm(std::process::id()).is_some());
         assert!(is_alive(std::process::id()));
         assert!(!is_alive(u32::MAX));
+    }
+
+    #[test]
+    fn finds_ourselves_listening_on_a_unix_socket() {
+        let dir = std::env::temp_dir().join(format!("loadgen-find-uds-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let _ = fs::remove_file(&path);
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(pids_listening_at(&path), vec![std::process::id()]);
+        // The same socket through another spelling of its path.
+        let dotted = dir.join(".").join("s.sock");
+        assert_eq!(pids_listening_at(&dotted), vec![std::process::id()]);
+        // A connected (not listening) socket is no listener.
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        assert!(pids_listening_at(&dir.join("other.sock")).is_empty());
+        drop(l);
+        assert!(pids_listening_at(&path).is_empty());
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use loadgen_ebpf_common::{DEFAULT_STACK_BYTES, stat};
 
-pub use find::{comm, is_alive, pids_listening_on};
+pub use find::{comm, is_alive, pids_listening_at, pids_listening_on};
 pub use folded::{Folded, FunctionShare};
 pub use offcpu::OffCpu;
 pub use plan::{UnwindMode, parse_stack_bytes};
@@ -110,6 +110,10 @@ pub enum ProfileError {
         "no process is listening on port {0} on this host: start the server first, or name it with --profile-pid"
     )]
     NoListener(u16),
+    #[error(
+        "no process is listening on the Unix socket {} on this host: start the server first, or name it with --profile-pid", .0.display()
+    )]
+    NoUnixListener(std::path::PathBuf),
     #[error("process {0} does not exist: check --profile-pid")]
     NoProcess(u32),
     #[error("no off-CPU profile: {0}")]
@@ -155,6 +159,16 @@ pub fn target_for_port(port: u16) -> Result<Vec<u32>, ProfileError> {
     let pids = pids_listening_on(port);
     if pids.is_empty() {
         return Err(ProfileError::NoListener(port));
+    }
+    Ok(pids)
+}
+
+/// Resolves `--profile` (no PID) with `--unix-socket`: the process
+/// listening at `path`.
+pub fn target_for_unix_socket(path: &std::path::Path) -> Result<Vec<u32>, ProfileError> {
+    let pids = pids_listening_at(path);
+    if pids.is_empty() {
+        return Err(ProfileError::NoUnixListener(path.to_path_buf()));
     }
     Ok(pids)
 }

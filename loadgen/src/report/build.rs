@@ -142,6 +142,7 @@ impl Report {
         let unexpected = r.unexpected();
         let mut doc = Report::of_stats(t, r.elapsed_s(), open);
         doc.url = cfg.url.raw.clone();
+        doc.unix_socket = cfg.peer.unix().map(|p| p.display().to_string());
         doc.engine = Some(cfg.engine);
         doc.ring_mode = r.out.ring_mode;
         doc.shards = cfg.shards;

@@ -127,3 +127,22 @@ fn non_2xx_3xx_is_one_rule_in_every_output() {
     let t = crate::threshold::Threshold::parse("non2xx==6").unwrap();
     assert!(t.eval(&doc).unwrap().ok);
 }
+
+/// `--unix-socket`: the text's first line and the JSON say where the
+/// load went (the URL alone names a host it never reached).
+#[test]
+fn a_unix_socket_run_says_so() {
+    let mut cfg = config();
+    assert!(!header(&cfg).contains("unix:"));
+    cfg.peer = crate::peer::Peer::Unix("/run/app.sock".into());
+    let head = header(&cfg);
+    assert!(
+        head.starts_with("Running 10s test @ https://127.0.0.1:9/ via unix:/run/app.sock\n"),
+        "{head}"
+    );
+    let out = RunOutput::new(vec![stats()], None, std::time::UNIX_EPOCH);
+    let doc = Report::new(&RunReport::new(&cfg, &out, "io_uring", false));
+    assert_eq!(doc.unix_socket.as_deref(), Some("/run/app.sock"));
+    let json = serde_json::to_string(&doc).unwrap();
+    assert!(json.contains(r#""unix_socket":"/run/app.sock""#), "{json}");
+}

@@ -39,6 +39,10 @@ pub fn header(cfg: &Config) -> String {
         ),
         None => format!("Running {what} test @ {}\n", cfg.url.raw),
     };
+    if let Some(path) = cfg.peer.unix() {
+        // Before the newline: the first line says where the load went.
+        s.insert_str(s.len() - 1, &format!(" via unix:{}", path.display()));
+    }
     if let Some(sched) = &cfg.schedule {
         let stages: Vec<String> = sched
             .stages

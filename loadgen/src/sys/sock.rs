@@ -8,20 +8,23 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 pub use socket2::SockAddr;
 use socket2::{Socket, Type};
 
-/// A non-blocking, close-on-exec TCP socket (client or listener) for
-/// addresses like `addr`.
+/// A non-blocking, close-on-exec stream socket (client or listener) for
+/// addresses like `addr`: TCP, or Unix for a path.
 pub fn stream_socket(addr: &SockAddr) -> io::Result<Socket> {
     // socket2 sets close-on-exec on every socket it makes.
     Socket::new(addr.domain(), Type::STREAM.nonblocking(), None)
 }
 
-/// A client socket for `addr` with Nagle off (requests are small and must
-/// leave at once), bound to `source` when given; the caller owns the
-/// descriptor from here (see [`close`]).
-pub fn tcp_socket(addr: &SockAddr, source: Option<&SockAddr>) -> io::Result<RawFd> {
+/// A client socket for `addr` (TCP, or a Unix socket path), with Nagle off
+/// on TCP (requests are small and must leave at once), bound to `source`
+/// when given; the caller owns the descriptor from here (see [`close`]).
+pub fn client_socket(addr: &SockAddr, source: Option<&SockAddr>) -> io::Result<RawFd> {
     let s = stream_socket(addr)?;
-    // Best effort, as before socket2: a socket that keeps Nagle still works.
-    let _ = s.set_tcp_nodelay(true);
+    if !addr.is_unix() {
+        // Best effort, as before socket2: a socket that keeps Nagle still
+        // works.
+        let _ = s.set_tcp_nodelay(true);
+    }
     if let Some(src) = source {
         bind_source(&s, src)?;
     }

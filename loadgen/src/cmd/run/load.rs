@@ -139,7 +139,11 @@ fn open_window(
 /// line and returns None (the load runs anyway).
 pub fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
     let pids = if args.profile_pids.is_empty() {
-        match profile::target_for_port(cfg.url.port) {
+        let found = match cfg.peer.unix() {
+            Some(path) => profile::target_for_unix_socket(path),
+            None => profile::target_for_port(cfg.url.port),
+        };
+        match found {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("loadgen: {e}; continuing without a profile");

@@ -92,7 +92,7 @@ fn run_and_report(args: &RunArgs) -> anyhow::Result<ExitCode> {
         slower,
         Cause::of_unexpected(rep.unexpected(), || rep.expected_text()),
         Cause::of_thresholds(&doc.thresholds),
-        Cause::of_reach(&Reach::of(&total.total), &cfg.url.host, cfg.addr),
+        Cause::of_reach(&Reach::of(&total.total), &cfg.url.host, &cfg.peer),
     ]
     .into_iter()
     .flatten()

@@ -218,6 +218,10 @@ pub struct RunEntry {
 #[serde(default)]
 pub struct Report {
     pub url: String,
+    /// `--unix-socket`: the socket the connections went to (the URL then
+    /// gave only the Host header and the path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<String>,
     /// `1.1` or `2`.
     #[serde(default = "http_1_1")]
     pub http_version: String,
