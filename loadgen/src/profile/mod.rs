@@ -25,6 +25,7 @@ pub mod maps;
 pub mod objects;
 pub mod offcpu;
 pub mod plan;
+pub mod python;
 pub mod report;
 pub mod ringbuf;
 pub mod sched;
