@@ -59,6 +59,11 @@ impl PerfRecord {
         Ok(PerfRecord { child, data })
     }
 
+    /// The perf process (to read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops recording (SIGINT, as Ctrl-C) and returns the stacks, each
     /// root first, as `perf script` names the frames.
     pub fn finish(mut self) -> Vec<Vec<String>> {

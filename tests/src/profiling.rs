@@ -57,11 +57,47 @@ pub const CALL_CHAIN: [&str; 4] = ["main", "level1", "level2", "level3"];
 /// leave it the CPU time its sample counts are checked against (a busy
 /// 2-core machine once gave it 0.3 s of a 2 s window: 28 samples at 99 Hz).
 pub fn start_call_chain(name: &str, flags: &[&str]) -> Option<(Reap, PathBuf)> {
-    let bin = build_c(name, CALL_CHAIN_C, flags)?;
+    start_c(name, CALL_CHAIN_C, flags, &[])
+}
+
+/// A C program whose `main` calls `deep(argv[2])`, which recurses that
+/// many times, each frame `PAD` bytes of locals (`-DPAD=N`) above what
+/// the compiler adds, and burns CPU in `burn` at the bottom, until
+/// `argv[1]` seconds have passed: a stack as deep as a framework's.
+pub const DEEP_C: &str = r#"
+#include <stdlib.h>
+#include <time.h>
+volatile unsigned long sink;
+__attribute__((noinline)) void burn(void) { for (unsigned long i = 0; i < 300000; i++) sink += i * i; }
+__attribute__((noinline)) int deep(int n) {
+    volatile char pad[PAD];
+    pad[0] = (char)n;
+    if (n == 0) burn();
+    else deep(n - 1);
+    return pad[0];
+}
+int main(int argc, char **argv) {
+    time_t end = time(0) + atoi(argv[1]);
+    int depth = atoi(argv[2]);
+    while (time(0) < end) deep(depth);
+    return 0;
+}
+"#;
+
+/// Builds [`DEEP_C`] with `flags` and starts it `depth` frames deep, as
+/// [`start_call_chain`] does.
+pub fn start_deep(name: &str, flags: &[&str], depth: u32) -> Option<(Reap, PathBuf)> {
+    start_c(name, DEEP_C, flags, &[&depth.to_string()])
+}
+
+/// Builds `src` and runs it at nice -10 with `60` and `args`.
+fn start_c(name: &str, src: &str, flags: &[&str], args: &[&str]) -> Option<(Reap, PathBuf)> {
+    let bin = build_c(name, src, flags)?;
     let child = Command::new("nice")
         .args(["-n", "-10"])
         .arg(&bin)
         .arg("60")
+        .args(args)
         .stdout(Stdio::null())
         .spawn()
         .expect("nice (coreutils)");

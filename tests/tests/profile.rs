@@ -359,7 +359,7 @@ fn a_failed_attach_leaves_no_reader_thread_behind() {
         pids: vec![t.pid()],
         freq: max + 1,
         unwind: loadgen::profile::UnwindMode::Fp,
-        stack_bytes: 8192,
+        stack_bytes: Some(8192),
         off_cpu: None,
     };
     let before = threads();

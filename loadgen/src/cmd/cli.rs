@@ -162,9 +162,10 @@ pub struct DemoArgs {
     /// How to unwind the target's stacks: auto, dwarf or fp.
     #[arg(long, default_value = "auto", value_parser = unwind_mode)]
     pub unwind: UnwindMode,
-    /// User stack copied per sample for DWARF unwinding (4k..64k).
-    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
-    pub stack_bytes: u32,
+    /// User stack copied per sample for DWARF unwinding (4k..64k); without
+    /// it, 16k, raised per process whose stacks are deeper.
+    #[arg(long, value_parser = stack_bytes)]
+    pub stack_bytes: Option<u32>,
     /// Endpoint of the built-in target to load.
     #[arg(long, default_value = "/cpu/2000")]
     pub path: String,
@@ -228,14 +229,16 @@ pub struct RunArgs {
     /// Samples per second per CPU.
     #[arg(long, default_value_t = 99, value_parser = profile_freq())]
     pub profile_freq: u64,
-    /// How to unwind the target's stacks: auto (DWARF CFI where the code
-    /// has it, else frame pointers), dwarf, or fp.
+    /// How to unwind the target's stacks: auto (frame pointers for Go and
+    /// for code without CFI, else DWARF CFI), dwarf, or fp.
     #[arg(long, default_value = "auto", value_parser = unwind_mode)]
     pub unwind: UnwindMode,
     /// User stack copied per sample for DWARF unwinding: a multiple of 4k
-    /// from 4k to 64k.
-    #[arg(long, default_value = "16k", value_parser = stack_bytes)]
-    pub stack_bytes: u32,
+    /// from 4k to 64k. Without it, 16k, raised for a process the first
+    /// time one of its stacks is deeper (up to 64k, within the ring
+    /// budget).
+    #[arg(long, value_parser = stack_bytes)]
+    pub stack_bytes: Option<u32>,
     /// Write the profile as a flamegraph (SVG).
     #[arg(long)]
     pub flamegraph: Option<PathBuf>,

@@ -18,6 +18,7 @@
 
 pub mod bpf;
 pub mod btf;
+pub mod copy_size;
 pub mod diff;
 mod find;
 pub mod folded;
@@ -54,8 +55,10 @@ pub struct ProfileConfig {
     /// Sampling frequency per CPU, Hz.
     pub freq: u64,
     pub unwind: UnwindMode,
-    /// User stack copied per DWARF sample.
-    pub stack_bytes: u32,
+    /// User stack copied per DWARF sample (`--stack-bytes`); None: start
+    /// at [`DEFAULT_STACK_BYTES`] and raise it for a process whose stacks
+    /// are deeper (`copy_size`).
+    pub stack_bytes: Option<u32>,
     /// `--off-cpu`.
     pub off_cpu: Option<OffCpuConfig>,
 }
@@ -87,9 +90,14 @@ impl ProfileConfig {
             pids,
             freq,
             unwind: UnwindMode::Auto,
-            stack_bytes: DEFAULT_STACK_BYTES,
+            stack_bytes: None,
             off_cpu: None,
         }
+    }
+
+    /// The copy every DWARF target starts with.
+    pub fn start_stack_bytes(&self) -> u32 {
+        self.stack_bytes.unwrap_or(DEFAULT_STACK_BYTES)
     }
 }
 
@@ -196,7 +204,10 @@ pub struct Profile {
     /// `dwarf`, `fp` or `dwarf+fp`.
     pub unwind: String,
     pub unwind_requested: UnwindMode,
+    /// The stack copy DWARF targets started with, and the largest any
+    /// was raised to.
     pub stack_bytes: u32,
+    pub stack_bytes_max: u32,
     pub cost: Cost,
     /// `--off-cpu`: where the target waited.
     pub off_cpu: Option<OffCpu>,
@@ -216,6 +227,7 @@ impl Profile {
         if self.unwind != other.unwind {
             self.unwind = "dwarf+fp".to_string();
         }
+        self.stack_bytes_max = self.stack_bytes_max.max(other.stack_bytes_max);
         for (a, b) in self.raw_stats.iter_mut().zip(other.raw_stats.iter()) {
             *a += b;
         }
@@ -245,7 +257,15 @@ impl Profile {
 
     /// How the stacks were unwound, for the header line.
     fn unwind_text(&self) -> String {
-        let dwarf = format!("DWARF CFI ({} KiB of stack)", self.stack_bytes / 1024);
+        let dwarf = if self.stack_bytes_max > self.stack_bytes {
+            format!(
+                "DWARF CFI ({} KiB of stack, raised to {} KiB for deep stacks)",
+                self.stack_bytes / 1024,
+                self.stack_bytes_max / 1024
+            )
+        } else {
+            format!("DWARF CFI ({} KiB of stack)", self.stack_bytes / 1024)
+        };
         match self.unwind.as_str() {
             "dwarf" => format!("unwound with {dwarf}"),
             "fp" => "unwound with frame pointers".to_string(),
@@ -303,6 +323,7 @@ impl Profile {
             unwind: self.unwind.clone(),
             unwind_requested: self.unwind_requested.to_string(),
             stack_bytes: self.stack_bytes,
+            stack_bytes_max: self.stack_bytes_max,
             cost: self.cost.clone(),
             folded: self.folded.lines(),
             off_cpu: self.off_cpu.as_ref().map(OffCpu::report),

@@ -64,6 +64,10 @@ pub struct ObjectInfo {
     eh_frame: Option<(Range<u64>, Bytes)>,
     eh_frame_hdr: Option<(Range<u64>, Bytes)>,
     debug_frame: Option<Bytes>,
+    /// Built by Go's toolchain: its code keeps frame pointers (the Go
+    /// ABI), and its goroutines switch stacks (`mcall`, `systemstack`),
+    /// which a walk through a stack copy cannot follow.
+    pub go: bool,
 }
 
 fn section(file: &ElfFile64<'_, Endianness>, name: &str) -> Option<(Range<u64>, Bytes)> {
@@ -110,6 +114,9 @@ impl ObjectInfo {
             eh_frame: section(&file, ".eh_frame"),
             eh_frame_hdr: section(&file, ".eh_frame_hdr"),
             debug_frame: section(&file, ".debug_frame").map(|(_, d)| d),
+            go: [".go.buildinfo", ".gopclntab", ".note.go.buildid"]
+                .iter()
+                .any(|n| file.section_by_name(n).is_some()),
         })
     }
 
@@ -289,6 +296,7 @@ mod tests {
         let (m, _) = own_exe_mapping();
         let info = ObjectInfo::open(&m.path, &m.path).unwrap();
         assert!(info.has_cfi());
+        assert!(!info.go);
         assert_eq!(info.arch, Some(Arch::native()));
         let bias = info.bias(&m).unwrap();
         // This function's address, less the bias, lies inside .text.
@@ -320,6 +328,7 @@ mod tests {
             eh_frame: None,
             eh_frame_hdr: None,
             debug_frame: None,
+            go: false,
         };
         let map = |start, offset, executable| Mapping {
             start,

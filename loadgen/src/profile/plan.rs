@@ -5,14 +5,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-use loadgen_ebpf_common::{MAX_STACK_BYTES, PAGE_BYTES, SAMPLE_HEADER_BYTES, mode};
+use loadgen_ebpf_common::{MAX_DEPTH, MAX_STACK_BYTES, PAGE_BYTES, SAMPLE_HEADER_BYTES, mode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnwindMode {
-    /// DWARF for targets whose code has CFI (nearly every C, C++ and Rust
-    /// binary, and everything linked against glibc); frame pointers for
-    /// the rest (Go). Falls back to frame pointers, with a warning, when
-    /// the ring buffer cannot keep up.
+    /// Frame pointers for Go and for code without CFI; DWARF for the rest
+    /// (nearly every C, C++ and Rust binary, and everything linked
+    /// against glibc), with a stack copy raised per process for deep
+    /// stacks. Falls back to frame pointers, with a warning, when the ring
+    /// buffer cannot keep up.
     #[default]
     Auto,
     Dwarf,
@@ -68,6 +69,20 @@ pub fn parse_stack_bytes(s: &str) -> Result<u32, String> {
 /// the copies themselves would be a real cost to the host.
 pub const AUTO_MAX_BYTES_PER_S: u64 = 512 << 20;
 
+/// What a target's code is, as far as choosing its unwinding goes (the
+/// vdso left out: every process maps it, and its CFI says nothing about
+/// the target's own code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Go: frame pointers everywhere, and stack switches that only a walk
+    /// in the kernel follows.
+    Go,
+    /// Some of its code has DWARF CFI.
+    Cfi,
+    /// None of it has.
+    NoCfi,
+}
+
 /// What one target gets, and why (for the header and the warnings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetPlan {
@@ -76,14 +91,15 @@ pub struct TargetPlan {
     pub why: &'static str,
 }
 
-/// Chooses each target's path. `has_cfi` says whether the target maps
-/// code with DWARF CFI; `bytes_per_s` is the worst-case rate of stack
-/// copies (every CPU sampling a target thread).
-pub fn plan(requested: UnwindMode, pid: u32, has_cfi: bool, bytes_per_s: u64) -> TargetPlan {
+/// Chooses each target's path. `code` says what the target maps;
+/// `bytes_per_s` is the worst-case rate of stack copies (every CPU
+/// sampling a target thread).
+pub fn plan(requested: UnwindMode, pid: u32, code: Code, bytes_per_s: u64) -> TargetPlan {
     let (mode, why) = match requested {
         UnwindMode::Fp => (mode::FP, "--unwind fp"),
         UnwindMode::Dwarf => (mode::DWARF, "--unwind dwarf"),
-        UnwindMode::Auto if !has_cfi => (mode::FP, "no CFI in its code"),
+        UnwindMode::Auto if code == Code::Go => (mode::FP, "Go keeps frame pointers"),
+        UnwindMode::Auto if code == Code::NoCfi => (mode::FP, "no CFI in its code"),
         UnwindMode::Auto if bytes_per_s > AUTO_MAX_BYTES_PER_S => {
             (mode::FP, "stack copies would exceed the ring-buffer budget")
         }
@@ -97,6 +113,25 @@ pub fn plan(requested: UnwindMode, pid: u32, has_cfi: bool, bytes_per_s: u64) ->
 pub fn worst_case_bytes_per_s(freq: u64, cpus: usize, target_threads: usize, stack: u32) -> u64 {
     let busy = cpus.min(target_threads.max(1)) as u64;
     freq * busy * (stack as u64 + SAMPLE_HEADER_BYTES as u64)
+}
+
+/// The largest stack copy a process may be raised to (see `copy_size`):
+/// the largest multiple of a page whose worst-case rate stays within
+/// [`AUTO_MAX_BYTES_PER_S`], at most [`MAX_STACK_BYTES`].
+pub fn copy_ceiling(freq: u64, cpus: usize, target_threads: usize) -> u32 {
+    let busy = cpus.min(target_threads.max(1)) as u64;
+    let per_sample = AUTO_MAX_BYTES_PER_S / (freq.max(1) * busy);
+    let stack = per_sample.saturating_sub(SAMPLE_HEADER_BYTES as u64);
+    (stack.min(MAX_STACK_BYTES as u64) as u32) / PAGE_BYTES * PAGE_BYTES
+}
+
+/// How deep the kernel walks a frame-pointer stack: the stack map holds
+/// [`MAX_DEPTH`] frames, and `kernel.perf_event_max_stack` may lower it.
+pub fn fp_depth_limit() -> usize {
+    std::fs::read_to_string("/proc/sys/kernel/perf_event_max_stack")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .map_or(MAX_DEPTH, |n| n.min(MAX_DEPTH))
 }
 
 /// Ring size: half a second of the worst case (the reader drains every
@@ -155,15 +190,37 @@ mod tests {
     fn auto_uses_dwarf_where_there_is_cfi_and_the_budget_allows() {
         let bw = worst_case_bytes_per_s(99, 64, 8, 16384);
         assert_eq!(bw, 99 * 8 * (16384 + SAMPLE_HEADER_BYTES as u64));
-        assert_eq!(plan(UnwindMode::Auto, 1, true, bw).mode, mode::DWARF);
-        assert_eq!(plan(UnwindMode::Auto, 1, false, bw).mode, mode::FP);
+        assert_eq!(plan(UnwindMode::Auto, 1, Code::Cfi, bw).mode, mode::DWARF);
+        assert_eq!(plan(UnwindMode::Auto, 1, Code::NoCfi, bw).mode, mode::FP);
+        let go = plan(UnwindMode::Auto, 1, Code::Go, bw);
+        assert_eq!(go.mode, mode::FP);
+        assert!(go.why.contains("Go"));
         let huge = worst_case_bytes_per_s(10_000, 64, 64, 65536);
-        let p = plan(UnwindMode::Auto, 1, true, huge);
+        let p = plan(UnwindMode::Auto, 1, Code::Cfi, huge);
         assert_eq!(p.mode, mode::FP);
         assert!(p.why.contains("budget"));
         // Explicit modes are obeyed.
-        assert_eq!(plan(UnwindMode::Dwarf, 1, false, huge).mode, mode::DWARF);
-        assert_eq!(plan(UnwindMode::Fp, 1, true, bw).mode, mode::FP);
+        assert_eq!(plan(UnwindMode::Dwarf, 1, Code::Go, huge).mode, mode::DWARF);
+        assert_eq!(
+            plan(UnwindMode::Dwarf, 1, Code::NoCfi, huge).mode,
+            mode::DWARF
+        );
+        assert_eq!(plan(UnwindMode::Fp, 1, Code::Cfi, bw).mode, mode::FP);
+    }
+
+    #[test]
+    fn the_copy_ceiling_keeps_the_worst_case_within_the_budget() {
+        // 99 Hz on 2 CPUs: 64 KiB is far within 512 MiB/s.
+        assert_eq!(copy_ceiling(99, 2, 8), MAX_STACK_BYTES);
+        // 4999 Hz on 64 busy CPUs: 1678 bytes a sample, under a page.
+        assert_eq!(copy_ceiling(4999, 64, 64), 0);
+        let c = copy_ceiling(1000, 16, 16);
+        assert_eq!(c % PAGE_BYTES, 0);
+        assert!(worst_case_bytes_per_s(1000, 16, 16, c) <= AUTO_MAX_BYTES_PER_S);
+        assert!(
+            worst_case_bytes_per_s(1000, 16, 16, c + PAGE_BYTES) > AUTO_MAX_BYTES_PER_S,
+            "{c}"
+        );
     }
 
     #[test]

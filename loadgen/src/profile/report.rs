@@ -29,8 +29,13 @@ pub struct ProfileReport {
     pub unwind: String,
     /// What `--unwind` asked for.
     pub unwind_requested: String,
-    /// Bytes of user stack copied per DWARF sample (`--stack-bytes`).
+    /// Bytes of user stack copied per DWARF sample at the start
+    /// (`--stack-bytes`, 16 KiB without it).
     pub stack_bytes: u32,
+    /// The largest copy a target's samples were raised to for deep
+    /// stacks (equal to `stack_bytes` when none was).
+    #[serde(default)]
+    pub stack_bytes_max: u32,
     pub cost: Cost,
     /// The stacks themselves, so a later run can draw a differential
     /// flamegraph against this report (--baseline).

@@ -18,6 +18,7 @@ use loadgen_ebpf_common::{
     SAMPLE_HEADER_BYTES, SampleHeader, SchedConfig, TargetConfig, mode, sample_flags, stat,
 };
 
+use super::copy_size::CopySizes;
 use super::maps;
 use super::objects::{Arch, ObjectCache};
 use super::sched::{self, SchedAggregator, SchedRecord, Timeline};
@@ -123,6 +124,8 @@ pub struct Collected {
     pub sched: Option<SchedAggregator>,
     /// The largest 1-in-N the stack budget needed.
     pub sample_every_max: u32,
+    /// Each process's stack copy, raised for deep stacks.
+    pub copy: CopySizes,
 }
 
 /// Per-sample aggregation, the part of the reader that needs no kernel.
@@ -142,13 +145,21 @@ pub struct Aggregator {
 const CAPTURE_PER_PROCESS: usize = 32;
 
 impl Aggregator {
-    pub fn new(arch: Arch, procs: HashMap<u32, ProcessUnwinder>, objects: ObjectCache) -> Self {
+    pub fn new(
+        arch: Arch,
+        procs: HashMap<u32, ProcessUnwinder>,
+        objects: ObjectCache,
+        copy: CopySizes,
+    ) -> Self {
         Aggregator {
             procs,
             objects,
             arch,
             refreshed: HashMap::new(),
-            out: Collected::default(),
+            out: Collected {
+                copy,
+                ..Default::default()
+            },
             capture: std::env::var_os("LOADGEN_UNWIND_CAPTURE").map(|d| (d.into(), HashMap::new())),
         }
     }
@@ -198,13 +209,19 @@ impl Aggregator {
     }
 
     /// Unwinds a record's stack with its process's unwinder (None: not a
-    /// DWARF-mode target).
+    /// DWARF-mode target). A walk that ran off the copy's end raises the
+    /// process's copy (`copy_size`).
     pub fn unwind(&mut self, rec: &Record<'_>) -> Option<Unwound> {
         let pid = rec.header.tgid;
         let regs = rec.regs();
         self.refresh_if_stale(pid, &regs);
         let unwinder = self.procs.get_mut(&pid)?;
-        Some(unwinder.unwind(&regs, rec.stack_copy()))
+        let unwound = unwinder.unwind(&regs, rec.stack_copy());
+        if unwound.outcome == Outcome::Truncated {
+            let need = unwinder.stack_above(regs.sp);
+            self.out.copy.truncated(pid, rec.header.stack_len, need);
+        }
+        Some(unwound)
     }
 
     /// Reads the maps again when a sample falls outside them (a new
@@ -311,6 +328,7 @@ impl Reader {
                             sched_record(&item, &mut agg, &mut plan.agg, &mut timeline);
                         }
                     }
+                    self.raise_copies(agg.out.copy.take_pending());
                     let samples = self.stat(stat::SAMPLES);
                     timeline.add_on_cpu(monotonic_ns(), samples.saturating_sub(samples_seen));
                     samples_seen = samples;
@@ -370,6 +388,17 @@ impl Reader {
             .get(&index, 0)
             .map(|v| v.iter().sum())
             .unwrap_or(0)
+    }
+
+    /// Writes raised stack copies to the target map (a target switched
+    /// to frame pointers keeps its mode).
+    fn raise_copies(&mut self, raises: Vec<(u32, u32)>) {
+        for (pid, bytes) in raises {
+            if let Ok(mut cfg) = self.targets.get(&pid, 0) {
+                cfg.stack_bytes = bytes;
+                let _ = self.targets.insert(pid, cfg, 0);
+            }
+        }
     }
 
     fn switch_to_fp(&mut self) {

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use loadgen_ebpf_common::{SchedConfig, TargetConfig, mode, stat};
 
 use super::bpf::{RunStats, Sampler, SchedLoad};
+use super::copy_size::CopySizes;
 use super::objects::{Arch, ObjectCache};
-use super::plan::{self, TargetPlan, UnwindMode};
+use super::plan::{self, Code, TargetPlan, UnwindMode};
 use super::report::{Cost, LostDetail, SchedCost};
 use super::ringbuf::{Aggregator, Collected, Reader, SchedPlan, monotonic_ns};
 use super::sched::SchedAggregator;
@@ -74,7 +75,13 @@ impl Session {
         }
         let cpus = aya::util::online_cpus().map_or(1, |c| c.len());
         let threads: usize = cfg.pids.iter().map(|&p| thread_count(p)).sum();
-        let bytes_per_s = plan::worst_case_bytes_per_s(cfg.freq, cpus, threads, cfg.stack_bytes);
+        let start_bytes = cfg.start_stack_bytes();
+        let bytes_per_s = plan::worst_case_bytes_per_s(cfg.freq, cpus, threads, start_bytes);
+        let copy = CopySizes::new(
+            start_bytes,
+            plan::copy_ceiling(cfg.freq, cpus, threads),
+            cfg.stack_bytes.is_none(),
+        );
         let arch = Arch::native();
         let mut objects = ObjectCache::default();
         let mut procs = HashMap::new();
@@ -83,13 +90,21 @@ impl Session {
             // Reading the objects now, before the load, keeps that I/O out
             // of the measured window.
             let mappings = maps::read(pid).unwrap_or_default();
-            let mut has_cfi = false;
+            let (mut has_cfi, mut go) = (false, false);
             let unwinder = ProcessUnwinder::new(arch, mappings, |m| {
                 let o = objects.get(pid, m);
-                has_cfi |= o.as_ref().is_some_and(|o| o.has_cfi());
+                if let Some(o) = o.as_ref().filter(|_| m.path != "[vdso]") {
+                    has_cfi |= o.has_cfi();
+                    go |= o.go;
+                }
                 o
             });
-            let p = plan::plan(cfg.unwind, pid, has_cfi, bytes_per_s);
+            let code = match (go, has_cfi) {
+                (true, _) => Code::Go,
+                (false, true) => Code::Cfi,
+                (false, false) => Code::NoCfi,
+            };
+            let p = plan::plan(cfg.unwind, pid, code, bytes_per_s);
             if p.mode == mode::DWARF {
                 procs.insert(pid, unwinder);
             }
@@ -103,7 +118,7 @@ impl Session {
                     p.pid,
                     TargetConfig {
                         mode: p.mode,
-                        stack_bytes: cfg.stack_bytes,
+                        stack_bytes: start_bytes,
                     },
                 )
             })
@@ -136,8 +151,10 @@ impl Session {
             }
             None => None,
         };
+        // Room for the largest copy a target may be raised to.
+        let ring_rate = plan::worst_case_bytes_per_s(cfg.freq, cpus, threads, copy.ceiling());
         let (mut sampler, sched_error) =
-            Sampler::load(&targets, plan::ring_bytes(any_dwarf, bytes_per_s), sched)?;
+            Sampler::load(&targets, plan::ring_bytes(any_dwarf, ring_rate), sched)?;
         if let Some(e) = sched_error {
             off_cpu_note = Some(e.to_string());
         }
@@ -155,7 +172,11 @@ impl Session {
             cfg: cfg.clone(),
             comms,
             plans,
-            pending: Some((reader, Aggregator::new(arch, procs, objects), sched_plan)),
+            pending: Some((
+                reader,
+                Aggregator::new(arch, procs, objects, copy),
+                sched_plan,
+            )),
             running: None,
             stop: Arc::new(AtomicBool::new(false)),
             attached_at: None,
@@ -233,7 +254,8 @@ impl Session {
             symbolize_time: stopped.at.elapsed(),
             unwind,
             unwind_requested: self.cfg.unwind,
-            stack_bytes: self.cfg.stack_bytes,
+            stack_bytes: self.cfg.start_stack_bytes(),
+            stack_bytes_max: c.reader.copy.largest(),
             cost,
             off_cpu: c.off_cpu,
             seconds,

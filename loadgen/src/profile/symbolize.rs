@@ -200,6 +200,20 @@ pub fn comm_of(comms: &HashMap<u32, String>, pid: u32) -> String {
         .unwrap_or_else(|| format!("pid {pid}"))
 }
 
+/// Samples whose user stack has `limit` frames or more: the kernel's
+/// walk stopped at its limit, so their outermost frames are cut.
+pub fn user_stacks_at_limit(raw: &RawProfile, limit: usize) -> u64 {
+    raw.counts
+        .iter()
+        .filter(|(k, _)| {
+            raw.stacks
+                .get(&k.user_stack_id)
+                .is_some_and(|s| s.len() >= limit)
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Fraction of samples whose user stack had at most one frame: a target
 /// built without frame pointers.
 pub fn shallow_user_share(raw: &RawProfile) -> f64 {

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use super::maps::{self, Mapping};
 use super::objects::{Arch, Bytes, ObjectInfo};
 
-/// Frames per stack, as in frame-pointer mode (the kernel's default
-/// PERF_MAX_STACK_DEPTH).
-pub const MAX_FRAMES: usize = loadgen_ebpf_common::MAX_DEPTH;
+/// Frames per stack. Deeper than frame-pointer mode's 127 (the kernel's
+/// PERF_MAX_STACK_DEPTH): here the limit is only our own time, and
+/// interpreters and frameworks run deeper than 127 frames. A 64 KiB copy
+/// of 64-byte frames is 1024 of them.
+pub const MAX_FRAMES: usize = 1024;
 
 /// User registers at the sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +144,12 @@ impl ProcessUnwinder {
         regs.ip != 0
             && (maps::find(&self.maps, regs.ip).is_none()
                 || maps::find(&self.maps, regs.sp).is_none())
+    }
+
+    /// Bytes from `sp` to the end of the mapping that holds it (the top
+    /// of its thread's stack): what a copy needs to hold the whole stack.
+    pub fn stack_above(&self, sp: u64) -> Option<u64> {
+        maps::find(&self.maps, sp).map(|m| m.end - sp)
     }
 
     /// Walks one sample's stack.

@@ -24,6 +24,9 @@ pub(super) struct Collection {
     /// Share of frame-pointer samples whose user stack is one frame deep.
     pub(super) fp_shallow: f64,
     pub(super) fp_samples: u64,
+    /// Frame-pointer samples whose user stack reached the kernel's
+    /// depth limit, and that limit.
+    pub(super) fp_at_limit: (u64, usize),
     pub(super) kernel_visible: bool,
     pub(super) symbolize_s: f64,
 }
@@ -71,6 +74,8 @@ impl Session {
         // Frame-pointer stacks only: DWARF ones are deep by construction.
         let fp_shallow = symbolize::shallow_user_share(&raw);
         let fp_samples: u64 = raw.counts.iter().map(|(_, n)| n).sum();
+        let limit = crate::profile::plan::fp_depth_limit();
+        let fp_at_limit = (symbolize::user_stacks_at_limit(&raw, limit), limit);
         merge_dwarf(&mut raw, &reader);
         let kernel_visible = symbolize::kernel_symbols_visible();
         let symbolizing = Instant::now();
@@ -90,6 +95,7 @@ impl Session {
             reader,
             fp_shallow,
             fp_samples,
+            fp_at_limit,
             kernel_visible,
         })
     }
