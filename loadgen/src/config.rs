@@ -109,6 +109,8 @@ pub struct Config {
     pub bind: Vec<IpAddr>,
     /// `--http2`: streams per connection, windows, header list limit.
     pub http2: Option<H2Settings>,
+    /// `--grpc`: the requests are unary calls of this method (over HTTP/2).
+    pub grpc: Option<crate::grpc::GrpcRun>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -133,6 +135,8 @@ pub enum ConfigError {
         "--no-keepalive is HTTP/1.1's (Connection: close); HTTP/2 keeps its connections: drop one of them"
     )]
     NoKeepaliveWithHttp2,
+    #[error("--grpc calls go over HTTP/2: this config has no HTTP/2 settings")]
+    GrpcWithoutHttp2,
     #[error("-n/--requests must be at least 1")]
     Requests,
     #[error("-d/--duration must be longer than zero")]
@@ -236,6 +240,7 @@ pub struct RunInputs {
     pub start_at: Option<SystemTime>,
     pub bind: Vec<IpAddr>,
     pub http2: Option<H2Settings>,
+    pub grpc: Option<crate::grpc::GrpcRun>,
 }
 
 /// A config that passed [`Config::validate`]; the only kind the engine
@@ -325,6 +330,7 @@ impl Config {
             start_at: i.start_at,
             bind: i.bind,
             http2: i.http2,
+            grpc: i.grpc,
         }
         .validated()
     }
@@ -345,6 +351,9 @@ impl Config {
         }
         if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
             return Err(ConfigError::Pipeline(self.pipeline));
+        }
+        if self.grpc.is_some() && self.http2.is_none() {
+            return Err(ConfigError::GrpcWithoutHttp2);
         }
         if let Some(h2) = self.http2 {
             if h2.streams == 0 || h2.streams > MAX_STREAMS {
@@ -451,6 +460,7 @@ impl Config {
             start_at: None,
             bind: Vec::new(),
             http2: None,
+            grpc: None,
         }
     }
 
@@ -462,6 +472,12 @@ impl Config {
     /// The seed of this part's generators (see [`Part::seed`]).
     pub fn part_seed(&self) -> u64 {
         self.part.seed(self.scenario.seed)
+    }
+
+    /// True when `--expect-status` was given (HTTP statuses or, with
+    /// `--grpc`, gRPC ones).
+    pub fn expects_status(&self) -> bool {
+        !self.expect_status.is_empty() || self.grpc.as_ref().is_some_and(|g| !g.expect.is_empty())
     }
 
     /// True when `status` is what `--expect-status` asked for (or nothing
@@ -505,6 +521,7 @@ mod tests {
             start_at: None,
             bind: Vec::new(),
             http2: None,
+            grpc: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod fleet;
+pub mod grpc;
 pub mod histogram;
 pub mod http;
 pub mod metrics;

@@ -5,6 +5,7 @@
 pub mod cpython;
 pub mod ebpf;
 pub mod go;
+pub mod grpc;
 pub mod h2server;
 pub mod hdr_log;
 pub mod hostile;

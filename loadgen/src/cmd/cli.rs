@@ -300,6 +300,22 @@ pub struct RunArgs {
     /// Read the request body from a file.
     #[arg(long = "body-file")]
     pub body_file: Option<PathBuf>,
+    /// Unary gRPC calls of SERVICE/METHOD (e.g. helloworld.Greeter/SayHello)
+    /// over HTTP/2; -b/--body-file hold the request message as JSON, or
+    /// --body-file FILE.bin its protobuf bytes.
+    #[arg(long, value_name = "SERVICE/METHOD")]
+    pub grpc: Option<String>,
+    /// With --grpc: the .proto file that defines the method (repeatable);
+    /// without it or --protoset, the server's reflection service is asked.
+    #[arg(long, value_name = "FILE", requires = "grpc")]
+    pub proto: Vec<PathBuf>,
+    /// With --proto: a directory imports are looked up in (repeatable).
+    #[arg(long, value_name = "DIR", requires = "proto")]
+    pub import_path: Vec<PathBuf>,
+    /// With --grpc: a FileDescriptorSet (protoc --descriptor_set_out
+    /// --include_imports) that defines the method.
+    #[arg(long, value_name = "FILE", requires = "grpc", conflicts_with = "proto")]
+    pub protoset: Option<PathBuf>,
     /// Requests in flight per connection (HTTP/1.1 pipelining).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
@@ -309,7 +325,7 @@ pub struct RunArgs {
     pub http2: bool,
     /// Concurrent HTTP/2 streams per connection (h2load's -m), capped by
     /// the server's SETTINGS_MAX_CONCURRENT_STREAMS.
-    #[arg(long, value_name = "N", requires = "http2")]
+    #[arg(long, value_name = "N")]
     pub streams: Option<u32>,
     /// HTTP/2 stream window: 2^BITS-1 bytes (h2load's -w).
     #[arg(long, value_name = "BITS", default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=31))]
@@ -366,10 +382,11 @@ pub struct RunArgs {
     /// JWT lifetime: each connection keeps its token until 1 s before exp.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "jwt_secret")]
     pub jwt_ttl: Duration,
-    /// Statuses that count as success, e.g. 200,204 or 2xx or 200-299; others
-    /// are reported as unexpected and the exit status is 4.
-    #[arg(long, value_name = "LIST", value_parser = status_list)]
-    pub expect_status: Option<StatusList>,
+    /// Statuses that count as success, e.g. 200,204 or 2xx or 200-299
+    /// (with --grpc: names, e.g. OK,NOT_FOUND); others are reported as
+    /// unexpected and the exit status is 4.
+    #[arg(long, value_name = "LIST")]
+    pub expect_status: Option<String>,
     /// https: trust this CA (PEM) besides the system's roots (repeatable).
     #[arg(long, value_name = "FILE")]
     pub cacert: Vec<PathBuf>,
@@ -501,7 +518,7 @@ fn count(s: &str) -> Result<u64, String> {
 pub struct StatusList(pub Vec<u16>);
 
 /// `200,204`, `2xx`, `200-299`, or a mix.
-fn status_list(s: &str) -> Result<StatusList, String> {
+pub fn status_list(s: &str) -> Result<StatusList, String> {
     let bad = |p: &str| {
         format!("{p:?} is not a status: use codes (200,204), classes (2xx) or ranges (200-299)")
     };
@@ -576,6 +593,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RunArgs {
+    /// HTTP/2: asked for, or the transport of --grpc.
+    pub fn speaks_http2(&self) -> bool {
+        self.http2 || self.grpc.is_some()
+    }
+
     /// True when any profiling output or target was asked for.
     pub fn wants_profile(&self) -> bool {
         self.profile

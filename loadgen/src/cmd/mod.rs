@@ -8,6 +8,7 @@ pub mod compare;
 pub mod demo;
 pub mod exit;
 pub mod find_max;
+pub mod grpc;
 pub mod merge;
 pub mod output;
 pub mod report;

@@ -74,6 +74,12 @@ pub enum SetupError {
         "--start-at starts one run at one instant, so --runs must be 1: run the fleet again with a new --start-at"
     )]
     StartAtRuns,
+    #[error("--streams is HTTP/2's: add --http2 (or --grpc)")]
+    StreamsWithoutHttp2,
+    #[error("--expect-status: {0}")]
+    ExpectStatus(String),
+    #[error(transparent)]
+    Grpc(#[from] super::grpc::GrpcSetupError),
     #[error(
         "--server-metrics compares the server's count with this process's, but with --part {0} the server also counts the other parts: check one process alone"
     )]
@@ -93,7 +99,28 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     if args.script.is_some() {
         return Err(SetupError::Script);
     }
+    if args.streams.is_some() && !args.speaks_http2() {
+        return Err(SetupError::StreamsWithoutHttp2);
+    }
     let (url, scenario) = compile_scenario(args)?;
+    let (expect_status, grpc) = match (&args.grpc, &args.expect_status) {
+        (Some(call), expect) => {
+            let expect = match expect {
+                Some(l) => {
+                    loadgen::grpc::status::parse_list(l).map_err(SetupError::ExpectStatus)?
+                }
+                None => Vec::new(),
+            };
+            (Vec::new(), Some(super::grpc::run(call, expect)?))
+        }
+        (None, Some(l)) => (
+            super::cli::status_list(l)
+                .map_err(SetupError::ExpectStatus)?
+                .0,
+            None,
+        ),
+        (None, None) => (Vec::new(), None),
+    };
     let load = match (&args.rate, &args.stages) {
         (Some(r), _) => Load::Rate(Schedule::parse_rate(r)?),
         (None, Some(spec)) => Load::Stages(Schedule::parse(spec)?),
@@ -133,7 +160,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             Duration::ZERO
         }),
         pipeline: args.pipeline,
-        http2: args.http2.then(|| loadgen::http::h2::Settings {
+        http2: args.speaks_http2().then(|| loadgen::http::h2::Settings {
             streams: args.streams.unwrap_or(1),
             stream_window: (1u32 << args.h2_window) - 1,
             conn_window: (1u32 << args.h2_conn_window) - 1,
@@ -144,11 +171,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         max_header_bytes: args.max_header_bytes,
         pin: !args.no_pin,
         allowed_cpus: loadgen::sys::allowed_cpus(),
-        expect_status: args
-            .expect_status
-            .as_ref()
-            .map(|l| l.0.clone())
-            .unwrap_or_default(),
+        expect_status,
         engine: engine(args.engine),
         ring_best: match std::env::var(RING_MODE_ENV).as_deref() {
             Ok("coop") => RingMode::CoopTaskrun,
@@ -160,6 +183,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         part,
         start_at: args.start_at,
         bind,
+        grpc,
     })?)
 }
 
@@ -272,8 +296,7 @@ impl Prepared {
         let cfg = run_config(args).map_err(usage)?;
         raise_file_limit(&cfg).map_err(usage)?;
         for t in gates {
-            t.check_inputs(!cfg.expect_status.is_empty())
-                .map_err(usage)?;
+            t.check_inputs(cfg.expects_status()).map_err(usage)?;
         }
         Ok(Prepared {
             cfg,
@@ -360,7 +383,7 @@ fn tls_settings(args: &RunArgs, url: &Url) -> Result<Option<TlsSettings>, SetupE
             })
             .unwrap_or_default(),
         resume: !args.no_tls_resume,
-        http2: args.http2,
+        http2: args.speaks_http2(),
     })?))
 }
 
@@ -388,6 +411,9 @@ fn read_key(path: &PathBuf) -> Result<PrivateKeyDer<'static>, SetupError> {
 /// the URL, `-m`, `-b` and `--body-file` describe.
 fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
     if let Some(path) = &args.scenario {
+        if args.grpc.is_some() {
+            return Err(super::grpc::GrpcSetupError::Scenario.into());
+        }
         for (given, flag) in [
             (args.method.is_some(), "-m/--method"),
             (args.body.is_some(), "-b/--body"),
@@ -402,6 +428,18 @@ fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
     }
     let raw = args.url.as_deref().ok_or(SetupError::MissingUrl)?;
     let url = Url::parse(raw)?;
+    if let Some(call) = &args.grpc {
+        let spec = super::grpc::request(args, call, &url)?;
+        let name = format!("{} {}", spec.method, spec.target);
+        return Ok((
+            url,
+            vec![Entry {
+                name,
+                weight: 1,
+                spec,
+            }],
+        ));
+    }
     let mut spec = RequestSpec::get(&url.host_header(), &url.target);
     spec.method = args.method.clone().unwrap_or_else(|| "GET".into());
     if let Some(b) = &args.body {

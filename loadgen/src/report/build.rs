@@ -5,11 +5,12 @@
 use hdrhistogram::Histogram;
 
 use super::schema::{
-    ClientCpu, Fleet, H2Report, HandshakeLatency, Histograms, Latency, Mode, Report, RequestReport,
-    Second, ShardRate, Status, TlsReport,
+    ClientCpu, Fleet, GrpcReport, H2Report, HandshakeLatency, Histograms, Latency, Mode, Report,
+    RequestReport, Second, ShardRate, Status, TlsReport,
 };
 use super::{RunReport, per_second};
 use crate::config::Config;
+use crate::grpc::{self, GrpcStats, status::CODES};
 use crate::histogram::{encode_histogram, quantile};
 use crate::http::h2::frame::ERROR_NAMES;
 use crate::http::h2::{H2Stats, RESET_CODES};
@@ -19,6 +20,23 @@ use crate::tls::TlsStats;
 /// The protocol a run speaks, as reports name it.
 pub fn http_version(cfg: &Config) -> &'static str {
     if cfg.http2.is_some() { "2" } else { "1.1" }
+}
+
+impl GrpcReport {
+    /// The counts and latencies of `g` (the caller names the method).
+    pub fn of(g: &GrpcStats) -> GrpcReport {
+        let seen = || {
+            (0..CODES as u8)
+                .filter(|&c| g.status[c as usize] > 0)
+                .map(|c| (grpc::status::name(c).to_string(), &g.latency[c as usize]))
+        };
+        GrpcReport {
+            status: g.by_name().map(|(n, c)| (n.to_string(), c)).collect(),
+            latency_by_status: seen().map(|(n, h)| (n, Latency::of(h))).collect(),
+            histograms: seen().map(|(n, h)| (n, encode_histogram(h))).collect(),
+            ..GrpcReport::default()
+        }
+    }
 }
 
 impl H2Report {
@@ -151,6 +169,10 @@ impl Report {
         if let (Some(h2), Some(settings)) = (&mut doc.h2, cfg.http2) {
             h2.streams_per_conn = settings.streams;
         }
+        if let (Some(g), Some(call)) = (&mut doc.grpc, &cfg.grpc) {
+            g.service.clone_from(&call.service);
+            g.method.clone_from(&call.method);
+        }
         doc.http_version = http_version(cfg).into();
         doc.client_cpu = ClientCpu {
             per_shard_busy: r.shard_busy(),
@@ -247,6 +269,7 @@ impl Report {
             conn_waits: open.then_some(t.conn_waits),
             tls: t.tls.as_deref().map(TlsReport::of),
             h2: t.h2.as_deref().map(H2Report::of),
+            grpc: t.grpc.as_deref().map(GrpcReport::of),
             histograms: Some(Histograms {
                 latency: encode_histogram(&t.latency),
                 service_time: open.then(|| encode_histogram(&t.service)),

@@ -10,11 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use super::schema::{ClientCpu, Mode, PartRow, Report, RequestReport, Second};
+use super::schema::{ClientCpu, GrpcReport, Mode, PartRow, Report, RequestReport, Second};
 use super::text::{SummaryView, render};
 use super::{Status, per_second};
 use crate::fleet::Part;
-use crate::histogram::{decode_histogram, encode_histogram, new_latency_histogram, quantile};
+use crate::grpc::{GrpcStats, status};
+use crate::histogram::{self, decode_histogram, encode_histogram, new_latency_histogram, quantile};
 use crate::stats::{RequestStats, STATUS_CODES, ShardStats};
 use crate::sys::uring::RingMode;
 use crate::tls::TlsStats;
@@ -198,7 +199,26 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
         }));
     }
     t.h2 = r.h2.as_ref().map(|h| Box::new(h.stats()));
+    if let Some(g) = &r.grpc {
+        t.grpc = Some(Box::new(grpc_stats(src, g)?));
+    }
     Ok(t)
+}
+
+/// A report's gRPC counts and histograms back as stats.
+fn grpc_stats(src: &str, r: &GrpcReport) -> Result<GrpcStats, MergeError> {
+    let mut g = GrpcStats::default();
+    for (name, &n) in &r.status {
+        let code = status::by_name(name).unwrap_or(status::OTHER) as usize;
+        g.status[code] += n;
+        if let Some(text) = r.histograms.get(name) {
+            histogram::add(
+                &mut g.latency[code],
+                &decode(src, &format!("grpc {name}"), text)?,
+            );
+        }
+    }
+    Ok(g)
 }
 
 /// One second of the fleet, being summed.
@@ -315,6 +335,10 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
     doc.http_version.clone_from(&first.http_version);
     if let (Some(h2), Some(first)) = (&mut doc.h2, &first.h2) {
         h2.streams_per_conn = first.streams_per_conn;
+    }
+    if let (Some(g), Some(first)) = (&mut doc.grpc, &first.grpc) {
+        g.service.clone_from(&first.service);
+        g.method.clone_from(&first.method);
     }
     doc.client_cpu = ClientCpu {
         per_shard_busy: inputs

@@ -14,9 +14,9 @@ pub use build::join_target;
 pub use hdr::{write_interval_log, write_percentiles};
 pub use read::{ReadError, reports_in};
 pub use schema::{
-    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, Histograms, Latency, MetricUnit, Mode,
-    PartRow, Report, RequestReport, RunEntry, SampleKind, Second as SecondReport, Status, Test,
-    ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
+    Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, GrpcReport, Histograms, Latency,
+    MetricUnit, Mode, PartRow, Report, RequestReport, RunEntry, SampleKind, Second as SecondReport,
+    Status, Test, ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
 };
 pub use text::{SummaryView, header, render as render_summary, summary};
 
@@ -95,14 +95,23 @@ impl<'a> RunReport<'a> {
         }
     }
 
-    /// Responses outside `--expect-status`, if it was given.
+    /// Responses outside `--expect-status`, if it was given: calls with
+    /// other gRPC statuses in a gRPC run.
     pub fn unexpected(&self) -> Option<u64> {
+        if let Some(g) = self.cfg.grpc.as_ref().filter(|g| !g.expect.is_empty()) {
+            let calls = self.out.total.grpc.as_deref();
+            return Some(calls.map_or(0, |c| c.unexpected(&g.expect)));
+        }
         (!self.cfg.expect_status.is_empty())
             .then(|| crate::stats::unexpected(&self.out.total.status, |c| self.cfg.expected(c)))
     }
 
-    /// `--expect-status` as given, compressed back to ranges: `200-299,304`.
+    /// `--expect-status` as given, compressed back to ranges: `200-299,304`
+    /// (gRPC statuses by name).
     pub fn expected_text(&self) -> String {
+        if let Some(g) = &self.cfg.grpc {
+            return g.expected_text();
+        }
         let mut parts: Vec<String> = Vec::new();
         let codes = &self.cfg.expect_status;
         let mut i = 0;

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 
 use super::RunReport;
 use crate::config::Config;
+use crate::grpc::GrpcStats;
 use crate::histogram::{mean, quantile, within_stdev};
 use crate::http::h2::H2Stats;
 use crate::stats::{Errors, Group, ShardStats, non_2xx_3xx};
@@ -98,6 +99,9 @@ pub fn header(cfg: &Config) -> String {
         );
     }
     depth_line(&mut s, cfg.pipeline, cfg.http2.map(|h| h.streams));
+    if let Some(g) = &cfg.grpc {
+        let _ = writeln!(s, "  gRPC {}/{}, unary calls", g.service, g.method);
+    }
     let sc = &cfg.scenario;
     if sc.named {
         let total: u64 = sc.requests.iter().map(|r| r.weight as u64).sum();
@@ -278,6 +282,9 @@ pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
     if non > 0 {
         let _ = writeln!(s, "  Non-2xx or 3xx responses: {non}");
     }
+    if let Some(g) = t.grpc.as_deref() {
+        grpc_line(&mut s, g);
+    }
     if let Some((n, expected)) = &r.unexpected {
         let _ = writeln!(s, "  Unexpected status (expected {expected}): {n}");
     }
@@ -434,11 +441,34 @@ fn by_request(s: &mut String, r: &SummaryView<'_>) {
     }
 }
 
+/// `  Non-OK gRPC statuses: 12 (INVALID_ARGUMENT 10, UNAVAILABLE 2)`: the
+/// codes most seen first, at most four.
+fn grpc_line(s: &mut String, g: &GrpcStats) {
+    let non = g.non_ok();
+    if non == 0 {
+        return;
+    }
+    let mut codes: Vec<(&str, u64)> = g.by_name().filter(|&(n, _)| n != "OK").collect();
+    codes.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    let top: Vec<String> = codes
+        .iter()
+        .take(4)
+        .map(|(n, c)| format!("{n} {c}"))
+        .collect();
+    let more = if codes.len() > 4 { ", …" } else { "" };
+    let _ = writeln!(
+        s,
+        "  Non-OK gRPC statuses: {non} ({}{more})",
+        top.join(", ")
+    );
+}
+
 /// Where the time went (`--latency`): set-up, first byte, whole response,
 /// and the latency of each status class.
 fn breakdown(s: &mut String, t: &crate::stats::ShardStats) {
     let row = |s: &mut String, name: &str, h: &Histogram<u64>| {
         let q = |q: f64| format_time_us(quantile(h, q) as f64);
+        // gRPC's longest names (FAILED_PRECONDITION) push their row out.
         let _ = writeln!(
             s,
             "    {name:<16}{:>10}{:>10}{:>10}{:>10}{:>10}",
@@ -460,6 +490,13 @@ fn breakdown(s: &mut String, t: &crate::stats::ShardStats) {
     for (i, h) in t.by_class.iter().enumerate() {
         if !h.is_empty() {
             row(s, &format!("status {}xx", i + 1), h);
+        }
+    }
+    if let Some(g) = t.grpc.as_deref() {
+        for (code, h) in g.latency.iter().enumerate() {
+            if !h.is_empty() {
+                row(s, crate::grpc::status::name(code as u8), h);
+            }
         }
     }
 }

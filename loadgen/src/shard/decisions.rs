@@ -222,7 +222,7 @@ impl Core<'_> {
                     match resp {
                         Some(r) => {
                             let popped = c.slots.pop_oldest();
-                            self.complete(r.status, popped, now);
+                            self.complete((r.status, None), popped, now);
                             if r.close {
                                 return Delivered::ServerClose;
                             }
@@ -237,9 +237,15 @@ impl Core<'_> {
         Delivered::More
     }
 
-    /// Books a response to a request popped off its connection.
+    /// Books a response to a request popped off its connection: its HTTP
+    /// status, and a gRPC call's status code.
     #[inline]
-    pub(super) fn complete(&mut self, status: u16, popped: (u64, u64, u16), now: u64) {
+    pub(super) fn complete(
+        &mut self,
+        status: (u16, Option<u8>),
+        popped: (u64, u64, u16),
+        now: u64,
+    ) {
         self.outstanding -= 1;
         self.last_completion = now;
         // A moving average over about the last 16 responses.

@@ -126,7 +126,7 @@ impl Core<'_> {
         match c.parser.eof() {
             Ok(Some(r)) => {
                 let popped = c.slots.pop_oldest();
-                self.complete(r.status, popped, now);
+                self.complete((r.status, None), popped, now);
                 self.replace(ci, now);
             }
             // An idle keep-alive connection closed by the server: normal.

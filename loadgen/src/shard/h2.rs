@@ -18,6 +18,8 @@ pub(super) struct H2Requests {
     pub fixed: Option<(FixedRequest, Box<[u8]>)>,
     /// `http` or `https`, for `:scheme`.
     pub scheme: &'static str,
+    /// `--grpc`: every response is a call with a gRPC status.
+    pub grpc: bool,
     /// A templated request rendered as HTTP/1.1, then its HTTP/2 fields.
     pub rendered: Vec<u8>,
     pub fields: RequestFields,
@@ -32,7 +34,7 @@ pub(super) struct H2Requests {
 }
 
 impl H2Requests {
-    pub fn new(scenario: &Scenario, scheme: &'static str) -> H2Requests {
+    pub fn new(scenario: &Scenario, scheme: &'static str, grpc: bool) -> H2Requests {
         let mut fields = RequestFields::new();
         // A fixed request was rendered from a checked spec: it parses.
         let fixed = scenario.fixed_bytes().and_then(|bytes| {
@@ -45,6 +47,7 @@ impl H2Requests {
         H2Requests {
             fixed,
             scheme,
+            grpc,
             rendered: Vec::with_capacity(scenario.max_request_len()),
             fields,
             refused: Vec::new(),
@@ -181,9 +184,11 @@ impl Core<'_> {
                     .ttfb
                     .saturating_record((now.saturating_sub(sent) / 1000).max(1));
             }
-            Event::Complete { slot, status } => {
+            Event::Complete { slot, status, grpc } => {
                 let popped = self.conns[ci].slots.pop(slot);
-                self.complete(status, popped, now);
+                let call = self.h2.as_ref().is_some_and(|r| r.grpc);
+                let code = call.then(|| crate::grpc::status::of_response(status, grpc));
+                self.complete((status, code), popped, now);
             }
             Event::Reset { slot, .. } => self.request_failed(ci, slot, ErrorKind::StreamReset, now),
             Event::Malformed { slot } => self.request_failed(ci, slot, ErrorKind::Parse, now),

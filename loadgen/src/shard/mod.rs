@@ -202,9 +202,12 @@ impl<'a> Core<'a> {
         if cfg.http2.is_some() {
             stats.h2 = Some(Box::default());
         }
+        if cfg.grpc.is_some() {
+            stats.grpc = Some(Box::default());
+        }
         let h2 = cfg
             .http2
-            .map(|_| H2Requests::new(scenario, cfg.url.scheme()));
+            .map(|_| H2Requests::new(scenario, cfg.url.scheme(), cfg.grpc.is_some()));
         Core {
             scenario,
             conns: (0..conns_n)

@@ -158,6 +158,8 @@ pub struct ShardStats {
     pub tls: Option<Box<crate::tls::TlsStats>>,
     /// `--http2` runs only.
     pub h2: Option<Box<crate::http::h2::H2Stats>>,
+    /// `--grpc` runs only: calls by gRPC status.
+    pub grpc: Option<Box<crate::grpc::GrpcStats>>,
     /// Wall-clock time at which the measurement started (the engine notes
     /// it when the core's warm-up ends); merged: the earliest.
     pub started_at: Option<std::time::SystemTime>,
@@ -198,6 +200,7 @@ impl ShardStats {
             by_request: Vec::new(),
             tls: None,
             h2: None,
+            grpc: None,
             started_at: None,
         }
     }
@@ -225,21 +228,26 @@ impl ShardStats {
     /// Records the response to a request sent at `sent` (ns) and meant
     /// for `intended`, completed at `now`. In open loop the latency runs
     /// from the intended time (corrected) and the service time is kept
-    /// apart; in closed loop they are the same.
+    /// apart; in closed loop they are the same. A gRPC call's status
+    /// (`grpc`) is counted with the same latency.
     #[inline]
     pub fn record_completion(
         &mut self,
         open_loop: bool,
         now: u64,
-        status: u16,
+        (status, grpc): (u16, Option<u8>),
         (sent, intended, which): (u64, u64, u16),
     ) {
         let service_us = now.saturating_sub(sent) / 1000;
-        if open_loop {
-            self.record_request(which, status, now.saturating_sub(intended) / 1000);
+        let latency_us = if open_loop {
             self.service.saturating_record(service_us.max(1));
+            now.saturating_sub(intended) / 1000
         } else {
-            self.record_request(which, status, service_us);
+            service_us
+        };
+        self.record_request(which, status, latency_us);
+        if let (Some(code), Some(g)) = (grpc, self.grpc.as_mut()) {
+            g.record(code, latency_us);
         }
     }
 
@@ -281,7 +289,7 @@ impl ShardStats {
     pub fn roll_second(&mut self) {
         let encoded = histogram::encode(&self.interval);
         let p99_us = quantile(&self.interval, 0.99);
-        let non_2xx = self.non_2xx_3xx();
+        let non_2xx = self.unsuccessful();
         self.seconds.push(SecondSample {
             responses: std::mem::take(&mut self.interval_responses),
             errors: std::mem::take(&mut self.interval_errors),
@@ -327,6 +335,9 @@ impl ShardStats {
         if let Some(h) = &mut self.h2 {
             h.reset();
         }
+        if let Some(g) = &mut self.grpc {
+            g.reset();
+        }
         if let Some(t) = &mut self.tls {
             t.reset();
         }
@@ -367,6 +378,9 @@ impl ShardStats {
         if let Some(b) = &o.h2 {
             self.h2.get_or_insert_with(Default::default).merge(b);
         }
+        if let Some(b) = &o.grpc {
+            self.grpc.get_or_insert_with(Default::default).merge(b);
+        }
         if let Some(b) = &o.tls {
             self.tls.get_or_insert_with(Default::default).merge(b);
         }
@@ -384,6 +398,16 @@ impl ShardStats {
     /// Responses with status in `class*100 .. class*100+99`.
     pub fn status_class(&self, class: usize) -> u64 {
         status_class(&self.status, class)
+    }
+
+    /// Responses that were not a success: non-OK calls in a gRPC run
+    /// (whatever their HTTP status: a gRPC status follows from it), else
+    /// those not 2xx or 3xx. The per-second series counts these.
+    pub fn unsuccessful(&self) -> u64 {
+        match &self.grpc {
+            Some(g) => g.non_ok(),
+            None => self.non_2xx_3xx(),
+        }
     }
 }
 

@@ -49,8 +49,14 @@ const MAX_PENDING_OUTPUT: usize = 4 << 20;
 pub enum Event {
     /// The first response frame of the slot's stream arrived.
     FirstByte { slot: u32 },
-    /// The slot's response is complete, with this final status.
-    Complete { slot: u32, status: u16 },
+    /// The slot's response is complete, with this final status and the
+    /// `grpc-status` its trailers (or its only header block) carried, if
+    /// any: a number, [`crate::grpc::status::OTHER`] past 16.
+    Complete {
+        slot: u32,
+        status: u16,
+        grpc: Option<u8>,
+    },
     /// The server reset the slot's stream with `code` (not
     /// REFUSED_STREAM: those are [`Event::Unprocessed`]).
     Reset { slot: u32, code: u32 },
@@ -109,6 +115,8 @@ struct Stream {
     id: u32,
     /// The final (non-1xx) status, once its HEADERS arrived.
     status: u16,
+    /// `grpc-status`, once a header block carried it.
+    grpc: Option<u8>,
     /// Some response frame arrived.
     answered: bool,
     /// What the server still lets us send on it.
@@ -181,6 +189,8 @@ pub struct Connection {
     block: Vec<u8>,
     continuing: Option<Continuing>,
     decoder: hpack::Decoder,
+    /// A Huffman-coded `grpc-status`, decoded.
+    grpc_value: Vec<u8>,
     encoder: hpack::RequestEncoder,
     /// The header block of the request being sent.
     head_block: Vec<u8>,
@@ -213,6 +223,7 @@ impl Connection {
             block: Vec::new(),
             continuing: None,
             decoder: hpack::Decoder::new(TABLE_SIZE, local.max_header_list as usize),
+            grpc_value: Vec::new(),
             encoder: hpack::RequestEncoder::new(),
             head_block: Vec::new(),
             out: Vec::new(),
@@ -335,6 +346,7 @@ impl Connection {
         *s = Stream {
             id,
             status: 0,
+            grpc: None,
             answered: false,
             send_window: self.peer_initial_window,
             recv_unacked: 0,

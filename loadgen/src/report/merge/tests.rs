@@ -16,7 +16,7 @@ fn part(k: u32, of: u32, values: &[u64], seconds: usize, start: f64) -> Input {
     for (i, chunk) in values.chunks(per).enumerate() {
         let mut h = new_latency_histogram();
         for &v in chunk {
-            t.record_completion(true, v * 1000, 200, (0, 0, 0));
+            t.record_completion(true, v * 1000, (200, None), (0, 0, 0));
             h.record(v).unwrap();
         }
         series.push(Second {

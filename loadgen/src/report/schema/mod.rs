@@ -194,6 +194,21 @@ pub struct H2Report {
     pub frames_out: u64,
 }
 
+/// `--grpc` runs: what was called and how the calls ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcReport {
+    pub service: String,
+    pub method: String,
+    /// Calls by gRPC status name (`OK`, `INVALID_ARGUMENT`…; `OTHER` for
+    /// codes past 16), those with none left out.
+    pub status: BTreeMap<String, u64>,
+    /// The latency of each status's calls.
+    pub latency_by_status: BTreeMap<String, Latency>,
+    /// Their histograms (V2-deflate, base64), so reports merge exactly.
+    pub histograms: BTreeMap<String, String>,
+}
+
 /// How busy the generator was, per shard, as fractions of the measured
 /// time: `busy` counts time on a CPU and time runnable but waiting for one
 /// (starved by another process); `cpu` only the first.
@@ -278,6 +293,8 @@ pub struct Report {
     pub tls: Option<TlsReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub h2: Option<H2Report>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcReport>,
     /// With `--profile`: the target's profile.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profile::ProfileReport>,

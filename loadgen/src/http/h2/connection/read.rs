@@ -199,7 +199,7 @@ impl Connection {
     /// The server ended the slot's stream.
     fn complete(&mut self, i: usize, events: &mut Vec<Event>, st: &mut H2Stats) {
         let s = &self.streams[i];
-        let status = s.status;
+        let (status, grpc) = (s.status, s.grpc);
         if status == 0 {
             self.malformed(i, events, st);
             return;
@@ -213,6 +213,7 @@ impl Connection {
         events.push(Event::Complete {
             slot: i as u32,
             status,
+            grpc,
         });
     }
 
@@ -404,12 +405,23 @@ impl Connection {
         events: &mut Vec<Event>,
         st: &mut H2Stats,
     ) -> Result<(), ConnError> {
-        let decoded = self.decoder.decode(block, |_, _| {})?;
+        // gRPC's status travels in a header field; it is read whatever
+        // the run, a compare of names that are rarely 11 bytes long.
+        let mut grpc = None;
+        let buf = &mut self.grpc_value;
+        let decoded = self.decoder.decode(block, |name, value| {
+            if name == b"grpc-status" {
+                grpc = value.bytes(buf).ok().and_then(crate::grpc::status::parse);
+            }
+        })?;
         let Some(i) = self.slot_of(id) else {
             return Ok(());
         };
         self.answered(i, events);
         let s = &mut self.streams[i];
+        if grpc.is_some() {
+            s.grpc = grpc;
+        }
         if s.status != 0 {
             // Trailers: they end the stream and carry no status.
             if !end_stream || decoded.status.is_some() {

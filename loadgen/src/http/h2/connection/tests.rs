@@ -158,7 +158,8 @@ fn a_response_completes_its_slot_whole_or_byte_by_byte() {
                 Event::FirstByte { slot: 2 },
                 Event::Complete {
                     slot: 2,
-                    status: 200
+                    status: 200,
+                    grpc: None,
                 }
             ]
         );
@@ -230,7 +231,8 @@ fn goaway_returns_the_streams_it_did_not_take() {
         ev[1],
         Event::Complete {
             slot: 0,
-            status: 200
+            status: 200,
+            grpc: None,
         }
     );
 }
@@ -350,7 +352,8 @@ fn trailers_informational_heads_padding_and_continuations() {
                 Event::FirstByte { slot: 0 },
                 Event::Complete {
                     slot: 0,
-                    status: 201
+                    status: 201,
+                    grpc: Some(0),
                 }
             ],
             "bytewise {bytewise}"
@@ -844,4 +847,99 @@ fn slow_windows_never_strand_a_stream() {
         }
         assert_eq!(done, 40, "({window}, {update}, {conn})");
     }
+}
+
+/// A literal field without indexing, its name and value as they are.
+fn literal(name: &str, value: &str) -> Vec<u8> {
+    let mut b = vec![0x00, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    b.push(value.len() as u8);
+    b.extend_from_slice(value.as_bytes());
+    b
+}
+
+#[test]
+fn grpc_status_comes_from_the_trailers_or_a_trailers_only_head() {
+    for bytewise in [false, true] {
+        let mut c = Client::ready();
+        c.open(0, b"");
+        c.open(1, b"");
+        let ids: Vec<u32> = c.frames().iter().map(|f| f.2).collect();
+        let mut server = frame(frame::HEADERS, frame::END_HEADERS, ids[0], STATUS_200);
+        server.extend(frame(frame::DATA, 0, ids[0], &[0, 0, 0, 0, 0]));
+        let mut trailers = literal("grpc-status", "3");
+        trailers.extend(literal("grpc-message", "bad"));
+        server.extend(frame(
+            frame::HEADERS,
+            frame::END_HEADERS | frame::END_STREAM,
+            ids[0],
+            &trailers,
+        ));
+        // Trailers-Only: the status in the one header block.
+        let mut only = STATUS_200.to_vec();
+        only.extend(literal("grpc-status", "12"));
+        server.extend(frame(
+            frame::HEADERS,
+            frame::END_HEADERS | frame::END_STREAM,
+            ids[1],
+            &only,
+        ));
+        let ev = if bytewise {
+            c.feed_bytewise(&server)
+        } else {
+            c.feed(&server)
+        };
+        let done: Vec<Event> = ev
+            .unwrap()
+            .into_iter()
+            .filter(|e| matches!(e, Event::Complete { .. }))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                Event::Complete {
+                    slot: 0,
+                    status: 200,
+                    grpc: Some(3)
+                },
+                Event::Complete {
+                    slot: 1,
+                    status: 200,
+                    grpc: Some(12)
+                }
+            ],
+            "bytewise {bytewise}"
+        );
+    }
+    // A stream that reuses a slot starts without the last one's status.
+    let mut c = Client::ready();
+    c.open(0, b"");
+    let id = c.frames()[0].2;
+    let mut only = STATUS_200.to_vec();
+    only.extend(literal("grpc-status", "5"));
+    c.feed(&frame(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        id,
+        &only,
+    ))
+    .unwrap();
+    c.open(0, b"");
+    let id = c.frames()[0].2;
+    let ev = c
+        .feed(&frame(
+            frame::HEADERS,
+            frame::END_HEADERS | frame::END_STREAM,
+            id,
+            STATUS_200,
+        ))
+        .unwrap();
+    assert_eq!(
+        ev[1],
+        Event::Complete {
+            slot: 0,
+            status: 200,
+            grpc: None
+        }
+    );
 }
