@@ -8,6 +8,8 @@
 //! - `profile-overhead`: the target's throughput with profiling off, at
 //!   99 Hz and at 999 Hz, and the time from the end of the load to the
 //!   flamegraph.
+//! - `profile-depth`: how whole the stacks of deep and shallow C programs
+//!   are, and the cost per sample, by unwinding mode and against perf.
 //! - `metrics-overhead`: client CPU per request with `--metrics-listen`
 //!   off, and on with a scrape every second, alternating.
 //! - `max-rate`: an open-loop rate sweep of one shard against the built-in
@@ -17,6 +19,7 @@ mod compare;
 mod ebpf;
 mod max_rate;
 mod metrics_overhead;
+mod profile_depth;
 mod profile_overhead;
 
 use std::process::ExitCode;
@@ -36,10 +39,13 @@ pub fn build_loadgen() -> anyhow::Result<std::path::PathBuf> {
 
 /// Starts the built-in target with one thread pinned to CPU 0 on a free
 /// loopback port; returns it and its port.
-pub fn start_pinned_target(bin: &std::path::Path) -> anyhow::Result<(std::process::Child, u16)> {
+pub fn start_pinned_target(
+    bin: &std::path::Path,
+    cpu: usize,
+) -> anyhow::Result<(std::process::Child, u16)> {
     let port = loadgen_tests::nginx::free_port()?;
     let mut child = std::process::Command::new("taskset")
-        .args(["-c", "0"])
+        .args(["-c", &cpu.to_string()])
         .arg(bin)
         .args(["target", "--threads", "1", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         Some("max-rate") => max_rate::main(&args[1..]),
         Some("ebpf") => ebpf::main(&args[1..]),
         Some("profile-overhead") => profile_overhead::main(&args[1..]),
+        Some("profile-depth") => profile_depth::main(&args[1..]),
         Some("metrics-overhead") => metrics_overhead::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
@@ -92,6 +99,9 @@ commands:
       target throughput with profiling off / loadgen --unwind fp / --unwind dwarf / perf --call-graph dwarf,16384,
       the profile's own cost figures, and end-of-load to flamegraph time; --off-cpu: off / fp / fp+off-cpu /
       dwarf+off-cpu on a context-switch-heavy load (-c1 unless --connections), switches/s and the scheduler programs' cost
+  profile-depth [--rounds N] [--duration SECS] [--freq HZ]
+      share of samples reaching main and cost per sample for a shallow C program and 100-frame recursions with
+      and without frame pointers: loadgen auto / fp / dwarf 16k / dwarf 64k, perf --call-graph dwarf (8k, 65528)
   metrics-overhead [--rounds N] [--duration SECS] [--connections C]
       loadgen's CPU µs per request with --metrics-listen off / on and scraped every second
   max-rate [--rates 5000,10000,...] [--duration SECS]

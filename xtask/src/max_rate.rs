@@ -24,7 +24,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let bin = crate::build_loadgen()?;
-    let (mut target, port) = crate::start_pinned_target(&bin)?;
+    let (mut target, port) = crate::start_pinned_target(&bin, 0)?;
     let url = format!("http://127.0.0.1:{port}/");
     println!(
         "# built-in target (1 thread) on CPU 0, loadgen -t1 -c64 on CPU 1, {duration} s per rate"

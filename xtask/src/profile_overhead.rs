@@ -91,7 +91,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         server = Some(n);
         (port, w, "nginx (1 worker)")
     } else {
-        let (child, port) = crate::start_pinned_target(&bin)?;
+        let (child, port) = crate::start_pinned_target(&bin, 0)?;
         let pid = child.id();
         builtin = Some(child);
         (port, pid, "built-in target (1 thread)")
