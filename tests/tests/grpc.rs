@@ -182,3 +182,268 @@ fn bad_flags_are_one_line_before_the_run() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
 }
+
+/// The test service's schema, in two files (the second imports the
+/// first), written to a scratch directory.
+fn protos() -> std::path::PathBuf {
+    let dir = scratch("protos");
+    std::fs::create_dir_all(dir.join("inc")).unwrap();
+    std::fs::write(
+        dir.join("inc/meta.proto"),
+        "syntax = \"proto3\";\npackage loadgen.test;\nmessage Meta { string tag = 1; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("echo.proto"),
+        r#"syntax = "proto3";
+package loadgen.test;
+import "meta.proto";
+message EchoRequest {
+  string name = 1;
+  int32 n = 2;
+  Meta meta = 3;
+  bool loud = 4;
+}
+service Echo {
+  rpc Say(EchoRequest) returns (EchoRequest);
+  rpc Fail(EchoRequest) returns (EchoRequest);
+  rpc Watch(EchoRequest) returns (stream EchoRequest);
+}
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// The schema as a FileDescriptorSet (protoc's --descriptor_set_out
+/// --include_imports), compiled by loadgen's own compiler.
+fn protoset(dir: &std::path::Path) -> std::path::PathBuf {
+    use prost::Message as _;
+    let pool = loadgen::grpc::schema::compile(
+        &[dir.join("echo.proto")],
+        &[dir.to_path_buf(), dir.join("inc")],
+    )
+    .expect("the test schema compiles");
+    let set = prost_types::FileDescriptorSet {
+        file: pool.file_descriptor_protos().cloned().collect(),
+    };
+    let path = dir.join("echo.protoset");
+    std::fs::write(&path, set.encode_to_vec()).unwrap();
+    path
+}
+
+fn message_count(c: &loadgen_tests::grpc::Counts, bytes: &[u8]) -> u64 {
+    c.messages.get(&hex(bytes)).copied().unwrap_or(0)
+}
+
+#[test]
+fn json_messages_from_a_proto_a_protoset_and_reflection() {
+    let Some(pki) = pki() else { return };
+    let dir = protos();
+    let set = protoset(&dir);
+    let Some(mut v1) = GrpcServer::start(&GrpcOptions {
+        protoset: Some(&set),
+        reflection: "v1",
+        ..GrpcOptions::default()
+    }) else {
+        return;
+    };
+    let Some(mut alpha) = GrpcServer::start(&GrpcOptions {
+        tls: Some((&pki.server_cert, &pki.server_key)),
+        protoset: Some(&set),
+        reflection: "v1alpha",
+    }) else {
+        return;
+    };
+    let proto = dir.join("echo.proto");
+    let (proto, inc, set) = (
+        proto.to_str().unwrap(),
+        dir.join("inc").to_str().unwrap().to_string(),
+        set.to_str().unwrap(),
+    );
+    let ca = pki.ca.to_str().unwrap();
+    let alpha_url = format!("https://localhost:{}", alpha.port);
+    let v1_url = v1.url();
+    // {"name": "hi", "meta": {"tag": "t"}}: field 1 "hi", field 3 {1: "t"}.
+    let want = [0x0a, 0x02, b'h', b'i', 0x1a, 0x03, 0x0a, 0x01, b't'];
+    let json = r#"{"name": "hi", "meta": {"tag": "t"}}"#;
+    for (how, on_alpha) in [
+        (
+            vec![
+                "--proto",
+                proto,
+                "--import-path",
+                &dir.to_str().unwrap(),
+                "--import-path",
+                &inc,
+            ],
+            false,
+        ),
+        (vec!["--protoset", set], false),
+        (vec![], false),
+        (vec!["--cacert", ca], true),
+    ] {
+        let (server, url) = if on_alpha {
+            (&mut alpha, &alpha_url)
+        } else {
+            (&mut v1, &v1_url)
+        };
+        let before = message_count(&server.counts(), &want);
+        let args = [
+            &[
+                "--grpc",
+                "loadgen.test.Echo/Say",
+                "-b",
+                json,
+                "-n",
+                "40",
+                "-c",
+                "1",
+            ][..],
+            &how,
+            &[url.as_str()],
+        ]
+        .concat();
+        let (j, text, code) = run_json(&args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert_eq!(grpc_status(&j, "OK"), 40, "{args:?}: {text}");
+        assert_eq!(
+            message_count(&server.counts(), &want) - before,
+            40,
+            "{args:?}"
+        );
+    }
+    // A template: rendered and encoded per call, on both engines.
+    for engine in ["uring", "glommio"] {
+        let before = v1.counts();
+        let args = [
+            "--grpc",
+            "loadgen.test.Echo/Say",
+            "-b",
+            r#"{"name": "u{{seq}}", "n": {{seq}}, "loud": true}"#,
+            "-n",
+            "30",
+            "-c",
+            "1",
+            "--engine",
+            engine,
+            "--seed",
+            "1",
+            &v1_url,
+        ];
+        let (j, text, code) = run_json(&args);
+        assert_eq!(code, 0, "{text}");
+        assert_eq!(grpc_status(&j, "OK"), 30, "{text}");
+        let after = v1.counts();
+        // seq 0: n is proto3's default and not sent; seq 7: n = 7.
+        let first = [0x0a, 0x02, b'u', b'0', 0x20, 0x01];
+        let seventh = [0x0a, 0x02, b'u', b'7', 0x10, 0x07, 0x20, 0x01];
+        assert_eq!(
+            message_count(&after, &first) - message_count(&before, &first),
+            1
+        );
+        assert_eq!(
+            message_count(&after, &seventh) - message_count(&before, &seventh),
+            1
+        );
+        assert_eq!(
+            after.calls["Say"] - before.calls.get("Say").copied().unwrap_or(0),
+            30
+        );
+    }
+}
+
+#[test]
+fn bad_schemas_and_messages_are_one_line_before_the_run() {
+    let dir = protos();
+    let set = protoset(&dir);
+    let Some(server) = GrpcServer::start(&GrpcOptions {
+        protoset: Some(&set),
+        reflection: "v1,v1alpha",
+        ..GrpcOptions::default()
+    }) else {
+        return;
+    };
+    let url = server.url();
+    let proto = dir.join("echo.proto");
+    let broken = dir.join("broken.proto");
+    std::fs::write(
+        &broken,
+        "syntax = \"proto3\";\n\nmessage A {\n  string a = ;\n}\n",
+    )
+    .unwrap();
+    let (proto, broken, inc) = (
+        proto.to_str().unwrap(),
+        broken.to_str().unwrap(),
+        dir.join("inc").to_str().unwrap().to_string(),
+    );
+    let schema = [
+        "--proto",
+        proto,
+        "--import-path",
+        dir.to_str().unwrap(),
+        "--import-path",
+        &inc,
+    ];
+    let say = ["--grpc", "loadgen.test.Echo/Say"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [
+                &["--grpc", "loadgen.test.Nope/Say", "-b", "{}"][..],
+                &schema[..],
+            ]
+            .concat(),
+            "no service \"loadgen.test.Nope\" here; the services are: loadgen.test.Echo",
+        ),
+        (
+            [
+                &["--grpc", "loadgen.test.Echo/Shout", "-b", "{}"][..],
+                &schema[..],
+            ]
+            .concat(),
+            "has no method \"Shout\"; its methods are: Say, Fail, Watch",
+        ),
+        (
+            [
+                &["--grpc", "loadgen.test.Echo/Watch", "-b", "{}"][..],
+                &schema[..],
+            ]
+            .concat(),
+            "only unary methods are supported",
+        ),
+        (
+            [&say[..], &["-b", r#"{"nmae": "x"}"#], &schema[..]].concat(),
+            "nmae",
+        ),
+        (
+            [&say[..], &["-b", r#"{"n": "many"}"#], &schema[..]].concat(),
+            "not a loadgen.test.EchoRequest in proto3 JSON",
+        ),
+        (
+            // A template whose first rendering does not fit.
+            [&say[..], &["-b", r#"{"loud": {{seq}}}"#], &schema[..]].concat(),
+            "not a loadgen.test.EchoRequest in proto3 JSON",
+        ),
+        (
+            [&say[..], &["-b", "{}", "--proto", broken]].concat(),
+            "broken.proto:4:",
+        ),
+        (
+            // Reflection: the server's services are listed.
+            vec!["--grpc", "loadgen.test.Nope/Say", "-b", "{}"],
+            "no service \"loadgen.test.Nope\" here; the services are: loadgen.test.Echo",
+        ),
+        (
+            vec!["--grpc", "loadgen.test.Echo/Shout", "-b", "{}"],
+            "has no method \"Shout\"",
+        ),
+    ];
+    for (mut args, want) in cases {
+        args.push(&url);
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}

@@ -102,7 +102,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     if args.streams.is_some() && !args.speaks_http2() {
         return Err(SetupError::StreamsWithoutHttp2);
     }
-    let (url, scenario) = compile_scenario(args)?;
+    let (url, entries) = requests(args)?;
     let (expect_status, grpc) = match (&args.grpc, &args.expect_status) {
         (Some(call), expect) => {
             let expect = match expect {
@@ -135,6 +135,34 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         }
         None => Peer::Tcp(url.resolve()?),
     };
+    // A gRPC call's message may need the server (reflection): built once
+    // the server is known.
+    let (entries, message) = match &args.grpc {
+        Some(call) => {
+            let mut metadata = Vec::new();
+            for h in &args.headers {
+                metadata.push(RequestSpec::parse_header(h)?);
+            }
+            let reach = super::grpc::Reach {
+                peer: &peer,
+                tls: tls.as_ref(),
+                timeout: args.timeout,
+            };
+            let (spec, message) = super::grpc::request(args, call, &url, &metadata, &reach)?;
+            let name = format!("{} {}", spec.method, spec.target);
+            let entry = Entry {
+                name,
+                weight: 1,
+                spec,
+            };
+            (vec![entry], message)
+        }
+        None => (entries, None),
+    };
+    let mut scenario = compile_scenario(args, entries)?;
+    if let Some(m) = message {
+        super::grpc::attach(&mut scenario, m)?;
+    }
     let part = fleet_part(args)?;
     let bind = args.bind.as_ref().map(|b| b.0.clone()).unwrap_or_default();
     // The family is checked with the config; a bad address of the right
@@ -226,8 +254,7 @@ fn check_unix_socket(path: &Path) -> Result<(), SetupError> {
 
 /// The requests (the URL's, or `--scenario`'s) with `-H`, the feeds,
 /// the JWT and the seed, compiled.
-fn compile_scenario(args: &RunArgs) -> Result<(Url, Scenario), SetupError> {
-    let (url, mut entries) = requests(args)?;
+fn compile_scenario(args: &RunArgs, mut entries: Vec<Entry>) -> Result<Scenario, SetupError> {
     let mut global = Vec::new();
     for h in &args.headers {
         global.push(RequestSpec::parse_header(h)?);
@@ -260,7 +287,7 @@ fn compile_scenario(args: &RunArgs) -> Result<(Url, Scenario), SetupError> {
             env: &|k| std::env::var(k).ok(),
         },
     )?;
-    Ok((url, scenario))
+    Ok(scenario)
 }
 
 /// `--part` (with `auto/N`, the index from the environment) and
@@ -428,17 +455,9 @@ fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
     }
     let raw = args.url.as_deref().ok_or(SetupError::MissingUrl)?;
     let url = Url::parse(raw)?;
-    if let Some(call) = &args.grpc {
-        let spec = super::grpc::request(args, call, &url)?;
-        let name = format!("{} {}", spec.method, spec.target);
-        return Ok((
-            url,
-            vec![Entry {
-                name,
-                weight: 1,
-                spec,
-            }],
-        ));
+    if args.grpc.is_some() {
+        // The call's request is built once the server is known.
+        return Ok((url, Vec::new()));
     }
     let mut spec = RequestSpec::get(&url.host_header(), &url.target);
     spec.method = args.method.clone().unwrap_or_else(|| "GET".into());

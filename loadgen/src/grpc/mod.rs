@@ -9,10 +9,42 @@
 //! block holding it: Trailers-Only).
 
 pub mod frame;
+mod message;
+pub mod reflection;
+pub mod schema;
 pub mod stats;
 pub mod status;
 
+use std::path::PathBuf;
+
+pub use message::MessageType;
 pub use stats::GrpcStats;
+
+/// Why a method or its message cannot be used; each is one line that
+/// says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("--proto does not compile: {0}")]
+    Proto(String),
+    #[error("--protoset {0}: {1}")]
+    Protoset(PathBuf, String),
+    #[error("no service {service:?} here; the services are: {known}")]
+    UnknownService { service: String, known: String },
+    #[error("service {service} has no method {method:?}; its methods are: {known}")]
+    UnknownMethod {
+        service: String,
+        method: String,
+        known: String,
+    },
+    #[error("{0} streams messages: only unary methods are supported")]
+    Streaming(String),
+    #[error("the message is not a {message} in proto3 JSON: {why}")]
+    Json { message: String, why: String },
+    #[error("server reflection failed ({0}): give the schema with --proto or --protoset")]
+    Reflection(String),
+    #[error("server reflection refused: {0}: give the schema with --proto or --protoset")]
+    ReflectionRefused(String),
+}
 
 /// What a gRPC run calls, and which statuses it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]

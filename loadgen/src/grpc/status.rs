@@ -28,6 +28,8 @@ pub const NAMES: [&str; 17] = [
 
 pub const OK: u8 = 0;
 pub const UNKNOWN: u8 = 2;
+pub const NOT_FOUND: u8 = 5;
+pub const UNIMPLEMENTED: u8 = 12;
 pub const INTERNAL: u8 = 13;
 /// The slot of codes past 16.
 pub const OTHER: u8 = NAMES.len() as u8;

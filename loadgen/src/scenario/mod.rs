@@ -86,6 +86,9 @@ pub struct Request {
     head_tpl: Template,
     /// A templated body: its length is known only once it is rendered.
     body: Option<Template>,
+    /// A gRPC call whose body is a JSON message template: rendered as
+    /// JSON (with no Content-Length) and encoded by the HTTP/2 sender.
+    pub grpc: Option<std::sync::Arc<crate::grpc::MessageType>>,
     feeds: Vec<usize>,
     max_len: usize,
 }
@@ -277,6 +280,11 @@ impl Scenario {
         if let Some(body) = &r.body {
             scratch.clear();
             body.render(&mut v, scratch);
+            if r.grpc.is_some() {
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(scratch);
+                return which as u16;
+            }
             out.extend_from_slice(b"Content-Length: ");
             template::push_u64(out, scratch.len() as u64);
             out.extend_from_slice(b"\r\n\r\n");
@@ -425,6 +433,7 @@ fn compile_one(
         head: spec.is_head(),
         head_tpl: head,
         body,
+        grpc: None,
         feeds,
         max_len,
     })

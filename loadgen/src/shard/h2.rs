@@ -23,6 +23,8 @@ pub(super) struct H2Requests {
     /// A templated request rendered as HTTP/1.1, then its HTTP/2 fields.
     pub rendered: Vec<u8>,
     pub fields: RequestFields,
+    /// A gRPC message rendered as JSON, encoded and framed.
+    pub message: Vec<u8>,
     /// Slots whose stream could not open (no ids left).
     pub refused: Vec<u32>,
     /// Slots whose rendered request HTTP/2 could not carry.
@@ -49,6 +51,7 @@ impl H2Requests {
             scheme,
             grpc,
             rendered: Vec::with_capacity(scenario.max_request_len()),
+            message: Vec::new(),
             fields,
             refused: Vec::new(),
             unwritable: Vec::new(),
@@ -88,7 +91,18 @@ impl Core<'_> {
                     let which = scenario.render(sg, cg, now_ms, &mut req.rendered);
                     match req.fields.from_http1(&req.rendered, req.scheme.as_bytes()) {
                         Ok(head_len) => {
-                            let body = &req.rendered[head_len..];
+                            let mut body = &req.rendered[head_len..];
+                            if let Some(m) = &scenario.requests[which as usize].grpc {
+                                req.message.clear();
+                                // The first rendering was checked before
+                                // the run; a later one (another feed row)
+                                // may not fit the message type.
+                                if m.encode(body, &mut req.message).is_err() {
+                                    req.unwritable.push(slot);
+                                    return which;
+                                }
+                                body = &req.message;
+                            }
                             let head = Head::Fields(&req.fields);
                             if conn.open_stream(slot, head, body, st).is_err() {
                                 req.refused.push(slot);

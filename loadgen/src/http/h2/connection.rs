@@ -11,8 +11,9 @@
 //! (§5.1.1: skipped ids are simply never used), and every frame finds its
 //! slot without a map.
 //!
-//! Received DATA is never buffered: its bytes are counted against the
-//! windows and skipped. Other frames are handled straight from the
+//! Received DATA is not buffered for a run: its bytes are counted against
+//! the windows and skipped. A client that needs the bodies (gRPC's
+//! reflection, before a run) asks to keep them ([`Connection::keep_bodies`]). Other frames are handled straight from the
 //! caller's bytes when whole, and gathered in a buffer otherwise.
 
 use super::frame::{self, Header};
@@ -127,6 +128,8 @@ struct Stream {
     /// them with END_STREAM.
     body: Vec<u8>,
     body_sent: usize,
+    /// The response body, when bodies are kept.
+    kept: Vec<u8>,
 }
 
 impl Stream {
@@ -144,6 +147,7 @@ enum Read {
     Data {
         hdr: Header,
         left: u32,
+        pad: u32,
         pad_byte: bool,
     },
     /// Gathering another frame's payload.
@@ -173,6 +177,8 @@ pub struct Connection {
     /// GOAWAY arrived (its last stream id).
     goaway: Option<u32>,
     exhausted: bool,
+    /// Keep response bodies ([`Connection::keep_bodies`]).
+    keep_bodies: bool,
     // Flow control.
     send_window: i64,
     /// Slots whose body waits for a window, oldest first: the connection's
@@ -212,6 +218,7 @@ impl Connection {
             got_settings: false,
             goaway: None,
             exhausted: false,
+            keep_bodies: false,
             send_window: frame::DEFAULT_WINDOW as i64,
             stalled: std::collections::VecDeque::new(),
             recv_window: local.conn_window as i64,
@@ -237,12 +244,15 @@ impl Connection {
         let block = std::mem::take(&mut self.block);
         let out = std::mem::take(&mut self.out);
         let head_block = std::mem::take(&mut self.head_block);
+        let keep_bodies = self.keep_bodies;
         *self = Connection::new(self.local);
         self.head_block = head_block;
+        self.keep_bodies = keep_bodies;
         for s in streams.iter_mut() {
             s.id = 0;
             s.body.clear();
             s.body_sent = 0;
+            s.kept.clear();
         }
         self.streams = streams;
         (self.payload, self.block, self.out) = (payload, block, out);
@@ -352,8 +362,10 @@ impl Connection {
             recv_unacked: 0,
             body: std::mem::take(&mut s.body),
             body_sent: 0,
+            kept: std::mem::take(&mut s.kept),
         };
         s.body.clear();
+        s.kept.clear();
         self.head_block.clear();
         match head {
             Head::Fixed(f) => self.encoder.encode_fixed(f, &mut self.head_block),
@@ -409,6 +421,18 @@ impl Connection {
             self.send_window -= n as i64;
         }
         sent
+    }
+
+    /// From now on the DATA of each response is kept, for
+    /// [`Connection::take_body`]: for a client that reads what the server
+    /// says (a run's responses are only counted).
+    pub fn keep_bodies(&mut self) {
+        self.keep_bodies = true;
+    }
+
+    /// The slot's response body so far (kept since its stream opened).
+    pub fn take_body(&mut self, slot: u32) -> Vec<u8> {
+        std::mem::take(&mut self.streams[slot as usize].kept)
     }
 
     /// Gives up on the slot's stream (its request timed out): RST_STREAM

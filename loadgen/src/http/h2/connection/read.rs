@@ -37,17 +37,25 @@ impl Connection {
                 Read::Data {
                     hdr,
                     left,
+                    pad,
                     pad_byte,
                 } => {
-                    let mut left = left;
+                    let (mut left, mut pad) = (left, pad);
                     if pad_byte {
                         if data[0] as u32 >= hdr.len {
                             return Err(ConnError::Protocol("DATA padding longer than the frame"));
                         }
+                        pad = data[0] as u32;
                         data = &data[1..];
                         left -= 1;
                     }
                     let n = (left as usize).min(data.len());
+                    if self.keep_bodies {
+                        let content = n.min(left.saturating_sub(pad) as usize);
+                        if let Some(i) = self.slot_of(hdr.stream) {
+                            self.streams[i].kept.extend_from_slice(&data[..content]);
+                        }
+                    }
                     data = &data[n..];
                     left -= n as u32;
                     if left == 0 {
@@ -57,6 +65,7 @@ impl Connection {
                         self.read = Read::Data {
                             hdr,
                             left,
+                            pad,
                             pad_byte: false,
                         };
                     }
@@ -172,6 +181,7 @@ impl Connection {
             self.read = Read::Data {
                 hdr,
                 left: hdr.len,
+                pad: 0,
                 pad_byte: hdr.has(frame::PADDED),
             };
         }

@@ -943,3 +943,39 @@ fn grpc_status_comes_from_the_trailers_or_a_trailers_only_head() {
         }
     );
 }
+
+#[test]
+fn kept_bodies_leave_out_padding_and_start_empty_per_stream() {
+    for bytewise in [false, true] {
+        let mut c = Client::ready();
+        c.conn.keep_bodies();
+        c.open(0, b"");
+        let id = c.frames()[0].2;
+        let mut server = frame(frame::HEADERS, frame::END_HEADERS, id, STATUS_200);
+        server.extend(frame(frame::DATA, 0, id, b"hel"));
+        // Padded: pad length 3, "lo", then 3 bytes of padding.
+        server.extend(frame(
+            frame::DATA,
+            frame::PADDED | frame::END_STREAM,
+            id,
+            &[3, b'l', b'o', 0, 0, 0],
+        ));
+        let ev = if bytewise {
+            c.feed_bytewise(&server)
+        } else {
+            c.feed(&server)
+        };
+        assert!(matches!(ev.unwrap().last(), Some(Event::Complete { .. })));
+        assert_eq!(c.conn.take_body(0), b"hello", "bytewise {bytewise}");
+        c.open(0, b"");
+        assert_eq!(c.conn.take_body(0), b"", "a new stream starts empty");
+    }
+    // Not asked for: nothing is kept.
+    let mut c = Client::ready();
+    c.open(0, b"");
+    let id = c.frames()[0].2;
+    let mut server = frame(frame::HEADERS, frame::END_HEADERS, id, STATUS_200);
+    server.extend(frame(frame::DATA, frame::END_STREAM, id, b"x"));
+    c.feed(&server).unwrap();
+    assert_eq!(c.conn.take_body(0), b"");
+}
