@@ -9,7 +9,7 @@ use super::schema::{
     RequestReport, Second, ShardRate, Status, TlsReport,
 };
 use super::{RunReport, per_second};
-use crate::config::Config;
+use crate::config::{Config, Engine};
 use crate::grpc::{self, GrpcStats, status::CODES};
 use crate::histogram::{encode_histogram, quantile};
 use crate::http::h2::frame::ERROR_NAMES;
@@ -163,6 +163,8 @@ impl Report {
         doc.unix_socket = cfg.peer.unix().map(|p| p.display().to_string());
         doc.engine = Some(cfg.engine);
         doc.ring_mode = r.out.ring_mode;
+        doc.batch_wait_us =
+            (cfg.engine == Engine::Uring).then_some(cfg.batch_wait.as_micros() as u64);
         doc.shards = cfg.shards;
         doc.connections = cfg.connections;
         doc.pipeline = cfg.pipeline;

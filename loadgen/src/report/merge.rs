@@ -329,6 +329,9 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
         .iter()
         .filter_map(|i| i.report.ring_mode)
         .reduce(RingMode::weakest);
+    doc.batch_wait_us = first
+        .batch_wait_us
+        .filter(|w| inputs.iter().all(|i| i.report.batch_wait_us == Some(*w)));
     doc.shards = inputs.iter().map(|i| i.report.shards).sum();
     doc.connections = inputs.iter().map(|i| i.report.connections).sum();
     doc.pipeline = first.pipeline;

@@ -146,3 +146,18 @@ fn a_unix_socket_run_says_so() {
     let json = serde_json::to_string(&doc).unwrap();
     assert!(json.contains(r#""unix_socket":"/run/app.sock""#), "{json}");
 }
+
+#[test]
+fn the_batch_wait_is_recorded_for_io_uring_only() {
+    let mut cfg = config();
+    cfg.engine = crate::config::Engine::Uring;
+    cfg.batch_wait = std::time::Duration::from_micros(250);
+    let out = RunOutput::new(vec![stats()], None, std::time::UNIX_EPOCH);
+    let doc = Report::new(&RunReport::new(&cfg, &out, "io_uring", false));
+    assert_eq!(doc.batch_wait_us, Some(250));
+    cfg.engine = crate::config::Engine::Glommio;
+    let doc = Report::new(&RunReport::new(&cfg, &out, "glommio", false));
+    assert_eq!(doc.batch_wait_us, None);
+    let json = serde_json::to_string(&doc).unwrap();
+    assert!(json.contains(r#""batch_wait_us":null"#), "{json}");
+}

@@ -244,6 +244,9 @@ pub struct Report {
     /// The weakest io_uring mode any shard got; `null` for an engine that
     /// builds no ring of ours (glommio).
     pub ring_mode: Option<RingMode>,
+    /// `--batch-wait`, the longest an io_uring shard waits for more
+    /// completions; `null` for glommio, which does not batch its waits.
+    pub batch_wait_us: Option<u64>,
     pub shards: usize,
     pub connections: usize,
     pub pipeline: usize,
