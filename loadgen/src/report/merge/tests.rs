@@ -295,3 +295,33 @@ fn out_of_range_numbers_are_refused_by_file_and_field() {
     let m = merge(&[a, b]).unwrap();
     assert_eq!(m.report.errors.timeout, check::MAX_COUNT);
 }
+
+#[test]
+fn grpc_statuses_and_their_latencies_add_up() {
+    let mut inputs = vec![
+        part(1, 2, &values(1, 50), 1, T0),
+        part(2, 2, &values(2, 50), 1, T0),
+    ];
+    for (k, inp) in inputs.iter_mut().enumerate() {
+        let mut g = crate::grpc::GrpcStats::default();
+        g.record(0, 100 + k as u64);
+        g.record(3, 2000);
+        g.record(3, 4000 * (k as u64 + 1));
+        let mut rep = crate::report::GrpcReport::of(&g);
+        rep.service = "s.S".into();
+        rep.method = "M".into();
+        inp.report.grpc = Some(rep);
+    }
+    let m = merge(&inputs).unwrap();
+    let g = m.report.grpc.clone().expect("merged gRPC");
+    assert_eq!((g.service.as_str(), g.method.as_str()), ("s.S", "M"));
+    assert_eq!(g.status["OK"], 2);
+    assert_eq!(g.status["INVALID_ARGUMENT"], 4);
+    let bad = &g.latency_by_status["INVALID_ARGUMENT"];
+    assert!(bad.max >= 8000 && bad.max < 8100, "{bad:?}");
+    let text = m.text(false);
+    assert!(
+        text.contains("Non-OK gRPC statuses: 4 (INVALID_ARGUMENT 4)"),
+        "{text}"
+    );
+}

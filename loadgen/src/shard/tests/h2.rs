@@ -296,3 +296,79 @@ fn templated_requests_become_streams_with_their_own_fields() {
     assert_eq!(path(&heads[0].1), "/item/0");
     assert_eq!(path(&heads[1].1), "/item/1");
 }
+
+/// A literal header field, without indexing, its name given.
+fn literal(name: &str, value: &str) -> Vec<u8> {
+    let mut b = vec![0x00, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    b.push(value.len() as u8);
+    b.extend_from_slice(value.as_bytes());
+    b
+}
+
+#[test]
+fn grpc_calls_are_counted_by_status_from_trailers_trailers_only_and_http() {
+    let mut cfg = h2_config(4);
+    cfg.duration = None;
+    cfg.requests = Some(3);
+    cfg.grpc = Some(crate::grpc::GrpcRun {
+        service: "s.S".into(),
+        method: "M".into(),
+        expect: Vec::new(),
+    });
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    let ids = opened(&f, 0);
+    assert_eq!(ids.len(), 3);
+    f.sent(0, 0);
+    let mut server = settings();
+    // OK in the trailers, after a message.
+    server.extend(frame_bytes(
+        frame::HEADERS,
+        frame::END_HEADERS,
+        ids[0],
+        &[STATUS_200],
+    ));
+    server.extend(frame_bytes(frame::DATA, 0, ids[0], &[0, 0, 0, 0, 0]));
+    server.extend(frame_bytes(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        ids[0],
+        &literal("grpc-status", "0"),
+    ));
+    // INVALID_ARGUMENT, Trailers-Only.
+    let mut only = vec![STATUS_200];
+    only.extend(literal("grpc-status", "3"));
+    server.extend(frame_bytes(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        ids[1],
+        &only,
+    ));
+    // A proxy's 503 without a gRPC status: UNAVAILABLE.
+    server.extend(frame_bytes(
+        frame::HEADERS,
+        frame::END_HEADERS | frame::END_STREAM,
+        ids[2],
+        &[0x08, 3, b'5', b'0', b'3'],
+    ));
+    f.recv(0, 0, &server);
+    let st = f.core.stats();
+    assert_eq!(st.responses, 3);
+    assert_eq!((st.status[200], st.status[503]), (2, 1));
+    let g = st.grpc.as_deref().expect("gRPC stats");
+    let names: Vec<_> = g.by_name().collect();
+    assert_eq!(
+        names,
+        [("OK", 1), ("INVALID_ARGUMENT", 1), ("UNAVAILABLE", 1)]
+    );
+    assert_eq!(g.latency.iter().map(|h| h.len()).sum::<u64>(), 3);
+    assert_eq!(st.unsuccessful(), 2, "non-OK calls, not non-2xx responses");
+    f.at(MS);
+    assert!(
+        f.core.is_finished(),
+        "-n 3: three calls whatever their status"
+    );
+}
