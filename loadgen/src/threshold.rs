@@ -11,8 +11,9 @@
 //! - `rps`: responses per second; `k`/`M` suffixes allowed;
 //! - `errors` (every counted failure, connect errors included), `non2xx`
 //!   (responses not 2xx or 3xx), `unexpected` (responses outside
-//!   `--expect-status`): a count, or with `%` a share: errors of requests
-//!   attempted (responses + errors), the others of responses;
+//!   `--expect-status`), `nonok` (`--grpc`: calls whose gRPC status is not
+//!   OK): a count, or with `%` a share: errors of requests attempted
+//!   (responses + errors), the others of responses;
 //! - `requests`: completed responses, a count.
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`.
@@ -44,6 +45,8 @@ pub enum Metric {
     Rps,
     Errors,
     Non2xx,
+    /// `--grpc` calls whose status was not OK.
+    NonOk,
     Unexpected,
     Requests,
 }
@@ -109,6 +112,7 @@ fn metric(name: &str) -> Option<Metric> {
         "rps" => Metric::Rps,
         "errors" => Metric::Errors,
         "non2xx" => Metric::Non2xx,
+        "nonok" | "non_ok" => Metric::NonOk,
         "unexpected" => Metric::Unexpected,
         "requests" => Metric::Requests,
         "med" | "median" => Metric::Quantile(0.5),
@@ -176,7 +180,7 @@ impl Threshold {
         }
         let metric = metric(name).ok_or_else(|| {
             bad(&format!(
-                "unknown metric {name:?} (metrics: pN such as p50, p99.9, mean, min, max, rps, errors, non2xx, unexpected, requests)"
+                "unknown metric {name:?} (metrics: pN such as p50, p99.9, mean, min, max, rps, errors, non2xx, nonok, unexpected, requests)"
             ))
         })?;
         let (value, unit_text) =
@@ -203,10 +207,17 @@ impl Threshold {
                     "unknown rate unit {unit_text:?}: use a number, 10k or 1M"
                 )));
             }
-            (Metric::Errors | Metric::Non2xx | Metric::Unexpected, "%") => Unit::Percent,
-            (Metric::Errors | Metric::Non2xx | Metric::Unexpected | Metric::Requests, "") => {
-                Unit::Count
+            (Metric::Errors | Metric::Non2xx | Metric::NonOk | Metric::Unexpected, "%") => {
+                Unit::Percent
             }
+            (
+                Metric::Errors
+                | Metric::Non2xx
+                | Metric::NonOk
+                | Metric::Unexpected
+                | Metric::Requests,
+                "",
+            ) => Unit::Count,
             _ => {
                 return Err(bad(&format!(
                     "{name} takes a count{}, not {unit_text:?}",
@@ -252,12 +263,18 @@ impl Threshold {
     }
 
     /// Whether the threshold can be judged on a run with this much
-    /// configured: `unexpected` needs `--expect-status`.
-    pub fn check_inputs(&self, expect_status: bool) -> Result<(), ThresholdError> {
+    /// configured: `unexpected` needs `--expect-status`, `nonok` `--grpc`.
+    pub fn check_inputs(&self, expect_status: bool, grpc: bool) -> Result<(), ThresholdError> {
         if self.metric == Metric::Unexpected && !expect_status {
             return Err(ThresholdError::Needs(
                 self.expr.clone(),
                 "--expect-status (nothing is unexpected without it)",
+            ));
+        }
+        if self.metric == Metric::NonOk && !grpc {
+            return Err(ThresholdError::Needs(
+                self.expr.clone(),
+                "--grpc (it counts gRPC statuses; HTTP's are non2xx)",
             ));
         }
         Ok(())
@@ -293,6 +310,15 @@ impl Threshold {
             Metric::Requests => Some(r.requests as f64),
             Metric::Errors => count_or_share(r.errors.total(), attempted + r.errors.connect),
             Metric::Non2xx => count_or_share(r.status.non_2xx_3xx(), r.requests),
+            Metric::NonOk => match &r.grpc {
+                Some(g) => {
+                    let non_ok = g.status.iter().filter(|(n, _)| *n != "OK").map(|(_, c)| c);
+                    count_or_share(non_ok.sum(), r.requests)
+                }
+                None => {
+                    return Err(ThresholdError::Needs(self.expr.clone(), "a --grpc run"));
+                }
+            },
             Metric::Unexpected => match r.unexpected {
                 Some(n) => count_or_share(n, r.requests),
                 None => {
@@ -524,8 +550,10 @@ mod tests {
         assert!(p("non2xx<10%").eval(&r).unwrap().ok);
         let e = p("unexpected==0").eval(&r).unwrap_err();
         assert!(e.to_string().contains("--expect-status"), "{e}");
-        assert!(p("unexpected==0").check_inputs(false).is_err());
-        assert!(p("unexpected==0").check_inputs(true).is_ok());
+        assert!(p("unexpected==0").check_inputs(false, false).is_err());
+        assert!(p("unexpected==0").check_inputs(true, false).is_ok());
+        assert!(p("nonok<1%").check_inputs(false, false).is_err());
+        assert!(p("nonok<1%").check_inputs(false, true).is_ok());
         r.unexpected = Some(0);
         assert!(p("unexpected==0").eval(&r).unwrap().ok);
         r.unexpected = Some(999);
@@ -534,6 +562,18 @@ mod tests {
             p("unexpected<=10%").eval(&r).unwrap().value,
             Some(100.0 * 999.0 / 9990.0)
         );
+        // gRPC: the calls whose status is not OK, of all calls.
+        assert!(p("nonok==0").eval(&r).is_err(), "not a gRPC run");
+        let mut g = crate::grpc::GrpcStats::default();
+        for (code, n) in [(0, 9000), (3, 900), (14, 90)] {
+            for _ in 0..n {
+                g.record(code, 10);
+            }
+        }
+        r.grpc = Some(crate::report::GrpcReport::of(&g));
+        assert_eq!(p("nonok==990").eval(&r).unwrap().value, Some(990.0));
+        assert!(p("non_ok<10%").eval(&r).unwrap().ok);
+        assert!(!p("nonok<5%").eval(&r).unwrap().ok);
     }
 
     #[test]

@@ -323,7 +323,8 @@ impl Prepared {
         let cfg = run_config(args).map_err(usage)?;
         raise_file_limit(&cfg).map_err(usage)?;
         for t in gates {
-            t.check_inputs(cfg.expects_status()).map_err(usage)?;
+            t.check_inputs(cfg.expects_status(), cfg.grpc.is_some())
+                .map_err(usage)?;
         }
         Ok(Prepared {
             cfg,
