@@ -148,6 +148,7 @@ impl<'a> Page<'a> {
         self.summary();
         self.charts()?;
         self.by_request();
+        self.grpc();
         self.runs();
         self.profile()?;
         self.baseline()?;
@@ -493,6 +494,38 @@ impl<'a> Page<'a> {
                 format_time_us(l.max as f64),
                 q.errors.requests(),
                 q.status.non_2xx_3xx()
+            );
+        }
+        html!(self.out, "</table>\n");
+    }
+
+    /// `--grpc`: the calls by status, with each status's latency.
+    fn grpc(&mut self) {
+        let Some(g) = &self.doc.grpc else {
+            return;
+        };
+        let total: u64 = g.status.values().sum();
+        html!(
+            self.out,
+            "<h2 id=\"grpc\">gRPC statuses: <code>{}/{}</code></h2>\n<table>\n<tr><th class=\"l\">status</th><th>calls</th><th>share</th><th>p50</th><th>p99</th><th>max</th></tr>\n",
+            g.service,
+            g.method
+        );
+        for (name, &n) in &g.status {
+            let l = g.latency_by_status.get(name).copied().unwrap_or_default();
+            html_line!(
+                self.out,
+                "<tr><td class=\"l\">{}</td><td>{}</td><td>{:.2}%</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                name,
+                n,
+                if total > 0 {
+                    100.0 * n as f64 / total as f64
+                } else {
+                    0.0
+                },
+                format_time_us(l.p50 as f64),
+                format_time_us(l.p99 as f64),
+                format_time_us(l.max as f64)
             );
         }
         html!(self.out, "</table>\n");
