@@ -55,6 +55,8 @@ pub struct Snapshot {
     /// By status class; index 1–5 for 1xx–5xx, 0 for other codes.
     pub status_class: [u64; 6],
     pub errors: Errors,
+    /// `--grpc`: calls by status code.
+    pub grpc_status: [u64; crate::grpc::status::CODES],
     pub latency: Buckets,
     pub lag: Buckets,
     pub connections: u64,
@@ -81,6 +83,9 @@ impl Snapshot {
             for (kind, n) in ErrorKind::ALL.into_iter().zip(&p.error_kinds) {
                 s.errors.add_n(kind, n.load(Ordering::Relaxed));
             }
+            for (a, b) in s.grpc_status.iter_mut().zip(&p.grpc_status) {
+                *a += b.load(Ordering::Relaxed);
+            }
             s.latency.add_live(&p.latency);
             s.lag.add_live(&p.lag);
             s.connections += p.connections.load(Ordering::Relaxed);
@@ -101,6 +106,9 @@ impl Snapshot {
             *a += b;
         }
         self.errors.merge(&o.errors);
+        for (a, b) in self.grpc_status.iter_mut().zip(&o.grpc_status) {
+            *a += b;
+        }
         self.latency.add(&o.latency);
         self.lag.add(&o.lag);
         self.connections = o.connections;
@@ -261,6 +269,16 @@ pub fn render(s: &Snapshot, info: &Info, target_rate: f64) -> String {
             .inc_by(s.status_class[0]);
     }
     reg.register("responses", "Responses by status class", responses);
+    if s.grpc_status.iter().any(|&n| n > 0) {
+        let calls = Family::<Labels, Counter>::default();
+        for (code, &n) in s.grpc_status.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let name = crate::grpc::status::name(code as u8).to_string();
+            calls
+                .get_or_create(&vec![("status".to_string(), name)])
+                .inc_by(n);
+        }
+        reg.register("grpc_calls", "gRPC calls by status (--grpc)", calls);
+    }
     let errors = Family::<Labels, Counter>::default();
     for (kind, n) in s.errors.iter() {
         errors
@@ -396,6 +414,27 @@ mod tests {
         assert!(
             sel("loadgen_target_rate").is_none(),
             "closed loop has no target rate"
+        );
+        assert!(sel("loadgen_grpc_calls_total").is_none(), "not a gRPC run");
+    }
+
+    #[test]
+    fn grpc_calls_are_counted_by_status_name() {
+        let p = progress(0, |s| {
+            let mut g = crate::grpc::GrpcStats::default();
+            g.record(0, 10);
+            g.record(0, 10);
+            g.record(14, 10);
+            s.grpc = Some(Box::new(g));
+        });
+        let live = Live::new(Info::default());
+        live.begin_run(Arc::from(vec![p]));
+        let samples = parse(&live.render()).unwrap();
+        let sel = |t: &str| Selector::parse(t).unwrap().sum(&samples);
+        assert_eq!(sel("loadgen_grpc_calls_total{status=\"OK\"}"), Some(2.0));
+        assert_eq!(
+            sel("loadgen_grpc_calls_total{status=\"UNAVAILABLE\"}"),
+            Some(1.0)
         );
     }
 

@@ -95,6 +95,8 @@ pub struct ShardProgress {
     pub status_class: [AtomicU64; 6],
     /// Errors by kind, in [`ErrorKind::ALL`] order.
     pub error_kinds: [AtomicU64; ErrorKind::ALL.len()],
+    /// `--grpc`: calls by status code.
+    pub grpc_status: [AtomicU64; crate::grpc::status::CODES],
     /// Latency (corrected in open loop) of the measured responses so far.
     pub latency: LiveBuckets,
     /// Open loop: schedule lag of the requests sent so far.
@@ -133,6 +135,11 @@ impl ShardProgress {
         }
         for (slot, (_, n)) in self.error_kinds.iter().zip(stats.errors.iter()) {
             slot.store(n, Ordering::Relaxed);
+        }
+        if let Some(g) = stats.grpc.as_deref() {
+            for (slot, &n) in self.grpc_status.iter().zip(&g.status) {
+                slot.store(n, Ordering::Relaxed);
+            }
         }
         self.latency.publish(&stats.latency);
         self.lag.publish(&stats.lag);
