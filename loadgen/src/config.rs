@@ -111,6 +111,17 @@ pub struct Config {
     pub http2: Option<H2Settings>,
     /// `--grpc`: the requests are unary calls of this method (over HTTP/2).
     pub grpc: Option<crate::grpc::GrpcRun>,
+    /// `--request-log`: a line per completed request.
+    pub request_log: Option<RequestLogSpec>,
+}
+
+/// `--request-log FILE` and `--request-log-sample N`. The command layer
+/// creates the file with its header; every shard appends to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLogSpec {
+    pub path: PathBuf,
+    /// Keep one line in `sample` (1: every line).
+    pub sample: u64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -190,10 +201,10 @@ pub enum ConfigError {
 pub const MAX_IN_FLIGHT_BYTES: u64 = 1 << 30;
 
 /// What a shard keeps for each request a connection may have in flight,
-/// whatever is sent: its send and intended times and which request it was
-/// (`shard::conn`), and its place in open loop's retry queue. Templated
-/// requests add a send buffer of the longest request.
-pub const IN_FLIGHT_SLOT_BYTES: u64 = 8 + 8 + 2 + 8;
+/// whatever is sent: its send, intended and first-byte times and which
+/// request it was (`shard::slots`), and its place in open loop's retry
+/// queue. Templated requests add a send buffer of the longest request.
+pub const IN_FLIGHT_SLOT_BYTES: u64 = 8 + 8 + 8 + 2 + 8;
 
 /// Open or closed loop, as asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +252,7 @@ pub struct RunInputs {
     pub bind: Vec<IpAddr>,
     pub http2: Option<H2Settings>,
     pub grpc: Option<crate::grpc::GrpcRun>,
+    pub request_log: Option<RequestLogSpec>,
 }
 
 /// A config that passed [`Config::validate`]; the only kind the engine
@@ -331,6 +343,7 @@ impl Config {
             bind: i.bind,
             http2: i.http2,
             grpc: i.grpc,
+            request_log: i.request_log,
         }
         .validated()
     }
@@ -461,6 +474,7 @@ impl Config {
             bind: Vec::new(),
             http2: None,
             grpc: None,
+            request_log: None,
         }
     }
 
@@ -522,6 +536,7 @@ mod tests {
             bind: Vec::new(),
             http2: None,
             grpc: None,
+            request_log: None,
         }
     }
 

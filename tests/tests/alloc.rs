@@ -164,6 +164,30 @@ fn no_allocation_per_request() {
     }
 }
 
+/// `--request-log`: each shard formats its lines into a buffer it
+/// allocated at the start and writes it out from there.
+#[test]
+fn no_allocation_per_logged_request() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Target::start(1);
+    let log = std::env::temp_dir().join(format!("loadgen-alloc-log-{}.tsv", std::process::id()));
+    for pipeline in [1, 16] {
+        assert_flat(&format!("request log, pipeline {pipeline}"), |n| {
+            let mut cfg = base_config(&t, "/", n, pipeline);
+            cfg.request_log = Some(loadgen::config::RequestLogSpec {
+                path: log.clone(),
+                sample: 1,
+            });
+            let _ = std::fs::remove_file(&log);
+            let measured = measure(cfg, n);
+            let lines = std::fs::read_to_string(&log).unwrap().lines().count();
+            assert_eq!(lines as u64, n, "a line per request");
+            measured
+        });
+    }
+    let _ = std::fs::remove_file(log);
+}
+
 /// HTTP/2 against nginx over h2c (another process, so only our
 /// allocations count): a fixed and a templated request, 1 and 16 streams.
 #[test]

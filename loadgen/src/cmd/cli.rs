@@ -464,6 +464,18 @@ pub struct RunArgs {
     /// ports to a destination).
     #[arg(long, value_name = "ADDRS", value_parser = bind)]
     pub bind: Option<BindList>,
+    /// Write one tab-separated line per completed request to FILE, after a
+    /// header line: start_unix_us, shard, conn, status, latency_us, ttfb_us,
+    /// bytes, error (then name with --scenario, and intended_unix_us in
+    /// open loop, where latency_us is the corrected latency). One file:
+    /// every shard appends blocks of whole lines, in time order within a
+    /// shard (sort -n for one order). Not '-': stdout carries the summary.
+    #[arg(long, value_name = "FILE")]
+    pub request_log: Option<PathBuf>,
+    /// Keep one --request-log line in N (every line: 1).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "request_log",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_log_sample: u64,
     /// Connect to this Unix domain socket instead of the URL's host and
     /// port; the URL still gives the Host header, the path and the scheme
     /// (https:// speaks TLS over the socket). --profile then finds the

@@ -68,6 +68,15 @@ pub enum SetupError {
         "--bind {0}: this host cannot send from that address ({1}); give addresses of this host's interfaces (ip -brief address)"
     )]
     Bind(IpAddr, std::io::Error),
+    #[error(
+        "--request-log needs a file: stdout carries the summary (give a path, e.g. requests.tsv)"
+    )]
+    RequestLogStdout,
+    #[error("cannot write --request-log {}: {error}", path.display())]
+    RequestLog {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("--unix-socket {}: {why}", path.display())]
     UnixSocket { path: PathBuf, why: String },
     #[error(
@@ -172,7 +181,10 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             loadgen::sys::sock::check_source(ip).map_err(|e| SetupError::Bind(ip, e))?;
         }
     }
-    Ok(Config::from_inputs(RunInputs {
+    if args.request_log.as_deref() == Some(Path::new("-")) {
+        return Err(SetupError::RequestLogStdout);
+    }
+    let cfg = Config::from_inputs(RunInputs {
         url,
         peer,
         scenario,
@@ -212,7 +224,29 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         start_at: args.start_at,
         bind,
         grpc,
-    })?)
+        request_log: args
+            .request_log
+            .as_ref()
+            .map(|path| loadgen::config::RequestLogSpec {
+                path: path.clone(),
+                sample: args.request_log_sample,
+            }),
+    })?;
+    if let Some(spec) = &cfg.request_log {
+        create_request_log(&spec.path, &cfg)?;
+    }
+    Ok(cfg)
+}
+
+/// Makes `--request-log`'s file (emptied if it exists) with its header,
+/// so a path that cannot be written fails here, before the run; the
+/// shards append the lines.
+fn create_request_log(path: &Path, cfg: &Config) -> Result<(), SetupError> {
+    let header = loadgen::shard::request_log_header(cfg.scenario.named, cfg.schedule.is_some());
+    std::fs::write(path, header).map_err(|error| SetupError::RequestLog {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// `--unix-socket PATH` names a socket this process can reach: found

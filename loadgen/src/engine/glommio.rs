@@ -25,6 +25,7 @@ use glommio::timer::Timer;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::gate::Pass;
+use super::log_file::LogFile;
 use super::{EngineError, Shard};
 use crate::peer::Peer;
 use crate::shard::{Action, Core, EngineCaps};
@@ -49,7 +50,11 @@ pub fn check_memlock() -> Result<(), EngineError> {
 
 /// Runs one shard (already pinned by the caller) until the core says the
 /// run is over.
-pub fn run(shard: &Shard<'_>, pass: Pass<'_>) -> Result<ShardStats, EngineError> {
+pub fn run(
+    shard: &Shard<'_>,
+    pass: Pass<'_>,
+    log: Option<LogFile>,
+) -> Result<ShardStats, EngineError> {
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .name(&format!("loadgen-glommio-{}", shard.plan.index))
         // We do no file I/O: keep the registered buffer small.
@@ -57,7 +62,7 @@ pub fn run(shard: &Shard<'_>, pass: Pass<'_>) -> Result<ShardStats, EngineError>
         .make()
         .map_err(|e| EngineError::Glommio(e.to_string()))?;
     pass.wait()?;
-    Ok(ex.run(drive(shard)))
+    Ok(ex.run(drive(shard, log)))
 }
 
 /// A slot's actions, in the order the core gave them, and the task that
@@ -151,8 +156,8 @@ impl Io<'_> {
     }
 }
 
-async fn drive(shard: &Shard<'_>) -> ShardStats {
-    let (plan, epoch) = super::start_clock(shard);
+async fn drive(shard: &Shard<'_>, mut log: Option<LogFile>) -> ShardStats {
+    let (plan, epoch, wall_us) = super::start_clock(shard);
     let n = plan.connections;
     let io = Io {
         core: RefCell::new(Core::new(
@@ -169,8 +174,7 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
         kicked: Cell::new(false),
         ticker: Cell::new(None),
     };
-    let wall_ms = super::unix_ms();
-    io.event(|core, _| core.start(wall_ms));
+    io.event(|core, _| core.start(wall_us));
     let mut cpu = super::CpuMeter::default();
     let peer = &shard.cfg.peer;
     let tasks: Vec<_> = (0..n as u32)
@@ -189,6 +193,10 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
         if finished {
             break;
         }
+        if let Some(log) = &mut log {
+            // Before a nap: the connection tasks have had their turn.
+            log.write(&mut io.core.borrow_mut(), false);
+        }
         let now = io.now();
         if wake > now {
             io.planned_wake.set(wake);
@@ -198,7 +206,11 @@ async fn drive(shard: &Shard<'_>) -> ShardStats {
         io.event(|_, _| {});
     }
     drop(tasks);
-    let mut stats = io.core.into_inner().into_stats();
+    let mut core = io.core.into_inner();
+    if let Some(log) = &mut log {
+        log.write(&mut core, true);
+    }
+    let mut stats = core.into_stats();
     cpu.finish(&mut stats);
     stats
 }

@@ -6,6 +6,7 @@
 
 mod gate;
 pub mod glommio;
+mod log_file;
 mod uring;
 
 use std::io;
@@ -43,6 +44,11 @@ pub enum EngineError {
     Memlock(u64),
     #[error("the glommio engine could not start: {0}")]
     Glommio(String),
+    #[error("cannot open --request-log {}: {error}", path.display())]
+    RequestLog {
+        path: std::path::PathBuf,
+        error: io::Error,
+    },
     #[error(
         "the --unix-socket path is not a socket address ({0}): give a path of at most 107 bytes"
     )]
@@ -169,17 +175,17 @@ fn wait_for_start(until: SystemTime, stop: &AtomicBool) {
     }
 }
 
-/// A shard's clock starts: its epoch, and its plan with the warm-up the
-/// core is to run. With `--start-at` that is the time left until the start
+/// A shard's clock starts: its epoch (and the epoch on the wall clock, in
+/// Unix µs), and its plan with the warm-up the core is to run. With `--start-at` that is the time left until the start
 /// on this host's clock, so the measured window opens at that wall-clock
 /// instant (both clocks are read together; the core reads neither).
-fn start_clock(shard: &Shard<'_>) -> (ShardPlan, Instant) {
+fn start_clock(shard: &Shard<'_>) -> (ShardPlan, Instant, u64) {
     let mut plan = shard.plan.clone();
     let (epoch, wall) = (Instant::now(), SystemTime::now());
     if let Some(at) = shard.cfg.start_at {
         plan.warmup = at.duration_since(wall).unwrap_or(Duration::ZERO);
     }
-    (plan, epoch)
+    (plan, epoch, unix_us(wall))
 }
 
 /// One shard thread, either engine: pin, set up, pass the gate, run.
@@ -191,14 +197,15 @@ fn shard_main(
     // other shards instead of leaving them waiting.
     let pass = gate.pass();
     prepare_thread(&shard.plan);
+    let log = log_file::LogFile::open(shard.cfg)?;
     match shard.cfg.engine {
         Engine::Uring => {
             let ring = uring::setup(&shard)?;
             let mode = ring.mode;
             pass.wait()?;
-            Ok((uring::run(&shard, ring)?, Some(mode)))
+            Ok((uring::run(&shard, ring, log)?, Some(mode)))
         }
-        Engine::Glommio => Ok((glommio::run(&shard, pass)?, None)),
+        Engine::Glommio => Ok((glommio::run(&shard, pass, log)?, None)),
     }
 }
 
@@ -244,11 +251,11 @@ impl CpuMeter {
     }
 }
 
-/// Wall-clock Unix time, ms: the epoch of `{{now_ms}}` and token lifetimes.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// `t` in Unix µs: the shard clock's 0 on the wall clock, the epoch of
+/// `{{now_ms}}`, token lifetimes and the request log's times.
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[cfg(test)]

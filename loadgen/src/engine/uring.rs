@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types};
 
+use super::log_file::LogFile;
 use super::{EngineError, Shard};
 use crate::peer::Peer;
 use crate::shard::{Action, Core, EngineCaps};
@@ -96,16 +97,24 @@ struct Engine<'c, 'a> {
     /// reused by a new socket.
     closing: Vec<RawFd>,
     actions: Vec<Action>,
+    /// `--request-log`.
+    log: Option<&'c mut LogFile>,
     epoch: Instant,
+    /// `epoch` on the wall clock, Unix µs.
+    wall_us: u64,
 }
 
 /// Runs one shard on `uring` until the core says the run is over.
-pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
+pub fn run(
+    shard: &Shard<'_>,
+    uring: Uring,
+    mut log: Option<LogFile>,
+) -> Result<ShardStats, EngineError> {
     let addr = match &shard.cfg.peer {
         Peer::Tcp(a) => SockAddr::from(*a),
         Peer::Unix(path) => SockAddr::unix(path).map_err(EngineError::UnixPath)?,
     };
-    let (plan, epoch) = super::start_clock(shard);
+    let (plan, epoch, wall_us) = super::start_clock(shard);
     let mut core = Core::new(shard.cfg, &plan, CAPS, shard.progress, shard.stop);
     let n = plan.connections;
     let mut e = Engine {
@@ -121,7 +130,9 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
         sockets: vec![NO_SOCKET; n],
         closing: Vec::with_capacity(n),
         actions: Vec::with_capacity(n * 3 + 8),
+        log: log.as_mut(),
         epoch,
+        wall_us,
     };
     let mut cpu = super::CpuMeter::default();
     // An error returns here, dropping `e` (see its `Drop`) before `core`.
@@ -129,6 +140,9 @@ pub fn run(shard: &Shard<'_>, uring: Uring) -> Result<ShardStats, EngineError> {
     let mut stats_cpu = crate::stats::ShardStats::new();
     cpu.finish(&mut stats_cpu);
     drop(e);
+    if let Some(log) = &mut log {
+        log.write(&mut core, true);
+    }
     let mut stats = core.into_stats();
     (stats.cpu, stats.runq) = (stats_cpu.cpu, stats_cpu.runq);
     stats.started_at = stats_cpu.started_at;
@@ -143,7 +157,7 @@ impl Engine<'_, '_> {
 
     /// The run: one enter per turn until the core says it is over.
     fn drive(&mut self, cpu: &mut super::CpuMeter) -> Result<(), EngineError> {
-        self.core.start(super::unix_ms());
+        self.core.start(self.wall_us);
         self.apply(0);
         cpu.watch(self.core);
         let mut batch = [Completion::default(); CQE_BATCH];
@@ -167,6 +181,16 @@ impl Engine<'_, '_> {
             self.core.turn(now);
             cpu.watch(self.core);
             self.apply(now);
+            if self.log.is_some() && LogFile::due(self.core) {
+                // The sends just queued leave first: the write happens
+                // while their answers are on the way.
+                let t = self.clock();
+                self.core.stamp(t);
+                self.uring.submit();
+                if let Some(log) = &mut self.log {
+                    log.write(self.core, false);
+                }
+            }
         }
         Ok(())
     }
@@ -529,7 +553,7 @@ mod tests {
         // Past the connects and some exchanges on every connection.
         ring.fail_enter_after = Some(100);
         let started = Instant::now();
-        let r = run(&shard, ring);
+        let r = run(&shard, ring, None);
         assert!(matches!(r, Err(EngineError::Enter(_))), "{r:?}");
         assert!(
             started.elapsed() < Duration::from_secs(5),

@@ -79,12 +79,13 @@ pub struct Conn {
     pub ever_connected: bool,
 }
 
-// Each pipeline slot costs a `sent_at`, an `intended_at` and a `which`
-// here, and an intended time in open loop's retry queue: the config
-// bounds connections × depth by that (the sum of these sizes).
+// Each pipeline slot costs a `sent_at`, an `intended_at`, a
+// `first_byte_at` and a `which` here, and an intended time in open loop's
+// retry queue: the config bounds connections × depth by that (the sum of
+// these sizes).
 const _: () = assert!(
     crate::config::IN_FLIGHT_SLOT_BYTES as usize
-        == 2 * size_of::<u64>() + size_of::<u16>() + size_of::<u64>()
+        == 3 * size_of::<u64>() + size_of::<u16>() + size_of::<u64>()
 );
 
 impl Conn {

@@ -4,8 +4,19 @@
 //! and the request timers.
 
 use super::conn::ConnState;
+use super::request_log::Completed;
 use super::{Action, BACKOFF_MAX_NS, BACKOFF_MIN_NS, Core, Delivered};
 use crate::stats::ErrorKind;
+
+/// What came back for a completed request: its status (0: none), a gRPC
+/// call's status code, when its response began, and its body's length.
+#[derive(Clone, Copy)]
+pub(super) struct Answer {
+    pub status: u16,
+    pub grpc: Option<u8>,
+    pub first_byte: Option<u64>,
+    pub bytes: u64,
+}
 
 impl Core<'_> {
     /// The core's bookkeeping agrees with its slots (tests call it after
@@ -208,12 +219,13 @@ impl Core<'_> {
                 return Delivered::Error(ErrorKind::Parse);
             }
             if c.parser.is_idle()
-                && let Some(sent) = c.slots.oldest_sent_at()
+                && let (Some(sent), Some(oldest)) = (c.slots.oldest_sent_at(), c.slots.oldest())
             {
                 // The first byte of the oldest request's response.
                 self.stats
                     .ttfb
                     .saturating_record((now.saturating_sub(sent) / 1000).max(1));
+                c.slots.note_first_byte(oldest, now);
             }
             let head = self.scenario.is_head(c.slots.oldest_which());
             match c.parser.parse(&data[off..], head) {
@@ -221,8 +233,16 @@ impl Core<'_> {
                     off += n;
                     match resp {
                         Some(r) => {
+                            let first_byte =
+                                c.slots.oldest().and_then(|s| c.slots.first_byte_at(s));
                             let popped = c.slots.pop_oldest();
-                            self.complete((r.status, None), popped, now);
+                            let answer = Answer {
+                                status: r.status,
+                                first_byte,
+                                bytes: r.body_len,
+                                grpc: None,
+                            };
+                            self.complete(ci, answer, popped, now);
                             if r.close {
                                 return Delivered::ServerClose;
                             }
@@ -237,15 +257,9 @@ impl Core<'_> {
         Delivered::More
     }
 
-    /// Books a response to a request popped off its connection: its HTTP
-    /// status, and a gRPC call's status code.
+    /// Books a response to a request popped off connection `ci`.
     #[inline]
-    pub(super) fn complete(
-        &mut self,
-        status: (u16, Option<u8>),
-        popped: (u64, u64, u16),
-        now: u64,
-    ) {
+    pub(super) fn complete(&mut self, ci: usize, a: Answer, popped: (u64, u64, u16), now: u64) {
         self.outstanding -= 1;
         self.last_completion = now;
         // A moving average over about the last 16 responses.
@@ -253,7 +267,39 @@ impl Core<'_> {
         let recent = self.recent_latency_ns as i64;
         self.recent_latency_ns = (recent + (latency - recent) / 16) as u64;
         let open_loop = self.open_loop.is_some();
-        self.stats.record_completion(open_loop, now, status, popped);
+        self.stats
+            .record_completion(open_loop, now, (a.status, a.grpc), popped);
+        self.log_completed(ci, popped, now, a, None);
+    }
+
+    /// `--request-log`: the line of a request that completed at `now`
+    /// (answered, or failed with `error`), measured as the stats measure
+    /// it: nothing from the warm-up.
+    #[inline]
+    fn log_completed(
+        &mut self,
+        ci: usize,
+        (sent, intended, which): (u64, u64, u16),
+        now: u64,
+        a: Answer,
+        error: Option<ErrorKind>,
+    ) {
+        if let Some(log) = &mut self.log
+            && !self.warming
+        {
+            log.record(Completed {
+                conn: ci as u32,
+                // A request that failed before it left: from its failure.
+                sent: sent.min(now),
+                intended,
+                first_byte: a.first_byte,
+                now,
+                status: a.status,
+                bytes: a.bytes,
+                error,
+                which,
+            });
+        }
     }
 
     /// The oldest in-flight request failed with `kind`; the connection is
@@ -269,11 +315,20 @@ impl Core<'_> {
     /// The request in `slot` of connection `ci` failed with `kind`.
     pub(super) fn request_failed(&mut self, ci: usize, slot: u32, kind: ErrorKind, now: u64) {
         self.stats.errors.add(kind);
-        let (_, _, which) = self.conns[ci].slots.pop(slot);
-        self.stats.request_failed(which, kind);
+        let slots = &mut self.conns[ci].slots;
+        let first_byte = slots.first_byte_at(slot);
+        let popped = slots.pop(slot);
+        self.stats.request_failed(popped.2, kind);
         self.outstanding -= 1;
         self.last_completion = now;
         self.stats.note_error();
+        let failed = Answer {
+            status: 0,
+            grpc: None,
+            first_byte,
+            bytes: 0,
+        };
+        self.log_completed(ci, popped, now, failed, Some(kind));
     }
 
     /// Requests of connection `ci` that will be sent again: the one in

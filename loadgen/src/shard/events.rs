@@ -4,6 +4,7 @@
 //! replaced is ignored.
 
 use super::conn::ConnState;
+use super::decisions::Answer;
 use super::{Core, Delivered};
 use crate::stats::ErrorKind;
 
@@ -125,8 +126,15 @@ impl Core<'_> {
         }
         match c.parser.eof() {
             Ok(Some(r)) => {
+                let first_byte = c.slots.oldest().and_then(|s| c.slots.first_byte_at(s));
                 let popped = c.slots.pop_oldest();
-                self.complete((r.status, None), popped, now);
+                let answer = Answer {
+                    status: r.status,
+                    first_byte,
+                    bytes: r.body_len,
+                    grpc: None,
+                };
+                self.complete(ci, answer, popped, now);
                 self.replace(ci, now);
             }
             // An idle keep-alive connection closed by the server: normal.

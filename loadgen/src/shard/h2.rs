@@ -6,6 +6,7 @@
 //! The engines still only carry bytes.
 
 use super::conn::ConnState;
+use super::decisions::Answer;
 use super::{Action, Core, Delivered};
 use crate::http::h2::hpack::{FixedRequest, RequestFields};
 use crate::http::h2::{ConnError, Event, Head};
@@ -193,16 +194,26 @@ impl Core<'_> {
     fn on_stream_event(&mut self, ci: usize, e: Event, now: u64) {
         match e {
             Event::FirstByte { slot } => {
-                let sent = self.conns[ci].slots.sent_at(slot);
+                let slots = &mut self.conns[ci].slots;
+                let sent = slots.sent_at(slot);
+                slots.note_first_byte(slot, now);
                 self.stats
                     .ttfb
                     .saturating_record((now.saturating_sub(sent) / 1000).max(1));
             }
             Event::Complete { slot, status, grpc } => {
-                let popped = self.conns[ci].slots.pop(slot);
                 let call = self.h2.as_ref().is_some_and(|r| r.grpc);
-                let code = call.then(|| crate::grpc::status::of_response(status, grpc));
-                self.complete((status, code), popped, now);
+                let c = &mut self.conns[ci];
+                let first_byte = c.slots.first_byte_at(slot);
+                let bytes = c.h2.as_ref().map_or(0, |h| h.body_received(slot));
+                let popped = c.slots.pop(slot);
+                let answer = Answer {
+                    status,
+                    grpc: call.then(|| crate::grpc::status::of_response(status, grpc)),
+                    first_byte,
+                    bytes,
+                };
+                self.complete(ci, answer, popped, now);
             }
             Event::Reset { slot, .. } => self.request_failed(ci, slot, ErrorKind::StreamReset, now),
             Event::Malformed { slot } => self.request_failed(ci, slot, ErrorKind::Parse, now),

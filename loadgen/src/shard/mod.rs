@@ -21,6 +21,7 @@ mod events;
 mod h2;
 mod open_loop;
 mod plan;
+mod request_log;
 mod slots;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use conn::GENERATION_MASK;
 pub use plan::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardPlan, ShardProgress, plan};
+pub use request_log::{Completed, RequestLog, header as request_log_header};
 pub use slots::MAX_SLOTS;
 
 use clocks::Clocks;
@@ -140,6 +142,8 @@ pub struct Core<'a> {
     tls_plain: Box<[u8]>,
     /// `--http2`: what puts requests on streams.
     h2: Option<H2Requests>,
+    /// `--request-log`: the lines of this shard not yet written out.
+    log: Option<RequestLog>,
     /// A failure no retry can fix (a refused certificate): the run ends.
     fatal: bool,
     rng: u64,
@@ -208,6 +212,16 @@ impl<'a> Core<'a> {
         let h2 = cfg
             .http2
             .map(|_| H2Requests::new(scenario, cfg.url.scheme(), cfg.grpc.is_some()));
+        let log = cfg.request_log.as_ref().map(|spec| {
+            RequestLog::new(
+                plan.index as u32,
+                spec.sample,
+                scenario
+                    .named
+                    .then(|| scenario.requests.iter().map(|r| r.name.as_str())),
+                cfg.schedule.is_some(),
+            )
+        });
         Core {
             scenario,
             conns: (0..conns_n)
@@ -278,6 +292,7 @@ impl<'a> Core<'a> {
             },
             tls,
             h2,
+            log,
             fatal: false,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (stream.offset + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             progress,
@@ -285,9 +300,12 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Time 0 is now, which is `wall_ms` in Unix ms: opens every slot.
-    pub fn start(&mut self, wall_ms: u64) {
-        self.wall_epoch_ms = wall_ms;
+    /// Time 0 is now, which is `wall_us` in Unix µs: opens every slot.
+    pub fn start(&mut self, wall_us: u64) {
+        self.wall_epoch_ms = wall_us / 1000;
+        if let Some(log) = &mut self.log {
+            log.start(wall_us);
+        }
         for ci in 0..self.conns.len() {
             self.open(ci, 0);
         }
@@ -396,6 +414,14 @@ impl<'a> Core<'a> {
     #[inline]
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// `--request-log`: the lines not yet written out. The engine writes
+    /// them when [`RequestLog::is_full`] (where it would otherwise wait)
+    /// and once the run is over, then clears them.
+    #[inline]
+    pub fn request_log(&mut self) -> Option<&mut RequestLog> {
+        self.log.as_mut()
     }
 
     /// The stats so far (final once [`Core::is_finished`]).

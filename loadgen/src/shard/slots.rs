@@ -12,6 +12,9 @@ const NIL: u16 = u16::MAX;
 /// since its last `stamp`).
 const UNSTAMPED: u64 = u64::MAX;
 
+/// `first_byte_at` of a request whose response has not begun.
+const NO_BYTE: u64 = u64::MAX;
+
 /// The most slots a connection can have (`--pipeline`, `--streams`).
 pub const MAX_SLOTS: usize = NIL as usize;
 
@@ -20,6 +23,9 @@ pub struct Slots {
     sent_at: Box<[u64]>,
     /// Intended send times (open loop), by slot.
     intended_at: Box<[u64]>,
+    /// When each slot's response began to arrive ([`NO_BYTE`]: not yet),
+    /// for `--request-log`'s time to first byte.
+    first_byte_at: Box<[u64]>,
     /// Which scenario request each slot holds.
     which: Box<[u16]>,
     next: Box<[u16]>,
@@ -44,6 +50,7 @@ impl Slots {
         Slots {
             sent_at: vec![0; depth].into_boxed_slice(),
             intended_at: vec![0; depth].into_boxed_slice(),
+            first_byte_at: vec![NO_BYTE; depth].into_boxed_slice(),
             which: vec![0; depth].into_boxed_slice(),
             next: vec![NIL; depth].into_boxed_slice(),
             prev: vec![NIL; depth].into_boxed_slice(),
@@ -88,6 +95,7 @@ impl Slots {
         let i = s as usize;
         self.intended_at[i] = intended;
         self.sent_at[i] = UNSTAMPED;
+        self.first_byte_at[i] = NO_BYTE;
         self.next[i] = NIL;
         self.prev[i] = self.tail;
         match self.tail {
@@ -142,6 +150,18 @@ impl Slots {
     #[inline]
     pub fn sent_at(&self, slot: u32) -> u64 {
         self.sent_at[slot as usize]
+    }
+
+    /// The response to the request in `slot` began to arrive at `t`.
+    #[inline]
+    pub fn note_first_byte(&mut self, slot: u32, t: u64) {
+        self.first_byte_at[slot as usize] = t;
+    }
+
+    /// When the response to the request in `slot` began, if it has.
+    #[inline]
+    pub fn first_byte_at(&self, slot: u32) -> Option<u64> {
+        Some(self.first_byte_at[slot as usize]).filter(|&t| t != NO_BYTE)
     }
 
     /// Which scenario request the oldest in-flight one is.
@@ -280,6 +300,21 @@ mod tests {
             s.queue(k);
         }
         assert_eq!(queued(&mut s).len(), 4);
+    }
+
+    #[test]
+    fn first_bytes_belong_to_their_slot_until_it_is_reused() {
+        let mut s = Slots::new(2);
+        let a = s.queue(0);
+        let b = s.queue(0);
+        s.mark_sent();
+        s.stamp(5);
+        assert_eq!(s.first_byte_at(a), None);
+        s.note_first_byte(b, 7);
+        assert_eq!((s.first_byte_at(a), s.first_byte_at(b)), (None, Some(7)));
+        s.pop(b);
+        assert_eq!(s.queue(0), b);
+        assert_eq!(s.first_byte_at(b), None, "a new request in the slot");
     }
 
     #[test]

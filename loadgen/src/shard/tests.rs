@@ -53,7 +53,7 @@ impl<'a> Fake<'a> {
         caps: EngineCaps,
     ) -> Fake<'a> {
         let mut core = Core::new(cfg, &plan_of(cfg), caps, progress, stop);
-        core.start(1_700_000_000_000);
+        core.start(1_700_000_000_000_000);
         Fake {
             core,
             now: 0,
@@ -726,6 +726,99 @@ fn a_slow_turn_or_an_overslept_wait_skips_the_batch_wait() {
     // Never past the core's next wake (an open-loop send due then).
     let b = f.core.batch_wait(f.now + 10_000, f.now + 30_000);
     assert_eq!((b.want, b.min_wait_us), (8, 20), "20 µs to the wake");
+}
+
+/// The request log's lines, as the engine would write them out.
+fn log_lines(f: &mut Fake<'_>) -> Vec<Vec<String>> {
+    let log = f.core.request_log().expect("a request log");
+    let text = String::from_utf8(log.pending().to_vec()).unwrap();
+    log.clear();
+    text.lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
+}
+
+fn logged(mut cfg: Config) -> Config {
+    cfg.request_log = Some(crate::config::RequestLogSpec {
+        path: "/dev/null".into(),
+        sample: 1,
+    });
+    cfg
+}
+
+/// `--request-log`: a line where the stats book a request (a response,
+/// or a request that failed), none for the warm-up, with the first
+/// byte's time and the body's length of its own response.
+#[test]
+fn the_request_log_has_a_line_per_measured_request() {
+    let mut cfg = logged(config());
+    cfg.warmup = Duration::from_millis(10);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    f.sent(0, 0);
+    f.now = MS;
+    f.recv(0, 0, OK);
+    f.sent(0, 0);
+    assert!(log_lines(&mut f).is_empty(), "the warm-up is not logged");
+    f.at(10 * MS);
+    // The response arrives in two reads: its first byte at 11 ms.
+    f.now = 11 * MS;
+    f.recv(0, 0, &OK[..5]);
+    f.now = 12 * MS;
+    f.recv(0, 0, &OK[5..]);
+    let sent_us = 1_700_000_000_000_000u64 + 1_000;
+    assert_eq!(
+        log_lines(&mut f),
+        [[
+            sent_us.to_string(),
+            "0".into(),
+            "0".into(),
+            "200".into(),
+            "11000".into(),
+            "10000".into(),
+            "2".into(),
+            String::new()
+        ]]
+    );
+    // The next one times out: a line with the error, no status.
+    f.sent(0, 0);
+    f.at(200 * MS);
+    let lines = log_lines(&mut f);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0][3..], ["0", "188000", "0", "0", "timeout"]);
+    let st = f.core.stats();
+    assert_eq!(
+        (st.responses, st.errors.timeout),
+        (1, 1),
+        "as many as lines"
+    );
+}
+
+/// Open loop: the latency is the corrected one, and the line carries
+/// when the request was meant to leave.
+#[test]
+fn open_loop_log_lines_carry_the_intended_time() {
+    let mut cfg = logged(config());
+    cfg.schedule = Some(Schedule::constant(100.0));
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.now = 3 * MS;
+    f.connect(0, 0);
+    f.at(3 * MS);
+    f.sent(0, 0);
+    f.now = 4 * MS;
+    f.recv(0, 0, OK);
+    let lines = log_lines(&mut f);
+    assert_eq!(lines.len(), 1);
+    let (start, latency, intended) = (&lines[0][0], &lines[0][4], &lines[0][8]);
+    let epoch = 1_700_000_000_000_000u64;
+    assert_eq!(start, &(epoch + 3000).to_string(), "sent at 3 ms");
+    let intended: u64 = intended.parse().unwrap();
+    assert!(intended < epoch + 3000, "meant for before the connection");
+    assert_eq!(latency, &(epoch + 4000 - intended).to_string(), "corrected");
 }
 
 mod h2;

@@ -178,6 +178,13 @@ impl Uring {
         }
     }
 
+    /// Hands what is queued to the kernel without waiting (a send then
+    /// leaves before the shard does something slow). An error leaves the
+    /// entries queued for the next enter.
+    pub fn submit(&mut self) {
+        let _ = self.ring.submit();
+    }
+
     /// No submission slot is free: the next push submits first.
     pub fn sq_full(&mut self) -> bool {
         self.ring.submission().is_full()

@@ -88,6 +88,7 @@ fn refuse_flags(args: &FindMaxArgs) -> anyhow::Result<()> {
         (run.server_metrics.is_some(), "--server-metrics"),
         (run.hdr_log.is_some(), "--hdr-log"),
         (run.percentiles.is_some(), "--percentiles"),
+        (run.request_log.is_some(), "--request-log"),
     ] {
         if given {
             return Err(usage(format!(

@@ -124,6 +124,8 @@ struct Stream {
     send_window: i64,
     /// Received DATA not yet given back with a WINDOW_UPDATE.
     recv_unacked: u32,
+    /// DATA payload received on it (the response body, and any padding).
+    received: u64,
     /// Body bytes still to send (held back by flow control), the last of
     /// them with END_STREAM.
     body: Vec<u8>,
@@ -338,6 +340,12 @@ impl Connection {
     /// Opens a stream on `slot` for a request: its HPACK `head`, then
     /// `body` (none: END_STREAM on the HEADERS). What flow control holds
     /// back is kept and sent as the server opens its windows.
+    /// DATA payload bytes the slot's last stream received (its response
+    /// body; padding, which servers rarely send, included).
+    pub fn body_received(&self, slot: u32) -> u64 {
+        self.streams.get(slot as usize).map_or(0, |s| s.received)
+    }
+
     pub fn open_stream(
         &mut self,
         slot: u32,
@@ -360,6 +368,7 @@ impl Connection {
             answered: false,
             send_window: self.peer_initial_window,
             recv_unacked: 0,
+            received: 0,
             body: std::mem::take(&mut s.body),
             body_sent: 0,
             kept: std::mem::take(&mut s.kept),

@@ -154,6 +154,7 @@ impl Connection {
                     // DATA before the final HEADERS.
                     self.malformed(i, events, st);
                 } else {
+                    s.received += hdr.len as u64;
                     s.recv_unacked += hdr.len;
                     if s.recv_unacked > self.local.stream_window {
                         return Err(ConnError::FlowControl("DATA beyond the stream window"));
