@@ -12,6 +12,8 @@
 //!   are, and the cost per sample, by unwinding mode and against perf.
 //! - `metrics-overhead`: client CPU per request with `--metrics-listen`
 //!   off, and on with a scrape every second, alternating.
+//! - `request-log-overhead`: client CPU per request with `--request-log`
+//!   off and on, at depths 1 and 16 against nginx, alternating.
 //! - `max-rate`: an open-loop rate sweep of one shard against the built-in
 //!   target: schedule lag and achieved rate.
 
@@ -21,6 +23,7 @@ mod max_rate;
 mod metrics_overhead;
 mod profile_depth;
 mod profile_overhead;
+mod request_log_overhead;
 
 use std::process::ExitCode;
 
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Some("profile-overhead") => profile_overhead::main(&args[1..]),
         Some("profile-depth") => profile_depth::main(&args[1..]),
         Some("metrics-overhead") => metrics_overhead::main(&args[1..]),
+        Some("request-log-overhead") => request_log_overhead::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -104,5 +108,7 @@ commands:
       and without frame pointers: loadgen auto / fp / dwarf 16k / dwarf 64k, perf --call-graph dwarf (8k, 65528)
   metrics-overhead [--rounds N] [--duration SECS] [--connections C]
       loadgen's CPU µs per request with --metrics-listen off / on and scraped every second
+  request-log-overhead [--rounds N] [--duration SECS] [--connections C] [--depths 1,16]
+      loadgen's CPU µs per request against nginx with --request-log off / on, per pipeline depth
   max-rate [--rates 5000,10000,...] [--duration SECS]
       open-loop rate sweep of one shard against the built-in target: lag and achieved rate";

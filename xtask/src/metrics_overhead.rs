@@ -131,7 +131,7 @@ fn scrape_every_second(port: u16, stop: &AtomicBool, scrapes: &AtomicU64) {
 
 /// Runs `cmd` (stdout: the JSON report), reaping it with `wait4` for its
 /// own CPU time.
-fn run_measured(cmd: &mut Command) -> anyhow::Result<(serde_json::Value, Duration)> {
+pub(crate) fn run_measured(cmd: &mut Command) -> anyhow::Result<(serde_json::Value, Duration)> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
