@@ -438,12 +438,31 @@ fn bad_schemas_and_messages_are_one_line_before_the_run() {
             "has no method \"Shout\"",
         ),
     ];
-    for (mut args, want) in cases {
-        args.push(&url);
+    // A server without reflection, and no schema given.
+    let Some(bare) = GrpcServer::start(&GrpcOptions::default()) else {
+        return;
+    };
+    let bare_url = bare.url();
+    let mut cases = cases
+        .into_iter()
+        .map(|(a, w)| (a, w, url.as_str()))
+        .collect::<Vec<_>>();
+    cases.push((
+        vec!["--grpc", "loadgen.test.Echo/Say", "-b", "{}"],
+        "server reflection refused: UNIMPLEMENTED from grpc.reflection.v1alpha.ServerReflection: give the schema with --proto or --protoset",
+        bare_url.as_str(),
+    ));
+    for (mut args, want, url) in cases {
+        args.push(url);
         let out = run(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
+    // A gate that needs --grpc, on a run without it.
+    let out = run(&["--threshold", "nonok<1%", "http://127.0.0.1:9"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs --grpc"), "{err}");
 }
