@@ -234,15 +234,21 @@ fn connected_core<'a>(
 
 /// One closed-loop exchange through the shard core, as an engine drives it:
 /// a response arrives, the core books it and asks for the next send, the
-/// engine takes the action and stamps the send.
+/// engine takes the action and stamps the send. `_logged`: with
+/// `--request-log`, the core's line per response (the buffer emptied when
+/// full, as the engine does after writing it; the write is not timed).
 fn shard_core(c: &mut Criterion) {
     use loadgen::shard::ShardProgress;
     use std::sync::atomic::AtomicBool;
 
     let mut g = c.benchmark_group("shard_core");
-    for depth in [1usize, 16] {
+    for (depth, logged) in [(1usize, false), (16, false), (1, true), (16, true)] {
         let mut cfg = core_config();
         cfg.pipeline = depth;
+        cfg.request_log = logged.then(|| loadgen::config::RequestLogSpec {
+            path: "/dev/null".into(),
+            sample: 1,
+        });
         let (progress, stop) = (ShardProgress::default(), AtomicBool::new(false));
         let mut core = connected_core(&cfg, &progress, &stop);
         let mut actions = Vec::with_capacity(256);
@@ -250,7 +256,11 @@ fn shard_core(c: &mut Criterion) {
         let mut now = 1_000u64;
         let mut conn = 0u32;
         g.throughput(Throughput::Elements(depth as u64));
-        g.bench_function(format!("response_and_next_send_depth_{depth}"), |b| {
+        let name = format!(
+            "response_and_next_send_depth_{depth}{}",
+            if logged { "_logged" } else { "" }
+        );
+        g.bench_function(name, |b| {
             b.iter(|| {
                 now += 1_000;
                 core.on_received(conn, 0, black_box(&batch), now);
@@ -259,6 +269,11 @@ fn shard_core(c: &mut Criterion) {
                 actions.clear();
                 core.stamp(now);
                 conn = (conn + 1) % 64;
+                if let Some(log) = core.request_log()
+                    && log.is_full()
+                {
+                    log.clear();
+                }
                 sent
             })
         });
