@@ -108,19 +108,22 @@ pub fn plan(requested: UnwindMode, pid: u32, code: Code, bytes_per_s: u64) -> Ta
     TargetPlan { pid, mode, why }
 }
 
+/// CPUs that can be sampling a target thread at once.
+fn busy_cpus(cpus: usize, target_threads: usize) -> u64 {
+    cpus.min(target_threads.max(1)) as u64
+}
+
 /// Worst-case bytes per second of DWARF samples: every sampled CPU
 /// running a target thread.
 pub fn worst_case_bytes_per_s(freq: u64, cpus: usize, target_threads: usize, stack: u32) -> u64 {
-    let busy = cpus.min(target_threads.max(1)) as u64;
-    freq * busy * (stack as u64 + SAMPLE_HEADER_BYTES as u64)
+    freq * busy_cpus(cpus, target_threads) * (stack as u64 + SAMPLE_HEADER_BYTES as u64)
 }
 
 /// The largest stack copy a process may be raised to (see `copy_size`):
 /// the largest multiple of a page whose worst-case rate stays within
 /// [`AUTO_MAX_BYTES_PER_S`], at most [`MAX_STACK_BYTES`].
 pub fn copy_ceiling(freq: u64, cpus: usize, target_threads: usize) -> u32 {
-    let busy = cpus.min(target_threads.max(1)) as u64;
-    let per_sample = AUTO_MAX_BYTES_PER_S / (freq.max(1) * busy);
+    let per_sample = AUTO_MAX_BYTES_PER_S / (freq.max(1) * busy_cpus(cpus, target_threads));
     let stack = per_sample.saturating_sub(SAMPLE_HEADER_BYTES as u64);
     (stack.min(MAX_STACK_BYTES as u64) as u32) / PAGE_BYTES * PAGE_BYTES
 }
