@@ -5,6 +5,7 @@
 
 mod chunked;
 pub mod h2;
+pub mod h3;
 mod request;
 mod response;
 

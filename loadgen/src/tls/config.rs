@@ -46,6 +46,8 @@ pub struct TlsSettings {
     pub config: Arc<ClientConfig>,
     pub server_name: ServerName<'static>,
     pub resume: bool,
+    /// TLS 1.3 is among the versions (QUIC speaks nothing else).
+    pub tls13: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,10 @@ pub enum TlsError {
     ClientAuth(rustls::Error),
     #[error("cannot build the TLS configuration: {0}")]
     Config(rustls::Error),
+    #[error(
+        "HTTP/3 needs TLS 1.3 with TLS_AES_128_GCM_SHA256 (QUIC's initial packets use it); check --tls-version and --ciphers"
+    )]
+    NoQuicSuite,
 }
 
 /// The names `--ciphers` accepts for a suite: IANA, then OpenSSL.
@@ -195,6 +201,7 @@ pub fn client_config(i: TlsInputs) -> Result<TlsSettings, TlsError> {
         config: Arc::new(config),
         server_name,
         resume: i.resume,
+        tls13: versions.contains(&&rustls::version::TLS13),
     })
 }
 
@@ -208,6 +215,22 @@ impl TlsSettings {
             rustls::client::Resumption::disabled()
         };
         Arc::new(c)
+    }
+
+    /// One shard's QUIC client config for HTTP/3: the shard's TLS config
+    /// (its own session store) with ALPN `h3`, and early data on when
+    /// sessions are resumed, so that a reconnect sends its first requests
+    /// in 0-RTT.
+    pub fn for_shard_quic(&self) -> Result<quinn_proto::ClientConfig, TlsError> {
+        if !self.tls13 {
+            return Err(TlsError::NoQuicSuite);
+        }
+        let mut c = Arc::unwrap_or_clone(self.for_shard());
+        c.alpn_protocols = vec![crate::http::h3::ALPN.to_vec()];
+        c.enable_early_data = self.resume;
+        let quic = quinn_proto::crypto::rustls::QuicClientConfig::try_from(Arc::new(c))
+            .map_err(|_| TlsError::NoQuicSuite)?;
+        Ok(quinn_proto::ClientConfig::new(Arc::new(quic)))
     }
 }
 
@@ -306,6 +329,23 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(e, TlsError::NoSuiteForVersion("1.2")), "{e}");
+    }
+
+    #[test]
+    fn quic_needs_tls13_and_its_initial_suite() {
+        assert!(client_config(inputs()).unwrap().for_shard_quic().is_ok());
+        for (version, ciphers) in [
+            (Some(TlsVersion::V1_2), vec![]),
+            (None, vec!["TLS_AES_256_GCM_SHA384".to_string()]),
+        ] {
+            let s = client_config(TlsInputs {
+                version,
+                ciphers,
+                ..inputs()
+            })
+            .unwrap();
+            assert!(matches!(s.for_shard_quic(), Err(TlsError::NoQuicSuite)));
+        }
     }
 
     #[test]

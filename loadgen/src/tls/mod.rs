@@ -8,6 +8,8 @@ mod config;
 pub mod session;
 mod stats;
 
-pub use config::{TlsError, TlsInputs, TlsSettings, TlsVersion, cipher_names, client_config};
+pub use config::{
+    TlsError, TlsInputs, TlsSettings, TlsVersion, cipher_names, client_config, default_provider,
+};
 pub use session::{Failure, Session};
 pub use stats::{TlsErrors, TlsStats};

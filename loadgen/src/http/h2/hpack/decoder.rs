@@ -70,9 +70,9 @@ pub struct Decoded {
     pub list_size: usize,
 }
 
-/// What was seen of `:status` so far.
+/// What was seen of `:status` so far (QPACK's decoder keeps the same rule).
 #[derive(Clone, Copy)]
-enum Status {
+pub(crate) enum Status {
     Absent,
     One(u16),
     Bad,
@@ -80,7 +80,7 @@ enum Status {
 
 impl Status {
     #[inline]
-    fn see(&mut self, name: &[u8], value: Value<'_>) {
+    pub(crate) fn see(&mut self, name: &[u8], value: Value<'_>) {
         if name.first() != Some(&b':') || !eq_bytes(name, b":status") {
             return;
         }
@@ -90,7 +90,7 @@ impl Status {
         };
     }
 
-    fn get(self) -> Option<u16> {
+    pub(crate) fn get(self) -> Option<u16> {
         match self {
             Status::One(code) => Some(code),
             Status::Absent | Status::Bad => None,

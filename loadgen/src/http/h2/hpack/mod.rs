@@ -36,6 +36,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use decoder::Status;
 pub use decoder::{Decoded, Decoder, Value};
 pub use encoder::{FixedRequest, RequestEncoder, encode_literal, size_update};
 pub use fields::{FieldsError, RequestFields};
@@ -98,18 +99,19 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
         }
 }
 
-/// Reads the primitives of RFC 7541 §5 from a header block.
-struct Reader<'a> {
+/// Reads the primitives of RFC 7541 §5 from a header block (QPACK's field
+/// lines use the same integers and strings, RFC 9204 §4.1).
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
 
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
@@ -117,7 +119,7 @@ impl<'a> Reader<'a> {
     /// prefix in the first byte are the caller's. Values above `u32::MAX`
     /// and encodings longer than 5 continuation bytes are refused: nothing
     /// in HPACK needs them, and a bound keeps zero-padded encodings short.
-    fn int(&mut self, prefix_bits: u32) -> Result<usize, HpackError> {
+    pub(crate) fn int(&mut self, prefix_bits: u32) -> Result<usize, HpackError> {
         let mask = (1u32 << prefix_bits) - 1;
         let first = self.peek().ok_or(HpackError::Truncated)?;
         self.pos += 1;
@@ -142,8 +144,17 @@ impl<'a> Reader<'a> {
     /// A string literal (§5.2): its wire bytes and whether they are
     /// Huffman-coded.
     fn string(&mut self) -> Result<(&'a [u8], bool), HpackError> {
-        let huffman = self.peek().ok_or(HpackError::Truncated)? & 0x80 != 0;
-        let len = self.int(7)?;
+        self.string_prefixed(7)
+    }
+
+    /// A string literal whose length has an N-bit prefix and whose Huffman
+    /// flag is the bit above it (HPACK: 7; QPACK's literal names: 3).
+    pub(crate) fn string_prefixed(
+        &mut self,
+        prefix_bits: u32,
+    ) -> Result<(&'a [u8], bool), HpackError> {
+        let huffman = self.peek().ok_or(HpackError::Truncated)? & (1 << prefix_bits) != 0;
+        let len = self.int(prefix_bits)?;
         let end = self.pos.checked_add(len).ok_or(HpackError::Truncated)?;
         let bytes = self.buf.get(self.pos..end).ok_or(HpackError::Truncated)?;
         self.pos = end;
@@ -152,7 +163,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Appends an integer with an N-bit prefix, `flags` in the bits above it.
-fn encode_int(value: usize, prefix_bits: u32, flags: u8, out: &mut Vec<u8>) {
+pub(crate) fn encode_int(value: usize, prefix_bits: u32, flags: u8, out: &mut Vec<u8>) {
     let mask = (1usize << prefix_bits) - 1;
     if value < mask {
         out.push(flags | value as u8);
@@ -168,7 +179,7 @@ fn encode_int(value: usize, prefix_bits: u32, flags: u8, out: &mut Vec<u8>) {
 }
 
 /// Appends a raw (not Huffman-coded) string literal.
-fn encode_raw_string(s: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn encode_raw_string(s: &[u8], out: &mut Vec<u8>) {
     encode_int(s.len(), 7, 0, out);
     out.extend_from_slice(s);
 }
