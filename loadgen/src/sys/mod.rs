@@ -3,6 +3,7 @@
 //! engines, the built-in target and the command layer all use it.
 
 pub mod sock;
+pub mod udp;
 pub mod uring;
 
 use std::io;

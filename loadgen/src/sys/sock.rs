@@ -1,5 +1,6 @@
 //! The socket calls io_uring does not make for us, shared by the io_uring
-//! engine and the built-in target, through socket2 where it has them.
+//! engine and the built-in target, through socket2 where it has them: TCP
+//! and Unix stream sockets, and UDP sockets for QUIC.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,25 +32,91 @@ pub fn client_socket(addr: &SockAddr, source: Option<&SockAddr>) -> io::Result<R
     Ok(s.into_raw_fd())
 }
 
+/// A connected, non-blocking, close-on-exec UDP socket for QUIC to `addr`:
+///
+/// - never fragmented, and the kernel's path MTU not applied
+///   (`IP_PMTUDISC_PROBE`): QUIC probes the path MTU itself (quinn's MTU
+///   discovery needs it, as quinn-udp sets it), and a datagram too large
+///   for the path is then dropped, which QUIC's probing expects;
+/// - with `UDP_GRO` when `gro` and the kernel has it (Linux ≥ 5.0): a burst
+///   of datagrams from the server comes as one receive, with their size
+///   (see [`super::udp`]); [`UdpSocket::gro`] says whether it is on;
+/// - bound to `source` as TCP sockets are ([`client_socket`]): the port is
+///   picked at connect, per destination.
+///
+/// Connecting only fixes the peer: it is instant and sends nothing. A
+/// closed port shows as `ECONNREFUSED` on a later receive or send (the
+/// ICMP error), so one socket per connection keeps that error to it.
+pub fn udp_socket(addr: &SockAddr, source: Option<&SockAddr>, gro: bool) -> io::Result<UdpSocket> {
+    let s = Socket::new(addr.domain(), Type::DGRAM.nonblocking(), None)?;
+    if addr.is_ipv6() {
+        set_int_opt(
+            &s,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )?;
+    } else {
+        set_int_opt(
+            &s,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )?;
+    }
+    let gro = gro && set_int_opt(&s, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
+    if let Some(src) = source {
+        bind_source(&s, src)?;
+    }
+    s.connect(addr)?;
+    Ok(UdpSocket {
+        fd: s.into_raw_fd(),
+        gro,
+    })
+}
+
+/// A UDP socket from [`udp_socket`]; the caller owns the descriptor (see
+/// [`close`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpSocket {
+    pub fd: RawFd,
+    /// Receives may hold several datagrams (UDP_GRO).
+    pub gro: bool,
+}
+
+/// `setsockopt` of an int option socket2 has no setter for.
+fn set_int_opt(
+    s: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the descriptor is `s`'s, open for this call; the option value
+    // points to a live c_int of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            &value as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Binds client socket `s` to source address `src` (port 0) before it
 /// connects. `IP_BIND_ADDRESS_NO_PORT` leaves the port to `connect`, which
 /// picks one for the whole 4-tuple: the address then has its ~28k
 /// ephemeral ports for each destination, not once for all of them.
 fn bind_source(s: &Socket, src: &SockAddr) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: the descriptor is `s`'s, open for this call; the option
-    // value points to a live c_int of the size given. socket2 has no
-    // setter for this option. A kernel without it (< 4.2) ignores it: bind
-    // then picks the port, which still works, with fewer ports.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    // A kernel without this option (< 4.2) refuses it: bind then picks the
+    // port, which still works, with fewer ports.
+    let _ = set_int_opt(s, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
     s.bind(src)
 }
 

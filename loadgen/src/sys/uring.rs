@@ -13,6 +13,8 @@ use std::time::Duration;
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, squeue, types};
 
+use super::udp::{self, MultiRecv};
+
 /// Which io_uring setup flags the kernel accepted, best first (in
 /// reports as `ring_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -115,6 +117,12 @@ pub struct Completion {
 pub struct Uring {
     ring: IoUring,
     bufs: BufRing,
+    /// UDP's buffers (a second group: a datagram burst with GRO needs far
+    /// larger buffers than a stream's reads) and the header their
+    /// multishot receives share; see [`Uring::enable_udp`].
+    udp: Option<(BufRing, MultiRecv)>,
+    /// UDP receives whose payload did not fit a buffer (the rest is lost).
+    pub udp_truncated: u64,
     pub mode: RingMode,
     /// The kernel takes a min-wait with a wait (Linux ≥ 6.12).
     min_wait: bool,
@@ -144,6 +152,8 @@ impl Uring {
             min_wait: ring.params().is_feature_min_timeout(),
             ring,
             bufs,
+            udp: None,
+            udp_truncated: 0,
             mode,
             in_flight: 0,
             #[cfg(test)]
@@ -153,6 +163,51 @@ impl Uring {
 
     pub fn bgid(&self) -> u16 {
         self.bufs.bgid
+    }
+
+    /// Registers `count` UDP receive buffers of `size` bytes as buffer
+    /// group `bgid` (not the stream group's). Each buffer gives
+    /// [`udp::RECV_OVERHEAD`] bytes to the kernel's header and the control
+    /// message; the rest is payload: 1500 bytes of it take one datagram, a
+    /// GRO batch needs up to 64 KiB.
+    pub fn enable_udp(&mut self, count: u16, size: usize, bgid: u16) -> io::Result<()> {
+        if size <= udp::RECV_OVERHEAD || bgid == self.bufs.bgid || self.udp.is_some() {
+            return Err(io::Error::other(
+                "UDP buffers: one group, its own id, larger than the receive header",
+            ));
+        }
+        let bufs = BufRing::new(&self.ring, count, size, bgid)?;
+        self.udp = Some((bufs, MultiRecv::new()));
+        Ok(())
+    }
+
+    /// The entry that arms a multishot UDP receive on `fd` into the UDP
+    /// buffers (`None` before [`Self::enable_udp`]). Its completions name a
+    /// buffer to read with [`Self::udp_received`] and then recycle with
+    /// [`Self::udp_recycle`].
+    pub fn udp_recv_entry(&self, fd: std::os::fd::RawFd) -> Option<squeue::Entry> {
+        let (bufs, hdr) = self.udp.as_ref()?;
+        Some(hdr.entry(fd, bufs.bgid))
+    }
+
+    /// The datagrams in UDP buffer `bid` (`len` from the completion), named
+    /// by a completion just reaped and not yet recycled; truncation is
+    /// counted in `udp_truncated`.
+    pub fn udp_received(&mut self, bid: u16, len: usize) -> Option<udp::Received<'_>> {
+        let (bufs, hdr) = self.udp.as_ref()?;
+        let r = hdr.parse(bufs.get(bid, len))?;
+        if r.truncated {
+            self.udp_truncated += 1;
+        }
+        Some(r)
+    }
+
+    /// Hands UDP buffer `bid` back to the kernel (visible on
+    /// [`Self::publish`]).
+    pub fn udp_recycle(&mut self, bid: u16) {
+        if let Some((bufs, _)) = &mut self.udp {
+            bufs.recycle(bid);
+        }
     }
 
     /// Queues `entry`; when the submission queue is full, submits what is
@@ -262,6 +317,9 @@ impl Uring {
     #[inline]
     pub fn publish(&self) {
         self.bufs.publish();
+        if let Some((bufs, _)) = &self.udp {
+            bufs.publish();
+        }
     }
 }
 
@@ -270,14 +328,24 @@ impl Drop for Uring {
         if self.in_flight == 0 {
             // Nothing can touch the buffers any more: take them back.
             let _ = self.ring.submitter().unregister_buf_ring(self.bufs.bgid);
+            if let Some((bufs, _)) = &self.udp {
+                let _ = self.ring.submitter().unregister_buf_ring(bufs.bgid);
+            }
         } else {
             // Operations are still in flight after the caller's shutdown
             // window (a kernel that never completed a cancelled receive).
             // Only receives write our memory, and only into these buffers;
             // they may do so until the ring's teardown, which runs after
             // `close` returns. So the buffers are leaked, never freed: at
-            // most `count × size` bytes per shard, once per run.
+            // most `count × size` bytes per shard, once per run. The UDP
+            // receive header is read by the kernel too: leaked with them.
             self.bufs.leak = true;
+            if let Some((bufs, _)) = &mut self.udp {
+                bufs.leak = true;
+            }
+            if let Some(udp) = self.udp.take() {
+                std::mem::forget(udp);
+            }
         }
         // `ring` drops next (closing it cancels what is left), then `bufs`.
     }
