@@ -19,6 +19,7 @@
 //! Every fault is an [`H3Error`], which knows its wire code and whether it
 //! ends the connection or only the stream.
 
+mod connection;
 mod error;
 mod frame;
 pub mod qpack;
@@ -31,6 +32,7 @@ mod quic_tests;
 #[cfg(test)]
 mod tests;
 
+pub use connection::{Connection, Event};
 pub use error::{H3Error, code, code_name};
 pub use frame::{Frame, FrameReader, StreamKind, frame_type, write_frame_header};
 pub use response::{ResponseEvent, ResponseReader};

@@ -1,10 +1,6 @@
-//! quinn-proto driven as the shard core will drive it (design note §1,
-//! "Ownership in the core"): one client `Endpoint`, connections fed
-//! datagrams and timeouts on a fake clock, `poll_transmit` pulled until it
-//! has nothing, our HTTP/3 framing on the streams. The server is a
-//! quinn-proto server `Endpoint` in the same process whose HTTP/3 side is
-//! an independent implementation (shiguredo_http3's frames and QPACK), so
-//! both ends of every byte we frame are checked by someone else's code.
+//! The world of the QUIC tests: datagrams in queues with loss, a server
+//! endpoint that speaks HTTP/3 with shiguredo_http3's codec, and a client
+//! that drives [`Connection`] as the shard core will.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,20 +10,19 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use quinn_proto::crypto::rustls::QuicServerConfig;
 use quinn_proto::{
-    ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ServerConfig,
-    StreamEvent, StreamId, Transmit,
+    ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, ServerConfig, StreamId,
+    Transmit, VarInt,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use shiguredo_http3 as sh;
 
-use super::qpack::{self, Decoder};
-use super::*;
+use crate::http::h3::{ALPN, Connection, Event, H3Error, qpack};
 use crate::tls::{TlsInputs, client_config};
 
-const CLIENT: &str = "127.0.0.1:40000";
-const SERVER: &str = "127.0.0.1:4433";
-const AUTHORITY: &[u8] = b"localhost:4433";
-const BODY: &[u8] = b"hello";
+pub const CLIENT: &str = "127.0.0.1:40000";
+pub const SERVER: &str = "127.0.0.1:4433";
+pub const AUTHORITY: &[u8] = b"localhost:4433";
+pub const BODY: &[u8] = b"hello";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -35,14 +30,12 @@ fn addr(s: &str) -> SocketAddr {
 
 /// The datagrams in flight each way, and the loss: every `drop_every`-th
 /// datagram sent (either way) is lost.
-struct Net {
+pub struct Net {
     to_server: VecDeque<Vec<u8>>,
     to_client: VecDeque<Vec<u8>>,
-    sent: u64,
-    dropped: u64,
+    pub sent: u64,
+    pub dropped: u64,
     drop_every: Option<u64>,
-    /// Datagrams per transmit with more than one (GSO batches).
-    batched: u64,
 }
 
 impl Net {
@@ -50,9 +43,6 @@ impl Net {
     /// `segment_size` long), as the kernel does for UDP_SEGMENT.
     fn send(&mut self, server_bound: bool, t: &Transmit, buf: &[u8]) {
         let seg = t.segment_size.unwrap_or(t.size);
-        if t.size > seg {
-            self.batched += 1;
-        }
         for d in buf[..t.size].chunks(seg) {
             self.sent += 1;
             if self.drop_every.is_some_and(|n| self.sent.is_multiple_of(n)) {
@@ -94,28 +84,54 @@ fn sh_frame(frame: &sh::Frame) -> Vec<u8> {
     buf
 }
 
-/// One server connection: its request streams' bytes so far, and what it
-/// served.
-struct ServerConn {
-    conn: quinn_proto::Connection,
-    requests: HashMap<StreamId, Vec<u8>>,
-    uni: HashMap<StreamId, Vec<u8>>,
-    control_open: bool,
-    served: u64,
-    /// Requests read before the handshake completed: sent in 0-RTT.
-    early: u64,
+/// How the server misbehaves (one way at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Normal,
+    /// Resets every `n`-th request stream it reads with `code` instead of
+    /// answering.
+    ResetEvery {
+        n: u64,
+        code: u64,
+    },
+    /// After answering `n` requests on a connection, sends GOAWAY naming
+    /// the next request stream and answers none from there.
+    GoawayAfter(u64),
+    /// Answers without `:status`.
+    NoStatus,
+    /// Sends a DATA frame on its control stream.
+    DataOnControl,
 }
 
-struct Server {
+/// One server connection: its request streams' bytes so far, and what it
+/// did.
+pub struct ServerConn {
+    pub conn: quinn_proto::Connection,
+    requests: HashMap<StreamId, Vec<u8>>,
+    uni: HashMap<StreamId, Vec<u8>>,
+    control: Option<StreamId>,
+    pub served: u64,
+    /// Request streams read whole, answered or not.
+    seen: u64,
+    pub resets: u64,
+    /// The GOAWAY it sent: streams from this id on are not answered.
+    goaway: Option<u64>,
+    /// Requests read before the handshake completed: sent in 0-RTT.
+    pub early: u64,
+    pub lost: Option<quinn_proto::ConnectionError>,
+}
+
+pub struct Server {
     ep: Endpoint,
-    conns: HashMap<ConnectionHandle, ServerConn>,
+    pub conns: HashMap<ConnectionHandle, ServerConn>,
+    pub behaviour: Behaviour,
 }
 
 fn server_config(early_data: bool) -> Arc<ServerConfig> {
-    let certs = CertificateDer::pem_slice_iter(include_bytes!("testdata/cert.pem"))
+    let certs = CertificateDer::pem_slice_iter(include_bytes!("../testdata/cert.pem"))
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(include_bytes!("testdata/key.pem")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/key.pem")).unwrap();
     let mut tls =
         rustls::ServerConfig::builder_with_provider(Arc::new(crate::tls::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -130,7 +146,7 @@ fn server_config(early_data: bool) -> Arc<ServerConfig> {
 }
 
 impl Server {
-    fn new(early_data: bool) -> Self {
+    pub fn new(early_data: bool, behaviour: Behaviour) -> Self {
         Server {
             ep: Endpoint::new(
                 Arc::new(EndpointConfig::default()),
@@ -139,14 +155,19 @@ impl Server {
                 None,
             ),
             conns: HashMap::new(),
+            behaviour,
         }
     }
 
-    fn served(&self) -> u64 {
+    pub fn served(&self) -> u64 {
         self.conns.values().map(|c| c.served).sum()
     }
 
-    fn early(&self) -> u64 {
+    pub fn resets(&self) -> u64 {
+        self.conns.values().map(|c| c.resets).sum()
+    }
+
+    pub fn early(&self) -> u64 {
         self.conns.values().map(|c| c.early).sum()
     }
 
@@ -170,9 +191,13 @@ impl Server {
                                 conn,
                                 requests: HashMap::new(),
                                 uni: HashMap::new(),
-                                control_open: false,
+                                control: None,
                                 served: 0,
+                                seen: 0,
+                                resets: 0,
+                                goaway: None,
                                 early: 0,
+                                lost: None,
                             },
                         );
                     }
@@ -206,11 +231,14 @@ impl Server {
             }
             while let Some(ev) = c.conn.poll() {
                 busy = true;
-                if let Event::ConnectionLost { reason } = ev {
-                    panic!("server lost a connection: {reason}");
+                if let quinn_proto::Event::ConnectionLost { reason } = ev {
+                    c.lost = Some(reason);
                 }
             }
-            if !c.control_open
+            if c.lost.is_some() {
+                continue;
+            }
+            if c.control.is_none()
                 && let Some(id) = c.conn.streams().open(Dir::Uni)
             {
                 // Type 0, SETTINGS (shiguredo's, with its grease setting).
@@ -218,8 +246,11 @@ impl Server {
                 bytes.extend(sh_frame(&sh::Frame::Settings(
                     sh::SettingsPayload::from_settings(&sh::Settings::new()),
                 )));
+                if self.behaviour == Behaviour::DataOnControl {
+                    bytes.extend(sh_frame(&sh::Frame::Data(sh::DataPayload::new(vec![1]))));
+                }
                 c.conn.send_stream(id).write(&bytes).unwrap();
-                c.control_open = true;
+                c.control = Some(id);
             }
             for dir in [Dir::Bi, Dir::Uni] {
                 while let Some(id) = c.conn.streams().accept(dir) {
@@ -230,19 +261,49 @@ impl Server {
                     };
                 }
             }
-            let ids: Vec<StreamId> = c.requests.keys().copied().collect();
+            // In stream order, so that a GOAWAY after n answers means the
+            // first n streams.
+            let mut ids: Vec<StreamId> = c.requests.keys().copied().collect();
+            ids.sort_by_key(|&id| u64::from(id));
             for id in ids {
                 let mut buf = std::mem::take(c.requests.get_mut(&id).unwrap());
-                if read_stream(&mut c.conn, id, &mut buf) {
-                    c.requests.remove(&id);
-                    if c.conn.is_handshaking() {
-                        c.early += 1;
-                    }
-                    serve(&mut c.conn, id, &buf);
-                    c.served += 1;
-                    busy = true;
-                } else {
+                if !read_stream(&mut c.conn, id, &mut buf) {
                     c.requests.insert(id, buf);
+                    continue;
+                }
+                c.requests.remove(&id);
+                busy = true;
+                c.seen += 1;
+                if c.conn.is_handshaking() {
+                    c.early += 1;
+                }
+                match self.behaviour {
+                    Behaviour::ResetEvery { n, code } if c.seen.is_multiple_of(n) => {
+                        c.conn
+                            .send_stream(id)
+                            .reset(VarInt::from_u64(code).unwrap())
+                            .unwrap();
+                        c.resets += 1;
+                        continue;
+                    }
+                    Behaviour::GoawayAfter(_) if c.goaway.is_some_and(|g| u64::from(id) >= g) => {
+                        continue;
+                    }
+                    _ => {}
+                }
+                serve(&mut c.conn, id, &buf, self.behaviour == Behaviour::NoStatus);
+                c.served += 1;
+                if let Behaviour::GoawayAfter(n) = self.behaviour
+                    && c.served == n
+                    && c.goaway.is_none()
+                {
+                    let next = u64::from(id) + 4;
+                    c.goaway = Some(next);
+                    let frame = sh_frame(&sh::Frame::Goaway(sh::GoawayPayload::new(
+                        sh::VarInt::new(next).unwrap(),
+                    )));
+                    let control = c.control.expect("the control stream is open");
+                    c.conn.send_stream(control).write(&frame).unwrap();
                 }
             }
             for (&id, buf) in c.uni.iter_mut() {
@@ -272,7 +333,7 @@ impl Server {
 
 /// Checks the request (an independent QPACK decoder) and answers 200 with
 /// a 5-byte body.
-fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8]) {
+fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8], no_status: bool) {
     let (frame, used) = sh::frame::decode_frame(request).unwrap();
     assert_eq!(used, request.len(), "the request is one HEADERS frame");
     let sh::Frame::Headers(h) = frame else {
@@ -291,10 +352,13 @@ fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8]) {
             (b":path", b"/"),
         ]
     );
-    let headers = [
+    let mut headers = vec![
         sh::Header::new(":status", "200").unwrap(),
         sh::Header::new("content-length", "5").unwrap(),
     ];
+    if no_status {
+        headers.remove(0);
+    }
     let mut section = vec![0; 256];
     let n = sh::QpackEncoder::new()
         .encode(&mut section, &headers, 0)
@@ -309,25 +373,26 @@ fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8]) {
     s.finish().unwrap();
 }
 
-/// The client: what the shard core will hold per connection, in the
-/// shape step 3 gives it.
-struct Client {
+/// The client: one connection at a time, driven as the shard core will
+/// drive its connections.
+pub struct Client {
     ep: Endpoint,
     config: quinn_proto::ClientConfig,
-    conn: Option<(ConnectionHandle, quinn_proto::Connection)>,
+    pub conn: Option<(ConnectionHandle, Connection)>,
     /// The request's HEADERS frame, shared by every stream.
     request: Bytes,
-    /// Requests to make on this connection, and answered so far.
+    /// Requests to make on this connection.
     want: usize,
-    statuses: Vec<u16>,
-    body: usize,
-    responses: HashMap<StreamId, ResponseReader>,
-    uni: HashMap<StreamId, UniStream>,
-    peer: PeerStreams,
-    qpack: Decoder,
-    /// Requests went out with the handshake (0-RTT), before `Connected`.
-    sent_early: bool,
-    connected: bool,
+    /// Slots whose request waits for a stream.
+    queue: Vec<u32>,
+    pub statuses: Vec<u16>,
+    pub body: u64,
+    pub first_bytes: usize,
+    /// Events other than the usual ones, in order.
+    pub log: Vec<Event>,
+    /// `Connected`'s 0-RTT outcome.
+    pub zero_rtt: Option<Option<bool>>,
+    pub error: Option<H3Error>,
 }
 
 impl Client {
@@ -354,59 +419,68 @@ impl Client {
             conn: None,
             request: qpack::fixed_request_frame(fields.iter()),
             want: 0,
+            queue: Vec::new(),
             statuses: Vec::new(),
             body: 0,
-            responses: HashMap::new(),
-            uni: HashMap::new(),
-            peer: PeerStreams::new(),
-            qpack: Decoder::new(16384),
-            sent_early: false,
-            connected: false,
+            first_bytes: 0,
+            log: Vec::new(),
+            zero_rtt: None,
+            error: None,
         }
     }
 
-    fn done(&self) -> bool {
-        self.statuses.len() == self.want
+    /// Requests that failed (reset or malformed).
+    pub fn failed(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|e| matches!(e, Event::Reset { .. } | Event::Malformed { .. }))
+            .count()
     }
 
-    /// A new connection that will make `n` requests: at once, in 0-RTT,
-    /// when the session store has a ticket for the server.
+    pub fn unprocessed(&self) -> usize {
+        self.log
+            .iter()
+            .filter(|e| matches!(e, Event::Unprocessed { .. }))
+            .count()
+    }
+
+    /// Nothing more will happen on this connection: every request answered
+    /// or failed, or left over after a GOAWAY, or the connection failed.
+    fn settled(&self) -> bool {
+        let draining = self.conn.as_ref().is_some_and(|(_, c)| c.is_draining());
+        let stuck = if draining { self.queue.len() } else { 0 };
+        self.error.is_some() || self.statuses.len() + self.failed() + stuck == self.want
+    }
+
+    /// A new connection for `n` requests (slots `0..n`): at once, in
+    /// 0-RTT, when the session store has a ticket for the server.
     fn connect(&mut self, now: Instant, n: usize) {
-        let (ch, conn) = self
+        let (ch, quic) = self
             .ep
             .connect(now, self.config.clone(), addr(SERVER), "localhost")
             .unwrap();
-        self.conn = Some((ch, conn));
+        self.conn = Some((ch, Connection::new(quic, n, 16384)));
         self.want = n;
+        self.queue = (0..n as u32).rev().collect();
         self.statuses.clear();
         self.body = 0;
-        self.responses.clear();
-        self.uni.clear();
-        self.peer = PeerStreams::new();
-        self.connected = false;
-        self.sent_early = self.conn.as_ref().unwrap().1.has_0rtt();
-        if self.sent_early {
-            self.open_streams();
-        }
+        self.first_bytes = 0;
+        self.log.clear();
+        self.zero_rtt = None;
+        self.error = None;
+        self.open();
     }
 
-    /// Our control stream, then one request stream per request not yet
-    /// answered.
-    fn open_streams(&mut self) {
-        let (_, conn) = self.conn.as_mut().unwrap();
-        let control = conn.streams().open(Dir::Uni).unwrap();
-        let bytes = client_control_stream(16384);
-        conn.send_stream(control).write(&bytes).unwrap();
-        for _ in self.statuses.len()..self.want {
-            let id = conn
-                .streams()
-                .open(Dir::Bi)
-                .expect("under the stream limit");
-            let mut s = conn.send_stream(id);
-            let w = s.write_chunks(&mut [self.request.clone()]).unwrap();
-            assert_eq!(w.bytes, self.request.len());
-            s.finish().unwrap();
-            self.responses.insert(id, ResponseReader::new(16384));
+    /// Puts queued requests on streams while the server allows.
+    fn open(&mut self) {
+        let Some((_, conn)) = self.conn.as_mut() else {
+            return;
+        };
+        while let Some(&slot) = self.queue.last() {
+            if !conn.open_stream(slot, &self.request) {
+                break;
+            }
+            self.queue.pop();
         }
     }
 
@@ -423,7 +497,7 @@ impl Client {
             Some(DatagramEvent::ConnectionEvent(ch, ev)) => {
                 let (c, conn) = self.conn.as_mut().unwrap();
                 if *c == ch {
-                    conn.handle_event(ev);
+                    conn.quic_mut().handle_event(ev);
                 }
             }
             Some(DatagramEvent::Response(t)) => net.send(true, &t, &buf),
@@ -437,70 +511,37 @@ impl Client {
             return false;
         };
         let mut busy = false;
-        while let Some(ev) = conn.poll_endpoint_events() {
+        while let Some(ev) = conn.quic_mut().poll_endpoint_events() {
             busy = true;
             if let Some(ev) = self.ep.handle_event(*ch, ev) {
-                conn.handle_event(ev);
+                conn.quic_mut().handle_event(ev);
             }
         }
-        let mut readable = Vec::new();
-        let mut reissue = false;
-        while let Some(ev) = conn.poll() {
+        let mut events = Vec::new();
+        if let Err(e) = conn.poll(now, &mut events) {
+            self.error = Some(e);
+        }
+        for e in events {
             busy = true;
-            match ev {
-                Event::Connected => {
-                    self.connected = true;
-                    // Rejected 0-RTT: quinn dropped every stream we opened
-                    // (the control stream too). The requests were never
-                    // seen: they go out again.
-                    reissue = !self.sent_early || !conn.accepted_0rtt();
+            match e {
+                Event::Connected { zero_rtt } => self.zero_rtt = Some(zero_rtt),
+                Event::Complete { status, body, .. } => {
+                    self.statuses.push(status);
+                    self.body += body;
                 }
-                Event::ConnectionLost { reason } => panic!("client lost the connection: {reason}"),
-                Event::Stream(StreamEvent::Readable { id }) => readable.push(id),
-                Event::Stream(StreamEvent::Opened { dir: Dir::Uni }) => {
-                    while let Some(id) = conn.streams().accept(Dir::Uni) {
-                        self.uni.insert(id, UniStream::new());
-                        readable.push(id);
-                    }
+                Event::FirstByte { .. } => self.first_bytes += 1,
+                Event::Available => {}
+                Event::Unprocessed { slot } => {
+                    self.queue.push(slot);
+                    self.log.push(e);
                 }
-                _ => {}
+                e => self.log.push(e),
             }
         }
-        if reissue {
-            self.responses.clear();
-            self.open_streams();
-        }
+        self.open();
         let (_, conn) = self.conn.as_mut().unwrap();
-        for id in readable {
-            let mut bytes = Vec::new();
-            let fin = read_stream(conn, id, &mut bytes);
-            if let Some(u) = self.uni.get_mut(&id) {
-                assert_eq!(
-                    u.on_data(&bytes, &mut self.peer),
-                    Ok(UniStreamAction::Continue)
-                );
-                assert!(!fin || u.on_end().is_ok(), "a critical stream closed");
-            } else if let Some(r) = self.responses.get_mut(&id) {
-                let (statuses, body) = (&mut self.statuses, &mut self.body);
-                r.on_data(
-                    &bytes,
-                    &mut self.qpack,
-                    |e| match e {
-                        ResponseEvent::Head { status } => statuses.push(status),
-                        ResponseEvent::Body(n) => *body += n,
-                        other => panic!("{other:?}"),
-                    },
-                    |_, _| {},
-                )
-                .unwrap();
-                if fin {
-                    r.on_finish().unwrap();
-                    self.responses.remove(&id);
-                }
-            }
-        }
         let mut buf = Vec::new();
-        while let Some(t) = conn.poll_transmit(now, 10, &mut buf) {
+        while let Some(t) = conn.quic_mut().poll_transmit(now, 10, &mut buf) {
             net.send(true, &t, &buf);
             buf.clear();
             busy = true;
@@ -508,21 +549,21 @@ impl Client {
         busy
     }
 
-    fn conn(&self) -> &quinn_proto::Connection {
-        &self.conn.as_ref().unwrap().1
+    pub fn quic(&self) -> &quinn_proto::Connection {
+        self.conn.as_ref().unwrap().1.quic()
     }
 }
 
-struct World {
+pub struct World {
     epoch: Instant,
     now: Instant,
-    net: Net,
-    client: Client,
-    server: Server,
+    pub net: Net,
+    pub client: Client,
+    pub server: Server,
 }
 
 impl World {
-    fn new(drop_every: Option<u64>) -> Self {
+    pub fn new(drop_every: Option<u64>, behaviour: Behaviour) -> Self {
         let epoch = Instant::now();
         World {
             epoch,
@@ -533,15 +574,12 @@ impl World {
                 sent: 0,
                 dropped: 0,
                 drop_every,
-                batched: 0,
             },
             client: Client::new(),
-            server: Server::new(true),
+            server: Server::new(true, behaviour),
         }
     }
 
-    /// Runs until the client's requests are all answered; the clock moves
-    /// only when nothing is left to do but wait for a timer.
     fn step(&mut self) -> bool {
         let mut busy = self.client.work(self.now, &mut self.net);
         busy |= self.server.work(self.now, &mut self.net);
@@ -556,9 +594,11 @@ impl World {
         busy
     }
 
+    /// Runs until the client's connection is settled; the clock moves only
+    /// when nothing is left to do but wait for a timer.
     fn run(&mut self) {
         for _ in 0..100_000 {
-            if self.client.done() {
+            if self.client.settled() {
                 // What is in flight still lands (the session tickets come
                 // after the server's handshake completes, which may be
                 // after the answers to 0-RTT requests).
@@ -580,7 +620,7 @@ impl World {
             .conns
             .values_mut()
             .filter_map(|c| c.conn.poll_timeout())
-            .chain(conn.poll_timeout())
+            .chain(conn.quic_mut().poll_timeout())
             .min()
             .expect("stalled with no timer");
         assert!(
@@ -588,52 +628,26 @@ impl World {
             "no progress for 10 s of fake time"
         );
         self.now = self.now.max(next);
-        conn.handle_timeout(self.now);
+        conn.quic_mut().handle_timeout(self.now);
         for c in self.server.conns.values_mut() {
             c.conn.handle_timeout(self.now);
         }
     }
 
-    fn get(&mut self, n: usize) {
+    /// A new connection makes `n` requests and runs until it settles.
+    pub fn connect_and_run(&mut self, n: usize) {
         self.client.connect(self.now, n);
         self.run();
-        assert_eq!(self.client.statuses, vec![200; n]);
-        assert_eq!(self.client.body, n * BODY.len());
-        assert!(self.client.responses.is_empty());
-        assert!(
-            self.client.peer.settings().is_some(),
-            "server SETTINGS read"
-        );
     }
-}
 
-#[test]
-fn handshake_and_gets_over_quinn_with_loss_and_0rtt() {
-    for drop_every in [None, Some(7)] {
-        let mut w = World::new(drop_every);
-        w.get(1);
-        assert!(!w.client.sent_early, "no ticket yet: a full handshake");
-        w.get(16);
-        assert_eq!(w.server.served(), 17);
-        // Resumed connections (new ones on the same client config): the
-        // requests go out in 0-RTT with the handshake and the server reads
-        // them before it completes.
-        w.get(16);
-        assert!(w.client.sent_early && w.client.conn().accepted_0rtt());
-        assert_eq!(w.server.served(), 33);
-        assert!(w.server.early() >= 1, "no request arrived in 0-RTT");
-        if let Some(n) = drop_every {
-            assert!(w.net.dropped >= w.net.sent / n - 1 && w.net.dropped > 0);
-            assert!(w.client.conn().stats().path.lost_packets > 0);
-        }
-        // A server that will not take early data (a restarted one: it does
-        // not know the ticket): quinn drops every stream we opened, and
-        // the requests are made again after the handshake, once each.
-        w.server = Server::new(false);
-        w.get(16);
-        assert!(w.client.sent_early, "drop {drop_every:?}: no 0-RTT attempt");
-        assert!(!w.client.conn().accepted_0rtt(), "drop {drop_every:?}");
-        assert_eq!(w.server.served(), 16);
-        assert_eq!(w.server.early(), 0);
+    /// `n` GETs on a new connection, all answered.
+    pub fn get(&mut self, n: usize) {
+        self.connect_and_run(n);
+        assert_eq!(self.client.error, None);
+        assert_eq!(self.client.statuses, vec![200; n]);
+        assert_eq!(self.client.body, (n * BODY.len()) as u64);
+        assert!(self.client.first_bytes >= n);
+        let (_, conn) = self.client.conn.as_ref().unwrap();
+        assert_eq!(conn.held(), 0);
     }
 }
