@@ -21,6 +21,7 @@ mod events;
 mod h2;
 mod open_loop;
 mod plan;
+mod quic;
 mod request_log;
 mod slots;
 #[cfg(test)]

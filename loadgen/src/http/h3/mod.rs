@@ -28,7 +28,7 @@ mod uni;
 pub mod varint;
 
 #[cfg(test)]
-mod quic_tests;
+pub(crate) mod quic_tests;
 #[cfg(test)]
 mod tests;
 

@@ -126,3 +126,28 @@ fn a_bad_control_stream_closes_the_connection_with_its_code() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The CPU probe of design note §7: the client's own time per request
+/// (quinn-proto, its crypto, our framing) on a resumed connection, at 1 and
+/// 16 streams, against the in-process server on the fake clock. A
+/// measurement, so it is ignored by default and wants an optimized build:
+/// `cargo test -p loadgen --release --lib -- --ignored --nocapture
+/// client_cpu_per_request`.
+#[test]
+#[ignore]
+fn client_cpu_per_request() {
+    let mut w = World::new(None, Behaviour::Normal);
+    w.get(1);
+    for (depth, total) in [(1, 20_000), (16, 100_000), (1, 20_000), (16, 100_000)] {
+        let per = w.load(depth, total);
+        let stats = w.client.quic().stats();
+        eprintln!(
+            "depth {depth:>2}: {:.2} µs of client time per request; {} datagrams out, {} in ({:.2} and {:.2} per request)",
+            per.as_secs_f64() * 1e6,
+            stats.udp_tx.datagrams,
+            stats.udp_rx.datagrams,
+            stats.udp_tx.datagrams as f64 / total as f64,
+            stats.udp_rx.datagrams as f64 / total as f64,
+        );
+    }
+}

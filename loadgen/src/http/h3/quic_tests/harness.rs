@@ -28,34 +28,69 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-/// The datagrams in flight each way, and the loss: every `drop_every`-th
-/// datagram sent (either way) is lost.
+/// The datagrams in flight each way, with the client address each comes
+/// from or goes to, and the loss: every `drop_every`-th datagram sent
+/// (either way) is lost.
 pub struct Net {
-    to_server: VecDeque<Vec<u8>>,
-    to_client: VecDeque<Vec<u8>>,
+    to_server: VecDeque<(SocketAddr, Vec<u8>)>,
+    to_client: VecDeque<(SocketAddr, Vec<u8>)>,
     pub sent: u64,
     pub dropped: u64,
     drop_every: Option<u64>,
 }
 
 impl Net {
+    pub fn new(drop_every: Option<u64>) -> Net {
+        Net {
+            to_server: VecDeque::new(),
+            to_client: VecDeque::new(),
+            sent: 0,
+            dropped: 0,
+            drop_every,
+        }
+    }
+
+    /// One datagram, unless it is the one to lose.
+    fn carry(&mut self, server_bound: bool, client: SocketAddr, d: &[u8]) {
+        self.sent += 1;
+        if self.drop_every.is_some_and(|n| self.sent.is_multiple_of(n)) {
+            self.dropped += 1;
+            return;
+        }
+        let q = if server_bound {
+            &mut self.to_server
+        } else {
+            &mut self.to_client
+        };
+        q.push_back((client, d.to_vec()));
+    }
+
+    /// A datagram from the client at `from` to the server.
+    pub fn send_from(&mut self, from: SocketAddr, d: &[u8]) {
+        self.carry(true, from, d);
+    }
+
     /// Splits a transmit into its datagrams (all but the last are
-    /// `segment_size` long), as the kernel does for UDP_SEGMENT.
-    fn send(&mut self, server_bound: bool, t: &Transmit, buf: &[u8]) {
+    /// `segment_size` long), as the kernel does for UDP_SEGMENT; from the
+    /// client at `from`, or (None) from the server to its destination.
+    fn send(&mut self, from: Option<SocketAddr>, t: &Transmit, buf: &[u8]) {
         let seg = t.segment_size.unwrap_or(t.size);
         for d in buf[..t.size].chunks(seg) {
-            self.sent += 1;
-            if self.drop_every.is_some_and(|n| self.sent.is_multiple_of(n)) {
-                self.dropped += 1;
-                continue;
+            match from {
+                Some(a) => self.carry(true, a, d),
+                None => self.carry(false, t.destination, d),
             }
-            let q = if server_bound {
-                &mut self.to_server
-            } else {
-                &mut self.to_client
-            };
-            q.push_back(d.to_vec());
         }
+    }
+
+    /// The next datagram for the server, and the client it comes from.
+    pub fn pop_to_server(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.to_server.pop_front()
+    }
+
+    /// The next datagram for a client, and that client's address.
+    pub fn pop_to_client(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.to_client.pop_front()
     }
 }
 
@@ -171,16 +206,26 @@ impl Server {
         self.conns.values().map(|c| c.early).sum()
     }
 
-    fn datagram(&mut self, now: Instant, d: Vec<u8>, net: &mut Net) {
+    /// When the first of the server's connections wants a timeout.
+    pub fn next_timeout(&mut self) -> Option<Instant> {
+        self.conns
+            .values_mut()
+            .filter_map(|c| c.conn.poll_timeout())
+            .min()
+    }
+
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        for c in self.conns.values_mut() {
+            c.conn.handle_timeout(now);
+        }
+    }
+
+    /// A datagram from the client at `from`.
+    pub fn datagram(&mut self, now: Instant, from: SocketAddr, d: Vec<u8>, net: &mut Net) {
         let mut buf = Vec::new();
-        let ev = self.ep.handle(
-            now,
-            addr(CLIENT),
-            None,
-            None,
-            BytesMut::from(&d[..]),
-            &mut buf,
-        );
+        let ev = self
+            .ep
+            .handle(now, from, None, None, BytesMut::from(&d[..]), &mut buf);
         match ev {
             Some(DatagramEvent::NewConnection(incoming)) => {
                 match self.ep.accept(incoming, now, &mut buf, None) {
@@ -203,7 +248,7 @@ impl Server {
                     }
                     Err(e) => {
                         if let Some(t) = e.response {
-                            net.send(false, &t, &buf);
+                            net.send(None, &t, &buf);
                         }
                     }
                 }
@@ -213,14 +258,16 @@ impl Server {
                     c.conn.handle_event(ev);
                 }
             }
-            Some(DatagramEvent::Response(t)) => net.send(false, &t, &buf),
+            Some(DatagramEvent::Response(t)) => net.send(None, &t, &buf),
             None => {}
         }
     }
 
     /// Endpoint events, the application's streams, transmits. True if
     /// anything happened.
-    fn work(&mut self, now: Instant, net: &mut Net) -> bool {
+    /// Endpoint events, the application's streams, transmits. True if
+    /// anything happened.
+    pub fn work(&mut self, now: Instant, net: &mut Net) -> bool {
         let mut busy = false;
         for (&ch, c) in self.conns.iter_mut() {
             while let Some(ev) = c.conn.poll_endpoint_events() {
@@ -322,7 +369,7 @@ impl Server {
             }
             let mut buf = Vec::new();
             while let Some(t) = c.conn.poll_transmit(now, 10, &mut buf) {
-                net.send(false, &t, &buf);
+                net.send(None, &t, &buf);
                 buf.clear();
                 busy = true;
             }
@@ -381,8 +428,10 @@ pub struct Client {
     pub conn: Option<(ConnectionHandle, Connection)>,
     /// The request's HEADERS frame, shared by every stream.
     request: Bytes,
-    /// Requests to make on this connection.
+    /// Requests to make on this connection, and made so far (a slot
+    /// whose response completed takes the next, as the core's `fill`).
     want: usize,
+    issued: usize,
     /// Slots whose request waits for a stream.
     queue: Vec<u32>,
     pub statuses: Vec<u16>,
@@ -419,6 +468,7 @@ impl Client {
             conn: None,
             request: qpack::fixed_request_frame(fields.iter()),
             want: 0,
+            issued: 0,
             queue: Vec::new(),
             statuses: Vec::new(),
             body: 0,
@@ -455,12 +505,20 @@ impl Client {
     /// A new connection for `n` requests (slots `0..n`): at once, in
     /// 0-RTT, when the session store has a ticket for the server.
     fn connect(&mut self, now: Instant, n: usize) {
+        self.connect_load(now, n, n);
+    }
+
+    /// A new connection with `depth` streams at a time that makes `total`
+    /// requests.
+    fn connect_load(&mut self, now: Instant, depth: usize, total: usize) {
+        let n = depth;
         let (ch, quic) = self
             .ep
             .connect(now, self.config.clone(), addr(SERVER), "localhost")
             .unwrap();
         self.conn = Some((ch, Connection::new(quic, n, 16384)));
-        self.want = n;
+        self.want = total;
+        self.issued = n;
         self.queue = (0..n as u32).rev().collect();
         self.statuses.clear();
         self.body = 0;
@@ -500,7 +558,7 @@ impl Client {
                     conn.quic_mut().handle_event(ev);
                 }
             }
-            Some(DatagramEvent::Response(t)) => net.send(true, &t, &buf),
+            Some(DatagramEvent::Response(t)) => net.send(Some(addr(CLIENT)), &t, &buf),
             Some(DatagramEvent::NewConnection(_)) => panic!("a client accepts no connection"),
             None => {}
         }
@@ -525,9 +583,13 @@ impl Client {
             busy = true;
             match e {
                 Event::Connected { zero_rtt } => self.zero_rtt = Some(zero_rtt),
-                Event::Complete { status, body, .. } => {
+                Event::Complete { slot, status, body } => {
                     self.statuses.push(status);
                     self.body += body;
+                    if self.issued < self.want {
+                        self.issued += 1;
+                        self.queue.push(slot);
+                    }
                 }
                 Event::FirstByte { .. } => self.first_bytes += 1,
                 Event::Available => {}
@@ -542,7 +604,7 @@ impl Client {
         let (_, conn) = self.conn.as_mut().unwrap();
         let mut buf = Vec::new();
         while let Some(t) = conn.quic_mut().poll_transmit(now, 10, &mut buf) {
-            net.send(true, &t, &buf);
+            net.send(Some(addr(CLIENT)), &t, &buf);
             buf.clear();
             busy = true;
         }
@@ -557,6 +619,8 @@ impl Client {
 pub struct World {
     epoch: Instant,
     now: Instant,
+    /// Real time spent in the client's work (for the CPU probe).
+    pub client_time: Duration,
     pub net: Net,
     pub client: Client,
     pub server: Server,
@@ -568,29 +632,28 @@ impl World {
         World {
             epoch,
             now: epoch,
-            net: Net {
-                to_server: VecDeque::new(),
-                to_client: VecDeque::new(),
-                sent: 0,
-                dropped: 0,
-                drop_every,
-            },
+            client_time: Duration::ZERO,
+            net: Net::new(drop_every),
             client: Client::new(),
             server: Server::new(true, behaviour),
         }
     }
 
     fn step(&mut self) -> bool {
+        let t = Instant::now();
         let mut busy = self.client.work(self.now, &mut self.net);
+        self.client_time += t.elapsed();
         busy |= self.server.work(self.now, &mut self.net);
-        while let Some(d) = self.net.to_server.pop_front() {
-            self.server.datagram(self.now, d, &mut self.net);
+        while let Some((from, d)) = self.net.pop_to_server() {
+            self.server.datagram(self.now, from, d, &mut self.net);
             busy = true;
         }
-        while let Some(d) = self.net.to_client.pop_front() {
+        let t = Instant::now();
+        while let Some((_, d)) = self.net.pop_to_client() {
             self.client.datagram(self.now, d, &mut self.net);
             busy = true;
         }
+        self.client_time += t.elapsed();
         busy
     }
 
@@ -614,12 +677,10 @@ impl World {
 
     /// Nothing to do but wait: the clock jumps to the first timer.
     fn wait(&mut self) {
+        let server = self.server.next_timeout();
         let (_, conn) = self.client.conn.as_mut().unwrap();
-        let next = self
-            .server
-            .conns
-            .values_mut()
-            .filter_map(|c| c.conn.poll_timeout())
+        let next = server
+            .into_iter()
             .chain(conn.quic_mut().poll_timeout())
             .min()
             .expect("stalled with no timer");
@@ -629,15 +690,24 @@ impl World {
         );
         self.now = self.now.max(next);
         conn.quic_mut().handle_timeout(self.now);
-        for c in self.server.conns.values_mut() {
-            c.conn.handle_timeout(self.now);
-        }
+        self.server.handle_timeouts(self.now);
     }
 
     /// A new connection makes `n` requests and runs until it settles.
     pub fn connect_and_run(&mut self, n: usize) {
         self.client.connect(self.now, n);
         self.run();
+    }
+
+    /// `total` GETs on a new connection, `depth` at a time; the real time
+    /// the client spent per request.
+    pub fn load(&mut self, depth: usize, total: usize) -> Duration {
+        self.client.connect_load(self.now, depth, total);
+        self.client_time = Duration::ZERO;
+        self.run();
+        assert_eq!(self.client.error, None);
+        assert_eq!(self.client.statuses, vec![200; total]);
+        self.client_time / total as u32
     }
 
     /// `n` GETs on a new connection, all answered.

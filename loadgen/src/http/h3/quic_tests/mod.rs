@@ -8,4 +8,4 @@
 //! can misbehave one way at a time ([`harness::Behaviour`]).
 
 mod cases;
-mod harness;
+pub(crate) mod harness;
