@@ -33,11 +33,15 @@ use aya_ebpf::maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackT
 use aya_ebpf::programs::PerfEventContext;
 use aya_ebpf::programs::tracing::StackIdContext;
 use loadgen_ebpf_common::{
-    COUNT_ENTRIES, MAX_HEADER_BYTES, MAX_STACK_BYTES, MAX_TARGETS, PAGE_BYTES, SAMPLE_HEADER_BYTES,
-    STACK_ENTRIES, SampleHeader, StackKey, TargetConfig, arch, mode, regs, sample_flags, stat,
+    COUNT_ENTRIES, MAX_HEADER_BYTES, MAX_PY_FRAMES, MAX_STACK_BYTES, MAX_TARGETS, PAGE_BYTES,
+    PY_FRAME_BYTES, SAMPLE_HEADER_BYTES, STACK_ENTRIES, SampleHeader, StackKey, TargetConfig, arch,
+    mode, regs, sample_flags, stat,
 };
 
+mod python;
 mod sched;
+
+use python::PY_BYTES;
 
 /// Which register layout to read; set by user space before loading.
 #[unsafe(no_mangle)]
@@ -76,11 +80,11 @@ static SCRATCH: Array<Record> = Array::with_max_entries(1, 0);
 /// copy, as sp need not be page-aligned). The header goes right before sp's
 /// byte, over the part of that first page below sp (dead stack), so
 /// header and stack leave in one piece from `head + sp % PAGE`, minus the
-/// header's length.
+/// header's length. A CPython target's Python frames follow the stack.
 #[repr(C)]
 pub struct Record {
     head: [u8; MAX_HEADER_BYTES],
-    pages: [u8; (MAX_STACK_BYTES + PAGE_BYTES) as usize],
+    pages: [u8; (MAX_STACK_BYTES + PAGE_BYTES) as usize + PY_BYTES],
 }
 
 pub(crate) const EEXIST: i32 = 17;
@@ -265,13 +269,13 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         },
         stack_len: 0,
         missing_pieces: 0,
-        _pad: 0,
+        py_frames: 0,
         ip,
         sp,
         fp,
         lr,
     };
-    let Some(bytes) = fill_record(rec, h, None, want, stat::STACK_UNREADABLE) else {
+    let Some(bytes) = fill_record(rec, h, None, want, stat::STACK_UNREADABLE, 0) else {
         return;
     };
     // No wakeup: user space drains the ring on a timer, so a sample costs
@@ -286,8 +290,9 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
 
 /// Copies the top `want` bytes of the user stack at `h.sp` into `rec`,
 /// completes `h` (length, missing pieces, SHORT), and writes it, after
-/// `prefix` if given, right before the stack bytes. Returns the record's
-/// bytes, ready for a ring.
+/// `prefix` if given, right before the stack bytes, and a CPython target's
+/// Python frames after them (walked with scratch `py_slot`). Returns the
+/// record's bytes, ready for a ring.
 #[inline(always)]
 pub(crate) fn fill_record(
     rec: &mut Record,
@@ -295,7 +300,11 @@ pub(crate) fn fill_record(
     prefix: Option<loadgen_ebpf_common::CopyHeader>,
     want: u32,
     unreadable_stat: u32,
+    py_slot: u32,
 ) -> Option<&[u8]> {
+    // The Python stack first, while the program has one state to verify
+    // it from; it joins the record after the copy.
+    let py_walked = python::walk(h.tgid, py_slot);
     let want = if want > MAX_STACK_BYTES {
         MAX_STACK_BYTES
     } else {
@@ -371,6 +380,20 @@ pub(crate) fn fill_record(
     if copied < want {
         h.flags |= sample_flags::SHORT;
     }
+    // A CPython thread's Python frames, after the stack at a multiple of 8.
+    let stack_room = (copied + 7) & !7;
+    let stack_room = if stack_room > MAX_STACK_BYTES {
+        MAX_STACK_BYTES
+    } else {
+        stack_room
+    };
+    let py = python::copy_into(
+        &mut rec.pages,
+        skew as usize + stack_room as usize,
+        py_slot,
+        py_walked,
+    );
+    h.py_frames = py;
     // The header goes over the dead stack below sp in page 0 (or, when sp
     // is page-aligned, in `head`), the prefix before it.
     let skew = (skew & (PAGE_BYTES - 1)) as usize;
@@ -392,12 +415,17 @@ pub(crate) fn fill_record(
             h,
         );
     }
-    let size = head + (copied & (2 * MAX_STACK_BYTES - 1)) as usize;
-    if size > head + MAX_STACK_BYTES as usize {
+    let body = if py > 0 {
+        stack_room as usize + (py as usize & (MAX_PY_FRAMES - 1)) * PY_FRAME_BYTES
+    } else {
+        (copied & (2 * MAX_STACK_BYTES - 1)) as usize
+    };
+    let size = head + body;
+    if size > head + MAX_STACK_BYTES as usize + PY_BYTES {
         return None;
     }
     // SAFETY: skew + MAX_HEADER_BYTES − head + size ≤ PAGE + MAX_HEADER +
-    // MAX_STACK_BYTES = size_of::<Record>(), checked just above.
+    // MAX_STACK_BYTES + PY_BYTES = size_of::<Record>(), checked just above.
     Some(unsafe { core::slice::from_raw_parts(start as *const u8, size) })
 }
 

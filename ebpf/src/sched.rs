@@ -150,7 +150,7 @@ fn send_copy(kind: u32, slot: u32, tgid: u32, want: u32) -> u64 {
         flags: sample_flags::FROM_TASK_REGS,
         stack_len: 0,
         missing_pieces: 0,
-        _pad: 0,
+        py_frames: 0,
         ip,
         sp,
         fp,
@@ -161,8 +161,14 @@ fn send_copy(kind: u32, slot: u32, tgid: u32, want: u32) -> u64 {
         _pad: 0,
         copy,
     };
-    let Some(bytes) = fill_record(rec, h, Some(prefix), want, stat::OFF_CPU_STACK_UNREADABLE)
-    else {
+    let Some(bytes) = fill_record(
+        rec,
+        h,
+        Some(prefix),
+        want,
+        stat::OFF_CPU_STACK_UNREADABLE,
+        1 + slot,
+    ) else {
         return 0;
     };
     if SCHED_RING

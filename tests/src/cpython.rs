@@ -111,3 +111,137 @@ impl Drop for PyProgram {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP service with known hot functions: each request runs a
+/// pure-Python loop (`hot_loop`) and renders JSON (`render`). Threaded, with
+/// TCP_NODELAY (see `python.rs`). Prints its port when ready.
+pub const SERVICE: &str = r#"
+import http.server, json
+def hot_loop(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+def render(rows):
+    return json.dumps([{"id": i, "name": "row%d" % i, "tags": ["a", "b"]} for i in range(rows)]).encode()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        hot_loop(20000)
+        body = render(200)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// Two threads busy in different functions (`handler_a` → `spin_a`,
+/// `handler_b` → `spin_b`) beside a trivial HTTP server (the load loadgen
+/// needs to run). With `argv[1]`, it exits that many seconds after its
+/// first request. Prints its port when ready.
+pub const TWO_THREADS: &str = r#"
+import http.server, sys, threading, time, os
+LIFE = float(sys.argv[1]) if len(sys.argv) > 1 else None
+def spin_a():
+    x = 0
+    for i in range(20000):
+        x += i
+    return x
+def handler_a():
+    while True:
+        spin_a()
+def spin_b():
+    s = ""
+    for i in range(2000):
+        s = str(i)
+    return s
+def handler_b():
+    while True:
+        spin_b()
+threading.Thread(target=handler_a, daemon=True).start()
+threading.Thread(target=handler_b, daemon=True).start()
+def stop():
+    time.sleep(LIFE)
+    os._exit(0)
+started = threading.Lock()
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        if LIFE is not None and started.acquire(blocking=False):
+            threading.Thread(target=stop, daemon=True).start()
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// Writes a copy of the CPython executable `python` to `out` with its
+/// `Py_Version` (the PY_VERSION_HEX an interpreter reports in its dynamic
+/// symbols) set to `hex`: an interpreter that says it is another version
+/// and runs as before. Done in Python: the tests need no ELF tools.
+pub fn with_version(python: &std::path::Path, out: &std::path::Path, hex: u32) {
+    const PATCH: &str = r#"
+import struct, sys
+path, out, new = sys.argv[1], sys.argv[2], int(sys.argv[3], 16)
+d = bytearray(open(path, 'rb').read())
+shoff, = struct.unpack_from('<Q', d, 0x28)
+shentsize, shnum = struct.unpack_from('<HH', d, 0x3a)
+secs = [struct.unpack_from('<IIQQQQIIQQ', d, shoff + i * shentsize) for i in range(shnum)]
+done = False
+for s in secs:
+    if s[1] == 11:  # SHT_DYNSYM
+        strtab = secs[s[6]]
+        for k in range(s[5] // 24):
+            name, info, other, shndx, value, size = struct.unpack_from('<IBBHQQ', d, s[4] + k * 24)
+            end = d.index(b'\0', strtab[4] + name)
+            if d[strtab[4] + name:end] == b'Py_Version':
+                sec = secs[shndx]
+                struct.pack_into('<I', d, value - sec[3] + sec[4], new)
+                done = True
+assert done, "no Py_Version"
+open(out, 'wb').write(d)
+"#;
+    let st = Command::new(python)
+        .args(["-c", PATCH])
+        .arg(python)
+        .arg(out)
+        .arg(format!("{hex:x}"))
+        .status()
+        .expect("python");
+    assert!(st.success(), "patching Py_Version failed");
+    make_executable(out);
+}
+
+/// Writes a copy of `python` whose dynamic symbol `_PyRuntime` is renamed:
+/// an interpreter stripped of what the profiler finds it by. It still runs
+/// (its own code refers to the runtime by address).
+pub fn without_runtime_symbol(python: &std::path::Path, out: &std::path::Path) {
+    let mut d = std::fs::read(python).expect("read python");
+    let needle = b"\0_PyRuntime\0";
+    let i = d
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("_PyRuntime in the dynamic string table");
+    d[i + 1..i + 11].copy_from_slice(b"_PyRuntimX");
+    std::fs::write(out, d).expect("write");
+    make_executable(out);
+}
+
+fn make_executable(p: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

@@ -360,6 +360,7 @@ fn a_failed_attach_leaves_no_reader_thread_behind() {
         freq: max + 1,
         unwind: loadgen::profile::UnwindMode::Fp,
         stack_bytes: Some(8192),
+        interpreter_frames: true,
         off_cpu: None,
     };
     let before = threads();

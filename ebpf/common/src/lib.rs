@@ -80,7 +80,10 @@ pub struct SampleHeader {
     /// touched (a large local array) is not present, and a BPF program
     /// cannot fault it in, but the frames above it are still there.
     pub missing_pieces: u32,
-    pub _pad: u32,
+    /// [`PyFrame`]s that follow the stack bytes (at the next multiple of 8
+    /// bytes from the stack's start): the Python stack of a CPython
+    /// target's thread, innermost first.
+    pub py_frames: u32,
     /// The user-mode registers the unwinder starts from.
     pub ip: u64,
     pub sp: u64,
@@ -130,6 +133,10 @@ pub mod stat {
     /// Off-CPU: of STACKS_TAKEN, those taken because the thread's last wait
     /// was long (`SchedConfig::long_wait_ns`).
     pub const LONG_WAIT_STACKS: u32 = 10;
+    /// CPython targets: stack copies of a thread whose thread state was
+    /// not found (it runs no Python, or is not in the first
+    /// [`MAX_PY_THREADS`](crate::MAX_PY_THREADS) of its interpreter).
+    pub const PY_NO_THREAD: u32 = 11;
     /// Off-CPU (`--off-cpu`), the scheduler programs: a target thread was
     /// switched out / switched in / woken (`sched_wakeup`, `_new`).
     pub const SWITCH_OUT: u32 = 12;
@@ -151,7 +158,13 @@ pub mod stat {
     pub const OFF_CPU_COLLISIONS: u32 = 22;
     /// No piece of a switched-out thread's user stack could be read.
     pub const OFF_CPU_STACK_UNREADABLE: u32 = 23;
-    pub const LEN: u32 = 24;
+    /// CPython targets: stack copies that carry Python frames, the frames
+    /// (and boundaries) they carry, and those whose chain went on past
+    /// [`MAX_PY_FRAMES`](crate::MAX_PY_FRAMES).
+    pub const PY_STACKS: u32 = 24;
+    pub const PY_FRAMES: u32 = 25;
+    pub const PY_TRUNCATED: u32 = 26;
+    pub const LEN: u32 = 27;
 }
 
 /// How a thread left the CPU, from `sched_switch`'s `preempt` and
@@ -359,6 +372,62 @@ pub const COPY_HEADER_BYTES: usize = core::mem::size_of::<CopyHeader>();
 /// The most header bytes that precede a stack copy in any ring.
 pub const MAX_HEADER_BYTES: usize = COPY_HEADER_BYTES + SAMPLE_HEADER_BYTES;
 
+/// One entry of a CPython thread's stack, innermost first: a frame's code
+/// object and the instruction it is at (`prev_instr`), or, with `code == 0`,
+/// the boundary between the frames one `_PyEval_EvalFrameDefault` call runs
+/// and those of the call below it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PyFrame {
+    pub code: u64,
+    pub instr: u64,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), two u64s.
+unsafe impl aya::Pod for PyFrame {}
+
+pub const PY_FRAME_BYTES: usize = core::mem::size_of::<PyFrame>();
+/// Python stack entries (frames and boundaries) sent per sample at most.
+pub const MAX_PY_FRAMES: usize = 128;
+/// Thread states searched for the sampled thread's at most.
+pub const MAX_PY_THREADS: u32 = 128;
+/// Thread id → thread state, remembered so that a search is rare.
+pub const PY_THREAD_ENTRIES: u32 = 16_384;
+/// An offset that a CPython version does not have.
+pub const PY_NONE: u32 = u32::MAX;
+
+/// How to walk one CPython target's frames (value of the `PY_TARGETS` map):
+/// where its interpreter list is, and the offsets of its version (bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PyConfig {
+    /// Address of `_PyRuntime.interpreters.head` in the target.
+    pub interpreters_head: u64,
+    pub interp_threads_head: u32,
+    pub tstate_next: u32,
+    pub tstate_native_thread_id: u32,
+    pub tstate_cframe: u32,
+    pub cframe_current_frame: u32,
+    pub frame_code: u32,
+    pub frame_previous: u32,
+    pub frame_prev_instr: u32,
+    pub frame_owner: u32,
+    /// 3.11's `is_entry`, or [`PY_NONE`].
+    pub frame_is_entry: u32,
+    /// 3.12's `FRAME_OWNED_BY_CSTACK` (the shim frame), or [`PY_NONE`].
+    pub owner_cstack: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integer fields, no implicit padding (56 bytes).
+unsafe impl aya::Pod for PyConfig {}
+
+/// Bytes of a `_PyInterpreterFrame` read at once: every field the walk
+/// needs lies in them in 3.11 and 3.12.
+pub const PY_FRAME_READ: usize = 72;
+
 /// Map sizes. The stack map is larger than the count map needs, because
 /// `get_stackid` hashes into buckets and collisions lose stacks (expect
 /// ~0.1–0.4 % at these sizes).
@@ -427,5 +496,7 @@ mod tests {
         assert_eq!(COPY_HEADER_BYTES, 16);
         assert_eq!(MAX_HEADER_BYTES, 72);
         assert_eq!(core::mem::size_of::<SchedConfig>(), 24);
+        assert_eq!(core::mem::size_of::<PyConfig>(), 56);
+        assert_eq!(SAMPLE_HEADER_BYTES, 56);
     }
 }

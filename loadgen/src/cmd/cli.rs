@@ -239,6 +239,10 @@ pub struct RunArgs {
     /// budget).
     #[arg(long, value_parser = stack_bytes)]
     pub stack_bytes: Option<u32>,
+    /// Keep interpreters' native frames: no Python functions in place of
+    /// CPython's `_PyEval_EvalFrameDefault` (they are there by default).
+    #[arg(long)]
+    pub no_interpreter_frames: bool,
     /// Write the profile as a flamegraph (SVG).
     #[arg(long)]
     pub flamegraph: Option<PathBuf>,

@@ -123,6 +123,7 @@ fn profile_target(pid: u32, args: &DemoArgs) -> Option<Session> {
         freq: args.profile_freq,
         unwind: args.unwind,
         stack_bytes: args.stack_bytes,
+        interpreter_frames: true,
         off_cpu: None,
     };
     match Session::start(&pcfg) {

@@ -17,8 +17,8 @@ use aya::programs::{BtfTracePoint, PerfEvent, Program};
 use aya::util::{nr_cpus, online_cpus};
 use aya::{Btf, Ebpf, EbpfLoader, include_bytes_aligned};
 use loadgen_ebpf_common::{
-    OFF_CPU_ENTRIES, OffCpuKey, OffCpuValue, PAGE_BYTES, SchedConfig, StackKey, THREAD_ENTRIES,
-    TargetConfig, ThreadState, arch, stat,
+    OFF_CPU_ENTRIES, OffCpuKey, OffCpuValue, PAGE_BYTES, PyConfig, SchedConfig, StackKey,
+    THREAD_ENTRIES, TargetConfig, ThreadState, arch, stat,
 };
 
 use super::ProfileError;
@@ -37,6 +37,8 @@ pub struct RawProfile {
     pub stacks: HashMap<i32, Vec<u64>>,
     /// Per-CPU stats summed, indexed by `loadgen_ebpf_common::stat`.
     pub stats: [u64; stat::LEN as usize],
+    /// Names of the Python frames (tagged ids) in `stacks`.
+    pub python_names: Vec<String>,
 }
 
 /// The scheduler programs, each attached to the tracepoint it is named
@@ -186,6 +188,18 @@ impl Sampler {
         }
         self.sched = true;
         Ok(())
+    }
+
+    /// Makes `pid` a CPython target: the sampler walks its Python frames.
+    pub fn set_python(&mut self, pid: u32, cfg: PyConfig) -> Result<(), ProfileError> {
+        let mut map: BpfHashMap<_, u32, PyConfig> = BpfHashMap::try_from(
+            self.bpf
+                .map_mut("PY_TARGETS")
+                .ok_or(ProfileError::Object("PY_TARGETS"))?,
+        )
+        .map_err(|e| ProfileError::Load(e.to_string()))?;
+        map.insert(pid, cfg, 0)
+            .map_err(|e| ProfileError::Load(e.to_string()))
     }
 
     /// Writes the scheduler programs' settings (they read them per event).

@@ -59,6 +59,9 @@ pub struct ProfileConfig {
     /// at [`DEFAULT_STACK_BYTES`] and raise it for a process whose stacks
     /// are deeper (`copy_size`).
     pub stack_bytes: Option<u32>,
+    /// Python functions in place of CPython's eval frames (off with
+    /// `--no-interpreter-frames`).
+    pub interpreter_frames: bool,
     /// `--off-cpu`.
     pub off_cpu: Option<OffCpuConfig>,
 }
@@ -91,6 +94,7 @@ impl ProfileConfig {
             freq,
             unwind: UnwindMode::Auto,
             stack_bytes: None,
+            interpreter_frames: true,
             off_cpu: None,
         }
     }

@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use loadgen_ebpf_common::{
-    SAMPLE_HEADER_BYTES, SampleHeader, SchedConfig, TargetConfig, mode, sample_flags, stat,
+    PY_FRAME_BYTES, PyFrame, SAMPLE_HEADER_BYTES, SampleHeader, SchedConfig, TargetConfig, mode,
+    sample_flags, stat,
 };
 
 use super::copy_size::CopySizes;
 use super::maps;
 use super::objects::{Arch, ObjectCache};
+use super::python::PythonTargets;
 use super::sched::{self, SchedAggregator, SchedRecord, Timeline};
 use super::unwind::{Outcome, ProcessUnwinder, Regs, StackCopy, Unwound};
 
@@ -30,6 +32,8 @@ pub enum RecordError {
     Short(usize),
     #[error("ring-buffer record says {said} stack bytes but carries {has}")]
     StackLength { said: usize, has: usize },
+    #[error("ring-buffer record says {0} Python frames but does not carry them")]
+    PythonLength(usize),
     #[error("ring-buffer record of unknown kind {0}")]
     Kind(u32),
 }
@@ -39,6 +43,8 @@ pub enum RecordError {
 pub struct Record<'a> {
     pub header: SampleHeader,
     pub stack: &'a [u8],
+    /// A CPython thread's Python stack: `header.py_frames` [`PyFrame`]s.
+    pub python: &'a [u8],
 }
 
 impl Record<'_> {
@@ -49,6 +55,14 @@ impl Record<'_> {
             fp: self.header.fp,
             lr: self.header.lr,
         }
+    }
+
+    /// The Python frames, innermost first.
+    pub fn python_frames(&self) -> impl Iterator<Item = PyFrame> + '_ {
+        self.python.chunks_exact(PY_FRAME_BYTES).map(|c| PyFrame {
+            code: u64::from_ne_bytes(c[..8].try_into().unwrap_or([0; 8])),
+            instr: u64::from_ne_bytes(c[8..].try_into().unwrap_or([0; 8])),
+        })
     }
 
     pub fn stack_copy(&self) -> StackCopy<'_> {
@@ -74,7 +88,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
         flags: half(8),
         stack_len: half(12),
         missing_pieces: half(16),
-        _pad: 0,
+        py_frames: half(20),
         ip: word(24),
         sp: word(32),
         fp: word(40),
@@ -87,7 +101,21 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
             said,
             has: bytes.len() - SAMPLE_HEADER_BYTES,
         })?;
-    Ok(Record { header, stack })
+    // The Python frames start at the next multiple of 8 after the stack.
+    let python = match header.py_frames as usize {
+        0 => &[][..],
+        n => {
+            let at = SAMPLE_HEADER_BYTES + said.next_multiple_of(8);
+            bytes
+                .get(at..at + n * PY_FRAME_BYTES)
+                .ok_or(RecordError::PythonLength(n))?
+        }
+    };
+    Ok(Record {
+        header,
+        stack,
+        python,
+    })
 }
 
 /// What happened to the DWARF-mode samples.
@@ -126,12 +154,16 @@ pub struct Collected {
     pub sample_every_max: u32,
     /// Each process's stack copy, raised for deep stacks.
     pub copy: CopySizes,
+    /// CPython targets: the names of the Python frames in `stacks`.
+    pub python: PythonTargets,
 }
 
 /// Per-sample aggregation, the part of the reader that needs no kernel.
 pub struct Aggregator {
     pub procs: HashMap<u32, ProcessUnwinder>,
     pub objects: ObjectCache,
+    /// CPython targets, whose Python frames go into their stacks.
+    pub python: PythonTargets,
     arch: Arch,
     refreshed: HashMap<u32, Instant>,
     pub out: Collected,
@@ -154,6 +186,7 @@ impl Aggregator {
         Aggregator {
             procs,
             objects,
+            python: PythonTargets::default(),
             arch,
             refreshed: HashMap::new(),
             out: Collected {
@@ -162,6 +195,12 @@ impl Aggregator {
             },
             capture: std::env::var_os("LOADGEN_UNWIND_CAPTURE").map(|d| (d.into(), HashMap::new())),
         }
+    }
+
+    /// With the CPython targets whose Python frames go into their stacks.
+    pub fn with_python(mut self, python: PythonTargets) -> Self {
+        self.python = python;
+        self
     }
 
     fn capture(&mut self, pid: u32, bytes: &[u8]) {
@@ -209,17 +248,23 @@ impl Aggregator {
     }
 
     /// Unwinds a record's stack with its process's unwinder (None: not a
-    /// DWARF-mode target). A walk that ran off the copy's end raises the
-    /// process's copy (`copy_size`).
+    /// DWARF-mode target), with its Python frames in place. A walk that
+    /// ran off the copy's end raises the process's copy (`copy_size`).
     pub fn unwind(&mut self, rec: &Record<'_>) -> Option<Unwound> {
         let pid = rec.header.tgid;
         let regs = rec.regs();
         self.refresh_if_stale(pid, &regs);
         let unwinder = self.procs.get_mut(&pid)?;
-        let unwound = unwinder.unwind(&regs, rec.stack_copy());
+        let mut unwound = unwinder.unwind(&regs, rec.stack_copy());
         if unwound.outcome == Outcome::Truncated {
             let need = unwinder.stack_above(regs.sp);
             self.out.copy.truncated(pid, rec.header.stack_len, need);
+        }
+        if rec.header.py_frames > 0 {
+            let python: Vec<PyFrame> = rec.python_frames().collect();
+            unwound.frames = self
+                .python
+                .merge(pid, std::mem::take(&mut unwound.frames), &python);
         }
         Some(unwound)
     }
@@ -379,6 +424,7 @@ impl Reader {
                 agg.out.timeline = Some(timeline);
                 agg.out.sched = sched.map(|p| p.agg);
                 agg.out.sample_every_max = every_max;
+                agg.out.python = std::mem::take(&mut agg.python);
                 agg.out
             })
     }
@@ -479,7 +525,7 @@ mod tests {
             flags: sample_flags::SHORT,
             stack_len: 5,
             missing_pieces: 0b10,
-            _pad: 0,
+            py_frames: 0,
             ip: 0x1000,
             sp: 0x7fff_0000,
             fp: 0x7fff_0100,

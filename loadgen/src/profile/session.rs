@@ -17,6 +17,7 @@ use super::bpf::{RunStats, Sampler, SchedLoad};
 use super::copy_size::CopySizes;
 use super::objects::{Arch, ObjectCache};
 use super::plan::{self, Code, TargetPlan, UnwindMode};
+use super::python::{self, PythonTargets};
 use super::report::{Cost, LostDetail, SchedCost};
 use super::ringbuf::{Aggregator, Collected, Reader, SchedPlan, monotonic_ns};
 use super::sched::SchedAggregator;
@@ -42,6 +43,8 @@ pub struct Session {
     stats_note: Option<String>,
     /// Why `--off-cpu` gives nothing, when it does not.
     off_cpu_note: Option<String>,
+    /// CPython targets whose Python frames are not in the profile, and why.
+    python_notes: Vec<String>,
 }
 
 /// Stacks taken per second at most by default. A sampled wait costs
@@ -155,6 +158,18 @@ impl Session {
         let ring_rate = plan::worst_case_bytes_per_s(cfg.freq, cpus, threads, copy.ceiling());
         let (mut sampler, sched_error) =
             Sampler::load(&targets, plan::ring_bytes(any_dwarf, ring_rate), sched)?;
+        let mut python = PythonTargets::default();
+        let mut python_notes = Vec::new();
+        if cfg.interpreter_frames {
+            for p in &plans {
+                let (py, note) = python::for_target(p.pid, p.mode == mode::DWARF);
+                python_notes.extend(note);
+                if let Some(py) = py {
+                    sampler.set_python(p.pid, python::targets::bpf_config(&py))?;
+                    python.add(py);
+                }
+            }
+        }
         if let Some(e) = sched_error {
             off_cpu_note = Some(e.to_string());
         }
@@ -174,7 +189,7 @@ impl Session {
             plans,
             pending: Some((
                 reader,
-                Aggregator::new(arch, procs, objects, copy),
+                Aggregator::new(arch, procs, objects, copy).with_python(python),
                 sched_plan,
             )),
             running: None,
@@ -186,6 +201,7 @@ impl Session {
             sched_runs_before: RunStats::default(),
             stats_note: None,
             off_cpu_note,
+            python_notes,
         })
     }
 

@@ -12,6 +12,8 @@ use blazesym::{MaybeDefault, Pid};
 
 use super::bpf::RawProfile;
 use super::folded::{Folded, sanitize};
+use super::python::merge::{id_of, is_python};
+use super::python::targets::UNREADABLE;
 
 /// Frames for one address, outermost first (a function, then the
 /// functions inlined into it at that address).
@@ -38,12 +40,15 @@ pub fn kernel_symbols_visible() -> bool {
 }
 
 /// Addresses to look up for a stack (leaf first): the leaf as sampled,
-/// the rest minus one.
+/// the rest minus one; Python frames (tagged ids) as they are.
 fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
-    stack
-        .iter()
-        .enumerate()
-        .map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) })
+    stack.iter().enumerate().map(|(i, &ip)| {
+        if i == 0 || is_python(ip) {
+            ip
+        } else {
+            ip.saturating_sub(1)
+        }
+    })
 }
 
 fn names_of(sym: &Symbolized<'_>, suffix: &str) -> Names {
@@ -75,6 +80,8 @@ pub struct Lookup {
 pub struct Symbols {
     user: HashMap<(u32, u64), Names>,
     kernel: HashMap<u64, Names>,
+    /// Python frames (tagged ids in user stacks, named by the reader).
+    python: Vec<String>,
 }
 
 impl Lookup {
@@ -83,7 +90,7 @@ impl Lookup {
         self.user
             .entry(pid)
             .or_default()
-            .extend(lookup_addrs(stack));
+            .extend(lookup_addrs(stack).filter(|&a| !is_python(a)));
     }
 
     /// A kernel stack, leaf first.
@@ -134,11 +141,23 @@ impl Lookup {
 }
 
 impl Symbols {
+    /// Names the Python frames of the user stacks by `names` (tagged id
+    /// i + 1 is `names[i]`).
+    pub fn with_python(mut self, names: &[String]) -> Symbols {
+        self.python = names.to_vec();
+        self
+    }
+
     /// Frames of a user stack (leaf first), root first.
     pub fn user_frames(&self, pid: u32, stack: &[u64]) -> Vec<String> {
         let addrs: Vec<u64> = lookup_addrs(stack).collect();
         let mut frames = Vec::with_capacity(addrs.len());
         for addr in addrs.iter().rev() {
+            if is_python(*addr) {
+                let name = id_of(*addr).checked_sub(1).and_then(|i| self.python.get(i));
+                frames.push(name.map_or(UNREADABLE.to_string(), |n| sanitize(n)));
+                continue;
+            }
             match self.user.get(&(pid, *addr)) {
                 Some(names) => frames.extend(names.iter().cloned()),
                 None => frames.push(UNKNOWN.to_string()),
@@ -174,7 +193,9 @@ pub fn fold(raw: &RawProfile, comms: &HashMap<u32, String>, kernel_visible: bool
             lookup.kernel(s);
         }
     }
-    let symbols = lookup.resolve(kernel_visible);
+    let symbols = lookup
+        .resolve(kernel_visible)
+        .with_python(&raw.python_names);
     let mut merged: HashMap<Vec<String>, u64> = HashMap::new();
     for (key, count) in &raw.counts {
         let mut frames = vec![sanitize(&comm_of(comms, key.tgid))];

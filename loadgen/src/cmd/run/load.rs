@@ -158,6 +158,7 @@ pub fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
         freq: args.profile_freq,
         unwind: args.unwind,
         stack_bytes: args.stack_bytes,
+        interpreter_frames: !args.no_interpreter_frames,
         off_cpu: args.wants_off_cpu().then_some(profile::OffCpuConfig {
             min: args.off_cpu_min,
             stacks_per_s: args.off_cpu_stacks.map(f64::from),

@@ -169,11 +169,16 @@ fn detect_in(pid: u32, mappings: &[Mapping], exe: &str) -> Detected {
                 layout::SUPPORTED
             ));
         };
-        let (Some(runtime), false) = (syms.runtime, syms.eval.is_empty()) else {
+        let Some(runtime) = syms.runtime else {
             return Detected::Unsupported(format!(
-                "CPython {shown} ({path}) has no _PyRuntime or _PyEval_EvalFrameDefault symbol"
+                "CPython {shown} ({path}) has no _PyRuntime symbol (stripped of its dynamic symbols?)"
             ));
         };
+        if syms.eval.is_empty() {
+            return Detected::Unsupported(format!(
+                "CPython {shown} ({path}) has no _PyEval_EvalFrameDefault symbol"
+            ));
+        }
         let Some(start) = mappings
             .iter()
             .filter(|m| m.path == path && m.offset == 0)

@@ -11,26 +11,14 @@ use super::detect::Interpreter;
 use super::layout::Layout;
 use super::memory::Memory;
 
-/// One entry of a Python stack, innermost first: a frame (its code object
-/// and the instruction it is at), or, with `code == 0`, the boundary
-/// between the frames of one `_PyEval_EvalFrameDefault` call and those of
-/// the call below it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RawFrame {
-    pub code: u64,
-    pub instr: u64,
-}
+/// One entry of a Python stack, as the BPF side sends it too: a frame, or
+/// (`code == 0`) a boundary between eval calls.
+pub use loadgen_ebpf_common::PyFrame as RawFrame;
 
-impl RawFrame {
-    pub const BOUNDARY: RawFrame = RawFrame { code: 0, instr: 0 };
+const BOUNDARY: RawFrame = RawFrame { code: 0, instr: 0 };
 
-    pub fn is_boundary(&self) -> bool {
-        self.code == 0
-    }
-}
-
-/// Frames read per stack at most (the BPF side has the same bound).
-pub const MAX_FRAMES: usize = 128;
+/// Entries read per stack at most (the BPF side has the same bound).
+pub const MAX_FRAMES: usize = loadgen_ebpf_common::MAX_PY_FRAMES;
 /// Thread states walked at most.
 const MAX_THREADS: usize = 4096;
 
@@ -73,13 +61,13 @@ pub fn frames(mem: &impl Memory, l: &Layout, mut frame: u64) -> Vec<RawFrame> {
             break;
         };
         if l.owner_cstack == Some(owner) {
-            out.push(RawFrame::BOUNDARY);
+            out.push(BOUNDARY);
         } else if code != 0 {
             out.push(RawFrame { code, instr });
             if let Some(off) = l.frame_is_entry
                 && mem.u8(frame + off).is_some_and(|e| e != 0)
             {
-                out.push(RawFrame::BOUNDARY);
+                out.push(BOUNDARY);
             }
         }
         frame = mem.u64(frame + l.frame_previous).unwrap_or(0);
@@ -110,7 +98,7 @@ impl Resolver {
     /// `function (file.py:line)` of a frame; None for a boundary or a code
     /// object that cannot be read.
     pub fn name(&mut self, mem: &impl Memory, f: RawFrame) -> Option<String> {
-        if f.is_boundary() {
+        if f.code == 0 {
             return None;
         }
         let l = self.layout;

@@ -142,7 +142,9 @@ impl Session {
                 });
             }
         }
-        let symbols = lookup.resolve(kernel_visible);
+        let symbols = lookup
+            .resolve(kernel_visible)
+            .with_python(&raw.python_names);
         let frames = |tgid: u32, u: &Stack, k: i32| {
             (
                 user(u).map(|s| symbols.user_frames(tgid, &s)),
@@ -221,6 +223,7 @@ pub fn fold_unwound(stacks: &StackCounts, comms: &HashMap<u32, String>) -> Folde
 /// distinct user stack gets an id above the kernel stack map's ids, so
 /// symbolizing treats both alike.
 fn merge_dwarf(raw: &mut RawProfile, c: &Collected) {
+    raw.python_names.clone_from(&c.python.names);
     let mut ids: HashMap<&[u64], i32> = HashMap::new();
     let mut counts: HashMap<StackKey, u64> = HashMap::new();
     for ((tgid, frames, kernel), n) in &c.stacks {

@@ -54,6 +54,7 @@ impl Session {
             c.fp_at_limit,
             c.fp_samples,
         ));
+        warnings.extend(self.python_notes.iter().cloned());
         if let Some(note) = &self.off_cpu_note {
             warnings.push(format!(
                 "{note}; the on-CPU profile is complete, and --off-cpu needs kernel BTF and the tp_btf scheduler tracepoints (Linux ≥ 5.5)"
