@@ -165,7 +165,7 @@ fn hot_functions_have_py_spys_share_inside_whole_native_stacks() {
         // rate, counting the thread that holds the GIL (--gil), as the
         // on-CPU profile counts the thread on the CPU. On a busy machine it
         // has been seen to get a handful of samples: then once more.
-        let mut attempt = || {
+        let attempt = || {
             let _ = std::fs::remove_file(&raw);
             let mut spy = Command::new(&py_spy)
                 .args([

@@ -233,6 +233,56 @@ pub struct Cost {
     /// With `--off-cpu`: what the scheduler programs cost.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sched: Option<SchedCost>,
+    /// CPython targets: what their Python frames took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub python: Option<PythonCost>,
+}
+
+/// The Python frames' share of the work (BPF: the walk runs inside the
+/// sampler, so its time is in `bpf_ns_per_sample`; BENCHMARKS.md has it
+/// against `--no-interpreter-frames`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PythonCost {
+    /// Stack copies that carried Python frames, and the entries they
+    /// carried (frames and eval-call boundaries).
+    pub stacks: u64,
+    pub entries: u64,
+    /// Python stacks cut at the walk's limit (128 entries).
+    pub truncated: u64,
+    /// Samples of a CPython target's thread with no thread state found
+    /// (a thread that runs no Python).
+    pub no_thread_state: u64,
+    /// Code objects read from the target (once each), frames that could
+    /// not be named, and the reader thread's time naming and merging.
+    pub code_objects: u64,
+    pub unreadable: u64,
+    pub naming_s: f64,
+}
+
+impl PythonCost {
+    pub fn add(&mut self, o: &PythonCost) {
+        self.stacks += o.stacks;
+        self.entries += o.entries;
+        self.truncated += o.truncated;
+        self.no_thread_state += o.no_thread_state;
+        self.code_objects += o.code_objects;
+        self.unreadable += o.unreadable;
+        self.naming_s += o.naming_s;
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "Python frames: {} stacks, {} entries ({} cut at 128), {} without a thread state; {} code objects read, {} unnamed; naming {:.3}s CPU\n",
+            self.stacks,
+            self.entries,
+            self.truncated,
+            self.no_thread_state,
+            self.code_objects,
+            self.unreadable,
+            self.naming_s
+        )
+    }
 }
 
 /// The scheduler programs' cost, from the kernel's BPF statistics.
@@ -332,6 +382,11 @@ impl Cost {
             (a @ None, Some(b)) => *a = Some(b.clone()),
             _ => {}
         }
+        match (&mut self.python, &o.python) {
+            (Some(a), Some(b)) => a.add(b),
+            (a @ None, Some(b)) => *a = Some(b.clone()),
+            _ => {}
+        }
     }
 
     /// One line for the text summary.
@@ -355,6 +410,9 @@ impl Cost {
         );
         if let Some(sc) = &self.sched {
             s.push_str(&sc.line());
+        }
+        if let Some(p) = &self.python {
+            s.push_str(&p.line());
         }
         s
     }

@@ -18,7 +18,7 @@ use super::copy_size::CopySizes;
 use super::objects::{Arch, ObjectCache};
 use super::plan::{self, Code, TargetPlan, UnwindMode};
 use super::python::{self, PythonTargets};
-use super::report::{Cost, LostDetail, SchedCost};
+use super::report::{Cost, LostDetail, PythonCost, SchedCost};
 use super::ringbuf::{Aggregator, Collected, Reader, SchedPlan, monotonic_ns};
 use super::sched::SchedAggregator;
 use super::unwind::ProcessUnwinder;
@@ -322,6 +322,18 @@ impl Session {
             ..Default::default()
         };
         cost.derive(window_s);
+        if !c.reader.python.is_empty() {
+            let n = &c.reader.python.counts;
+            cost.python = Some(PythonCost {
+                stacks: st(stat::PY_STACKS),
+                entries: st(stat::PY_FRAMES),
+                truncated: st(stat::PY_TRUNCATED),
+                no_thread_state: st(stat::PY_NO_THREAD),
+                code_objects: n.code_objects,
+                unreadable: n.unreadable,
+                naming_s: n.time.as_secs_f64(),
+            });
+        }
         if c.off_cpu.is_some() {
             let mut sc = SchedCost {
                 target_events: st(stat::SWITCH_OUT) + st(stat::SWITCH_IN) + st(stat::WAKEUPS),
