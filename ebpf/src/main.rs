@@ -275,7 +275,7 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
         fp,
         lr,
     };
-    let Some(bytes) = fill_record(rec, h, None, want, stat::STACK_UNREADABLE, 0) else {
+    let Some(bytes) = fill_record(rec, h, None, want, stat::STACK_UNREADABLE, Some(0)) else {
         return;
     };
     // No wakeup: user space drains the ring on a timer, so a sample costs
@@ -291,7 +291,8 @@ fn send_sample(ctx: &PerfEventContext, tgid: u32, kernel: i32, want: u32) {
 /// Copies the top `want` bytes of the user stack at `h.sp` into `rec`,
 /// completes `h` (length, missing pieces, SHORT), and writes it, after
 /// `prefix` if given, right before the stack bytes, and a CPython target's
-/// Python frames after them (walked with scratch `py_slot`). Returns the
+/// Python frames after them (walked with scratch `py_slot`; None: not
+/// walked). Returns the
 /// record's bytes, ready for a ring.
 #[inline(always)]
 pub(crate) fn fill_record(
@@ -300,11 +301,14 @@ pub(crate) fn fill_record(
     prefix: Option<loadgen_ebpf_common::CopyHeader>,
     want: u32,
     unreadable_stat: u32,
-    py_slot: u32,
+    py_slot: Option<u32>,
 ) -> Option<&[u8]> {
     // The Python stack first, while the program has one state to verify
     // it from; it joins the record after the copy.
-    let py_walked = python::walk(h.tgid, py_slot);
+    let py_walked = match py_slot {
+        Some(slot) => python::walk(h.tgid, slot),
+        None => 0,
+    };
     let want = if want > MAX_STACK_BYTES {
         MAX_STACK_BYTES
     } else {
@@ -387,12 +391,15 @@ pub(crate) fn fill_record(
     } else {
         stack_room
     };
-    let py = python::copy_into(
-        &mut rec.pages,
-        skew as usize + stack_room as usize,
-        py_slot,
-        py_walked,
-    );
+    let py = match py_slot {
+        Some(slot) => python::copy_into(
+            &mut rec.pages,
+            skew as usize + stack_room as usize,
+            slot,
+            py_walked,
+        ),
+        None => 0,
+    };
     h.py_frames = py;
     // The header goes over the dead stack below sp in page 0 (or, when sp
     // is page-aligned, in `head`), the prefix before it.
