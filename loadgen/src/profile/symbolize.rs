@@ -40,15 +40,22 @@ pub fn kernel_symbols_visible() -> bool {
 }
 
 /// Addresses to look up for a stack (leaf first): the leaf as sampled,
-/// the rest minus one; Python frames (tagged ids) as they are.
+/// the rest minus one.
 fn lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
-    stack.iter().enumerate().map(|(i, &ip)| {
-        if i == 0 || is_python(ip) {
-            ip
-        } else {
-            ip.saturating_sub(1)
-        }
-    })
+    stack
+        .iter()
+        .enumerate()
+        .map(|(i, &ip)| if i == 0 { ip } else { ip.saturating_sub(1) })
+}
+
+/// [`lookup_addrs`] for a user stack, whose Python frames (tagged ids,
+/// which no user address looks like; kernel addresses do) stay as they
+/// are.
+fn user_lookup_addrs(stack: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    stack
+        .iter()
+        .zip(lookup_addrs(stack))
+        .map(|(&ip, a)| if is_python(ip) { ip } else { a })
 }
 
 fn names_of(sym: &Symbolized<'_>, suffix: &str) -> Names {
@@ -90,7 +97,7 @@ impl Lookup {
         self.user
             .entry(pid)
             .or_default()
-            .extend(lookup_addrs(stack).filter(|&a| !is_python(a)));
+            .extend(user_lookup_addrs(stack).filter(|&a| !is_python(a)));
     }
 
     /// A kernel stack, leaf first.
@@ -150,7 +157,7 @@ impl Symbols {
 
     /// Frames of a user stack (leaf first), root first.
     pub fn user_frames(&self, pid: u32, stack: &[u64]) -> Vec<String> {
-        let addrs: Vec<u64> = lookup_addrs(stack).collect();
+        let addrs: Vec<u64> = user_lookup_addrs(stack).collect();
         let mut frames = Vec::with_capacity(addrs.len());
         for addr in addrs.iter().rev() {
             if is_python(*addr) {
