@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::bpf_get_current_pid_tgid;
-use aya_ebpf::helpers::generated::{bpf_probe_read_kernel, bpf_probe_read_user};
+use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel, bpf_probe_read_user};
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray};
 use loadgen_ebpf_common::{
@@ -42,10 +42,34 @@ fn read_u64(addr: u64) -> Option<u64> {
     unsafe { aya_ebpf::helpers::bpf_probe_read_user(addr as *const u64) }.ok()
 }
 
-/// The current thread's `PyThreadState` (0: not found). Not inlined: its
-/// many exits (one per thread state looked at) then return to one place,
-/// so the verifier checks the frame walk after it once, not once per exit.
-#[inline(never)]
+/// A search of the interpreter's thread list, as `bpf_loop` steps.
+#[repr(C)]
+struct ThreadSearch {
+    /// The thread state looked at next (0: the list ended).
+    t: u64,
+    tid: u64,
+    native_thread_id: u64,
+    next: u64,
+    found: u64,
+}
+
+/// One thread state of the list: stops at the one running `tid`.
+extern "C" fn thread_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the ThreadSearch on thread_state's stack.
+    let s = unsafe { &mut *(ctx as *mut ThreadSearch) };
+    if s.t == 0 {
+        return 1;
+    }
+    if read_u64(s.t + s.native_thread_id) == Some(s.tid) {
+        s.found = s.t;
+        return 1;
+    }
+    s.t = read_u64(s.t + s.next).unwrap_or(0);
+    0
+}
+
+/// The current thread's `PyThreadState` (0: not found).
+#[inline(always)]
 fn thread_state(cfg: &PyConfig, tid: u32) -> u64 {
     // SAFETY: a read-only lookup; the value is copied out at once.
     if let Some(&t) = unsafe { PY_THREADS.get(&tid) }
@@ -56,20 +80,27 @@ fn thread_state(cfg: &PyConfig, tid: u32) -> u64 {
     let Some(interp) = read_u64(cfg.interpreters_head) else {
         return 0;
     };
-    let mut t = read_u64(interp + cfg.interp_threads_head as u64).unwrap_or(0);
-    let mut i = 0;
-    while i < MAX_PY_THREADS {
-        if t == 0 {
-            return 0;
-        }
-        if read_u64(t + cfg.tstate_native_thread_id as u64) == Some(tid as u64) {
-            let _ = PY_THREADS.insert(&tid, &t, 0);
-            return t;
-        }
-        t = read_u64(t + cfg.tstate_next as u64).unwrap_or(0);
-        i += 1;
+    let mut s = ThreadSearch {
+        t: read_u64(interp + cfg.interp_threads_head as u64).unwrap_or(0),
+        tid: tid as u64,
+        native_thread_id: cfg.tstate_native_thread_id as u64,
+        next: cfg.tstate_next as u64,
+        found: 0,
+    };
+    // SAFETY: the callback has bpf_loop's signature and takes `s`, which
+    // lives until bpf_loop returns.
+    unsafe {
+        bpf_loop(
+            MAX_PY_THREADS,
+            thread_step as *const () as *mut c_void,
+            &mut s as *mut ThreadSearch as *mut c_void,
+            0,
+        )
+    };
+    if s.found != 0 {
+        let _ = PY_THREADS.insert(&tid, &s.found, 0);
     }
-    0
+    s.found
 }
 
 /// A field of a frame read as words: a whole word at a multiple of 8, or
@@ -98,16 +129,73 @@ pub(crate) struct PyScratch {
 #[map]
 static PY_SCRATCH: PerCpuArray<PyScratch> = PerCpuArray::with_max_entries(3, 0);
 
+/// A frame walk, as `bpf_loop` steps.
+#[repr(C)]
+struct FrameWalk {
+    cfg: PyConfig,
+    /// The frame read next (0: the chain ended).
+    frame: u64,
+    out: *mut PyScratch,
+}
+
+/// One `_PyInterpreterFrame`: its entry (code object, instruction), and a
+/// boundary entry after it where one eval call's frames end.
+///
+/// The count lives in map memory, which the verifier does not track: as a
+/// register or on the stack it knows each value exactly, and checks each
+/// one as a loop state of its own (a plain loop took >1M instructions).
+extern "C" fn frame_step(_i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the FrameWalk on walk's stack.
+    let w = unsafe { &mut *(ctx as *mut FrameWalk) };
+    // SAFETY: this CPU's scratch entry (walk checked the lookup); nothing
+    // else writes it until the record is sent.
+    let scratch = unsafe { &mut *w.out };
+    let count = &mut scratch.n as *mut u32;
+    // SAFETY: map memory, aligned; volatile keeps the count there.
+    let n = unsafe { core::ptr::read_volatile(count) } as usize;
+    // Room for a frame and a boundary, below MAX_PY_FRAMES.
+    if w.frame == 0 || n + 2 >= MAX_PY_FRAMES {
+        return 1;
+    }
+    let cfg = &w.cfg;
+    let mut words = [0u64; FRAME_WORDS];
+    // SAFETY: the destination is our stack array, larger than
+    // PY_FRAME_READ bytes; the helper checks the user address.
+    let r = unsafe {
+        bpf_probe_read_user(
+            words.as_mut_ptr() as *mut c_void,
+            PY_FRAME_READ as u32,
+            w.frame as *const c_void,
+        )
+    };
+    if r < 0 {
+        return 1;
+    }
+    let code = word(&words, cfg.frame_code);
+    let owner = byte(&words, cfg.frame_owner) as u32;
+    let shim = cfg.owner_cstack != PY_NONE && owner == cfg.owner_cstack;
+    let entry = cfg.frame_is_entry != PY_NONE && byte(&words, cfg.frame_is_entry) != 0;
+    let is_frame = !shim && code != 0;
+    let boundary = shim || (is_frame && entry);
+    let instr = word(&words, cfg.frame_prev_instr);
+    put(&mut scratch.frames, n, code, instr);
+    let n = n + is_frame as usize;
+    put(&mut scratch.frames, n, 0, 0);
+    let n = n + boundary as usize;
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(count, n as u32) };
+    w.frame = word(&words, cfg.frame_previous);
+    0
+}
+
 /// Walks the current thread's Python stack into scratch entry `slot`;
 /// returns how many entries. `tgid` is the sampled process.
 ///
-/// Kept cheap to verify: called where the program has one state (before
-/// the stack copy, whose page loop leaves many); not inlined, so every way
-/// out returns to one place; the count lives in map memory, which the
-/// verifier does not track (as a register it knows each value exactly and
-/// checks every mix of frames and boundaries as its own path); and a loop
-/// turn writes its entries without branching on the count.
-#[inline(never)]
+/// Both walks are `bpf_loop` callbacks: the verifier checks a callback's
+/// body until its states repeat, not once per turn, so the walk adds
+/// milliseconds to loading, not seconds, and fits in the scheduler
+/// programs too.
+#[inline(always)]
 pub(crate) fn walk(tgid: u32, slot: u32) -> u32 {
     // SAFETY: a read-only lookup; the value is copied out at once.
     let Some(cfg) = (unsafe { PY_TARGETS.get(&tgid) }).copied() else {
@@ -116,12 +204,8 @@ pub(crate) fn walk(tgid: u32, slot: u32) -> u32 {
     let Some(scratch) = PY_SCRATCH.get_ptr_mut(slot) else {
         return 0;
     };
-    // SAFETY: this CPU's entry for this program: nothing else writes it
-    // until the record is sent.
-    let scratch = unsafe { &mut *scratch };
-    let count = &mut scratch.n as *mut u32;
     // SAFETY: map memory, aligned; volatile keeps the count there.
-    unsafe { core::ptr::write_volatile(count, 0) };
+    unsafe { core::ptr::write_volatile(&mut (*scratch).n as *mut u32, 0) };
     let tid = bpf_get_current_pid_tgid() as u32;
     let t = thread_state(&cfg, tid);
     if t == 0 {
@@ -129,53 +213,30 @@ pub(crate) fn walk(tgid: u32, slot: u32) -> u32 {
         return 0;
     }
     let cframe = read_u64(t + cfg.tstate_cframe as u64).unwrap_or(0);
-    let mut frame = if cframe == 0 {
+    let frame = if cframe == 0 {
         0
     } else {
         read_u64(cframe + cfg.cframe_current_frame as u64).unwrap_or(0)
     };
-    let mut words = [0u64; FRAME_WORDS];
-    let mut i = 0;
-    while i < MAX_PY_FRAMES {
-        // SAFETY: as above.
-        let n = unsafe { core::ptr::read_volatile(count) } as usize;
-        // Room for a frame and a boundary, below MAX_PY_FRAMES.
-        if frame == 0 || n + 2 >= MAX_PY_FRAMES {
-            break;
-        }
-        // SAFETY: the destination is our stack array, larger than
-        // PY_FRAME_READ bytes; the helper checks the user address.
-        let r = unsafe {
-            bpf_probe_read_user(
-                words.as_mut_ptr() as *mut c_void,
-                PY_FRAME_READ as u32,
-                frame as *const c_void,
-            )
-        };
-        if r < 0 {
-            break;
-        }
-        let code = word(&words, cfg.frame_code);
-        let owner = byte(&words, cfg.frame_owner) as u32;
-        let shim = cfg.owner_cstack != PY_NONE && owner == cfg.owner_cstack;
-        let entry = cfg.frame_is_entry != PY_NONE && byte(&words, cfg.frame_is_entry) != 0;
-        let is_frame = !shim && code != 0;
-        let boundary = shim || (is_frame && entry);
-        let instr = word(&words, cfg.frame_prev_instr);
-        put(&mut scratch.frames, n, code, instr);
-        let n = n + is_frame as usize;
-        put(&mut scratch.frames, n, 0, 0);
-        let n = n + boundary as usize;
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(count, n as u32) };
-        frame = word(&words, cfg.frame_previous);
-        i += 1;
-    }
-    if frame != 0 {
+    let mut w = FrameWalk {
+        cfg,
+        frame,
+        out: scratch,
+    };
+    // SAFETY: as in thread_state.
+    unsafe {
+        bpf_loop(
+            MAX_PY_FRAMES as u32,
+            frame_step as *const () as *mut c_void,
+            &mut w as *mut FrameWalk as *mut c_void,
+            0,
+        )
+    };
+    if w.frame != 0 {
         bump(stat::PY_TRUNCATED, 1);
     }
     // SAFETY: as above.
-    let n = unsafe { core::ptr::read_volatile(count) };
+    let n = unsafe { core::ptr::read_volatile(&(*scratch).n as *const u32) };
     if n > 0 {
         bump(stat::PY_STACKS, 1);
         bump(stat::PY_FRAMES, n as u64);

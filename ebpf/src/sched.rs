@@ -167,9 +167,7 @@ fn send_copy(kind: u32, slot: u32, tgid: u32, want: u32) -> u64 {
         Some(prefix),
         want,
         stat::OFF_CPU_STACK_UNREADABLE,
-        // No Python frames here: in these programs the walk took the
-        // verifier over its million-instruction limit (to be done).
-        None,
+        Some(1 + slot),
     ) else {
         return 0;
     };

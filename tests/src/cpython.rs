@@ -245,3 +245,27 @@ fn make_executable(p: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+/// An HTTP service whose handler waits 3 ms per request in a known Python
+/// function (`Handler.do_GET` → `wait_here` → `time.sleep`), for the
+/// off-CPU stacks. Prints its port when ready.
+pub const SLEEPER: &str = r#"
+import http.server, time
+def wait_here():
+    time.sleep(0.003)
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_GET(self):
+        wait_here()
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;

@@ -314,6 +314,67 @@ fn two_threads_in_different_functions_keep_their_own_stacks() {
     }
 }
 
+#[test]
+fn off_cpu_stacks_name_the_python_function_that_waited() {
+    let Some(_g) = serial() else { return };
+    for (python, version) in supported_pythons() {
+        let p = PyProgram::start(&python, loadgen_tests::cpython::SLEEPER, &[]);
+        let url = format!("http://127.0.0.1:{}/", p.ready);
+        let folded_path = tmp("py-off-cpu.folded");
+        let (json, text, code) = run_json(&[
+            &url,
+            "-t1",
+            "-c4",
+            "-d",
+            "3s",
+            "--off-cpu",
+            "--profile-pid",
+            &p.pid().to_string(),
+            "--off-cpu-folded",
+            folded_path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{text}");
+        let stacks = folded(&folded_path).stacks;
+        let sleeps: Vec<_> = stacks
+            .iter()
+            .filter(|(s, _)| s.iter().any(|f| f.contains("nanosleep")))
+            .collect();
+        let slept: u64 = sleeps.iter().map(|(_, n)| n).sum();
+        let named: u64 = sleeps
+            .iter()
+            .filter(|(s, _)| {
+                let (Some(get), Some(wait)) = (
+                    s.iter().position(|f| f.starts_with("Handler.do_GET (")),
+                    s.iter().position(|f| f.starts_with("wait_here (")),
+                ) else {
+                    return false;
+                };
+                // Root first: the handler calls wait_here, which sleeps.
+                get < wait
+            })
+            .map(|(_, n)| n)
+            .sum();
+        let requests = json["requests"].as_u64().unwrap();
+        eprintln!(
+            "{} {version:?}: {requests} requests, {slept} µs asleep, {named} of it under do_GET → wait_here",
+            python.display()
+        );
+        // 3 ms a request: the sleeps are most of the off-CPU time...
+        assert!(slept as f64 > 0.5 * requests as f64 * 3000.0, "{text}");
+        // ...and nearly all of it is named by the Python frames that slept.
+        assert!(named as f64 >= 0.9 * slept as f64, "{sleeps:?}");
+        // As on-CPU: an eval frame left is rare (a walk can miss: seen
+        // in the main thread while it started a handler thread).
+        let total: u64 = stacks.iter().map(|(_, n)| n).sum();
+        let eval: u64 = stacks
+            .iter()
+            .filter(|(s, _)| s.iter().any(|f| f == "_PyEval_EvalFrameDefault"))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(eval * 20 < total, "{eval} of {total} µs keep an eval frame");
+    }
+}
+
 /// Lines of loadgen's output about Python frames.
 fn python_lines(text: &str) -> Vec<&str> {
     text.lines()

@@ -94,9 +94,20 @@ fn build(root: &Path, target_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(root)
-        // The host's rustflags (frame pointers) are not for BPF.
+        // The host's rustflags (frame pointers) are not for BPF. Full debug
+        // info in every crate (aya-ebpf's memcpy too), from which bpf-linker
+        // makes the BTF that bpf_loop's callbacks need; the checkout's path
+        // mapped away, so that every checkout builds the same bytes.
         .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            [
+                "-Cdebuginfo=2".to_string(),
+                "-Clink-arg=--btf".to_string(),
+                format!("--remap-path-prefix={}=.", root.display()),
+            ]
+            .join("\x1f"),
+        )
         .status()
         .context(
             "cannot run cargo +nightly (rustup toolchain install nightly --component rust-src)",
@@ -106,5 +117,18 @@ fn build(root: &Path, target_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
             "building ebpf/ failed: it needs nightly with rust-src and bpf-linker (see DEVELOPERS.md)"
         );
     }
-    Ok(target_dir.join("bpfel-unknown-none/release/loadgen-ebpf"))
+    // The BTF stays; the DWARF it was made from is 15 times the program.
+    let linked = target_dir.join("bpfel-unknown-none/release/loadgen-ebpf");
+    let stripped = target_dir.join("loadgen-ebpf.o");
+    let llvm = std::env::var("LLVM_PREFIX").unwrap_or_else(|_| "/usr/lib/llvm-22".into());
+    let status = Command::new(Path::new(&llvm).join("bin/llvm-objcopy"))
+        .arg("--strip-debug")
+        .arg(&linked)
+        .arg(&stripped)
+        .status()
+        .with_context(|| format!("cannot run {llvm}/bin/llvm-objcopy (apt-get install llvm-22)"))?;
+    if !status.success() {
+        bail!("llvm-objcopy --strip-debug failed on {}", linked.display());
+    }
+    Ok(stripped)
 }
