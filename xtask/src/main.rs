@@ -10,6 +10,8 @@
 //!   flamegraph.
 //! - `profile-depth`: how whole the stacks of deep and shallow C programs
 //!   are, and the cost per sample, by unwinding mode and against perf.
+//! - `python-cost`: what Python frames cost per sample, against
+//!   `--no-interpreter-frames` and py-spy at the same rate.
 //! - `metrics-overhead`: client CPU per request with `--metrics-listen`
 //!   off, and on with a scrape every second, alternating.
 //! - `request-log-overhead`: client CPU per request with `--request-log`
@@ -23,6 +25,7 @@ mod max_rate;
 mod metrics_overhead;
 mod profile_depth;
 mod profile_overhead;
+mod python_cost;
 mod request_log_overhead;
 
 use std::process::ExitCode;
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Some("ebpf") => ebpf::main(&args[1..]),
         Some("profile-overhead") => profile_overhead::main(&args[1..]),
         Some("profile-depth") => profile_depth::main(&args[1..]),
+        Some("python-cost") => python_cost::main(&args[1..]),
         Some("metrics-overhead") => metrics_overhead::main(&args[1..]),
         Some("request-log-overhead") => request_log_overhead::main(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -106,6 +110,9 @@ commands:
   profile-depth [--rounds N] [--duration SECS] [--freq HZ]
       share of samples reaching main and cost per sample for a shallow C program and 100-frame recursions with
       and without frame pointers: loadgen auto / fp / dwarf 16k / dwarf 64k, perf --call-graph dwarf (8k, 65528)
+  python-cost [--rounds N] [--duration SECS] [--freq HZ]
+      a CPython service's profile: BPF and total profiler CPU per sample with Python frames, with
+      --no-interpreter-frames, and py-spy record (Python only; --native) at the same rate
   metrics-overhead [--rounds N] [--duration SECS] [--connections C]
       loadgen's CPU µs per request with --metrics-listen off / on and scraped every second
   request-log-overhead [--rounds N] [--duration SECS] [--connections C] [--depths 1,16]
