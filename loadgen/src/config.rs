@@ -109,6 +109,10 @@ pub struct Config {
     pub bind: Vec<IpAddr>,
     /// `--http2`: streams per connection, windows, header list limit.
     pub http2: Option<H2Settings>,
+    /// HTTP/3 over QUIC (issue 27): requests per connection at once. No
+    /// flag sets it yet (the engines carry no datagrams yet); the core and
+    /// its tests use it.
+    pub http3: Option<u32>,
     /// `--grpc`: the requests are unary calls of this method (over HTTP/2).
     pub grpc: Option<crate::grpc::GrpcRun>,
     /// `--request-log`: a line per completed request.
@@ -342,6 +346,7 @@ impl Config {
             start_at: i.start_at,
             bind: i.bind,
             http2: i.http2,
+            http3: None,
             grpc: i.grpc,
             request_log: i.request_log,
         }
@@ -473,6 +478,7 @@ impl Config {
             start_at: None,
             bind: Vec::new(),
             http2: None,
+            http3: None,
             grpc: None,
             request_log: None,
         }

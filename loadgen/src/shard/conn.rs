@@ -4,7 +4,7 @@
 //! The slot holds no socket; the engine does, keyed by slot and generation.
 
 use super::slots::Slots;
-use crate::http::{ResponseParser, h2};
+use crate::http::{ResponseParser, h2, h3};
 use crate::scenario::ConnGen;
 use crate::tls::Session;
 
@@ -65,6 +65,12 @@ pub struct Conn {
     /// frames of the send in flight, kept still as `tls_out` is.
     pub h2: Option<Box<h2::Connection>>,
     pub h2_out: Vec<u8>,
+    /// HTTP/3: the connection (with its QUIC one) and its endpoint handle,
+    /// once the socket is up; the datagrams of the send in flight and
+    /// their segment size (one GSO send).
+    pub h3: Option<(quinn_proto::ConnectionHandle, Box<h3::Connection>)>,
+    pub h3_out: Vec<u8>,
+    pub h3_segment: usize,
     /// When bytes last came from the server.
     pub last_recv: u64,
     pub connect_started: u64,
@@ -109,6 +115,9 @@ impl Conn {
             tls_out: Vec::new(),
             h2: h2.map(|s| Box::new(h2::Connection::new(s))),
             h2_out: Vec::new(),
+            h3: None,
+            h3_out: Vec::new(),
+            h3_segment: 0,
             last_recv: 0,
             connect_started: 0,
             handshake_started: 0,
@@ -129,9 +138,10 @@ impl Conn {
     /// streams the server allows and we have not opened.
     #[inline]
     pub fn free_slots(&self) -> u32 {
-        let limit = match &self.h2 {
-            Some(h2) => h2.capacity(),
-            None => self.slots.depth(),
+        let limit = match (&self.h2, &self.h3) {
+            (Some(h2), _) => h2.capacity(),
+            (_, Some((_, h3))) if h3.is_draining() => 0,
+            _ => self.slots.depth(),
         };
         limit.saturating_sub(self.slots.held())
     }
@@ -140,7 +150,7 @@ impl Conn {
     /// wait for the send in flight; HTTP/2 frames queue behind it.
     #[inline]
     pub fn can_send(&self) -> bool {
-        !self.send_busy || self.h2.is_some()
+        !self.send_busy || self.h2.is_some() || self.h3.is_some()
     }
 
     /// Forgets the socket and everything in flight on it, and moves to the
@@ -153,6 +163,8 @@ impl Conn {
         if let Some(h2) = &mut self.h2 {
             h2.reset();
         }
+        // The endpoint was told first (`Core::close_socket`).
+        self.h3 = None;
         self.send_busy = false;
         self.slots.clear()
     }

@@ -88,6 +88,7 @@ impl Core<'_> {
     /// Drops the slot's socket (if it has one) and everything on it;
     /// returns how many requests were in flight or queued.
     pub(super) fn close_socket(&mut self, ci: usize) -> u32 {
+        self.forget_h3(ci);
         let c = &mut self.conns[ci];
         if c.state.has_socket() {
             self.actions.push(Action::Close {
@@ -125,8 +126,8 @@ impl Core<'_> {
     /// request at once (h2load's `-m`); sends still batch, as the core
     /// fills once per received buffer, not per response.
     pub(super) fn fill(&mut self, ci: usize, now: u64) {
+        let batches = self.h3.is_none() && self.conns[ci].h2.is_none();
         let c = &mut self.conns[ci];
-        let batches = c.h2.is_none();
         if self.open_loop.is_some()
             || c.state != ConnState::Open
             || self.stopping
@@ -152,6 +153,10 @@ impl Core<'_> {
     pub(super) fn send(&mut self, ci: usize, now: u64) {
         if self.conns[ci].h2.is_some() {
             self.send_h2(ci, now);
+            return;
+        }
+        if self.conns[ci].h3.is_some() {
+            self.send_h3(ci, now);
             return;
         }
         let c = &mut self.conns[ci];
@@ -198,6 +203,10 @@ impl Core<'_> {
     /// Sends what the connection's protocol layers have waiting: HTTP/2
     /// frames, TLS records.
     pub(super) fn flush(&mut self, ci: usize) {
+        if self.conns[ci].h3.is_some() {
+            // HTTP/3 sends when its connection is driven (`drive_h3`).
+            return;
+        }
         if self.conns[ci].h2.is_some() {
             self.flush_h2(ci);
         } else {

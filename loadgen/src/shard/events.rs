@@ -15,7 +15,9 @@ impl Core<'_> {
         if !self.current(ci, generation, ConnState::Connecting) {
             return;
         }
-        if self.tls.is_some() {
+        if self.h3.is_some() {
+            self.connect_h3(ci, now);
+        } else if self.tls.is_some() {
             self.start_handshake(ci, now);
         } else {
             self.ready(ci, now);
@@ -61,6 +63,10 @@ impl Core<'_> {
         }
         let c = &mut self.conns[ci];
         c.send_busy = false;
+        if c.h3.is_some() {
+            self.drive_h3(ci, now);
+            return;
+        }
         if c.slots.queued > 0 && c.state == ConnState::Open {
             self.send(ci, now);
         } else {

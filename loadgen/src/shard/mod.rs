@@ -19,6 +19,7 @@ mod conn;
 mod decisions;
 mod events;
 mod h2;
+mod h3;
 mod open_loop;
 mod plan;
 mod quic;
@@ -39,6 +40,7 @@ pub use slots::MAX_SLOTS;
 use clocks::Clocks;
 use conn::{Conn, ConnState};
 use h2::H2Requests;
+use h3::H3Requests;
 use open_loop::OpenLoop;
 
 use crate::config::Config;
@@ -143,6 +145,8 @@ pub struct Core<'a> {
     tls_plain: Box<[u8]>,
     /// `--http2`: what puts requests on streams.
     h2: Option<H2Requests>,
+    /// HTTP/3: the shard's QUIC endpoint and what puts requests on streams.
+    h3: Option<H3Requests>,
     /// `--request-log`: the lines of this shard not yet written out.
     log: Option<RequestLog>,
     /// A failure no retry can fix (a refused certificate): the run ends.
@@ -169,14 +173,16 @@ impl<'a> Core<'a> {
     ) -> Core<'a> {
         let conns_n = plan.connections;
         // HTTP/2 streams are the slots of an HTTP/1.1 pipeline.
-        let depth = cfg
-            .http2
-            .map_or(cfg.pipeline.max(1), |h| h.streams as usize);
+        let depth = match (cfg.http2, cfg.http3) {
+            (Some(h), _) => h.streams as usize,
+            (None, Some(streams)) => streams as usize,
+            (None, None) => cfg.pipeline.max(1),
+        };
         let scenario: &Scenario = &cfg.scenario;
         let fixed = scenario.fixed_bytes();
         let req_len = fixed.map_or(scenario.max_request_len(), <[u8]>::len);
         // HTTP/2 renders one request at a time, in the shard's buffer.
-        let out_capacity = if fixed.is_some() || cfg.http2.is_some() {
+        let out_capacity = if fixed.is_some() || cfg.http2.is_some() || cfg.http3.is_some() {
             0
         } else {
             depth * req_len
@@ -213,6 +219,21 @@ impl<'a> Core<'a> {
         let h2 = cfg
             .http2
             .map(|_| H2Requests::new(scenario, cfg.url.scheme(), cfg.grpc.is_some()));
+        // The command layer checks that HTTP/3 has TLS 1.3, its suite and a
+        // TCP/UDP address; without them the run ends at once rather than
+        // speak another protocol.
+        let h3 = cfg.http3.and_then(|_| {
+            let t = cfg.tls.as_ref()?;
+            let quic = quic::Quic::new(
+                t.for_shard_quic().ok()?,
+                t.server_name.to_str().into_owned(),
+                cfg.peer.tcp()?,
+                std::time::Instant::now(),
+                conns_n,
+            );
+            Some(H3Requests::new(scenario, quic, cfg.max_header_bytes))
+        });
+        let h3_refused = cfg.http3.is_some() && h3.is_none();
         let log = cfg.request_log.as_ref().map(|spec| {
             RequestLog::new(
                 plan.index as u32,
@@ -293,8 +314,9 @@ impl<'a> Core<'a> {
             },
             tls,
             h2,
+            h3,
             log,
-            fatal: false,
+            fatal: h3_refused,
             rng: 0x9e37_79b9_7f4a_7c15 ^ (stream.offset + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9),
             progress,
             stop,
@@ -331,7 +353,9 @@ impl<'a> Core<'a> {
     #[inline]
     pub fn send_bytes(&self, conn: u32) -> &[u8] {
         let c = &self.conns[conn as usize];
-        if c.tls.is_some() {
+        if c.h3.is_some() {
+            &c.h3_out
+        } else if c.tls.is_some() {
             &c.tls_out
         } else if c.h2.is_some() {
             &c.h2_out
@@ -389,6 +413,9 @@ impl<'a> Core<'a> {
     /// When the core next needs [`Core::turn`], at the latest.
     pub fn next_wake(&self) -> u64 {
         let mut wake = self.clocks.next_wake().min(self.next_check);
+        if let Some(t) = self.h3.as_ref().and_then(|r| r.quic.earliest()) {
+            wake = wake.min(t);
+        }
         if let Some(d) = self.deadline {
             wake = wake.min(d);
         }
@@ -440,6 +467,9 @@ impl<'a> Core<'a> {
         self.last_turn_at = now;
         if self.finished {
             return;
+        }
+        if self.h3.is_some() {
+            self.h3_timers(now);
         }
         if self.open_loop.is_some() {
             self.dispatch(now);

@@ -10,10 +10,6 @@
 //! works on. quinn-proto never reads the clock: `at(ns)` turns the shard's
 //! time into the `Instant`s it wants, from one epoch.
 
-// The core drives this from step 3's second part (`shard/h3.rs`); until
-// then only its tests do.
-#![allow(dead_code)]
-
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
@@ -204,8 +200,26 @@ impl Quic {
         self.armed[slot as usize] = NONE;
     }
 
-    /// When the first timer is due, at the latest (an entry made stale by a
-    /// re-arm may wake the shard early, never late).
+    /// When the first timer is due, or earlier (the first entry may be
+    /// stale: a spurious wake, never a late one); for `&self` callers.
+    pub fn earliest(&self) -> Option<u64> {
+        self.timers.peek().map(|&Reverse((at, _, _))| at)
+    }
+
+    /// Connection `h` of slot `slot` is dropped before it drained (its
+    /// socket is closed): the endpoint frees its handle and ids.
+    pub fn forget(&mut self, h: ConnectionHandle, slot: u32) {
+        if self.owner(h).is_some() {
+            self.endpoint
+                .handle_event(h, quinn_proto::EndpointEvent::drained());
+            self.owner[h.0] = None;
+        }
+        self.disarm(slot);
+    }
+
+    /// When the first timer is due, exactly (stale entries are dropped):
+    /// the tests' form; the core wakes at [`Quic::earliest`].
+    #[cfg(test)]
     pub fn next_wake(&mut self) -> Option<u64> {
         while let Some(&Reverse((at, slot, _))) = self.timers.peek() {
             if self.armed[slot as usize] == at {

@@ -822,3 +822,4 @@ fn open_loop_log_lines_carry_the_intended_time() {
 }
 
 mod h2;
+mod h3;

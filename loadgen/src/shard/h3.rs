@@ -1,0 +1,335 @@
+//! The core's side of HTTP/3 (issue 27; no command-line flag yet, and the
+//! engines do not carry datagrams yet): each slot's QUIC connection on the
+//! shard's endpoint ([`Quic`]), requests on its streams as HTTP/2 puts them
+//! on its streams, and what comes back. The engine's side is a connected
+//! UDP socket per slot: [`Action::Send`] of [`Core::send_bytes`] as
+//! datagrams of [`Core::segment_size`] bytes (one GSO send), and
+//! [`Core::on_datagrams`] for what arrives.
+//!
+//! After every touch of a connection, [`Core::drive_h3`] passes its
+//! endpoint events on, reads its events, fills its free slots, sends what
+//! QUIC has when no send is in flight, and re-arms its timer.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::conn::ConnState;
+use super::decisions::Answer;
+use super::quic::Quic;
+use super::{Action, Core};
+use crate::http::h2::hpack::RequestFields;
+use crate::http::h3::{self, Event, qpack};
+use crate::scenario::Scenario;
+use crate::stats::ErrorKind;
+
+/// What a shard needs to put requests on HTTP/3 streams.
+pub(super) struct H3Requests {
+    pub quic: Quic,
+    /// The request's HEADERS (and DATA) frames when it never varies: built
+    /// once, shared by every stream.
+    fixed: Option<Bytes>,
+    /// A templated request rendered as HTTP/1.1, then its fields.
+    rendered: Vec<u8>,
+    fields: RequestFields,
+    events: Vec<Event>,
+    /// Slots whose stream could not open, and whose rendered request
+    /// HTTP/3 could not carry.
+    refused: Vec<u32>,
+    unwritable: Vec<u32>,
+    max_field_section: usize,
+}
+
+/// The frames of a request: HEADERS, and DATA with the body if any.
+fn request_frames(fields: &RequestFields, body: &[u8]) -> Bytes {
+    let mut out = Vec::new();
+    qpack::request_frame(fields.iter(), &mut out);
+    if !body.is_empty() {
+        h3::write_frame_header(h3::frame_type::DATA, body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+    }
+    Bytes::from(out)
+}
+
+impl H3Requests {
+    pub fn new(scenario: &Scenario, quic: Quic, max_field_section: usize) -> H3Requests {
+        let mut fields = RequestFields::new();
+        // A fixed request was rendered from a checked spec: it parses.
+        let fixed = scenario.fixed_bytes().and_then(|bytes| {
+            let head_len = fields.from_http1(bytes, b"https").ok()?;
+            Some(request_frames(&fields, &bytes[head_len..]))
+        });
+        H3Requests {
+            quic,
+            fixed,
+            rendered: Vec::with_capacity(scenario.max_request_len()),
+            fields,
+            events: Vec::new(),
+            refused: Vec::new(),
+            unwritable: Vec::new(),
+            max_field_section,
+        }
+    }
+}
+
+impl Core<'_> {
+    /// The slot's UDP socket is connected (instant: nothing was sent):
+    /// start QUIC. With a ticket for 0-RTT the connection takes requests
+    /// at once, else after the handshake.
+    pub(super) fn connect_h3(&mut self, ci: usize, now: u64) {
+        let depth = self.conns[ci].slots.depth() as usize;
+        let generation = self.conns[ci].generation;
+        let Some(req) = self.h3.as_mut() else {
+            return;
+        };
+        match req.quic.connect(ci as u32, generation, now) {
+            Ok((h, quic)) => {
+                let zero_rtt = quic.has_0rtt();
+                let conn = h3::Connection::new(quic, depth, req.max_field_section);
+                let c = &mut self.conns[ci];
+                c.h3 = Some((h, Box::new(conn)));
+                c.handshake_started = now;
+                self.set_state(ci, ConnState::Handshaking);
+                if zero_rtt {
+                    self.ready(ci, now);
+                }
+                self.drive_h3(ci, now);
+            }
+            // A config quinn refuses (no server name it takes): no retry
+            // heals it.
+            Err(_) => {
+                self.fatal = true;
+                self.set_state(ci, ConnState::Handshaking);
+                self.handshake_lost(ci, now);
+            }
+        }
+    }
+
+    /// Datagrams arrived on slot `conn`'s socket: `payload` holds them back
+    /// to back, each `segment` bytes but the last (UDP_GRO; one datagram
+    /// when `segment` is its length).
+    pub fn on_datagrams(
+        &mut self,
+        conn: u32,
+        generation: u32,
+        payload: &[u8],
+        segment: usize,
+        now: u64,
+    ) {
+        let ci = conn as usize;
+        if !self.live(ci, generation) {
+            return;
+        }
+        self.stats.bytes_read += payload.len() as u64;
+        self.conns[ci].last_recv = now;
+        let (Some(req), Some((h, c))) = (self.h3.as_mut(), self.conns[ci].h3.as_mut()) else {
+            return;
+        };
+        req.quic.receive(*h, c.quic_mut(), payload, segment, now);
+        self.drive_h3(ci, now);
+    }
+
+    /// The segment size of slot `conn`'s last send: its bytes are datagrams
+    /// of this size, the last possibly shorter.
+    #[inline]
+    pub fn segment_size(&self, conn: u32) -> usize {
+        self.conns[conn as usize].h3_segment
+    }
+
+    /// Everything a touch of slot `ci`'s connection may have started: see
+    /// the module docs.
+    pub(super) fn drive_h3(&mut self, ci: usize, now: u64) {
+        let generation = self.conns[ci].generation;
+        let Some(req) = self.h3.as_mut() else {
+            return;
+        };
+        let Some((h, conn)) = self.conns[ci].h3.as_mut() else {
+            return;
+        };
+        req.quic.endpoint_events(*h, conn.quic_mut());
+        let mut events = std::mem::take(&mut req.events);
+        let polled = conn.poll(req.quic.at(now), &mut events);
+        for e in events.drain(..) {
+            if !self.conns[ci].is(generation) {
+                break;
+            }
+            self.on_h3_event(ci, e, now);
+        }
+        if let Some(req) = self.h3.as_mut() {
+            req.events = events;
+        }
+        if !self.conns[ci].is(generation) || self.conns[ci].h3.is_none() {
+            return;
+        }
+        if polled.is_err() {
+            // Closed with the error's code; the requests on it go again.
+            self.fail(ci, ErrorKind::Protocol, now);
+            return;
+        }
+        let c = &self.conns[ci];
+        if c.h3.as_ref().is_some_and(|(_, h)| h.is_draining()) && c.slots.held() == 0 {
+            // GOAWAY, and nothing left to wait for on this connection.
+            self.replace(ci, now);
+            return;
+        }
+        if self.conns[ci].state == ConnState::Open {
+            self.fill(ci, now);
+        }
+        self.flush_h3(ci, now);
+    }
+
+    fn on_h3_event(&mut self, ci: usize, e: Event, now: u64) {
+        match e {
+            Event::Connected { zero_rtt } => {
+                let c = &self.conns[ci];
+                if let Some(t) = &mut self.stats.tls {
+                    t.handshakes += 1;
+                    t.resumed += u64::from(zero_rtt.is_some());
+                    t.handshake
+                        .saturating_record((now.saturating_sub(c.handshake_started) / 1000).max(1));
+                }
+                if c.state == ConnState::Handshaking {
+                    self.ready(ci, now);
+                }
+            }
+            Event::FirstByte { slot } => {
+                let slots = &mut self.conns[ci].slots;
+                let sent = slots.sent_at(slot);
+                slots.note_first_byte(slot, now);
+                self.stats
+                    .ttfb
+                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
+            }
+            Event::Complete { slot, status, body } => {
+                let c = &mut self.conns[ci];
+                let first_byte = c.slots.first_byte_at(slot);
+                let popped = c.slots.pop(slot);
+                let answer = Answer {
+                    status,
+                    grpc: None,
+                    first_byte,
+                    bytes: body,
+                };
+                self.complete(ci, answer, popped, now);
+            }
+            Event::Reset { slot, .. } => self.request_failed(ci, slot, ErrorKind::StreamReset, now),
+            Event::Malformed { slot, .. } => self.request_failed(ci, slot, ErrorKind::Parse, now),
+            Event::Unprocessed { slot } => self.give_back(ci, Some(slot)),
+            Event::Available => {}
+            Event::Lost(reason) => {
+                let kind = match reason {
+                    quinn_proto::ConnectionError::TimedOut => ErrorKind::Timeout,
+                    _ => ErrorKind::Closed,
+                };
+                if self.conns[ci].state == ConnState::Handshaking {
+                    self.handshake_lost(ci, now);
+                } else if self.conns[ci].slots.inflight == 0 {
+                    self.replace(ci, now);
+                } else {
+                    self.fail(ci, kind, now);
+                }
+            }
+        }
+    }
+
+    /// Opens a stream for each queued request of slot `ci`'s connection.
+    pub(super) fn send_h3(&mut self, ci: usize, now: u64) {
+        let (Some(req), c) = (self.h3.as_mut(), &mut self.conns[ci]) else {
+            return;
+        };
+        let Some((_, conn)) = c.h3.as_mut() else {
+            return;
+        };
+        let now_ms = self.wall_epoch_ms + now / 1_000_000;
+        let (scenario, generator, cg) = (self.scenario, &mut self.generator, &mut c.generator);
+        req.refused.clear();
+        req.unwritable.clear();
+        c.slots.assign_queued(|slot| {
+            let (frames, which) = match (&req.fixed, generator.as_mut(), cg.as_mut()) {
+                (Some(fixed), _, _) => (fixed.clone(), 0),
+                (None, Some(sg), Some(cg)) => {
+                    req.rendered.clear();
+                    let which = scenario.render(sg, cg, now_ms, &mut req.rendered);
+                    match req.fields.from_http1(&req.rendered, b"https") {
+                        Ok(head_len) => (
+                            request_frames(&req.fields, &req.rendered[head_len..]),
+                            which,
+                        ),
+                        Err(_) => {
+                            req.unwritable.push(slot);
+                            return which;
+                        }
+                    }
+                }
+                (None, _, _) => unreachable!("a templated scenario has generators"),
+            };
+            if !conn.open_stream(slot, &frames) {
+                req.refused.push(slot);
+            }
+            which
+        });
+        if c.slots.mark_sent() {
+            self.stamp_list.push(ci as u32);
+        }
+        // No stream free (the server's limit, or GOAWAY): back to the
+        // quota; `Available` brings the next fill.
+        while let Some(slot) = self.h3.as_mut().and_then(|r| r.refused.pop()) {
+            self.give_back(ci, Some(slot));
+        }
+        while let Some(slot) = self.h3.as_mut().and_then(|r| r.unwritable.pop()) {
+            self.request_failed(ci, slot, ErrorKind::Write, now);
+        }
+        self.flush_h3(ci, now);
+    }
+
+    /// Hands QUIC's next datagrams to the engine, unless a send is in
+    /// flight (its ack sends the next), and re-arms the slot's timer.
+    pub(super) fn flush_h3(&mut self, ci: usize, now: u64) {
+        let (Some(req), c) = (self.h3.as_mut(), &mut self.conns[ci]) else {
+            return;
+        };
+        let Some((_, conn)) = c.h3.as_mut() else {
+            return;
+        };
+        if !c.send_busy
+            && let Some(segment) = req.quic.transmit(conn.quic_mut(), now, &mut c.h3_out)
+        {
+            c.h3_segment = segment;
+            c.send_busy = true;
+            self.stats.bytes_written += c.h3_out.len() as u64;
+            self.actions.push(Action::Send {
+                conn: ci as u32,
+                generation: c.generation,
+                ack: true,
+            });
+        }
+        req.quic.arm(ci as u32, c.generation, conn.quic_mut());
+    }
+
+    /// QUIC timers due at `now` (loss detection, acks, idle, pacing).
+    pub(super) fn h3_timers(&mut self, now: u64) {
+        while let Some((slot, generation)) = self.h3.as_mut().and_then(|r| r.quic.expired(now)) {
+            let ci = slot as usize;
+            let at: Instant = match self.h3.as_ref() {
+                Some(r) => r.quic.at(now),
+                None => return,
+            };
+            let c = &mut self.conns[ci];
+            if !c.is(generation) {
+                continue;
+            }
+            if let Some((_, conn)) = c.h3.as_mut() {
+                conn.quic_mut().handle_timeout(at);
+                self.drive_h3(ci, now);
+            }
+        }
+    }
+
+    /// The slot's connection is dropped with its socket: the endpoint
+    /// forgets it.
+    pub(super) fn forget_h3(&mut self, ci: usize) {
+        if let (Some(req), Some((h, _))) = (self.h3.as_mut(), self.conns[ci].h3.as_ref()) {
+            req.quic.forget(*h, ci as u32);
+        }
+    }
+}

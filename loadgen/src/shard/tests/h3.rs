@@ -1,0 +1,209 @@
+//! The core over HTTP/3: the test plays the engine (one UDP socket per
+//! slot, at its own address: the core's sends go to the in-process QUIC
+//! server as datagrams of the segment size, the server's come back to the
+//! slot) and the clock, which moves only to the next timer.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::*;
+use crate::http::h3::code;
+use crate::http::h3::quic_tests::harness::{Behaviour, Net, Server};
+
+fn h3_config(connections: usize, streams: u32, requests: u64) -> Config {
+    let url = Url::parse("https://localhost:4433/").unwrap();
+    let addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
+    let mut cfg = Config::for_url(url, addr);
+    cfg.connections = connections;
+    cfg.duration = None;
+    cfg.requests = Some(requests);
+    cfg.timeout = Duration::from_secs(2);
+    cfg.http3 = Some(streams);
+    cfg.tls = Some(
+        crate::tls::client_config(crate::tls::TlsInputs {
+            host: "localhost".into(),
+            system_roots: Vec::new(),
+            extra_roots: Vec::new(),
+            insecure: true,
+            client_auth: None,
+            version: None,
+            ciphers: Vec::new(),
+            resume: true,
+            http2: false,
+        })
+        .unwrap(),
+    );
+    cfg
+}
+
+fn addr_of(slot: u32) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 40100 + slot as u16))
+}
+
+/// The engine and the server around a [`Fake`] core.
+struct World<'a> {
+    f: Fake<'a>,
+    server: Server,
+    net: Net,
+    epoch: Instant,
+    /// The generation of each slot's socket, while it has one.
+    sockets: Vec<Option<u32>>,
+    sends: u64,
+    datagrams: u64,
+}
+
+impl<'a> World<'a> {
+    fn new(f: Fake<'a>, behaviour: Behaviour, drop_every: Option<u64>) -> Self {
+        let n = f.core.conns.len();
+        World {
+            f,
+            server: Server::new(true, behaviour),
+            net: Net::new(drop_every),
+            epoch: Instant::now(),
+            sockets: vec![None; n],
+            sends: 0,
+            datagrams: 0,
+        }
+    }
+
+    fn at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.f.now)
+    }
+
+    /// Carries out the core's actions as the engine would: a connect is
+    /// instant (UDP), a send goes out as datagrams and is acked.
+    fn apply(&mut self, actions: Vec<Action>) {
+        let now = self.f.now;
+        for a in actions {
+            match a {
+                Action::Connect {
+                    conn, generation, ..
+                } => {
+                    self.sockets[conn as usize] = Some(generation);
+                    self.f.core.on_connected(conn, generation, now);
+                }
+                Action::Send {
+                    conn, generation, ..
+                } => {
+                    let bytes = self.f.core.send_bytes(conn).to_vec();
+                    let seg = self.f.core.segment_size(conn);
+                    assert!(seg > 0 && bytes.len() <= 10 * seg, "one GSO send");
+                    self.sends += 1;
+                    for d in bytes.chunks(seg) {
+                        self.datagrams += 1;
+                        self.net.send_from(addr_of(conn), d);
+                    }
+                    self.f.core.on_sent(conn, generation, now);
+                }
+                Action::Close { conn, generation } => {
+                    if self.sockets[conn as usize] == Some(generation) {
+                        self.sockets[conn as usize] = None;
+                    }
+                }
+            }
+            self.f.core.stamp(now);
+        }
+    }
+
+    /// Runs until the core finishes.
+    fn run(&mut self) {
+        for _ in 0..200_000 {
+            if self.f.core.is_finished() {
+                return;
+            }
+            let mut busy = false;
+            let actions = self.f.actions();
+            if !actions.is_empty() {
+                busy = true;
+                self.apply(actions);
+            }
+            while let Some((from, d)) = self.net.pop_to_server() {
+                self.server.datagram(self.at(), from, d, &mut self.net);
+                busy = true;
+            }
+            busy |= self.server.work(self.at(), &mut self.net);
+            while let Some((to, d)) = self.net.pop_to_client() {
+                let slot = u32::from(to.port() - 40100);
+                if let Some(g) = self.sockets[slot as usize] {
+                    self.f.core.on_datagrams(slot, g, &d, d.len(), self.f.now);
+                    self.f.core.stamp(self.f.now);
+                }
+                busy = true;
+            }
+            if busy {
+                continue;
+            }
+            let server = self
+                .server
+                .next_timeout()
+                .map(|t| t.saturating_duration_since(self.epoch).as_nanos() as u64);
+            let next = server
+                .into_iter()
+                .chain([self.f.core.next_wake()])
+                .min()
+                .unwrap();
+            assert!(next < 30_000_000_000, "no progress for 30 s of fake time");
+            let next = next.max(self.f.now);
+            let actions = self.f.at(next);
+            self.server.handle_timeouts(self.at());
+            self.apply(actions);
+        }
+        panic!("the run did not finish in 200000 steps");
+    }
+}
+
+#[test]
+fn n_is_exact_over_quic_and_streams_refill_as_they_end() {
+    let cfg = h3_config(1, 4, 50);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (50, 50));
+    assert_eq!(st.errors.total(), 0);
+    assert_eq!(st.reissued, 0);
+    assert_eq!(st.ttfb.len(), 50);
+    assert_eq!(st.tls.as_ref().unwrap().handshakes, 1);
+    assert!(w.datagrams >= w.sends);
+}
+
+#[test]
+fn two_connections_survive_loss_with_every_request_answered_once() {
+    let cfg = h3_config(2, 8, 200);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, Some(7));
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (200, 200));
+    assert_eq!(st.errors.total(), 0);
+    assert!(w.net.dropped > 10);
+    assert_eq!(w.server.conns.len(), 2);
+}
+
+#[test]
+fn goaway_and_request_rejected_send_the_requests_again() {
+    let cfg = h3_config(1, 4, 20);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::GoawayAfter(5), None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (20, 20));
+    assert_eq!(st.errors.total(), 0);
+    assert!(st.reissued > 0);
+    assert!(
+        w.server.conns.len() >= 4,
+        "a new connection after each GOAWAY"
+    );
+
+    let rejected = Behaviour::ResetEvery {
+        n: 3,
+        code: code::H3_REQUEST_REJECTED,
+    };
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), rejected, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (20, 20));
+    assert_eq!(st.errors.total(), 0);
+    assert_eq!(st.reissued, w.server.resets());
+}
