@@ -110,6 +110,7 @@ fn scenario(targets: &[(&str, u32)], jwt: bool, feeds: Vec<Feed>) -> Scenario {
                 name: t.into(),
                 weight,
                 spec,
+                grpc: None,
             }
         })
         .collect();

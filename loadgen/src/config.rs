@@ -370,7 +370,8 @@ impl Config {
         if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
             return Err(ConfigError::Pipeline(self.pipeline));
         }
-        if self.grpc.is_some() && self.http2.is_none() {
+        let calls = self.scenario.requests.iter().any(|r| r.call.is_some());
+        if (self.grpc.is_some() || calls) && self.http2.is_none() {
             return Err(ConfigError::GrpcWithoutHttp2);
         }
         if let Some(h2) = self.http2 {

@@ -567,7 +567,7 @@ mod tests {
         let mut g = crate::grpc::GrpcStats::default();
         for (code, n) in [(0, 9000), (3, 900), (14, 90)] {
             for _ in 0..n {
-                g.record(code, 10);
+                g.record(code, 10, true);
             }
         }
         r.grpc = Some(crate::report::GrpcReport::of(&g));

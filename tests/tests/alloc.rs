@@ -133,6 +133,7 @@ fn templated_config_for(base: &str, feed: &std::path::Path, n: u64, pipeline: us
             name: "templated".into(),
             weight: 1,
             spec,
+            grpc: None,
         }],
         Options {
             feeds: vec![Feed::from_arg(&format!("users={}", feed.display())).unwrap()],

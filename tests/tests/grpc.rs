@@ -1,8 +1,12 @@
 //! `--grpc` against a real gRPC server (Python grpcio, tests/src/grpc.rs):
 //! calls counted exactly against the server's own count, on both engines,
 //! over h2c and TLS; statuses counted by name; `--expect-status` by name.
+//! Scenarios whose requests are gRPC calls, against grpcio, and mixed with
+//! plain HTTP/2 requests against the raw HTTP/2 server (grpcio answers
+//! nothing but gRPC).
 
 use loadgen_tests::grpc::{GrpcOptions, GrpcServer};
+use loadgen_tests::h2server::{Behaviour, H2Server};
 use loadgen_tests::pki::Pki;
 use loadgen_tests::{run, run_json, skip};
 
@@ -150,7 +154,7 @@ fn bad_flags_are_one_line_before_the_run() {
     for (args, want) in [
         (
             &["--grpc", "Echo", "http://127.0.0.1:9"][..],
-            "give SERVICE/METHOD",
+            "--grpc \"Echo\" is not SERVICE/METHOD",
         ),
         (
             &["--grpc", "a.B/C", "http://127.0.0.1:9/x"][..],
@@ -465,4 +469,309 @@ fn bad_schemas_and_messages_are_one_line_before_the_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("needs --grpc"), "{err}");
+}
+
+/// A scenario file in the scratch directory.
+fn scenario(name: &str, text: &str) -> String {
+    let path = scratch(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// `by_request` as `name -> (requests, gRPC statuses by name)`.
+fn per_request(json: &serde_json::Value) -> std::collections::BTreeMap<String, (u64, String)> {
+    json["by_request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let grpc = q["grpc"]["status"]
+                .as_object()
+                .map(|m| format!("{m:?}"))
+                .unwrap_or_default();
+            (
+                q["name"].as_str().unwrap().to_string(),
+                (q["requests"].as_u64().unwrap(), grpc),
+            )
+        })
+        .collect()
+}
+
+const TWO_CALLS: &str = r#"
+[[request]]
+name = "say"
+grpc = "loadgen.test.Echo/Say"
+weight = 3
+body = '{"name": "u{{seq}}", "n": {{rand:1:100}}}'
+
+[[request]]
+name = "fail"
+grpc = "loadgen.test.Echo/Fail"
+body = '{"name": "x"}'
+"#;
+
+#[test]
+fn a_scenario_of_two_methods_is_counted_per_request_on_both_engines() {
+    let dir = protos();
+    let set = protoset(&dir);
+    let Some(mut server) = GrpcServer::start(&GrpcOptions {
+        protoset: Some(&set),
+        reflection: "v1",
+        ..GrpcOptions::default()
+    }) else {
+        return;
+    };
+    let url = server.url();
+    let file = scenario("two.toml", TWO_CALLS);
+    let set = set.to_str().unwrap();
+    // The schema from --protoset on one engine, from reflection on the other.
+    for (engine, schema) in [("uring", vec!["--protoset", set]), ("glommio", vec![])] {
+        let before = server.counts();
+        let args = [
+            &["--scenario", &file, "-n", "200", "-c", "2", "-t", "1"][..],
+            &["--streams", "2", "--latency", "--engine", engine],
+            &schema,
+            &["--expect-status", "OK", &url],
+        ]
+        .concat();
+        let (json, text, code) = run_json(&args);
+        assert_eq!(code, 4, "the Fail calls are unexpected: {args:?}: {text}");
+        let after = server.counts();
+        let delta = |m: &str| {
+            after.calls.get(m).copied().unwrap_or(0) - before.calls.get(m).copied().unwrap_or(0)
+        };
+        let (say, fail) = (delta("Say"), delta("Fail"));
+        assert_eq!(say + fail, 200, "the server's count, {engine}");
+        assert!(say > 0 && fail > 0, "{text}");
+        let by = per_request(&json);
+        assert_eq!(
+            by["say"],
+            (say, format!("{{\"OK\": Number({say})}}")),
+            "{engine}"
+        );
+        assert_eq!(
+            by["fail"],
+            (fail, format!("{{\"INVALID_ARGUMENT\": Number({fail})}}"))
+        );
+        assert_eq!(grpc_status(&json, "OK"), say);
+        assert_eq!(grpc_status(&json, "INVALID_ARGUMENT"), fail);
+        let g = &json["grpc"];
+        assert_eq!(
+            (g["service"].as_str(), g["method"].as_str()),
+            (Some(""), Some("")),
+            "two methods"
+        );
+        assert_eq!(g["methods"]["loadgen.test.Echo/Say"]["OK"], say);
+        assert_eq!(
+            g["methods"]["loadgen.test.Echo/Fail"]["INVALID_ARGUMENT"],
+            fail
+        );
+        assert_eq!(json["unexpected"], fail);
+        assert_eq!(json["by_request"][1]["unexpected"], fail);
+        assert_eq!(json["by_request"][0]["unexpected"], 0);
+        assert!(
+            text.contains("gRPC loadgen.test.Echo/Say, loadgen.test.Echo/Fail, unary calls"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "Non-OK gRPC statuses: {fail} (INVALID_ARGUMENT {fail})"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("    fail INVALID_ARGUMENT {fail}\n")),
+            "{text}"
+        );
+    }
+}
+
+/// The mixed scenario: two calls and a plain GET, over one host.
+const MIXED: &str = r#"
+[[request]]
+name = "page"
+url = "/page"
+
+[[request]]
+name = "say"
+grpc = "loadgen.test.Echo/Say"
+
+[[request]]
+name = "fail"
+grpc = "loadgen.test.Echo/Fail"
+body_file = "hi.bin"
+"#;
+
+#[test]
+fn grpc_calls_and_plain_requests_share_connections() {
+    let server = H2Server::plain(Behaviour::Grpc);
+    let url = server.url("/");
+    std::fs::write(scratch("hi.bin"), HI).unwrap();
+    let file = scenario("mixed.toml", MIXED);
+    let mut seen = 0;
+    for engine in ["uring", "glommio"] {
+        let args = [
+            "--scenario",
+            &file,
+            "-n",
+            "300",
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "--streams",
+            "4",
+            "--engine",
+            engine,
+            "--expect-status",
+            "OK,2xx",
+            &url,
+        ];
+        let (json, text, code) = run_json(&args);
+        assert_eq!(code, 4, "{args:?}: {text}");
+        let rec = server.record();
+        let reqs = &rec.requests[seen..];
+        seen = rec.requests.len();
+        let count = |path: &str| reqs.iter().filter(|q| q.path == path).count() as u64;
+        let (page, say, fail) = (
+            count("/page"),
+            count("/loadgen.test.Echo/Say"),
+            count("/loadgen.test.Echo/Fail"),
+        );
+        assert_eq!(page + say + fail, 300, "{engine}");
+        let by = per_request(&json);
+        assert_eq!(
+            by["page"],
+            (page, String::new()),
+            "{engine}: a plain request has no gRPC status"
+        );
+        assert_eq!(by["say"], (say, format!("{{\"OK\": Number({say})}}")));
+        assert_eq!(
+            by["fail"],
+            (fail, format!("{{\"INVALID_ARGUMENT\": Number({fail})}}"))
+        );
+        assert_eq!(json["by_request"][0]["status"]["codes"]["200"], page);
+        // Each call's message as loadgen framed it.
+        for q in reqs.iter().filter(|q| q.path.starts_with("/loadgen")) {
+            assert_eq!(q.header("content-type"), Some("application/grpc"));
+            assert_eq!(q.method, "POST");
+            let want = if q.path.ends_with("Fail") {
+                5 + HI.len()
+            } else {
+                5
+            };
+            assert_eq!(q.body_len, want as u64, "{}", q.path);
+        }
+        // The same connections carried both kinds.
+        let conns: std::collections::BTreeSet<u64> = reqs.iter().map(|q| q.conn).collect();
+        assert_eq!(conns.len(), 2, "{engine}");
+        for c in conns {
+            let on = |p: &str| reqs.iter().any(|q| q.conn == c && q.path.starts_with(p));
+            assert!(on("/page") && on("/loadgen"), "connection {c}, {engine}");
+        }
+        assert_eq!(json["unexpected"], fail, "{text}");
+        assert_eq!(json["expect_status"], "OK,200-299");
+        // The calls that failed are the run's failures: each second's are
+        // in the series, the plain 200s are not.
+        let failed: u64 = json["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["non_2xx"].as_u64().unwrap())
+            .sum();
+        assert_eq!(failed, fail, "{text}");
+        assert_eq!(json["grpc"]["methods"]["loadgen.test.Echo/Say"]["OK"], say);
+    }
+    // Both kinds of request need their kind of status.
+    let out = run(&[
+        "--scenario",
+        &file,
+        "--expect-status",
+        "OK",
+        "-n",
+        "1",
+        &url,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("give statuses for both, e.g. OK,2xx"), "{err}");
+}
+
+#[test]
+fn bad_scenario_calls_are_one_line_naming_the_request() {
+    let dir = protos();
+    let set = protoset(&dir);
+    let Some(server) = GrpcServer::start(&GrpcOptions {
+        protoset: Some(&set),
+        reflection: "v1",
+        ..GrpcOptions::default()
+    }) else {
+        return;
+    };
+    let url = server.url();
+    let set = set.to_str().unwrap();
+    let with = |name: &str, step: &str| {
+        scenario(
+            name,
+            &format!(
+                "[[request]]\nname = \"ok\"\ngrpc = \"loadgen.test.Echo/Say\"\n\n[[request]]\nname = \"bad\"\n{step}"
+            ),
+        )
+    };
+    let shout = with(
+        "shout.toml",
+        "grpc = \"loadgen.test.Echo/Shout\"\nbody = '{}'\n",
+    );
+    let nope = with(
+        "nope.toml",
+        "grpc = \"loadgen.test.Nope/Say\"\nbody = '{}'\n",
+    );
+    let field = with(
+        "field.toml",
+        "grpc = \"loadgen.test.Echo/Say\"\nbody = '{\"nmae\": \"x\"}'\n",
+    );
+    let first = with(
+        "first.toml",
+        "grpc = \"loadgen.test.Echo/Say\"\nbody = '{\"loud\": {{seq}}}'\n",
+    );
+    let two = scenario("two.toml", TWO_CALLS);
+    let http = scenario("http.toml", &format!("[[request]]\nurl = \"{url}/x\"\n"));
+    for (args, want) in [
+        (
+            vec!["--scenario", &shout, "--protoset", set],
+            "scenario request \"bad\": service loadgen.test.Echo has no method \"Shout\"; its methods are: Say, Fail, Watch",
+        ),
+        (
+            vec!["--scenario", &shout],
+            "scenario request \"bad\": service loadgen.test.Echo has no method \"Shout\"",
+        ),
+        (
+            vec!["--scenario", &nope],
+            "scenario request \"bad\": no service \"loadgen.test.Nope\" here; the services are: loadgen.test.Echo",
+        ),
+        (
+            vec!["--scenario", &field, "--protoset", set],
+            "scenario request \"bad\": body: the message is not a loadgen.test.EchoRequest in proto3 JSON: unrecognized field name 'nmae'",
+        ),
+        (
+            vec!["--scenario", &first],
+            "scenario request \"bad\": body: the message is not a loadgen.test.EchoRequest",
+        ),
+        (
+            vec!["--scenario", &two, "--grpc", "loadgen.test.Echo/Say"],
+            "--grpc is one call for the whole run",
+        ),
+        (
+            vec!["--scenario", &http, "--protoset", set],
+            "--proto and --protoset give the schema of gRPC calls",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["-n", "1", &url]);
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
 }

@@ -309,16 +309,17 @@ pub struct RunArgs {
     /// --body-file FILE.bin its protobuf bytes.
     #[arg(long, value_name = "SERVICE/METHOD")]
     pub grpc: Option<String>,
-    /// With --grpc: the .proto file that defines the method (repeatable);
-    /// without it or --protoset, the server's reflection service is asked.
-    #[arg(long, value_name = "FILE", requires = "grpc")]
+    /// With gRPC calls (--grpc, or grpc = in a --scenario): the .proto file
+    /// that defines the methods (repeatable); without it or --protoset,
+    /// the server's reflection service is asked.
+    #[arg(long, value_name = "FILE")]
     pub proto: Vec<PathBuf>,
     /// With --proto: a directory imports are looked up in (repeatable).
     #[arg(long, value_name = "DIR", requires = "proto")]
     pub import_path: Vec<PathBuf>,
-    /// With --grpc: a FileDescriptorSet (protoc --descriptor_set_out
-    /// --include_imports) that defines the method.
-    #[arg(long, value_name = "FILE", requires = "grpc", conflicts_with = "proto")]
+    /// With gRPC calls: a FileDescriptorSet (protoc --descriptor_set_out
+    /// --include_imports) that defines the methods.
+    #[arg(long, value_name = "FILE", conflicts_with = "proto")]
     pub protoset: Option<PathBuf>,
     /// Requests in flight per connection (HTTP/1.1 pipelining).
     #[arg(long, default_value_t = 1)]
@@ -387,8 +388,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = duration, requires = "jwt_secret")]
     pub jwt_ttl: Duration,
     /// Statuses that count as success, e.g. 200,204 or 2xx or 200-299
-    /// (with --grpc: names, e.g. OK,NOT_FOUND); others are reported as
-    /// unexpected and the exit status is 4.
+    /// (gRPC calls: names, e.g. OK,NOT_FOUND; a scenario of calls and HTTP
+    /// requests: both, e.g. OK,2xx); others are reported as unexpected and
+    /// the exit status is 4.
     #[arg(long, value_name = "LIST")]
     pub expect_status: Option<String>,
     /// https: trust this CA (PEM) besides the system's roots (repeatable).

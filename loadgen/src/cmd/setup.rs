@@ -108,28 +108,20 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     if args.script.is_some() {
         return Err(SetupError::Script);
     }
-    if args.streams.is_some() && !args.speaks_http2() {
+    let (url, mut entries) = requests(args)?;
+    if let Some(call) = &args.grpc {
+        entries = vec![super::grpc::single(args, call, &url)?];
+    }
+    let calls = entries.iter().filter(|e| e.grpc.is_some()).count();
+    // gRPC calls go over HTTP/2, and so do the plain requests beside them.
+    let http2 = args.speaks_http2() || calls > 0;
+    if args.streams.is_some() && !http2 {
         return Err(SetupError::StreamsWithoutHttp2);
     }
-    let (url, entries) = requests(args)?;
-    let (expect_status, grpc) = match (&args.grpc, &args.expect_status) {
-        (Some(call), expect) => {
-            let expect = match expect {
-                Some(l) => {
-                    loadgen::grpc::status::parse_list(l).map_err(SetupError::ExpectStatus)?
-                }
-                None => Vec::new(),
-            };
-            (Vec::new(), Some(super::grpc::run(call, expect)?))
-        }
-        (None, Some(l)) => (
-            super::cli::status_list(l)
-                .map_err(SetupError::ExpectStatus)?
-                .0,
-            None,
-        ),
-        (None, None) => (Vec::new(), None),
-    };
+    if calls == 0 && (!args.proto.is_empty() || args.protoset.is_some()) {
+        return Err(super::grpc::GrpcSetupError::SchemaWithoutCalls.into());
+    }
+    let (expect_status, grpc) = expect_status(args, calls, entries.len() - calls)?;
     let load = match (&args.rate, &args.stages) {
         (Some(r), _) => Load::Rate(Schedule::parse_rate(r)?),
         (None, Some(spec)) => Load::Stages(Schedule::parse(spec)?),
@@ -144,34 +136,24 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         }
         None => Peer::Tcp(url.resolve()?),
     };
-    // A gRPC call's message may need the server (reflection): built once
+    // A gRPC call's message may need the server (reflection): made once
     // the server is known.
-    let (entries, message) = match &args.grpc {
-        Some(call) => {
-            let mut metadata = Vec::new();
-            for h in &args.headers {
-                metadata.push(RequestSpec::parse_header(h)?);
-            }
-            let reach = super::grpc::Reach {
-                peer: &peer,
-                tls: tls.as_ref(),
-                timeout: args.timeout,
-            };
-            let (spec, message) = super::grpc::request(args, call, &url, &metadata, &reach)?;
-            let name = format!("{} {}", spec.method, spec.target);
-            let entry = Entry {
-                name,
-                weight: 1,
-                spec,
-            };
-            (vec![entry], message)
+    let messages = if calls > 0 {
+        let mut metadata = Vec::new();
+        for h in &args.headers {
+            metadata.push(RequestSpec::parse_header(h)?);
         }
-        None => (entries, None),
+        let reach = super::grpc::Reach {
+            peer: &peer,
+            tls: tls.as_ref(),
+            timeout: args.timeout,
+        };
+        super::grpc::prepare(args, &mut entries, &url, &metadata, &reach)?
+    } else {
+        Vec::new()
     };
     let mut scenario = compile_scenario(args, entries)?;
-    if let Some(m) = message {
-        super::grpc::attach(&mut scenario, m)?;
-    }
+    super::grpc::attach(&mut scenario, messages)?;
     let part = fleet_part(args)?;
     let bind = args.bind.as_ref().map(|b| b.0.clone()).unwrap_or_default();
     // The family is checked with the config; a bad address of the right
@@ -200,7 +182,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
             Duration::ZERO
         }),
         pipeline: args.pipeline,
-        http2: args.speaks_http2().then(|| loadgen::http::h2::Settings {
+        http2: http2.then(|| loadgen::http::h2::Settings {
             streams: args.streams.unwrap_or(1),
             stream_window: (1u32 << args.h2_window) - 1,
             conn_window: (1u32 << args.h2_conn_window) - 1,
@@ -236,6 +218,39 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         create_request_log(&spec.path, &cfg)?;
     }
     Ok(cfg)
+}
+
+/// `--expect-status`: HTTP statuses, or with gRPC calls their statuses by
+/// name (numbers allowed when every request is a call). A scenario of
+/// both kinds needs both, each applied to its own kind of request.
+fn expect_status(
+    args: &RunArgs,
+    calls: usize,
+    plain: usize,
+) -> Result<(Vec<u16>, Option<loadgen::grpc::GrpcRun>), SetupError> {
+    use loadgen::grpc::{GrpcRun, status};
+    let Some(list) = &args.expect_status else {
+        return Ok((Vec::new(), (calls > 0).then(GrpcRun::default)));
+    };
+    if calls == 0 {
+        let http = super::cli::status_list(list).map_err(SetupError::ExpectStatus)?;
+        return Ok((http.0, None));
+    }
+    if plain == 0 {
+        let expect = status::parse_list(list).map_err(SetupError::ExpectStatus)?;
+        return Ok((Vec::new(), Some(GrpcRun { expect })));
+    }
+    let (names, http): (Vec<&str>, Vec<&str>) = list
+        .split(',')
+        .partition(|p| status::by_name(p).is_some() && p.trim().parse::<u16>().is_err());
+    if names.is_empty() || http.is_empty() {
+        return Err(SetupError::ExpectStatus(format!(
+            "{list:?}: the scenario has gRPC calls and HTTP requests; give statuses for both, e.g. OK,2xx"
+        )));
+    }
+    let expect = status::parse_list(&names.join(",")).map_err(SetupError::ExpectStatus)?;
+    let http = super::cli::status_list(&http.join(",")).map_err(SetupError::ExpectStatus)?;
+    Ok((http.0, Some(GrpcRun { expect })))
 }
 
 /// Makes `--request-log`'s file (emptied if it exists) with its header,
@@ -509,6 +524,7 @@ fn requests(args: &RunArgs) -> Result<(Url, Vec<Entry>), SetupError> {
             name,
             weight: 1,
             spec,
+            grpc: None,
         }],
     ))
 }

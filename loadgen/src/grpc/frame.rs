@@ -32,6 +32,13 @@ pub fn body_of(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A message file of protobuf bytes (`.bin`, `.pb`), sent as they are;
+/// any other holds JSON.
+pub fn is_raw_file(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin") || e.eq_ignore_ascii_case("pb"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,23 +46,48 @@ pub enum GrpcError {
     ReflectionRefused(String),
 }
 
-/// What a gRPC run calls, and which statuses it expects.
+/// A unary method: what a call names in its `:path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrpcRun {
+pub struct Method {
     /// `helloworld.Greeter`.
     pub service: String,
     /// `SayHello`.
     pub method: String,
+}
+
+impl Method {
+    /// `SERVICE/METHOD` (a leading `/` allowed), or why not.
+    pub fn parse(s: &str) -> Result<Method, String> {
+        let (service, method) = split_method(s)?;
+        Ok(Method {
+            service: service.into(),
+            method: method.into(),
+        })
+    }
+
+    /// `/SERVICE/METHOD`, the request's `:path`.
+    pub fn path(&self) -> String {
+        format!("/{self}")
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.service, self.method)
+    }
+}
+
+/// A run with gRPC calls (`--grpc`, or scenario requests with `grpc =`):
+/// which requests are calls is the scenario's
+/// ([`crate::scenario::Request::call`]); this is what the run expects of
+/// their statuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcRun {
     /// `--expect-status` as codes (empty: no expectation).
     pub expect: Vec<u8>,
 }
 
 impl GrpcRun {
-    /// `/SERVICE/METHOD`, the request's `:path`.
-    pub fn path(&self) -> String {
-        format!("/{}/{}", self.service, self.method)
-    }
-
     /// `--expect-status` as given, by name.
     pub fn expected_text(&self) -> String {
         self.expect
@@ -96,7 +121,7 @@ pub fn split_method(s: &str) -> Result<(&str, &str), String> {
     match t.split_once('/') {
         Some((svc, m)) if !svc.is_empty() && !m.is_empty() && !m.contains('/') => Ok((svc, m)),
         _ => Err(format!(
-            "--grpc {s:?}: give SERVICE/METHOD, e.g. helloworld.Greeter/SayHello"
+            "{s:?} is not SERVICE/METHOD: give e.g. helloworld.Greeter/SayHello"
         )),
     }
 }

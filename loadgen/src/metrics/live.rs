@@ -422,9 +422,9 @@ mod tests {
     fn grpc_calls_are_counted_by_status_name() {
         let p = progress(0, |s| {
             let mut g = crate::grpc::GrpcStats::default();
-            g.record(0, 10);
-            g.record(0, 10);
-            g.record(14, 10);
+            g.record(0, 10, true);
+            g.record(0, 10, true);
+            g.record(14, 10, true);
             s.grpc = Some(Box::new(g));
         });
         let live = Live::new(Info::default());

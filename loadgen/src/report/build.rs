@@ -4,9 +4,11 @@
 
 use hdrhistogram::Histogram;
 
+use std::collections::BTreeMap;
+
 use super::schema::{
     ClientCpu, Fleet, GrpcReport, H2Report, HandshakeLatency, Histograms, Latency, Mode, Report,
-    RequestReport, Second, ShardRate, Status, TlsReport,
+    RequestGrpc, RequestReport, Second, ShardRate, Status, TlsReport,
 };
 use super::{RunReport, per_second};
 use crate::config::{Config, Engine};
@@ -35,6 +37,44 @@ impl GrpcReport {
             latency_by_status: seen().map(|(n, h)| (n, Latency::of(h))).collect(),
             histograms: seen().map(|(n, h)| (n, encode_histogram(h))).collect(),
             ..GrpcReport::default()
+        }
+    }
+
+    /// Names what was called. A scenario's report (`by_request` not
+    /// empty) keeps each method's calls apart in `methods`, summed from
+    /// the requests that call it; `service` and `method` name the method
+    /// when only one was called (`--grpc`, always), else are empty.
+    pub fn name(&mut self, single: Option<(&str, &str)>, by_request: &[RequestReport]) {
+        self.methods = BTreeMap::new();
+        for g in by_request.iter().filter_map(|q| q.grpc.as_ref()) {
+            let m = self
+                .methods
+                .entry(format!("{}/{}", g.service, g.method))
+                .or_default();
+            for (name, &n) in &g.status {
+                *m.entry(name.clone()).or_default() += n;
+            }
+        }
+        let one = match (single, by_request.iter().find_map(|q| q.grpc.as_ref())) {
+            (Some(s), _) => Some(s),
+            (None, Some(g)) if self.methods.len() == 1 => Some((&g.service[..], &g.method[..])),
+            _ => None,
+        };
+        let (service, method) = one.unwrap_or_default();
+        self.service = service.into();
+        self.method = method.into();
+    }
+}
+
+impl RequestGrpc {
+    /// A scenario request's calls of `service`/`method`, counted by code.
+    pub fn of(service: &str, method: &str, status: &[u64; CODES]) -> RequestGrpc {
+        RequestGrpc {
+            service: service.into(),
+            method: method.into(),
+            status: grpc::stats::by_name(status)
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
         }
     }
 }
@@ -171,10 +211,6 @@ impl Report {
         if let (Some(h2), Some(settings)) = (&mut doc.h2, cfg.http2) {
             h2.streams_per_conn = settings.streams;
         }
-        if let (Some(g), Some(call)) = (&mut doc.grpc, &cfg.grpc) {
-            g.service.clone_from(&call.service);
-            g.method.clone_from(&call.method);
-        }
         doc.http_version = http_version(cfg).into();
         doc.client_cpu = ClientCpu {
             per_shard_busy: r.shard_busy(),
@@ -204,13 +240,24 @@ impl Report {
                 method: req.method.clone(),
                 target: req.target.clone(),
                 weight: req.weight,
+                grpc: req
+                    .call
+                    .as_ref()
+                    .map(|m| RequestGrpc::of(&m.service, &m.method, &st.grpc)),
                 ..RequestReport::measured(
                     st,
                     r.elapsed_s(),
-                    unexpected.map(|_| crate::stats::unexpected(&st.status, |c| cfg.expected(c))),
+                    unexpected.map(|_| r.request_unexpected(req, st)),
                 )
             })
             .collect();
+        if let Some(g) = &mut doc.grpc {
+            // A single call's report has no requests by name.
+            let methods = sc.methods();
+            let single = (!sc.named && methods.len() == 1)
+                .then(|| (&methods[0].service[..], &methods[0].method[..]));
+            g.name(single, &doc.by_request);
+        }
         doc.target_rps = r.target_rps();
         let started = r.out.started_at.duration_since(std::time::UNIX_EPOCH).ok();
         doc.started_unix_ms = started.map(|d| d.as_millis() as u64);

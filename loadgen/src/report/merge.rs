@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use super::schema::{ClientCpu, GrpcReport, Mode, PartRow, Report, RequestReport, Second};
+use super::schema::{
+    ClientCpu, GrpcReport, Mode, PartRow, Report, RequestGrpc, RequestReport, Second,
+};
 use super::text::{SummaryView, render};
 use super::{Status, per_second};
 use crate::fleet::Part;
@@ -180,6 +182,7 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
             )?,
             status: codes(&q.status),
             errors: q.errors,
+            grpc: q.grpc.as_ref().map_or([0; status::CODES], grpc_codes),
         });
     }
     if let Some(tls) = &r.tls {
@@ -203,6 +206,15 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
         t.grpc = Some(Box::new(grpc_stats(src, g)?));
     }
     Ok(t)
+}
+
+/// A request's gRPC calls by name back as counts by code.
+fn grpc_codes(g: &RequestGrpc) -> [u64; status::CODES] {
+    let mut out = [0; status::CODES];
+    for (name, &n) in &g.status {
+        out[status::by_name(name).unwrap_or(status::OTHER) as usize] += n;
+    }
+    out
 }
 
 /// A report's gRPC counts and histograms back as stats.
@@ -339,10 +351,6 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
     if let (Some(h2), Some(first)) = (&mut doc.h2, &first.h2) {
         h2.streams_per_conn = first.streams_per_conn;
     }
-    if let (Some(g), Some(first)) = (&mut doc.grpc, &first.grpc) {
-        g.service.clone_from(&first.service);
-        g.method.clone_from(&first.method);
-    }
     doc.client_cpu = ClientCpu {
         per_shard_busy: inputs
             .iter()
@@ -382,10 +390,21 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
                 method: q.method.clone(),
                 target: q.target.clone(),
                 weight: q.weight,
+                grpc: q
+                    .grpc
+                    .as_ref()
+                    .map(|g| RequestGrpc::of(&g.service, &g.method, &st.grpc)),
                 ..RequestReport::measured(st, window, unexpected)
             }
         })
         .collect();
+    if let (Some(g), Some(first)) = (&mut doc.grpc, &first.grpc) {
+        let single = doc
+            .by_request
+            .is_empty()
+            .then_some((&first.service[..], &first.method[..]));
+        g.name(single, &doc.by_request);
+    }
     if open {
         // What the parts were asked for, over the fleet's window.
         let asked: f64 = inputs

@@ -15,8 +15,8 @@ pub use hdr::{write_interval_log, write_percentiles};
 pub use read::{ReadError, reports_in};
 pub use schema::{
     Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, GrpcReport, Histograms, Latency,
-    MetricUnit, Mode, PartRow, Report, RequestReport, RunEntry, SampleKind, Second as SecondReport,
-    Status, Test, ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
+    MetricUnit, Mode, PartRow, Report, RequestGrpc, RequestReport, RunEntry, SampleKind,
+    Second as SecondReport, Status, Test, ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
 };
 pub use text::{SummaryView, header, render as render_summary, summary};
 
@@ -96,23 +96,52 @@ impl<'a> RunReport<'a> {
     }
 
     /// Responses outside `--expect-status`, if it was given: calls with
-    /// other gRPC statuses in a gRPC run.
+    /// other gRPC statuses, and other responses with other HTTP statuses.
     pub fn unexpected(&self) -> Option<u64> {
-        if let Some(g) = self.cfg.grpc.as_ref().filter(|g| !g.expect.is_empty()) {
-            let calls = self.out.total.grpc.as_deref();
-            return Some(calls.map_or(0, |c| c.unexpected(&g.expect)));
+        let cfg = self.cfg;
+        if !cfg.expects_status() {
+            return None;
         }
-        (!self.cfg.expect_status.is_empty())
-            .then(|| crate::stats::unexpected(&self.out.total.status, |c| self.cfg.expected(c)))
+        let t = &self.out.total;
+        if cfg.grpc.is_some() && !t.by_request.is_empty() {
+            // A scenario with calls: each request by its own kind of status.
+            let per_request = cfg.scenario.requests.iter().zip(&t.by_request);
+            return Some(
+                per_request
+                    .map(|(q, st)| self.request_unexpected(q, st))
+                    .sum(),
+            );
+        }
+        if let Some(g) = &cfg.grpc {
+            return Some(t.grpc.as_deref().map_or(0, |c| c.unexpected(&g.expect)));
+        }
+        Some(crate::stats::unexpected(&t.status, |c| cfg.expected(c)))
+    }
+
+    /// Of scenario request `q`'s answers (`st`), those outside
+    /// `--expect-status`: by gRPC status for a call, by HTTP status for
+    /// the rest. A kind the list does not name is not checked.
+    pub fn request_unexpected(
+        &self,
+        q: &crate::scenario::Request,
+        st: &crate::stats::RequestStats,
+    ) -> u64 {
+        match (&q.call, &self.cfg.grpc) {
+            (Some(_), Some(g)) if !g.expect.is_empty() => {
+                crate::grpc::stats::unexpected(&st.grpc, &g.expect)
+            }
+            (Some(_), _) => 0,
+            (None, _) => crate::stats::unexpected(&st.status, |c| self.cfg.expected(c)),
+        }
     }
 
     /// `--expect-status` as given, compressed back to ranges: `200-299,304`
-    /// (gRPC statuses by name).
+    /// (gRPC statuses by name, first).
     pub fn expected_text(&self) -> String {
-        if let Some(g) = &self.cfg.grpc {
-            return g.expected_text();
-        }
         let mut parts: Vec<String> = Vec::new();
+        if let Some(g) = self.cfg.grpc.as_ref().filter(|g| !g.expect.is_empty()) {
+            parts.push(g.expected_text());
+        }
         let codes = &self.cfg.expect_status;
         let mut i = 0;
         while i < codes.len() {

@@ -99,10 +99,12 @@ pub fn header(cfg: &Config) -> String {
         );
     }
     depth_line(&mut s, cfg.pipeline, cfg.http2.map(|h| h.streams));
-    if let Some(g) = &cfg.grpc {
-        let _ = writeln!(s, "  gRPC {}/{}, unary calls", g.service, g.method);
-    }
     let sc = &cfg.scenario;
+    let methods = sc.methods();
+    if !methods.is_empty() {
+        let names: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
+        let _ = writeln!(s, "  gRPC {}, unary calls", names.join(", "));
+    }
     if sc.named {
         let total: u64 = sc.requests.iter().map(|r| r.weight as u64).sum();
         let mix: Vec<String> = sc
@@ -438,6 +440,22 @@ fn by_request(s: &mut String, r: &SummaryView<'_>) {
             st.errors.requests(),
             non_2xx_3xx(&st.status),
         );
+    }
+    let calls: Vec<(String, &crate::stats::RequestStats)> = r
+        .request_names
+        .iter()
+        .zip(&t.by_request)
+        .filter(|(_, st)| st.grpc.iter().any(|&n| n > 0))
+        .map(|(q, st)| (q.chars().take(width).collect(), st))
+        .collect();
+    if !calls.is_empty() {
+        let _ = writeln!(s, "  gRPC statuses by request:");
+    }
+    for (name, st) in calls {
+        let codes: Vec<String> = crate::grpc::stats::by_name(&st.grpc)
+            .map(|(n, c)| format!("{n} {c}"))
+            .collect();
+        let _ = writeln!(s, "    {name:<width$} {}", codes.join(", "));
     }
 }
 

@@ -8,13 +8,23 @@
 //! method = "GET"                      # default GET
 //! headers = ["X-Trace: {{uuid}}"]     # like -H
 //! body = '{"id": {{seq}}}'            # or body_file = "payload.json"
+//!
+//! [[request]]
+//! name = "say"                        # default: the method
+//! grpc = "helloworld.Greeter/SayHello"  # a unary gRPC call (over HTTP/2)
+//! body = '{"name": "u{{seq}}"}'       # the message as proto3 JSON; or
+//!                                     # body_file = "m.json" / "m.bin"
 //! ```
+//!
+//! A gRPC request's `url` is optional and names the server only; its
+//! message is checked against the schema by the caller (`cmd::grpc`).
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::Entry;
+use crate::grpc::Method;
 use crate::http::{RequestError, RequestSpec};
 use crate::url::{Url, UrlError};
 
@@ -46,6 +56,16 @@ pub enum FileError {
     BodyFile(String, PathBuf, std::io::Error),
     #[error("scenario request {0:?}: {1}")]
     Header(String, RequestError),
+    #[error("scenario request {0:?} needs a url (or grpc = \"SERVICE/METHOD\" for a gRPC call)")]
+    NoUrl(String),
+    #[error("scenario request {0:?}: grpc = {1}")]
+    Grpc(String, String),
+    #[error("scenario request {0:?} is a gRPC call, which is a POST: drop method")]
+    GrpcMethod(String),
+    #[error(
+        "scenario request {0:?} is a gRPC call: its url names the server only (http://host:port), the path is /SERVICE/METHOD (got {1:?})"
+    )]
+    GrpcPath(String, String),
 }
 
 #[derive(Deserialize)]
@@ -59,7 +79,8 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct FileRequest {
     name: Option<String>,
-    url: String,
+    url: Option<String>,
+    grpc: Option<String>,
     method: Option<String>,
     weight: Option<u32>,
     #[serde(default)]
@@ -91,23 +112,47 @@ pub fn load_file(path: &Path, base: Option<&Url>) -> Result<(Url, Vec<Entry>), F
     let mut base = base.cloned();
     let mut entries: Vec<Entry> = Vec::with_capacity(file.request.len());
     for r in file.request {
-        let method = r.method.unwrap_or_else(|| "GET".into());
-        let name = r.name.unwrap_or_else(|| format!("{method} {}", r.url));
-        let target = if r.url.starts_with('/') {
-            if base.is_none() {
-                return Err(FileError::NoBase(name));
+        let call = r.grpc.as_deref().map(Method::parse);
+        let name = match (&r.name, &call, &r.url) {
+            (Some(n), _, _) => n.clone(),
+            (None, Some(_), _) => r.grpc.clone().unwrap_or_default(),
+            (None, None, Some(url)) => format!("{} {url}", r.method.as_deref().unwrap_or("GET")),
+            (None, None, None) => {
+                return Err(FileError::NoUrl(format!("request {}", entries.len() + 1)));
             }
-            r.url.clone()
-        } else {
-            let url = Url::parse(&r.url).map_err(|e| FileError::Url(name.clone(), e))?;
-            match &base {
-                Some(b) if b.origin() != url.origin() => {
-                    return Err(FileError::Host(name, url.origin(), b.origin()));
+        };
+        let call = call
+            .transpose()
+            .map_err(|e| FileError::Grpc(name.clone(), e))?;
+        if call.is_some() && r.method.is_some() {
+            return Err(FileError::GrpcMethod(name));
+        }
+        let target = match r.url.as_deref() {
+            None if call.is_none() => return Err(FileError::NoUrl(name)),
+            None | Some("") if base.is_none() => return Err(FileError::NoBase(name)),
+            None => "/".into(),
+            Some(url) if url.starts_with('/') => {
+                if base.is_none() {
+                    return Err(FileError::NoBase(name));
                 }
-                Some(_) => {}
-                None => base = Some(url.clone()),
+                url.to_string()
             }
-            url.target
+            Some(raw) => {
+                let url = Url::parse(raw).map_err(|e| FileError::Url(name.clone(), e))?;
+                match &base {
+                    Some(b) if b.origin() != url.origin() => {
+                        return Err(FileError::Host(name, url.origin(), b.origin()));
+                    }
+                    Some(_) => {}
+                    None => base = Some(url.clone()),
+                }
+                url.target
+            }
+        };
+        let target = match &call {
+            Some(_) if target != "/" => return Err(FileError::GrpcPath(name, target)),
+            Some(m) => m.path(),
+            None => target,
         };
         let host = base.as_ref().map(Url::host_header).unwrap_or_default();
         let weight = r.weight.unwrap_or(1);
@@ -118,7 +163,8 @@ pub fn load_file(path: &Path, base: Option<&Url>) -> Result<(Url, Vec<Entry>), F
             return Err(FileError::Duplicate(name));
         }
         let mut spec = RequestSpec::get(&host, &target);
-        spec.method = method;
+        let default = if call.is_some() { "POST" } else { "GET" };
+        spec.method = r.method.unwrap_or_else(|| default.into());
         for h in &r.headers {
             spec.headers.push(
                 RequestSpec::parse_header(h).map_err(|e| FileError::Header(name.clone(), e))?,
@@ -129,11 +175,23 @@ pub fn load_file(path: &Path, base: Option<&Url>) -> Result<(Url, Vec<Entry>), F
             (Some(b), None) => b.into_bytes(),
             (None, Some(f)) => {
                 let f = dir.join(f);
-                std::fs::read(&f).map_err(|e| FileError::BodyFile(name.clone(), f, e))?
+                let bytes = std::fs::read(&f)
+                    .map_err(|e| FileError::BodyFile(name.clone(), f.clone(), e))?;
+                if call.is_some() && crate::grpc::frame::is_raw_file(&f) {
+                    // Protobuf bytes: sent as they are, framed.
+                    crate::grpc::frame::body_of(&bytes)
+                } else {
+                    bytes
+                }
             }
             (None, None) => Vec::new(),
         };
-        entries.push(Entry { name, weight, spec });
+        entries.push(Entry {
+            name,
+            weight,
+            spec,
+            grpc: call,
+        });
     }
     // Every request either found a base or set it.
     let base = base.ok_or_else(|| FileError::Empty(path.to_path_buf()))?;

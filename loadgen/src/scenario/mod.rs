@@ -58,6 +58,9 @@ pub struct Entry {
     pub name: String,
     pub weight: u32,
     pub spec: RequestSpec,
+    /// A unary gRPC call of this method: `spec` is its request (built by
+    /// the caller: `POST /SERVICE/METHOD`, gRPC's headers, the message).
+    pub grpc: Option<crate::grpc::Method>,
 }
 
 /// Options that apply to every request of the scenario.
@@ -86,9 +89,12 @@ pub struct Request {
     head_tpl: Template,
     /// A templated body: its length is known only once it is rendered.
     body: Option<Template>,
+    /// A unary gRPC call of this method: its response's status is a gRPC
+    /// status, counted as such.
+    pub call: Option<crate::grpc::Method>,
     /// A gRPC call whose body is a JSON message template: rendered as
     /// JSON (with no Content-Length) and encoded by the HTTP/2 sender.
-    pub grpc: Option<std::sync::Arc<crate::grpc::MessageType>>,
+    pub message: Option<std::sync::Arc<crate::grpc::MessageType>>,
     feeds: Vec<usize>,
     max_len: usize,
 }
@@ -137,6 +143,7 @@ impl Scenario {
                 name: format!("{} {}", spec.method, spec.target),
                 weight: 1,
                 spec: spec.clone(),
+                grpc: None,
             }],
             Options {
                 feeds: Vec::new(),
@@ -216,6 +223,24 @@ impl Scenario {
         if self.named { self.requests.len() } else { 0 }
     }
 
+    /// True when request `which` is a gRPC call.
+    #[inline]
+    pub fn is_call(&self, which: u16) -> bool {
+        self.requests[which as usize].call.is_some()
+    }
+
+    /// The methods the scenario's gRPC calls name, each once, in the
+    /// order the requests first name them.
+    pub fn methods(&self) -> Vec<&crate::grpc::Method> {
+        let mut out: Vec<&crate::grpc::Method> = Vec::new();
+        for m in self.requests.iter().filter_map(|r| r.call.as_ref()) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
     /// True when request `which` is a HEAD.
     #[inline]
     pub fn is_head(&self, which: u16) -> bool {
@@ -239,6 +264,21 @@ impl Scenario {
             let x = cg.rng.below(total);
             self.cum.partition_point(|&c| c <= x)
         };
+        self.render_request(which, sg, cg, now_ms, out);
+        which as u16
+    }
+
+    /// Appends request `which` to `out` (a gRPC call's templated message
+    /// as JSON, after the blank line).
+    #[inline]
+    pub fn render_request(
+        &self,
+        which: usize,
+        sg: &mut ShardGen,
+        cg: &mut ConnGen,
+        now_ms: u64,
+        out: &mut Vec<u8>,
+    ) {
         let r = &self.requests[which];
         let seq = sg.seq;
         sg.seq = sg.seq.wrapping_add(sg.stride);
@@ -280,17 +320,16 @@ impl Scenario {
         if let Some(body) = &r.body {
             scratch.clear();
             body.render(&mut v, scratch);
-            if r.grpc.is_some() {
+            if r.message.is_some() {
                 out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(scratch);
-                return which as u16;
+                return;
             }
             out.extend_from_slice(b"Content-Length: ");
             template::push_u64(out, scratch.len() as u64);
             out.extend_from_slice(b"\r\n\r\n");
             out.extend_from_slice(scratch);
         }
-        which as u16
     }
 }
 
@@ -433,7 +472,8 @@ fn compile_one(
         head: spec.is_head(),
         head_tpl: head,
         body,
-        grpc: None,
+        call: e.grpc,
+        message: None,
         feeds,
         max_len,
     })

@@ -7,6 +7,7 @@ fn entry(name: &str, weight: u32, target: &str) -> Entry {
         name: name.into(),
         weight,
         spec: RequestSpec::get("h:1", target),
+        grpc: None,
     }
 }
 
@@ -257,6 +258,76 @@ body_file = "payload.json"
             .to_string()
             .starts_with("cannot read scenario")
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn grpc_requests_in_scenario_files() {
+    let dir = std::env::temp_dir().join(format!("loadgen-scn-grpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    write("hi.bin", &[0x0a, 0x02, b'h', b'i']);
+    let ok = write(
+        "ok.toml",
+        br#"
+[[request]]
+url = "http://127.0.0.1:50051/page"
+
+[[request]]
+grpc = "pkg.Echo/Say"
+headers = ["x-user: {{seq}}"]
+body = '{"name": "u{{seq}}"}'
+
+[[request]]
+name = "raw"
+url = "http://127.0.0.1:50051"
+grpc = "/pkg.Echo/Fail"
+body_file = "hi.bin"
+"#,
+    );
+    let (_, entries) = load_file(&ok, None).unwrap();
+    assert_eq!(entries[0].grpc, None, "no grpc: a plain request");
+    let say = &entries[1];
+    assert_eq!(say.name, "pkg.Echo/Say", "named after the method");
+    assert_eq!(say.grpc.as_ref().unwrap().to_string(), "pkg.Echo/Say");
+    assert_eq!(say.spec.target, "/pkg.Echo/Say");
+    assert_eq!(say.spec.body, br#"{"name": "u{{seq}}"}"#);
+    assert_eq!(say.spec.host, "127.0.0.1:50051");
+    assert_eq!(entries[2].spec.target, "/pkg.Echo/Fail");
+    assert_eq!(
+        entries[2].spec.body,
+        [0, 0, 0, 0, 4, 0x0a, 0x02, b'h', b'i'],
+        "a .bin message is framed as it is"
+    );
+    let err = |text: &str| {
+        load_file(&write("bad.toml", text.as_bytes()), None)
+            .unwrap_err()
+            .to_string()
+    };
+    let base = "[[request]]\nurl = \"http://a:1/\"\n[[request]]\nname = \"g\"\n";
+    for (text, want) in [
+        (
+            "grpc = \"Echo\"\n",
+            "scenario request \"g\": grpc = \"Echo\" is not SERVICE/METHOD",
+        ),
+        (
+            "grpc = \"a.B/C\"\nmethod = \"GET\"\n",
+            "a POST: drop method",
+        ),
+        (
+            "grpc = \"a.B/C\"\nurl = \"/x\"\n",
+            "the path is /SERVICE/METHOD (got \"/x\")",
+        ),
+        ("weight = 2\n", "scenario request \"g\" needs a url"),
+    ] {
+        let e = err(&format!("{base}{text}"));
+        assert!(e.contains(want), "{text}: {e}");
+    }
+    assert!(err("[[request]]\ngrpc = \"a.B/C\"\n").contains("path-only URL"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -19,8 +19,6 @@ pub(super) struct H2Requests {
     pub fixed: Option<(FixedRequest, Box<[u8]>)>,
     /// `http` or `https`, for `:scheme`.
     pub scheme: &'static str,
-    /// `--grpc`: every response is a call with a gRPC status.
-    pub grpc: bool,
     /// A templated request rendered as HTTP/1.1, then its HTTP/2 fields.
     pub rendered: Vec<u8>,
     pub fields: RequestFields,
@@ -37,7 +35,7 @@ pub(super) struct H2Requests {
 }
 
 impl H2Requests {
-    pub fn new(scenario: &Scenario, scheme: &'static str, grpc: bool) -> H2Requests {
+    pub fn new(scenario: &Scenario, scheme: &'static str) -> H2Requests {
         let mut fields = RequestFields::new();
         // A fixed request was rendered from a checked spec: it parses.
         let fixed = scenario.fixed_bytes().and_then(|bytes| {
@@ -50,7 +48,6 @@ impl H2Requests {
         H2Requests {
             fixed,
             scheme,
-            grpc,
             rendered: Vec::with_capacity(scenario.max_request_len()),
             message: Vec::new(),
             fields,
@@ -93,7 +90,7 @@ impl Core<'_> {
                     match req.fields.from_http1(&req.rendered, req.scheme.as_bytes()) {
                         Ok(head_len) => {
                             let mut body = &req.rendered[head_len..];
-                            if let Some(m) = &scenario.requests[which as usize].grpc {
+                            if let Some(m) = &scenario.requests[which as usize].message {
                                 req.message.clear();
                                 // The first rendering was checked before
                                 // the run; a later one (another feed row)
@@ -202,11 +199,13 @@ impl Core<'_> {
                     .saturating_record((now.saturating_sub(sent) / 1000).max(1));
             }
             Event::Complete { slot, status, grpc } => {
-                let call = self.h2.as_ref().is_some_and(|r| r.grpc);
                 let c = &mut self.conns[ci];
                 let first_byte = c.slots.first_byte_at(slot);
                 let bytes = c.h2.as_ref().map_or(0, |h| h.body_received(slot));
                 let popped = c.slots.pop(slot);
+                // A gRPC call's answer has a gRPC status; a plain request's
+                // on the same connection has none.
+                let call = self.scenario.is_call(popped.2);
                 let answer = Answer {
                     status,
                     grpc: call.then(|| crate::grpc::status::of_response(status, grpc)),

@@ -218,7 +218,7 @@ impl<'a> Core<'a> {
         }
         let h2 = cfg
             .http2
-            .map(|_| H2Requests::new(scenario, cfg.url.scheme(), cfg.grpc.is_some()));
+            .map(|_| H2Requests::new(scenario, cfg.url.scheme()));
         // The command layer checks that HTTP/3 has TLS 1.3, its suite and a
         // TCP/UDP address; without them the run ends at once rather than
         // speak another protocol.

@@ -128,6 +128,7 @@ fn templated(spec: crate::http::RequestSpec) -> std::sync::Arc<Scenario> {
         name: "t".into(),
         weight: 1,
         spec,
+        grpc: None,
     };
     let options = Options {
         feeds: Vec::new(),

@@ -26,6 +26,9 @@ pub struct RequestStats {
     /// Request-level failures of this request (connect errors belong to
     /// no request).
     pub errors: Errors,
+    /// A gRPC call's answers by gRPC status code (as
+    /// [`crate::grpc::GrpcStats::status`]); zeros for an HTTP request.
+    pub grpc: [u64; crate::grpc::status::CODES],
 }
 
 impl Default for RequestStats {
@@ -35,6 +38,7 @@ impl Default for RequestStats {
             latency: new_latency_histogram(),
             status: Box::new([0; STATUS_CODES]),
             errors: Errors::default(),
+            grpc: [0; crate::grpc::status::CODES],
         }
     }
 }
@@ -47,6 +51,9 @@ impl RequestStats {
             *a += b;
         }
         self.errors.merge(&o.errors);
+        for (a, b) in self.grpc.iter_mut().zip(o.grpc) {
+            *a += b;
+        }
     }
 
     fn reset(&mut self) {
@@ -54,6 +61,7 @@ impl RequestStats {
         self.responses = 0;
         self.status.fill(0);
         self.errors = Errors::default();
+        self.grpc.fill(0);
     }
 }
 
@@ -229,7 +237,8 @@ impl ShardStats {
     /// for `intended`, completed at `now`. In open loop the latency runs
     /// from the intended time (corrected) and the service time is kept
     /// apart; in closed loop they are the same. A gRPC call's status
-    /// (`grpc`) is counted with the same latency.
+    /// (`grpc`) is counted with the same latency, in total and for its
+    /// request.
     #[inline]
     pub fn record_completion(
         &mut self,
@@ -247,7 +256,10 @@ impl ShardStats {
         };
         self.record_request(which, status, latency_us);
         if let (Some(code), Some(g)) = (grpc, self.grpc.as_mut()) {
-            g.record(code, latency_us);
+            g.record(code, latency_us, is_2xx_or_3xx(status));
+            if let Some(r) = self.by_request.get_mut(which as usize) {
+                r.grpc[(code as usize).min(crate::grpc::status::CODES - 1)] += 1;
+            }
         }
     }
 
@@ -400,12 +412,12 @@ impl ShardStats {
         status_class(&self.status, class)
     }
 
-    /// Responses that were not a success: non-OK calls in a gRPC run
-    /// (whatever their HTTP status: a gRPC status follows from it), else
-    /// those not 2xx or 3xx. The per-second series counts these.
+    /// Responses that were not a success: non-OK gRPC calls (whatever
+    /// their HTTP status: a gRPC status follows from it), and the other
+    /// responses not 2xx or 3xx. The per-second series counts these.
     pub fn unsuccessful(&self) -> u64 {
         match &self.grpc {
-            Some(g) => g.non_ok(),
+            Some(g) => g.non_ok() + self.non_2xx_3xx().saturating_sub(g.non_2xx),
             None => self.non_2xx_3xx(),
         }
     }

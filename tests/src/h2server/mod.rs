@@ -95,6 +95,12 @@ pub enum Behaviour {
     /// Every response ends with a trailer HEADERS frame (END_STREAM):
     /// `x-trailer: done`, `x-body-bytes: N`.
     Trailers,
+    /// A request with `content-type: application/grpc` is answered as a
+    /// gRPC server answers a unary call: 200, `content-type:
+    /// application/grpc`, the body as one framed message, and trailers
+    /// with `grpc-status` 3 (INVALID_ARGUMENT) when the path ends in
+    /// `/Fail`, else 0. Any other request is answered as usual.
+    Grpc,
     /// HEADERS with the PADDED and PRIORITY flags and DATA with the
     /// PADDED flag, `pad` bytes of padding each.
     Padded { pad: u8 },

@@ -505,12 +505,20 @@ impl<'a> Page<'a> {
             return;
         };
         let total: u64 = g.status.values().sum();
-        html!(
-            self.out,
-            "<h2 id=\"grpc\">gRPC statuses: <code>{}/{}</code></h2>\n<table>\n<tr><th class=\"l\">status</th><th>calls</th><th>share</th><th>p50</th><th>p99</th><th>max</th></tr>\n",
-            g.service,
-            g.method
-        );
+        if g.service.is_empty() {
+            html!(
+                self.out,
+                "<h2 id=\"grpc\">gRPC statuses: {} methods</h2>\n<table>\n<tr><th class=\"l\">status</th><th>calls</th><th>share</th><th>p50</th><th>p99</th><th>max</th></tr>\n",
+                g.methods.len()
+            );
+        } else {
+            html!(
+                self.out,
+                "<h2 id=\"grpc\">gRPC statuses: <code>{}/{}</code></h2>\n<table>\n<tr><th class=\"l\">status</th><th>calls</th><th>share</th><th>p50</th><th>p99</th><th>max</th></tr>\n",
+                g.service,
+                g.method
+            );
+        }
         for (name, &n) in &g.status {
             let l = g.latency_by_status.get(name).copied().unwrap_or_default();
             html_line!(
@@ -527,6 +535,26 @@ impl<'a> Page<'a> {
                 format_time_us(l.p99 as f64),
                 format_time_us(l.max as f64)
             );
+        }
+        html!(self.out, "</table>\n");
+        if g.methods.is_empty() {
+            return;
+        }
+        // A scenario's calls, by method.
+        html!(
+            self.out,
+            "<table>\n<tr><th class=\"l\">method</th><th class=\"l\">status</th><th>calls</th></tr>\n"
+        );
+        for (method, statuses) in &g.methods {
+            for (name, &n) in statuses {
+                html_line!(
+                    self.out,
+                    "<tr><td class=\"l\"><code>{}</code></td><td class=\"l\">{}</td><td>{}</td></tr>",
+                    method,
+                    name,
+                    n
+                );
+            }
         }
         html!(self.out, "</table>\n");
     }

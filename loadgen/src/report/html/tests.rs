@@ -40,6 +40,7 @@ pub(super) fn hostile() -> Report {
                         "status": {"codes": {"200": 290, "799": 10}}}],
         "runs": [{"run": 1, "requests": 150}, {"run": 2, "requests": 150}],
         "grpc": {"service": x("s.S"), "method": x("M"), "status": {"OK": 290, x("CODE"): 10},
+                 "methods": {x("s.S/M"): {x("CODE"): 10}},
                  "latency_by_status": {"OK": {"p50": 10, "p99": 30, "max": 50}}},
         "parts": [{"part": {"index": 1, "of": 2}, "source": x("a.json"), "host": x("h1"),
                    "start_skew_ms": 1.5, "requests": 300, "rps": 100.0, "p99_us": 30}],

@@ -304,9 +304,9 @@ fn grpc_statuses_and_their_latencies_add_up() {
     ];
     for (k, inp) in inputs.iter_mut().enumerate() {
         let mut g = crate::grpc::GrpcStats::default();
-        g.record(0, 100 + k as u64);
-        g.record(3, 2000);
-        g.record(3, 4000 * (k as u64 + 1));
+        g.record(0, 100 + k as u64, true);
+        g.record(3, 2000, true);
+        g.record(3, 4000 * (k as u64 + 1), true);
         let mut rep = crate::report::GrpcReport::of(&g);
         rep.service = "s.S".into();
         rep.method = "M".into();
@@ -322,6 +322,56 @@ fn grpc_statuses_and_their_latencies_add_up() {
     let text = m.text(false);
     assert!(
         text.contains("Non-OK gRPC statuses: 4 (INVALID_ARGUMENT 4)"),
+        "{text}"
+    );
+}
+
+/// A scenario's gRPC calls merge per request, and per method from them.
+#[test]
+fn scenario_calls_merge_per_request_and_per_method() {
+    let mut inputs = vec![
+        part(1, 2, &values(1, 50), 1, T0),
+        part(2, 2, &values(2, 50), 1, T0),
+    ];
+    for (k, inp) in inputs.iter_mut().enumerate() {
+        let mut t = ShardStats::with_requests(2);
+        t.grpc = Some(Box::default());
+        let n = k as u64 + 1;
+        for _ in 0..n {
+            t.record_completion(false, 1000, (200, Some(3)), (0, 0, 0));
+            t.record_completion(false, 1000, (200, None), (0, 0, 1));
+        }
+        let mut r = Report::of_stats(&t, 1.0, false);
+        let call = crate::report::RequestGrpc::of("s.S", "Fail", &t.by_request[0].grpc);
+        r.by_request = t
+            .by_request
+            .iter()
+            .zip(["fail", "page"])
+            .map(|(st, name)| RequestReport {
+                name: name.into(),
+                grpc: (name == "fail").then(|| call.clone()),
+                ..RequestReport::measured(st, 1.0, None)
+            })
+            .collect();
+        inp.report.by_request = r.by_request;
+        let mut g = r.grpc.expect("calls");
+        g.name(None, &inp.report.by_request);
+        inp.report.grpc = Some(g);
+    }
+    let m = merge(&inputs).unwrap();
+    let fail = m.report.by_request[0].grpc.as_ref().expect("a call");
+    assert_eq!(fail.status["INVALID_ARGUMENT"], 3);
+    assert_eq!(
+        (fail.service.as_str(), fail.method.as_str()),
+        ("s.S", "Fail")
+    );
+    assert!(m.report.by_request[1].grpc.is_none(), "a plain request");
+    let g = m.report.grpc.clone().expect("merged gRPC");
+    assert_eq!(g.methods["s.S/Fail"]["INVALID_ARGUMENT"], 3);
+    assert_eq!((g.service.as_str(), g.method.as_str()), ("s.S", "Fail"));
+    let text = m.text(false);
+    assert!(
+        text.contains("  gRPC statuses by request:\n    fail INVALID_ARGUMENT 3\n"),
         "{text}"
     );
 }

@@ -145,6 +145,20 @@ pub struct RequestReport {
     /// The request's latency histogram (µs, V2-deflate, base64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub histogram: Option<String>,
+    /// A gRPC call (`grpc =` in the scenario): its method and its calls
+    /// by gRPC status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<RequestGrpc>,
+}
+
+/// A scenario request's gRPC calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RequestGrpc {
+    pub service: String,
+    pub method: String,
+    /// Calls by gRPC status name, those with none left out.
+    pub status: BTreeMap<String, u64>,
 }
 
 /// A handshake-time distribution, µs.
@@ -194,12 +208,20 @@ pub struct H2Report {
     pub frames_out: u64,
 }
 
-/// `--grpc` runs: what was called and how the calls ended.
+/// Runs with gRPC calls: what was called and how the calls ended, all
+/// calls together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GrpcReport {
+    /// The method called (`--grpc`, or every gRPC request of a scenario
+    /// naming the same one); both empty when a scenario calls several.
     pub service: String,
     pub method: String,
+    /// Scenarios: each method's calls by status name, keyed
+    /// `SERVICE/METHOD` (the requests that call it summed; each request's
+    /// own are in `by_request[].grpc`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, BTreeMap<String, u64>>,
     /// Calls by gRPC status name (`OK`, `INVALID_ARGUMENT`…; `OTHER` for
     /// codes past 16), those with none left out.
     pub status: BTreeMap<String, u64>,

@@ -306,16 +306,112 @@ fn literal(name: &str, value: &str) -> Vec<u8> {
     b
 }
 
+/// A named scenario of fixed requests, weight 1 each: `(name, call)`,
+/// a gRPC call of `s.S/M` or a plain GET.
+fn grpc_scenario(requests: &[(&str, bool)]) -> std::sync::Arc<Scenario> {
+    use crate::scenario::{Entry, Options};
+    let entries = requests
+        .iter()
+        .map(|&(name, call)| {
+            let mut spec = crate::http::RequestSpec::get("h:1", "/page");
+            let mut grpc = None;
+            if call {
+                let m = crate::grpc::Method::parse("s.S/M").unwrap();
+                spec.method = "POST".into();
+                spec.target = m.path();
+                spec.headers = vec![("content-type".into(), "application/grpc".into())];
+                spec.body = crate::grpc::frame::body_of(&[]);
+                grpc = Some(m);
+            }
+            Entry {
+                name: name.into(),
+                weight: 1,
+                spec,
+                grpc,
+            }
+        })
+        .collect();
+    let options = Options {
+        feeds: Vec::new(),
+        jwt: None,
+        seed: 1,
+        named: requests.len() > 1,
+        env: &|_| None,
+    };
+    std::sync::Arc::new(Scenario::compile(entries, options).unwrap())
+}
+
+/// gRPC calls and plain requests share the connections: only the calls'
+/// answers have a gRPC status (each counted for its request too), and
+/// what failed is non-OK calls plus the plain requests' non-2xx, each
+/// counted once (a call's 503 is UNAVAILABLE, not also a non-2xx).
+#[test]
+fn grpc_calls_and_plain_requests_mix_on_one_connection() {
+    for (status, grpc_status, want_code, plain_failed) in [
+        (STATUS_200, "3", 3u8, false),
+        // `:status: 503` as a literal: the calls are UNAVAILABLE.
+        (0, "0", 14, true),
+    ] {
+        let mut cfg = h2_config(16);
+        cfg.duration = None;
+        cfg.requests = Some(16);
+        cfg.scenario = grpc_scenario(&[("call", true), ("page", false)]);
+        cfg.grpc = Some(crate::grpc::GrpcRun::default());
+        let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+        let mut f = Fake::new(&cfg, &p, &s);
+        f.actions();
+        f.connect(0, 0);
+        let ids = opened(&f, 0);
+        assert_eq!(ids.len(), 16);
+        f.sent(0, 0);
+        let mut server = settings();
+        for &id in &ids {
+            // The same answer to every stream: a status, then trailers
+            // with a grpc-status a plain request's response may carry
+            // too (it means nothing there).
+            let head = if status == 0 {
+                vec![0x08, 3, b'5', b'0', b'3']
+            } else {
+                vec![status]
+            };
+            server.extend(frame_bytes(frame::HEADERS, frame::END_HEADERS, id, &head));
+            server.extend(frame_bytes(
+                frame::HEADERS,
+                frame::END_HEADERS | frame::END_STREAM,
+                id,
+                &literal("grpc-status", grpc_status),
+            ));
+        }
+        f.recv(0, 0, &server);
+        let st = f.core.stats();
+        assert_eq!(st.responses, 16);
+        let (calls, pages) = (&st.by_request[0], &st.by_request[1]);
+        assert_eq!(calls.responses + pages.responses, 16);
+        assert!(
+            calls.responses > 0 && pages.responses > 0,
+            "seed 1 picks both"
+        );
+        let g = st.grpc.as_deref().expect("gRPC stats");
+        assert_eq!(g.status.iter().sum::<u64>(), calls.responses, "calls only");
+        assert_eq!(g.status[want_code as usize], calls.responses);
+        assert_eq!(calls.grpc[want_code as usize], calls.responses);
+        assert_eq!(
+            pages.grpc.iter().sum::<u64>(),
+            0,
+            "a plain request has none"
+        );
+        let plain = if plain_failed { pages.responses } else { 0 };
+        assert_eq!(st.unsuccessful(), calls.responses + plain);
+    }
+}
+
 #[test]
 fn grpc_calls_are_counted_by_status_from_trailers_trailers_only_and_http() {
     let mut cfg = h2_config(4);
     cfg.duration = None;
     cfg.requests = Some(3);
-    cfg.grpc = Some(crate::grpc::GrpcRun {
-        service: "s.S".into(),
-        method: "M".into(),
-        expect: Vec::new(),
-    });
+    cfg.scenario = grpc_scenario(&[("call", true)]);
+    cfg.grpc = Some(crate::grpc::GrpcRun::default());
     let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
     let mut f = Fake::new(&cfg, &p, &s);
     f.actions();

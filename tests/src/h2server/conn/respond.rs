@@ -96,6 +96,27 @@ impl<S: Transport> Conn<'_, S> {
                     Some(self.block(&[(b"x-trailer", b"done"), (b"x-body-bytes", n.as_bytes())]));
                 self.shared.record(|r| r.mischief += 1);
             }
+            Behaviour::Grpc => {
+                let req = self.streams.get(&id).map(|s| s.req);
+                let seen = req.and_then(|i| self.shared.record(|r| r.requests.get(i).cloned()));
+                match seen.filter(|q| q.header("content-type") == Some("application/grpc")) {
+                    Some(q) => {
+                        resp.head = self
+                            .block(&[(b":status", b"200"), (b"content-type", b"application/grpc")]);
+                        let mut framed = vec![0];
+                        framed.extend_from_slice(&(resp.body.len() as u32).to_be_bytes());
+                        framed.append(&mut resp.body);
+                        resp.body = framed;
+                        let code: &[u8] = if q.path.ends_with("/Fail") {
+                            b"3"
+                        } else {
+                            b"0"
+                        };
+                        resp.trailers = Some(self.block(&[(b"grpc-status", code)]));
+                    }
+                    None => resp.head = self.block(&head_fields),
+                }
+            }
             Behaviour::Padded { pad } => {
                 resp.head = self.block(&head_fields);
                 resp.pad = Some(*pad);
