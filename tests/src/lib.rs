@@ -2,6 +2,7 @@
 //! locating the `loadgen` binary, running the built-in target as a child
 //! process, starting nginx, and running loadgen with a JSON report.
 
+pub mod caddy;
 pub mod cpython;
 pub mod ebpf;
 pub mod go;

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeSet;
 
+use loadgen_tests::caddy::Caddy;
 use loadgen_tests::go::{GoOptions, GoServer};
 use loadgen_tests::nghttp2::{h2load, have_nghttp2, nghttp};
 use loadgen_tests::nginx::{Nginx, NginxCounts, NginxOptions, NginxTls, find_nginx};
 use loadgen_tests::pki::Pki;
-use loadgen_tests::skip;
+use loadgen_tests::{run_json, skip};
 
 fn ready(need_nginx: bool) -> Option<Pki> {
     if !have_nghttp2() {
@@ -217,4 +218,43 @@ fn go_reads_request_bodies_and_sends_trailers() {
     assert_eq!(shown.frames_received("HEADERS"), 2, "{}", shown.output);
     let s = go.stats();
     assert_eq!((s.trailers_sent, s.body_bytes), (1, 21 * 100_000));
+}
+
+#[test]
+fn caddy_over_tls_counts_exactly_in_its_access_log() {
+    let Some(pki) = ready(false) else { return };
+    let Some(caddy) = Caddy::start(&pki) else {
+        return;
+    };
+    // The independent client first: h2load over ALPN h2 (it checks no
+    // certificate; loadgen below does).
+    let url = caddy.url("/");
+    let out = h2load(&["-n", "500", "-c", "2", "-m", "8", &url]);
+    assert_eq!(out.succeeded, 500, "{}", out.output);
+    assert_eq!(out.protocol, "h2");
+    assert_eq!(caddy.requests("HTTP/2.0"), 500);
+    // loadgen, both engines, HTTP/2 and HTTP/1.1 over TLS, verifying the
+    // certificate against the test CA.
+    let ca = pki.ca.to_str().unwrap();
+    let mut h2 = 500;
+    let mut h1 = 0;
+    for engine in ["uring", "glommio"] {
+        for (flags, n) in [(&["--http2", "--streams", "8"][..], 1000), (&[][..], 600)] {
+            let n_str = n.to_string();
+            let mut args = vec!["-c4", "-n", &n_str, "--engine", engine, "--cacert", ca];
+            args.extend_from_slice(flags);
+            args.push(&url);
+            let (json, text, code) = run_json(&args);
+            assert_eq!(code, 0, "{args:?}: {text}");
+            assert_eq!(json["requests"], n, "{text}");
+            assert_eq!(json["status"]["2xx"], n, "{text}");
+            if flags.is_empty() {
+                h1 += n;
+            } else {
+                h2 += n;
+            }
+            assert_eq!(caddy.requests("HTTP/2.0"), h2, "{args:?}");
+            assert_eq!(caddy.requests("HTTP/1.1"), h1, "{args:?}");
+        }
+    }
 }
