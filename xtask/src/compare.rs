@@ -77,32 +77,26 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         h2: false,
         also: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => o.rounds = val()?.parse()?,
-            "--duration" => o.duration = val()?.parse()?,
-            "--connections" => o.connections = val()?.parse()?,
-            "--depths" => {
-                o.depths = val()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--server-cpu" => o.server_cpu = val()?.parse()?,
-            "--client-cpu" => o.client_cpu = val()?.parse()?,
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => o.rounds = a.value(flag)?,
+            "--duration" => o.duration = a.value(flag)?,
+            "--connections" => o.connections = a.value(flag)?,
+            "--depths" => o.depths = a.list(flag)?,
+            "--server-cpu" => o.server_cpu = a.value(flag)?,
+            "--client-cpu" => o.client_cpu = a.value(flag)?,
             "--templated" => o.templated = true,
             "--tls" => o.tls = true,
             "--h2" => o.h2 = true,
             "--also" => {
-                let v = val()?;
+                let v = a.string(flag)?;
                 let (name, bin) = v
                     .split_once('=')
                     .context("--also wants NAME=BINARY, e.g. --also before=/tmp/old/loadgen")?;
                 o.also.push((name.to_string(), PathBuf::from(bin)));
             }
-            other => bail!("unknown option {other:?}"),
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let loadgen = crate::build_loadgen()?;
@@ -285,7 +279,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         "depth", "client", "req/s", "cpu µs/req", "cpu ratio"
     );
     for group in results.chunks(clients.len()) {
-        let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
+        let med = |v: &[Sample], f: fn(&Sample) -> f64| {
+            crate::args::median(&v.iter().map(f).collect::<Vec<_>>())
+        };
         let ref_cpu = med(&group[reference].2, |s| s.cpu_us_per_req);
         for (depth, client, v) in group {
             let cpu = med(v, |s| s.cpu_us_per_req);
@@ -434,19 +430,6 @@ fn wrk_random_script(depth: usize) -> String {
     format!(
         "math.randomseed(os.time())\nrequest = function()\n  local r = {{}}\n  for i = 1, {depth} do\n    r[i] = wrk.format(nil, \"/items/\" .. math.random(1, 100000))\n  end\n  return table.concat(r)\nend\n"
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 fn wrk_pipeline_script(depth: usize) -> String {

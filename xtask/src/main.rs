@@ -19,6 +19,7 @@
 //! - `max-rate`: an open-loop rate sweep of one shard against the built-in
 //!   target: schedule lag and achieved rate.
 
+mod args;
 mod compare;
 mod ebpf;
 mod max_rate;

@@ -4,23 +4,15 @@
 
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, bail};
-
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut rates: Vec<u64> = vec![5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000];
     let mut duration = 5u64;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rates" => {
-                rates = val()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--duration" => duration = val()?.parse()?,
-            other => bail!("unknown option {other:?}"),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rates" => rates = a.list(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let bin = crate::build_loadgen()?;

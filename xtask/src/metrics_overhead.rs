@@ -15,14 +15,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut rounds = 5usize;
     let mut duration = 5u64;
     let mut connections = 32u64;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => rounds = val()?.parse()?,
-            "--duration" => duration = val()?.parse()?,
-            "--connections" => connections = val()?.parse()?,
-            other => bail!("unknown option {other:?}"),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => rounds = a.value(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            "--connections" => connections = a.value(flag)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let bin = crate::build_loadgen()?;
@@ -83,11 +82,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     }
     let _ = target.kill();
     let _ = target.wait();
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = crate::args::median;
     let ratios: Vec<f64> = per_req[1]
         .iter()
         .zip(&per_req[0])

@@ -60,14 +60,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut rounds = 2usize;
     let mut duration = 5u64;
     let mut freq = 99u64;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => rounds = val()?.parse()?,
-            "--duration" => duration = val()?.parse()?,
-            "--freq" => freq = val()?.parse()?,
-            other => bail!("unknown option {other:?}"),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => rounds = a.value(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            "--freq" => freq = a.value(flag)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let bin = crate::build_loadgen()?;
@@ -222,11 +221,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .iter()
             .map(|m| {
                 let pick = |i: usize| {
-                    median(
-                        rows.iter()
+                    crate::args::median(
+                        &rows
+                            .iter()
                             .filter(|r| r.0 == p.name && r.1 == m.name())
                             .map(|r| [r.2, r.3, r.4][i])
-                            .collect(),
+                            .collect::<Vec<_>>(),
                     )
                 };
                 format!("{} {:.0}%/{:.1}/{:.0}", m.name(), pick(0), pick(1), pick(2))
@@ -238,13 +238,4 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(p.bin);
     }
     Ok(())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

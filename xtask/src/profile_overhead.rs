@@ -16,7 +16,7 @@
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -63,18 +63,17 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut nginx = false;
     let mut off_cpu = false;
     let mut connections: Option<u32> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => rounds = val()?.parse()?,
-            "--duration" => duration = val()?.parse()?,
-            "--freq" => freq = val()?.parse()?,
-            "--path" => path = val()?.clone(),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => rounds = a.value(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            "--freq" => freq = a.value(flag)?,
+            "--path" => path = a.string(flag)?.to_string(),
             "--nginx" => nginx = true,
             "--off-cpu" => off_cpu = true,
-            "--connections" => connections = Some(val()?.parse()?),
-            other => bail!("unknown option {other:?}"),
+            "--connections" => connections = Some(a.value(flag)?),
+            other => return Err(crate::args::unknown(other)),
         }
     }
     // Off-CPU: one connection by default, so the target blocks and wakes

@@ -38,14 +38,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut rounds = 3usize;
     let mut duration = 5u64;
     let mut freq = 99u64;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => rounds = val()?.parse()?,
-            "--duration" => duration = val()?.parse()?,
-            "--freq" => freq = val()?.parse()?,
-            other => bail!("unknown option {other:?}"),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => rounds = a.value(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            "--freq" => freq = a.value(flag)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let py_spy =
@@ -154,11 +153,12 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     );
     for m in MODES {
         let pick = |i: usize| {
-            median(
-                rows.iter()
+            crate::args::median(
+                &rows
+                    .iter()
                     .filter(|r| r.0 == m.name())
                     .map(|r| [r.1, r.2, r.3][i])
-                    .collect(),
+                    .collect::<Vec<_>>(),
             )
         };
         println!(
@@ -185,13 +185,4 @@ fn wait_cpu(pid: u32) -> anyhow::Result<f64> {
     }
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(tv(usage.ru_utime) + tv(usage.ru_stime))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| !x.is_nan());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use loadgen_tests::nginx::Nginx;
 
 use crate::metrics_overhead::run_measured;
@@ -15,20 +15,14 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     let mut duration = 5u64;
     let mut connections = 16u64;
     let mut depths = vec![1usize, 16];
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().context(format!("{a} needs a value"));
-        match a.as_str() {
-            "--rounds" => rounds = val()?.parse()?,
-            "--duration" => duration = val()?.parse()?,
-            "--connections" => connections = val()?.parse()?,
-            "--depths" => {
-                depths = val()?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            other => bail!("unknown option {other:?}"),
+    let mut a = crate::args::Args::new(args);
+    while let Some(flag) = a.flag() {
+        match flag {
+            "--rounds" => rounds = a.value(flag)?,
+            "--duration" => duration = a.value(flag)?,
+            "--connections" => connections = a.value(flag)?,
+            "--depths" => depths = a.list(flag)?,
+            other => return Err(crate::args::unknown(other)),
         }
     }
     let bin = crate::build_loadgen()?;
@@ -89,11 +83,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_file(&log);
-    let median = |v: &[f64]| {
-        let mut v = v.to_vec();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
+    let median = crate::args::median;
     println!();
     for (d, depth) in depths.iter().enumerate() {
         let [off, on] = &per_req[d];
