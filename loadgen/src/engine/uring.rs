@@ -16,6 +16,7 @@ use crate::peer::Peer;
 use crate::shard::{Action, Core, EngineCaps};
 use crate::stats::ShardStats;
 use crate::sys::sock::{self, SockAddr};
+use crate::sys::udp::SegmentedSend;
 use crate::sys::uring::{BatchWait, Completion, SetupError, Uring};
 
 const OP_CONNECT: u64 = 1;
@@ -23,12 +24,22 @@ const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
 /// A send whose success posts no completion; only failures come back.
 const OP_SEND_SKIP: u64 = 4;
-/// Cancelling a connect the core gave up on.
+/// Cancelling a connect the core gave up on (or a UDP socket's receive and
+/// send: shutdown does not end them).
 const OP_CANCEL: u64 = 5;
+/// HTTP/3: a UDP socket's multishot receive, and its segmented send.
+const OP_RECVMSG: u64 = 6;
+const OP_SENDMSG: u64 = 7;
 
 const BUF_COUNT: u16 = 1024;
 const BUF_SIZE: usize = 4096;
 const BUF_GROUP: u16 = 0;
+/// HTTP/3's receive buffers: one datagram each (no GRO yet). The largest
+/// datagram we tell servers we take is quinn's default 1472 bytes, and
+/// each buffer gives `udp::RECV_OVERHEAD` to the kernel's header.
+const UDP_BUF_COUNT: u16 = 1024;
+const UDP_BUF_SIZE: usize = 2048;
+const UDP_BUF_GROUP: u16 = 1;
 /// Completions handled per batch.
 const CQE_BATCH: usize = 256;
 /// How long the end of a run waits for the kernel to finish operations
@@ -73,10 +84,26 @@ pub fn setup(shard: &Shard<'_>) -> Result<Uring, EngineError> {
     let entries = ((shard.plan.connections * 4).max(64) as u32)
         .next_power_of_two()
         .min(32768);
-    Uring::new(entries, shard.cfg.ring_best, BUF_COUNT, BUF_SIZE, BUF_GROUP).map_err(|e| match e {
-        SetupError::Ring(e) => EngineError::Ring(e),
-        SetupError::BufRing(e) => EngineError::BufRing(e),
-    })
+    let mut uring = Uring::new(entries, shard.cfg.ring_best, BUF_COUNT, BUF_SIZE, BUF_GROUP)
+        .map_err(|e| match e {
+            SetupError::Ring(e) => EngineError::Ring(e),
+            SetupError::BufRing(e) => EngineError::BufRing(e),
+        })?;
+    if shard.cfg.http3.is_some() {
+        uring
+            .enable_udp(UDP_BUF_COUNT, UDP_BUF_SIZE, UDP_BUF_GROUP)
+            .map_err(EngineError::BufRing)?;
+    }
+    Ok(uring)
+}
+
+/// A UDP socket's send in flight: its header and a copy of its datagrams,
+/// both owned here per socket generation, because the core reuses the
+/// slot's bytes for the next connection at once and a send parked on a
+/// full socket buffer reads them when it retries.
+struct UdpSend {
+    hdr: Box<SegmentedSend>,
+    data: Vec<u8>,
 }
 
 /// The shard's sockets and ring over its core. It borrows the core, so it
@@ -97,6 +124,12 @@ struct Engine<'c, 'a> {
     /// reused by a new socket.
     closing: Vec<RawFd>,
     actions: Vec<Action>,
+    /// HTTP/3: the slots' sockets are UDP.
+    quic: bool,
+    /// HTTP/3: each slot's send in flight, by slot; and those of closed
+    /// sockets, kept until their completion (by user data).
+    udp_sends: Vec<Option<UdpSend>>,
+    retired: Vec<(u64, UdpSend)>,
     /// `--request-log`.
     log: Option<&'c mut LogFile>,
     epoch: Instant,
@@ -130,6 +163,9 @@ pub fn run(
         sockets: vec![NO_SOCKET; n],
         closing: Vec::with_capacity(n),
         actions: Vec::with_capacity(n * 3 + 8),
+        quic: shard.cfg.http3.is_some(),
+        udp_sends: (0..n).map(|_| None).collect(),
+        retired: Vec::new(),
         log: log.as_mut(),
         epoch,
         wall_us,
@@ -249,6 +285,10 @@ impl Engine<'_, '_> {
     }
 
     fn connect(&mut self, conn: u32, generation: u32, source: Option<u32>, now: u64) {
+        if self.quic {
+            self.connect_udp(conn, generation, source, now);
+            return;
+        }
         let source = source.and_then(|i| self.sources.get(i as usize));
         // Plain syscalls: io_uring's bind is newer than the kernels this
         // engine runs on, and connects are not the hot path.
@@ -277,9 +317,58 @@ impl Engine<'_, '_> {
         self.push(entry, now);
     }
 
+    /// HTTP/3: a connected UDP socket is up at once (connecting a UDP
+    /// socket sends nothing); its receive is armed before the core sends.
+    fn connect_udp(&mut self, conn: u32, generation: u32, source: Option<u32>, now: u64) {
+        let source = source.and_then(|i| self.sources.get(i as usize));
+        let Ok(u) = sock::udp_socket(&self.addr, source, false) else {
+            self.sockets[conn as usize] = Socket {
+                generation,
+                ..NO_SOCKET
+            };
+            self.core.on_connect_failed(conn, generation, now);
+            return;
+        };
+        let s = Socket {
+            fd: u.fd,
+            generation,
+            connecting: false,
+        };
+        self.sockets[conn as usize] = s;
+        self.arm_recv(conn, s, now);
+        self.core.on_connected(conn, generation, now);
+    }
+
+    /// HTTP/3: the core's datagrams, as one send of `segment_size` pieces.
+    fn send_udp(&mut self, conn: u32, s: Socket, now: u64) {
+        let slot = &mut self.udp_sends[conn as usize];
+        let out = slot.get_or_insert_with(|| UdpSend {
+            hdr: SegmentedSend::new(),
+            data: Vec::new(),
+        });
+        out.data.clear();
+        out.data.extend_from_slice(self.core.send_bytes(conn));
+        let segment = u16::try_from(self.core.segment_size(conn)).ok();
+        // SAFETY: `out` (its boxed header and its data) stays in
+        // `udp_sends`, unchanged, until this send's completion: the core
+        // sends again only after that ack, and a close moves it to
+        // `retired` until the completion comes (see `close`).
+        let entry = unsafe { out.hdr.entry(s.fd, &out.data, segment) }.user_data(user_data(
+            conn,
+            s.generation,
+            OP_SENDMSG,
+        ));
+        self.uring.in_flight += 1;
+        self.push(entry, now);
+    }
+
     fn send(&mut self, conn: u32, generation: u32, ack: bool, now: u64) {
         let s = self.sockets[conn as usize];
         if s.fd < 0 || s.generation != generation {
+            return;
+        }
+        if self.quic {
+            self.send_udp(conn, s, now);
             return;
         }
         let bytes = self.core.send_bytes(conn);
@@ -307,6 +396,22 @@ impl Engine<'_, '_> {
             return;
         }
         self.sockets[conn as usize] = NO_SOCKET;
+        if self.quic {
+            // Shutdown ends neither a UDP receive nor (maybe) a parked
+            // send: cancel both. A send in flight keeps its memory until
+            // its completion.
+            if let Some(out) = self.udp_sends[conn as usize].take() {
+                self.retired
+                    .push((user_data(conn, generation, OP_SENDMSG), out));
+            }
+            for op in [OP_RECVMSG, OP_SENDMSG] {
+                let entry = opcode::AsyncCancel::new(user_data(conn, generation, op))
+                    .build()
+                    .user_data(user_data(conn, generation, OP_CANCEL));
+                self.uring.in_flight += 1;
+                self.push(entry, now);
+            }
+        }
         if s.connecting {
             // A connect to a black hole stays in the ring until TCP gives
             // up (minutes); the core gave up already.
@@ -321,9 +426,16 @@ impl Engine<'_, '_> {
     }
 
     fn arm_recv(&mut self, conn: u32, s: Socket, now: u64) {
-        let entry = opcode::RecvMulti::new(types::Fd(s.fd), self.uring.bgid())
-            .build()
-            .user_data(user_data(conn, s.generation, OP_RECV));
+        let entry = if self.quic {
+            match self.uring.udp_recv_entry(s.fd) {
+                Some(e) => e.user_data(user_data(conn, s.generation, OP_RECVMSG)),
+                None => return,
+            }
+        } else {
+            opcode::RecvMulti::new(types::Fd(s.fd), self.uring.bgid())
+                .build()
+                .user_data(user_data(conn, s.generation, OP_RECV))
+        };
         self.uring.in_flight += 1;
         self.push(entry, now);
     }
@@ -337,17 +449,28 @@ impl Engine<'_, '_> {
             .filter(|s| s.fd >= 0 && s.generation == generation)
     }
 
+    /// Hands a completion's buffer back to the group its operation took it
+    /// from.
+    fn recycle(&mut self, op: u64, bid: Option<u16>) {
+        match (op, bid) {
+            (OP_RECVMSG, Some(bid)) => self.uring.udp_recycle(bid),
+            (_, Some(bid)) => self.uring.recycle(bid),
+            (_, None) => {}
+        }
+    }
+
     fn complete(&mut self, c: &Completion, now: u64) {
         let (conn, generation, op) = split_user_data(c.user_data);
-        let more = op == OP_RECV && cqueue::more(c.flags);
+        let more = (op == OP_RECV || op == OP_RECVMSG) && cqueue::more(c.flags);
         if !more && op != OP_SEND_SKIP {
             self.uring.in_flight = self.uring.in_flight.saturating_sub(1);
         }
         let bid = cqueue::buffer_select(c.flags);
         let Some(s) = self.socket(conn, generation) else {
             // A completion for a socket already replaced.
-            if let Some(bid) = bid {
-                self.uring.recycle(bid);
+            self.recycle(op, bid);
+            if op == OP_SENDMSG {
+                self.retired.retain(|(ud, _)| *ud != c.user_data);
             }
             return;
         };
@@ -387,6 +510,34 @@ impl Engine<'_, '_> {
                     self.arm_recv(conn, s, now);
                 }
                 return;
+            }
+            OP_RECVMSG => {
+                if res > 0
+                    && let Some(bid) = bid
+                {
+                    match self.uring.udp_received(bid, res as usize) {
+                        Some(r) => self
+                            .core
+                            .on_datagrams(conn, generation, r.payload, r.segment, now),
+                        None => self.core.on_recv_failed(conn, generation, libc::EIO, now),
+                    }
+                    self.uring.udp_recycle(bid);
+                } else if res < 0 && res != -libc::ENOBUFS {
+                    self.recycle(op, bid);
+                    self.core.on_recv_failed(conn, generation, -res, now);
+                }
+                self.apply(now);
+                if !more && let Some(s) = self.socket(conn, generation) {
+                    self.arm_recv(conn, s, now);
+                }
+                return;
+            }
+            OP_SENDMSG => {
+                if res < 0 {
+                    self.core.on_send_failed(conn, generation, -res, now);
+                } else {
+                    self.core.on_sent(conn, generation, now);
+                }
             }
             OP_SEND | OP_SEND_SKIP => {
                 if res < 0 {
@@ -429,17 +580,29 @@ impl Engine<'_, '_> {
             let n = self.uring.reap(&mut batch);
             for c in &batch[..n] {
                 let op = c.user_data & 0xff;
-                if !(op == OP_RECV && cqueue::more(c.flags)) && op != OP_SEND_SKIP {
+                let more = (op == OP_RECV || op == OP_RECVMSG) && cqueue::more(c.flags);
+                if !more && op != OP_SEND_SKIP {
                     self.uring.in_flight = self.uring.in_flight.saturating_sub(1);
                 }
-                if let Some(bid) = cqueue::buffer_select(c.flags) {
-                    self.uring.recycle(bid);
+                self.recycle(op, cqueue::buffer_select(c.flags));
+                if op == OP_SENDMSG {
+                    self.retired.retain(|(ud, _)| *ud != c.user_data);
                 }
             }
             self.uring.publish();
         }
         for fd in self.closing.drain(..) {
             sock::close(fd);
+        }
+        if self.uring.in_flight > 0 {
+            // Sends the kernel never completed may still read their
+            // memory: leak it, as `Uring` leaks its buffers then.
+            for (_, out) in self.retired.drain(..) {
+                std::mem::forget(out);
+            }
+            for out in self.udp_sends.iter_mut().filter_map(Option::take) {
+                std::mem::forget(out);
+            }
         }
     }
 }
@@ -532,6 +695,88 @@ mod tests {
                 f.len() > 9 && f[2] == remote && ours.contains(f[9])
             })
             .count()
+    }
+
+    /// The harness's HTTP/3 server (quinn-proto with an independent
+    /// HTTP/3 codec) on a real UDP socket, in a thread, until `stop`;
+    /// returns its port and, at the end, how many requests it answered.
+    fn quic_server(stop: Arc<AtomicBool>) -> (u16, std::thread::JoinHandle<(u64, usize)>) {
+        use crate::http::h3::quic_tests::harness::{Behaviour, Net, Server};
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = sock.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let mut server = Server::new(true, Behaviour::Normal);
+            let mut net = Net::new(None);
+            let mut buf = [0u8; 65536];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Instant::now();
+                let wait = server
+                    .next_timeout()
+                    .map_or(Duration::from_millis(20), |t| {
+                        t.saturating_duration_since(now)
+                    })
+                    .clamp(Duration::from_micros(100), Duration::from_millis(20));
+                sock.set_read_timeout(Some(wait)).unwrap();
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    server.datagram(Instant::now(), from, buf[..n].to_vec(), &mut net);
+                    while let Some((from, d)) = net.pop_to_server() {
+                        server.datagram(Instant::now(), from, d, &mut net);
+                    }
+                }
+                server.handle_timeouts(Instant::now());
+                server.work(Instant::now(), &mut net);
+                while let Some((to, d)) = net.pop_to_client() {
+                    let _ = sock.send_to(&d, to);
+                }
+            }
+            (server.served(), server.conns.len())
+        });
+        (port, t)
+    }
+
+    #[test]
+    fn http3_over_udp_through_the_ring_is_exact() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (port, server) = quic_server(stop.clone());
+        let url = Url::parse(&format!("https://localhost:{port}/")).unwrap();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cfg = Config::for_url(url, addr);
+        cfg.connections = 2;
+        cfg.duration = None;
+        cfg.requests = Some(300);
+        cfg.timeout = Duration::from_secs(5);
+        cfg.http3 = Some(8);
+        cfg.tls = Some(
+            crate::tls::client_config(crate::tls::TlsInputs {
+                host: "localhost".into(),
+                system_roots: Vec::new(),
+                extra_roots: Vec::new(),
+                insecure: true,
+                client_auth: None,
+                version: None,
+                ciphers: Vec::new(),
+                resume: true,
+                http2: false,
+            })
+            .unwrap(),
+        );
+        let (run_stop, progress) = (AtomicBool::new(false), ShardProgress::default());
+        let shard = Shard {
+            cfg: &cfg,
+            plan: plan(&cfg).remove(0),
+            stop: &run_stop,
+            progress: &progress,
+        };
+        let ring = setup(&shard).unwrap();
+        let started = Instant::now();
+        let stats = run(&shard, ring, None).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (served, conns) = server.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(stats.errors.total(), 0, "{:?}", stats.errors);
+        assert_eq!((stats.responses, served), (300, 300));
+        assert_eq!(conns, 2);
+        assert!(stats.bytes_written > 0 && stats.bytes_read > 0);
     }
 
     #[test]
