@@ -11,9 +11,9 @@
 //! - `rps`: responses per second; `k`/`M` suffixes allowed;
 //! - `errors` (every counted failure, connect errors included), `non2xx`
 //!   (responses not 2xx or 3xx), `unexpected` (responses outside
-//!   `--expect-status`), `nonok` (`--grpc`: calls whose gRPC status is not
+//!   `--expect-status`), `nonok` (gRPC calls: those whose gRPC status is not
 //!   OK): a count, or with `%` a share: errors of requests attempted
-//!   (responses + errors), the others of responses;
+//!   (responses + errors), nonok of calls, the others of responses;
 //! - `requests`: completed responses, a count.
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`, `!=`.
@@ -263,7 +263,8 @@ impl Threshold {
     }
 
     /// Whether the threshold can be judged on a run with this much
-    /// configured: `unexpected` needs `--expect-status`, `nonok` `--grpc`.
+    /// configured: `unexpected` needs `--expect-status`, `nonok` gRPC
+    /// calls.
     pub fn check_inputs(&self, expect_status: bool, grpc: bool) -> Result<(), ThresholdError> {
         if self.metric == Metric::Unexpected && !expect_status {
             return Err(ThresholdError::Needs(
@@ -274,7 +275,7 @@ impl Threshold {
         if self.metric == Metric::NonOk && !grpc {
             return Err(ThresholdError::Needs(
                 self.expr.clone(),
-                "--grpc (it counts gRPC statuses; HTTP's are non2xx)",
+                "--grpc, or grpc = requests in the --scenario (it counts gRPC statuses; HTTP's are non2xx)",
             ));
         }
         Ok(())
@@ -312,11 +313,15 @@ impl Threshold {
             Metric::Non2xx => count_or_share(r.status.non_2xx_3xx(), r.requests),
             Metric::NonOk => match &r.grpc {
                 Some(g) => {
+                    // Of the calls: a scenario's plain requests are not.
                     let non_ok = g.status.iter().filter(|(n, _)| *n != "OK").map(|(_, c)| c);
-                    count_or_share(non_ok.sum(), r.requests)
+                    count_or_share(non_ok.sum(), g.status.values().sum())
                 }
                 None => {
-                    return Err(ThresholdError::Needs(self.expr.clone(), "a --grpc run"));
+                    return Err(ThresholdError::Needs(
+                        self.expr.clone(),
+                        "a run with gRPC calls",
+                    ));
                 }
             },
             Metric::Unexpected => match r.unexpected {
@@ -574,6 +579,12 @@ mod tests {
         assert_eq!(p("nonok==990").eval(&r).unwrap().value, Some(990.0));
         assert!(p("non_ok<10%").eval(&r).unwrap().ok);
         assert!(!p("nonok<5%").eval(&r).unwrap().ok);
+        // A scenario's plain requests beside the calls change no share.
+        r.requests *= 2;
+        assert_eq!(
+            p("nonok<10%").eval(&r).unwrap().value,
+            Some(100.0 * 990.0 / 9990.0)
+        );
     }
 
     #[test]
