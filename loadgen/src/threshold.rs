@@ -356,6 +356,18 @@ impl Threshold {
         .then(|| self.bound * self.unit.micros())
     }
 
+    /// Whether `outcome` broke this upper latency bound (`p99 < 10ms`) by
+    /// more than `lag_us`. Open-loop latencies count from each request's
+    /// intended time, so a generator running late adds at most its largest
+    /// lag to any of them: past that, the server broke the bound alone.
+    pub fn broken_beyond_lag(&self, outcome: &Outcome, lag_us: f64) -> bool {
+        let (Some(bound), Some(value)) = (self.latency_bound_us(), outcome.value) else {
+            return false;
+        };
+        matches!(self.op, Op::Lt | Op::Le)
+            && !self.op.holds(value * self.unit.micros() - lag_us, bound)
+    }
+
     /// `p99 < 10ms` with the bound as parsed (for tables).
     pub fn canonical(&self) -> String {
         format!("{} {}", self.op.text(), self.unit.format(self.bound))

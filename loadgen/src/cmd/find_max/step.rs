@@ -80,8 +80,16 @@ pub fn judge(slos: &[Threshold], target: f64, r: &Report) -> anyhow::Result<Step
     let lag_limit = LAG_LIMIT_US.max(budget / 5.0);
     let lagging = r.lag_us.is_some_and(|l| l.p99 as f64 > lag_limit);
     // A generator that was busy or late only matters when the step
-    // failed: then the failure may be its own, not the server's.
+    // failed: then the failure may be its own, not the server's. Unless
+    // the rate was delivered and every broken SLO is a latency bound
+    // broken by more than the largest lag: then it is the server's.
     let ok = failed.is_empty();
+    let lag_max = r.lag_us.map_or(0.0, |l| l.max as f64);
+    let servers_alone = r.rps >= DELIVERED * target
+        && outcomes
+            .iter()
+            .zip(slos)
+            .all(|(o, t)| o.ok || t.broken_beyond_lag(o, lag_max));
     Ok(StepReport {
         target_rps: target,
         rps: r.rps,
@@ -89,7 +97,7 @@ pub fn judge(slos: &[Threshold], target: f64, r: &Report) -> anyhow::Result<Step
         errors: r.errors,
         ok,
         failed,
-        generator_limited: !ok && (busy || lagging),
+        generator_limited: !ok && (busy || (lagging && !servers_alone)),
         slo: outcomes,
     })
 }
@@ -121,5 +129,71 @@ impl StepReport {
             fmt(self.latency_us.p99),
             self.errors.total(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step at 100 req/s that delivered `rps`, with latency p99 and max
+    /// `p99_us`, and a schedule lag whose p99 and max are `lag_us`.
+    fn report(rps: f64, p99_us: u64, lag_us: u64) -> Report {
+        Report {
+            requests: 1000,
+            rps,
+            latency_us: Latency {
+                p99: p99_us,
+                max: p99_us,
+                ..Latency::default()
+            },
+            lag_us: Some(Latency {
+                p99: lag_us,
+                max: lag_us,
+                ..Latency::default()
+            }),
+            ..Report::default()
+        }
+    }
+
+    fn slos(exprs: &[&str]) -> Vec<Threshold> {
+        Threshold::parse_all(exprs).unwrap()
+    }
+
+    #[test]
+    fn a_late_generator_limits_a_failure_it_could_have_caused() {
+        // p99 3 ms against a 2 ms bound, with 5 ms of lag: the lag alone
+        // could have broken it.
+        let s = judge(&slos(&["p99<2ms"]), 100.0, &report(100.0, 3000, 5000)).unwrap();
+        assert!(!s.ok && s.generator_limited, "{s:?}");
+        // The rate not delivered while late: the generator's, maybe.
+        let s = judge(&slos(&["p99<20ms"]), 100.0, &report(90.0, 3000, 5000)).unwrap();
+        assert!(!s.ok && s.generator_limited, "{s:?}");
+    }
+
+    #[test]
+    fn a_bound_broken_by_more_than_the_lag_is_the_servers() {
+        // p99 50 ms against 1 µs, lag at most 5 ms: the server alone took
+        // at least 45 ms.
+        let s = judge(&slos(&["p99<1us"]), 100.0, &report(100.0, 50_000, 5000)).unwrap();
+        assert!(!s.ok && !s.generator_limited, "{:?}", s.failed);
+        // Every broken bound must be so: one the lag could explain keeps
+        // the step generator-limited.
+        let s = judge(
+            &slos(&["p99<1us", "p99<48ms"]),
+            100.0,
+            &report(100.0, 50_000, 5000),
+        )
+        .unwrap();
+        assert!(!s.ok && s.generator_limited, "{s:?}");
+        // A lower bound (p50 > …) is not something lag breaks.
+        let s = judge(&slos(&["p99>100ms"]), 100.0, &report(100.0, 50_000, 30_000)).unwrap();
+        assert!(!s.ok && s.generator_limited, "{s:?}");
+    }
+
+    #[test]
+    fn a_generator_on_time_is_never_the_limit() {
+        let s = judge(&slos(&["p99<2ms"]), 100.0, &report(100.0, 3000, 10)).unwrap();
+        assert!(!s.ok && !s.generator_limited);
     }
 }
