@@ -255,6 +255,7 @@ pub struct RunInputs {
     pub start_at: Option<SystemTime>,
     pub bind: Vec<IpAddr>,
     pub http2: Option<H2Settings>,
+    pub http3: Option<u32>,
     pub grpc: Option<crate::grpc::GrpcRun>,
     pub request_log: Option<RequestLogSpec>,
 }
@@ -346,7 +347,7 @@ impl Config {
             start_at: i.start_at,
             bind: i.bind,
             http2: i.http2,
-            http3: None,
+            http3: i.http3,
             grpc: i.grpc,
             request_log: i.request_log,
         }
@@ -542,6 +543,7 @@ mod tests {
             start_at: None,
             bind: Vec::new(),
             http2: None,
+            http3: None,
             grpc: None,
             request_log: None,
         }

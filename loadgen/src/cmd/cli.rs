@@ -328,6 +328,10 @@ pub struct RunArgs {
     /// https:// (a server that does not accept it ends the run).
     #[arg(long, visible_alias = "h2")]
     pub http2: bool,
+    /// HTTP/3 over QUIC, for measuring it before `--http3` exists (issue
+    /// 27): hidden, with none of `--http3`'s reports yet.
+    #[arg(long, hide = true)]
+    pub http3_probe: bool,
     /// Concurrent HTTP/2 streams per connection (h2load's -m), capped by
     /// the server's SETTINGS_MAX_CONCURRENT_STREAMS.
     #[arg(long, value_name = "N")]

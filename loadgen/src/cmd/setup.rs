@@ -45,6 +45,10 @@ pub enum SetupError {
     #[error("cannot read --body-file {0}: {1}")]
     BodyFile(PathBuf, std::io::Error),
     #[error(
+        "--http3-probe needs an https:// URL, TLS 1.3 with TLS_AES_128_GCM_SHA256, the io_uring engine and no --http2, --pipeline or --unix-socket"
+    )]
+    Http3Probe,
+    #[error(
         "Lua scripts (-s) are not supported: use templates ({{{{seq}}}}, {{{{rand:1:100}}}}, {{{{feed:NAME}}}}…) in the URL, -H and -b, or --scenario FILE (see README)"
     )]
     Script,
@@ -115,7 +119,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     let calls = entries.iter().filter(|e| e.grpc.is_some()).count();
     // gRPC calls go over HTTP/2, and so do the plain requests beside them.
     let http2 = args.speaks_http2() || calls > 0;
-    if args.streams.is_some() && !http2 {
+    if args.streams.is_some() && !http2 && !args.http3_probe {
         return Err(SetupError::StreamsWithoutHttp2);
     }
     if calls == 0 && (!args.proto.is_empty() || args.protoset.is_some()) {
@@ -205,6 +209,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         part,
         start_at: args.start_at,
         bind,
+        http3: args.http3_probe.then(|| args.streams.unwrap_or(1).max(1)),
         grpc,
         request_log: args
             .request_log
@@ -216,6 +221,16 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     })?;
     if let Some(spec) = &cfg.request_log {
         create_request_log(&spec.path, &cfg)?;
+    }
+    if cfg.http3.is_some() {
+        let fits = cfg.tls.as_ref().is_some_and(|t| t.for_shard_quic().is_ok())
+            && cfg.engine == Engine::Uring
+            && cfg.peer.tcp().is_some()
+            && !args.speaks_http2()
+            && args.pipeline <= 1;
+        if !fits {
+            return Err(SetupError::Http3Probe);
+        }
     }
     Ok(cfg)
 }
@@ -725,6 +740,62 @@ mod tests {
             ]),
             Err(SetupError::Config(ConfigError::InFlightMemory { .. }))
         ));
+    }
+
+    #[test]
+    fn the_http3_probe_takes_what_quic_can_carry() {
+        let cfg = parse(&[
+            "-k",
+            "--engine",
+            "uring",
+            "--http3-probe",
+            "https://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.http3, Some(1));
+        let cfg = parse(&[
+            "-k",
+            "--engine",
+            "uring",
+            "--http3-probe",
+            "--streams",
+            "16",
+            "https://127.0.0.1:9/",
+        ])
+        .unwrap();
+        assert_eq!(cfg.http3, Some(16));
+        for args in [
+            &["--http3-probe", "http://127.0.0.1:9/"][..],
+            &[
+                "-k",
+                "--engine",
+                "glommio",
+                "--http3-probe",
+                "https://127.0.0.1:9/",
+            ],
+            &[
+                "-k",
+                "--engine",
+                "uring",
+                "--http3-probe",
+                "--http2",
+                "https://127.0.0.1:9/",
+            ],
+            &[
+                "-k",
+                "--engine",
+                "uring",
+                "--http3-probe",
+                "--tls-version",
+                "1.2",
+                "https://127.0.0.1:9/",
+            ],
+        ] {
+            assert!(
+                matches!(parse(args), Err(SetupError::Http3Probe)),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]
