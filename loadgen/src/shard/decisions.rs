@@ -402,6 +402,8 @@ impl Core<'_> {
                     {
                         if c.h2.is_some() {
                             self.h2_timeouts(ci, now);
+                        } else if c.h3.is_some() {
+                            self.h3_timeouts(ci, now);
                         } else {
                             self.fail(ci, ErrorKind::Timeout, now);
                         }

@@ -306,6 +306,33 @@ impl Core<'_> {
         req.quic.arm(ci as u32, c.generation, conn.quic_mut());
     }
 
+    /// Request timeouts on an HTTP/3 connection, as on HTTP/2's: a stream
+    /// past its time is cancelled (RESET_STREAM and STOP_SENDING with
+    /// H3_REQUEST_CANCELLED) and its request fails; the connection stays,
+    /// unless nothing at all came from the server since that request left
+    /// (then it is dead, and is replaced).
+    pub(super) fn h3_timeouts(&mut self, ci: usize, now: u64) {
+        let mut cancelled = false;
+        while let (Some(slot), Some(sent)) = (
+            self.conns[ci].slots.oldest(),
+            self.conns[ci].slots.oldest_sent_at(),
+        ) && now.saturating_sub(sent) > self.timeout_ns
+        {
+            if self.conns[ci].last_recv <= sent {
+                self.fail(ci, ErrorKind::Timeout, now);
+                return;
+            }
+            if let Some((_, conn)) = self.conns[ci].h3.as_mut() {
+                conn.cancel(slot);
+            }
+            self.request_failed(ci, slot, ErrorKind::Timeout, now);
+            cancelled = true;
+        }
+        if cancelled && self.conns[ci].state == ConnState::Open {
+            self.drive_h3(ci, now);
+        }
+    }
+
     /// QUIC timers due at `now` (loss detection, acks, idle, pacing).
     pub(super) fn h3_timers(&mut self, now: u64) {
         while let Some((slot, generation)) = self.h3.as_mut().and_then(|r| r.quic.expired(now)) {

@@ -207,3 +207,19 @@ fn goaway_and_request_rejected_send_the_requests_again() {
     assert_eq!(st.errors.total(), 0);
     assert_eq!(st.reissued, w.server.resets());
 }
+
+#[test]
+fn a_request_past_its_time_is_cancelled_and_its_connection_stays() {
+    let cfg = h3_config(1, 4, 40);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::SilentEvery(10), None);
+    w.run();
+    let st = w.f.core.stats();
+    // Every tenth stream the server read was never answered: each failed
+    // after the timeout, on the same connection.
+    assert!(w.server.silenced() >= 3);
+    assert_eq!(st.errors.timeout, w.server.silenced());
+    assert_eq!(st.responses, w.server.served());
+    assert_eq!(st.responses + st.errors.timeout, 40);
+    assert_eq!(w.server.conns.len(), 1, "no reconnect");
+}

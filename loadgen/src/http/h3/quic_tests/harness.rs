@@ -135,6 +135,8 @@ pub enum Behaviour {
     GoawayAfter(u64),
     /// Answers without `:status`.
     NoStatus,
+    /// Reads every `n`-th request stream and never answers it.
+    SilentEvery(u64),
     /// Sends a DATA frame on its control stream.
     DataOnControl,
 }
@@ -150,6 +152,8 @@ pub struct ServerConn {
     /// Request streams read whole, answered or not.
     seen: u64,
     pub resets: u64,
+    /// Requests read and never answered.
+    pub silenced: u64,
     /// The GOAWAY it sent: streams from this id on are not answered.
     goaway: Option<u64>,
     /// Requests read before the handshake completed: sent in 0-RTT.
@@ -199,6 +203,10 @@ impl Server {
         self.conns.values().map(|c| c.served).sum()
     }
 
+    pub fn silenced(&self) -> u64 {
+        self.conns.values().map(|c| c.silenced).sum()
+    }
+
     pub fn resets(&self) -> u64 {
         self.conns.values().map(|c| c.resets).sum()
     }
@@ -241,6 +249,7 @@ impl Server {
                                 served: 0,
                                 seen: 0,
                                 resets: 0,
+                                silenced: 0,
                                 goaway: None,
                                 early: 0,
                                 lost: None,
@@ -335,6 +344,10 @@ impl Server {
                         continue;
                     }
                     Behaviour::GoawayAfter(_) if c.goaway.is_some_and(|g| u64::from(id) >= g) => {
+                        continue;
+                    }
+                    Behaviour::SilentEvery(n) if c.seen.is_multiple_of(n) => {
+                        c.silenced += 1;
                         continue;
                     }
                     _ => {}
