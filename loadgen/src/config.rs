@@ -371,8 +371,7 @@ impl Config {
         if self.pipeline == 0 || self.pipeline > MAX_PIPELINE {
             return Err(ConfigError::Pipeline(self.pipeline));
         }
-        let calls = self.scenario.requests.iter().any(|r| r.call.is_some());
-        if (self.grpc.is_some() || calls) && self.http2.is_none() {
+        if self.calls_grpc() && self.http2.is_none() {
             return Err(ConfigError::GrpcWithoutHttp2);
         }
         if let Some(h2) = self.http2 {
@@ -494,6 +493,12 @@ impl Config {
     /// The seed of this part's generators (see [`Part::seed`]).
     pub fn part_seed(&self) -> u64 {
         self.part.seed(self.scenario.seed)
+    }
+
+    /// True when some requests are gRPC calls (`--grpc`, or a scenario
+    /// request with `grpc = …`).
+    pub fn calls_grpc(&self) -> bool {
+        self.grpc.is_some() || self.scenario.requests.iter().any(|r| r.call.is_some())
     }
 
     /// True when `--expect-status` was given (HTTP statuses or, with

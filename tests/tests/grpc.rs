@@ -527,11 +527,13 @@ fn a_scenario_of_two_methods_is_counted_per_request_on_both_engines() {
     // The schema from --protoset on one engine, from reflection on the other.
     for (engine, schema) in [("uring", vec!["--protoset", set]), ("glommio", vec![])] {
         let before = server.counts();
+        let log = scratch(&format!("two-{engine}.tsv"));
+        let log_arg = log.to_str().unwrap();
         let args = [
             &["--scenario", &file, "-n", "200", "-c", "2", "-t", "1"][..],
             &["--streams", "2", "--latency", "--engine", engine],
             &schema,
-            &["--expect-status", "OK", &url],
+            &["--request-log", log_arg, "--expect-status", "OK", &url],
         ]
         .concat();
         let (json, text, code) = run_json(&args);
@@ -555,6 +557,26 @@ fn a_scenario_of_two_methods_is_counted_per_request_on_both_engines() {
         );
         assert_eq!(grpc_status(&json, "OK"), say);
         assert_eq!(grpc_status(&json, "INVALID_ARGUMENT"), fail);
+        // The request log: each call's status by name, beside its name.
+        let logged = std::fs::read_to_string(&log).unwrap();
+        let mut lines = logged.lines();
+        let head: Vec<&str> = lines.next().unwrap().split('\t').collect();
+        let col = |name: &str| head.iter().position(|c| *c == name).unwrap();
+        let (st, nm) = (col("grpc_status"), col("name"));
+        let count = |status: &str, name: &str| {
+            logged
+                .lines()
+                .skip(1)
+                .map(|l| l.split('\t').collect::<Vec<_>>())
+                .filter(|f| f[st] == status && f[nm] == name)
+                .count() as u64
+        };
+        assert_eq!(
+            (count("OK", "say"), count("INVALID_ARGUMENT", "fail")),
+            (say, fail),
+            "{logged}"
+        );
+        assert_eq!(lines.count() as u64, say + fail);
         let g = &json["grpc"];
         assert_eq!(
             (g["service"].as_str(), g["method"].as_str()),

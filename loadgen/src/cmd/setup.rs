@@ -272,7 +272,11 @@ fn expect_status(
 /// so a path that cannot be written fails here, before the run; the
 /// shards append the lines.
 fn create_request_log(path: &Path, cfg: &Config) -> Result<(), SetupError> {
-    let header = loadgen::shard::request_log_header(cfg.scenario.named, cfg.schedule.is_some());
+    let header = loadgen::shard::request_log_header(
+        cfg.calls_grpc(),
+        cfg.scenario.named,
+        cfg.schedule.is_some(),
+    );
     std::fs::write(path, header).map_err(|error| SetupError::RequestLog {
         path: path.to_path_buf(),
         error,

@@ -304,6 +304,7 @@ impl Core<'_> {
                 first_byte: a.first_byte,
                 now,
                 status: a.status,
+                grpc: a.grpc,
                 bytes: a.bytes,
                 error,
                 which,

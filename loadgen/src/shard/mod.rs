@@ -238,6 +238,7 @@ impl<'a> Core<'a> {
             RequestLog::new(
                 plan.index as u32,
                 spec.sample,
+                cfg.calls_grpc(),
                 scenario
                     .named
                     .then(|| scenario.requests.iter().map(|r| r.name.as_str())),

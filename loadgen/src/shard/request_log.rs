@@ -19,13 +19,17 @@ pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Room for the lines one turn may add after the buffer filled.
 const SPARE_BYTES: usize = 192 * 1024;
 
-/// The columns, as the header names them; `name` follows for scenarios
-/// and `intended_unix_us` in open loop.
+/// The columns, as the header names them; `grpc_status` follows when
+/// some requests are gRPC calls, `name` for scenarios and
+/// `intended_unix_us` in open loop.
 const COLUMNS: &str = "start_unix_us\tshard\tconn\tstatus\tlatency_us\tttfb_us\tbytes\terror";
 
 /// The header line of a log with these columns.
-pub fn header(named: bool, open_loop: bool) -> String {
+pub fn header(grpc: bool, named: bool, open_loop: bool) -> String {
     let mut h = String::from(COLUMNS);
+    if grpc {
+        h.push_str("\tgrpc_status");
+    }
     if named {
         h.push_str("\tname");
     }
@@ -49,6 +53,8 @@ pub struct Completed {
     pub now: u64,
     /// 0 for a request that failed.
     pub status: u16,
+    /// A gRPC call's status code, from its trailers.
+    pub grpc: Option<u8>,
     /// Response body bytes.
     pub bytes: u64,
     pub error: Option<ErrorKind>,
@@ -64,16 +70,20 @@ pub struct RequestLog {
     /// Keep one line in `sample`; `seen` counts the requests offered.
     sample: u64,
     seen: u64,
+    /// Lines have a `grpc_status` column.
+    grpc: bool,
     /// Scenario names, tabs and newlines replaced (`--scenario` only).
     names: Option<Box<[Box<[u8]>]>>,
     open_loop: bool,
 }
 
 impl RequestLog {
-    /// `names`: the scenario's request names when lines carry them.
+    /// `grpc`: lines carry a gRPC status column; `names`: the scenario's
+    /// request names when lines carry them.
     pub fn new<'n>(
         shard: u32,
         sample: u64,
+        grpc: bool,
         names: Option<impl Iterator<Item = &'n str>>,
         open_loop: bool,
     ) -> RequestLog {
@@ -83,6 +93,7 @@ impl RequestLog {
             wall_epoch_us: 0,
             sample: sample.max(1),
             seen: 0,
+            grpc,
             names: names.map(|n| {
                 n.map(|s| s.bytes().map(|b| if b < b' ' { b' ' } else { b }).collect())
                     .collect()
@@ -124,6 +135,14 @@ impl RequestLog {
         b.push(b'\t');
         if let Some(e) = r.error {
             b.extend_from_slice(e.name().as_bytes());
+        }
+        if self.grpc {
+            b.push(b'\t');
+            // A plain request of a mixed scenario, or a call that failed
+            // before its status came, leaves it empty.
+            if let Some(code) = r.grpc {
+                b.extend_from_slice(crate::grpc::status::name(code).as_bytes());
+            }
         }
         if let Some(names) = &self.names {
             b.push(b'\t');
@@ -184,6 +203,7 @@ mod tests {
             first_byte: Some(sent + 40_000),
             now,
             status,
+            grpc: None,
             bytes: 17,
             error: None,
             which: 0,
@@ -201,17 +221,20 @@ mod tests {
     #[test]
     fn headers_name_the_columns_lines_carry() {
         assert_eq!(
-            header(false, false),
+            header(false, false, false),
             "start_unix_us\tshard\tconn\tstatus\tlatency_us\tttfb_us\tbytes\terror\n"
         );
-        assert!(header(true, false).ends_with("\terror\tname\n"));
-        assert!(header(false, true).ends_with("\terror\tintended_unix_us\n"));
-        assert!(header(true, true).ends_with("\terror\tname\tintended_unix_us\n"));
+        assert!(header(false, true, false).ends_with("\terror\tname\n"));
+        assert!(header(false, false, true).ends_with("\terror\tintended_unix_us\n"));
+        assert!(header(false, true, true).ends_with("\terror\tname\tintended_unix_us\n"));
+        assert!(
+            header(true, true, true).ends_with("\terror\tgrpc_status\tname\tintended_unix_us\n")
+        );
     }
 
     #[test]
     fn a_line_per_request_with_wall_clock_times() {
-        let mut log = RequestLog::new(1, 1, None::<std::iter::Empty<&str>>, false);
+        let mut log = RequestLog::new(1, 1, false, None::<std::iter::Empty<&str>>, false);
         log.start(1_700_000_000_000_000);
         log.record(done(200, 2_000_000, 2_250_000));
         log.record(Completed {
@@ -228,7 +251,7 @@ mod tests {
                 "1700000000003000\t1\t3\t0\t2000000\t0\t0\ttimeout",
             ]
         );
-        let cols = header(false, false).trim_end().split('\t').count();
+        let cols = header(false, false, false).trim_end().split('\t').count();
         assert!(lines(&log).iter().all(|l| l.split('\t').count() == cols));
         log.clear();
         assert!(log.pending().is_empty());
@@ -240,7 +263,7 @@ mod tests {
     #[test]
     fn open_loop_and_scenario_columns() {
         let names = ["get\titem", "post\nform"];
-        let mut log = RequestLog::new(0, 1, Some(names.iter().copied()), true);
+        let mut log = RequestLog::new(0, 1, false, Some(names.iter().copied()), true);
         log.start(1_000_000);
         log.record(Completed {
             intended: 1_000_000,
@@ -251,13 +274,47 @@ mod tests {
             lines(&log),
             ["1005000\t0\t3\t201\t5000\t40\t17\t\tpost form\t1001000"]
         );
-        let cols = header(true, true).trim_end().split('\t').count();
+        let cols = header(false, true, true).trim_end().split('\t').count();
         assert_eq!(lines(&log)[0].split('\t').count(), cols);
+    }
+
+    /// gRPC calls: the status by name after `error`; a plain request of a
+    /// mixed scenario, and a call that failed, leave it empty.
+    #[test]
+    fn grpc_status_column() {
+        let names = ["say", "page"];
+        let mut log = RequestLog::new(0, 1, true, Some(names.iter().copied()), false);
+        log.record(Completed {
+            grpc: Some(3),
+            ..done(200, 1000, 2000)
+        });
+        log.record(Completed {
+            which: 1,
+            ..done(200, 1000, 2000)
+        });
+        log.record(Completed {
+            error: Some(ErrorKind::StreamReset),
+            ..done(0, 1000, 2000)
+        });
+        let fields: Vec<Vec<String>> = lines(&log)
+            .iter()
+            .map(|l| l.split('\t').skip(7).map(String::from).collect())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ["", "INVALID_ARGUMENT", "say"],
+                ["", "", "page"],
+                ["stream_reset", "", "say"],
+            ]
+        );
+        let cols = header(true, true, false).trim_end().split('\t').count();
+        assert!(lines(&log).iter().all(|l| l.split('\t').count() == cols));
     }
 
     #[test]
     fn sampling_keeps_one_in_n_from_the_first() {
-        let mut log = RequestLog::new(0, 3, None::<std::iter::Empty<&str>>, false);
+        let mut log = RequestLog::new(0, 3, false, None::<std::iter::Empty<&str>>, false);
         for i in 0..10u64 {
             log.record(done(200, i * 1000, i * 1000 + 1000));
         }
@@ -272,7 +329,7 @@ mod tests {
     /// pushed into capacity allocated at the start.
     #[test]
     fn lines_go_into_the_buffer_allocated_at_the_start() {
-        let mut log = RequestLog::new(0, 1, None::<std::iter::Empty<&str>>, false);
+        let mut log = RequestLog::new(0, 1, false, None::<std::iter::Empty<&str>>, false);
         log.start(u64::MAX / 2);
         let cap = log.buf.capacity();
         let mut n = 0;
