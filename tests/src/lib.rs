@@ -2,6 +2,7 @@
 //! locating the `loadgen` binary, running the built-in target as a child
 //! process, starting nginx, and running loadgen with a JSON report.
 
+pub mod aioquic;
 pub mod caddy;
 pub mod cpython;
 pub mod ebpf;
@@ -10,6 +11,7 @@ pub mod grpc;
 pub mod h2server;
 pub mod hdr_log;
 pub mod hostile;
+pub mod netns_loss;
 pub mod nghttp2;
 pub mod nginx;
 pub mod perf;
@@ -17,6 +19,7 @@ pub mod pki;
 pub mod profiling;
 pub mod python;
 pub mod recorder;
+pub mod udp_relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
