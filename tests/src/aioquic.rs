@@ -134,6 +134,11 @@ impl AioquicServer {
                 err.lines().last().unwrap_or("")
             ));
         };
+        // aioquic logs warnings (a callback on a stream the client reset,
+        // say): drain them, or a full pipe would stop the server.
+        if let Some(mut err) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        }
         Some(AioquicServer {
             child,
             stdin,
