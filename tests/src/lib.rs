@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod h2server;
 pub mod hdr_log;
 pub mod hostile;
+pub mod netns;
 pub mod netns_loss;
 pub mod nghttp2;
 pub mod nginx;

@@ -10,9 +10,10 @@
 //! when the link is dropped, even when the test fails.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::netns::{Namespaces, in_namespace, ip};
 
 /// Which end of the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,27 +27,12 @@ pub struct LossyLink {
     server_ns: String,
     pub client_ip: Ipv4Addr,
     pub server_ip: Ipv4Addr,
+    /// Deletes both namespaces, and with them the veth pair.
+    _made: Namespaces,
 }
 
 /// The nft table each side's rule lives in.
 const TABLE: &str = "loadgen_loss";
-
-/// `ip ARGS`; its stderr on failure.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 impl LossyLink {
     /// A fresh link dropping `to_server` % of the UDP datagrams that reach
@@ -67,9 +53,11 @@ impl LossyLink {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = std::process::id();
+        let (client_ns, server_ns) = (format!("lg-lossc-{id}-{k}"), format!("lg-losss-{id}-{k}"));
         let link = LossyLink {
-            client_ns: format!("lg-lossc-{id}-{k}"),
-            server_ns: format!("lg-losss-{id}-{k}"),
+            _made: Namespaces(vec![client_ns.clone(), server_ns.clone()]),
+            client_ns,
+            server_ns,
             client_ip: Ipv4Addr::new(198, 19, (k % 250) as u8, 2),
             server_ip: Ipv4Addr::new(198, 19, (k % 250) as u8, 1),
         };
@@ -194,19 +182,8 @@ impl LossyLink {
     /// (0: any). A thread enters the namespace to make it; the socket stays
     /// there and can be used from any thread.
     pub fn udp_socket(&self, side: Side, port: u16) -> std::io::Result<UdpSocket> {
-        let path = format!("/run/netns/{}", self.ns(side));
         let addr = SocketAddr::from((self.ip(side), port));
-        std::thread::spawn(move || {
-            let f = std::fs::File::open(&path)?;
-            // SAFETY: setns on a namespace file we opened; it moves only this
-            // thread, which exists to make the socket.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            UdpSocket::bind(addr)
-        })
-        .join()
-        .expect("netns socket thread")
+        in_namespace(self.ns(side), move || UdpSocket::bind(addr))
     }
 
     /// `program` to run in `side`'s namespace (`ip netns exec`).
@@ -214,17 +191,5 @@ impl LossyLink {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", self.ns(side), program]);
         c
-    }
-}
-
-impl Drop for LossyLink {
-    fn drop(&mut self) {
-        // Deleting a namespace deletes its veth end, and with it the pair.
-        for ns in [&self.client_ns, &self.server_ns] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 }

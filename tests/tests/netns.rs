@@ -10,52 +10,19 @@ use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use loadgen_tests::loadgen_bin;
+use loadgen_tests::netns::{Namespaces, in_namespace};
 use loadgen_tests::recorder::Recorder;
 use serde_json::Value;
 
 /// `ip ARGS`, which must succeed.
 fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("cannot run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces this test made; deleting one deletes its veth ends.
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+    loadgen_tests::netns::ip(args).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Starts a recorder listening inside namespace `ns`: a thread enters it
 /// and binds there; the socket stays in it.
 fn recorder_in(ns: &str) -> Recorder {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).expect("the namespace's file");
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a namespace file we opened; it moves only this
-        // thread, which exists to create the listener.
-        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        Recorder::start_on("0.0.0.0:0")
-    })
-    .join()
-    .expect("recorder thread")
+    in_namespace(ns, || Ok(Recorder::start_on("0.0.0.0:0"))).expect("enter the namespace")
 }
 
 #[test]
@@ -118,6 +85,9 @@ fn parts_in_their_own_namespaces_merge_into_one_fleet() {
     }
     let rec = recorder_in(&srv);
     let url = format!("http://198.18.0.1:{}/s/{{{{seq}}}}", rec.port);
+    // Built (if it must be) before the start time is set: a build took
+    // minutes once, and both parts then refused a start time in the past.
+    let bin = loadgen_bin();
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -129,7 +99,7 @@ fn parts_in_their_own_namespaces_merge_into_one_fleet() {
         .map(|(k, ns)| {
             Command::new("ip")
                 .args(["netns", "exec", ns, "timeout", "60"])
-                .arg(loadgen_bin())
+                .arg(bin)
                 .args(["-t1", "-c4", "-R", "400", "-d", "2s", "--start-at", &at_arg])
                 .args(["--part", &format!("{k}/2"), "--json", "-", &url])
                 .stdin(Stdio::null())
