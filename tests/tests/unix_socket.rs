@@ -203,3 +203,96 @@ fn profile_finds_the_server_on_the_socket() {
         assert_eq!(comm.trim(), "nginx", "--profile found pid {pid}");
     }
 }
+
+/// Nothing in scenarios, fleet parts or find-max is socket-specific, and
+/// all three work over one: a scenario's requests counted per name, a
+/// part's share of `-n`, and a search whose steps all reach nginx.
+#[test]
+fn scenarios_parts_and_find_max_over_a_unix_socket() {
+    if !have_nginx() {
+        return;
+    }
+    let nginx = Nginx::start_with(&NginxOptions {
+        unix_socket: true,
+        ..NginxOptions::default()
+    })
+    .expect("nginx on a Unix socket");
+    let socket = nginx.socket();
+    let sock = socket.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("loadgen-uds-more-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("two.toml");
+    std::fs::write(
+        &scenario,
+        "[[request]]\nname = \"a\"\nurl = \"/a\"\nweight = 3\n\n[[request]]\nname = \"b\"\nurl = \"/b/{{seq}}\"\n",
+    )
+    .unwrap();
+    let url = "http://app.invalid/";
+
+    let before = nginx.counts().requests;
+    let (json, text, code) = run_json(&[
+        "-n",
+        "400",
+        "-c4",
+        "--unix-socket",
+        sock,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        url,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["requests"], 400, "{text}");
+    let by: Vec<u64> = json["by_request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .collect();
+    assert_eq!(by.iter().sum::<u64>(), 400, "{text}");
+    assert!(by.iter().all(|&n| n > 0), "{by:?}");
+    assert_eq!(nginx.counts().requests - before, 400, "nginx's count");
+
+    // Part 2 of a fleet of 2 takes half of -n and of -c.
+    let before = nginx.counts().requests;
+    let (json, text, code) = run_json(&[
+        "-n",
+        "1001",
+        "-c4",
+        "--part",
+        "2/2",
+        "--unix-socket",
+        sock,
+        url,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["connections"], 2, "{text}");
+    let part = json["requests"].as_u64().unwrap();
+    assert!(part == 500 || part == 501, "{part}: {text}");
+    assert_eq!(nginx.counts().requests - before, part, "nginx's count");
+
+    // A search: each step's requests reach nginx over the socket.
+    let before = nginx.counts().requests;
+    let (json, text, code) = run_json(&[
+        "find-max",
+        "-t1",
+        "-c8",
+        "--unix-socket",
+        sock,
+        "--slo",
+        "p99<100ms",
+        "--step",
+        "300ms",
+        "--step-warmup",
+        "100ms",
+        "--start-rate",
+        "200",
+        "--precision",
+        "50",
+        url,
+    ]);
+    assert!(code == 0 || code == 1, "{text}");
+    let steps = json["steps"].as_array().expect("steps");
+    assert!(!steps.is_empty(), "{text}");
+    assert!(steps.iter().any(|s| s["ok"] == true), "{text}");
+    assert!(nginx.counts().requests > before, "no request reached nginx");
+}
