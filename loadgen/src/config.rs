@@ -109,9 +109,8 @@ pub struct Config {
     pub bind: Vec<IpAddr>,
     /// `--http2`: streams per connection, windows, header list limit.
     pub http2: Option<H2Settings>,
-    /// HTTP/3 over QUIC (issue 27): requests per connection at once. No
-    /// flag sets it yet (the engines carry no datagrams yet); the core and
-    /// its tests use it.
+    /// `--http3`: HTTP/3 over QUIC, this many requests per connection at
+    /// once (`--streams`).
     pub http3: Option<u32>,
     /// `--grpc`: the requests are unary calls of this method (over HTTP/2).
     pub grpc: Option<crate::grpc::GrpcRun>,
@@ -152,6 +151,30 @@ pub enum ConfigError {
     NoKeepaliveWithHttp2,
     #[error("--grpc calls go over HTTP/2: this config has no HTTP/2 settings")]
     GrpcWithoutHttp2,
+    #[error("--http3 needs an https:// URL (QUIC is always encrypted): use https://HOST:PORT/")]
+    Http3WithoutTls,
+    #[error("--http3 and --http2 each choose the protocol: give one of them")]
+    Http3WithHttp2,
+    #[error(
+        "gRPC calls go over HTTP/2 only (gRPC over HTTP/3 is not supported): drop --http3, or the scenario's grpc = requests"
+    )]
+    GrpcWithHttp3,
+    #[error(
+        "--pipeline is HTTP/1.1's; with --http3 give concurrent requests per connection with --streams"
+    )]
+    PipelineWithHttp3,
+    #[error(
+        "--no-keepalive is HTTP/1.1's (Connection: close); HTTP/3 keeps its connections: drop one of them"
+    )]
+    NoKeepaliveWithHttp3,
+    #[error(
+        "--http3 sends UDP datagrams to the URL's address, and --unix-socket connects to a stream socket: drop one of them"
+    )]
+    Http3Unix,
+    #[error(
+        "--http3 needs the io_uring engine: glommio's UDP sockets send one datagram per call and carry no GSO/GRO control messages (use --engine uring)"
+    )]
+    Http3Glommio,
     #[error("-n/--requests must be at least 1")]
     Requests,
     #[error("-d/--duration must be longer than zero")]
@@ -354,6 +377,36 @@ impl Config {
         .validated()
     }
 
+    /// What `--http3` cannot be combined with, each refused with its own
+    /// reason.
+    fn validate_http3(&self, streams: u32) -> Result<(), ConfigError> {
+        if self.calls_grpc() {
+            return Err(ConfigError::GrpcWithHttp3);
+        }
+        if self.http2.is_some() {
+            return Err(ConfigError::Http3WithHttp2);
+        }
+        if !self.url.tls {
+            return Err(ConfigError::Http3WithoutTls);
+        }
+        if streams == 0 || streams > MAX_STREAMS {
+            return Err(ConfigError::Streams(streams));
+        }
+        if self.pipeline > 1 {
+            return Err(ConfigError::PipelineWithHttp3);
+        }
+        if !self.keepalive {
+            return Err(ConfigError::NoKeepaliveWithHttp3);
+        }
+        if matches!(self.peer, Peer::Unix(_)) {
+            return Err(ConfigError::Http3Unix);
+        }
+        if self.engine == Engine::Glommio {
+            return Err(ConfigError::Http3Glommio);
+        }
+        Ok(())
+    }
+
     /// Checks the limits above.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.connections == 0 || self.connections > MAX_CONNECTIONS {
@@ -384,6 +437,9 @@ impl Config {
             if !self.keepalive {
                 return Err(ConfigError::NoKeepaliveWithHttp2);
             }
+        }
+        if let Some(streams) = self.http3 {
+            self.validate_http3(streams)?;
         }
         match (self.duration, self.requests) {
             (Some(_), Some(_)) => return Err(ConfigError::DurationAndRequests),

@@ -328,12 +328,14 @@ pub struct RunArgs {
     /// https:// (a server that does not accept it ends the run).
     #[arg(long, visible_alias = "h2")]
     pub http2: bool,
-    /// HTTP/3 over QUIC, for measuring it before `--http3` exists (issue
-    /// 27): hidden, with none of `--http3`'s reports yet.
-    #[arg(long, hide = true)]
-    pub http3_probe: bool,
-    /// Concurrent HTTP/2 streams per connection (h2load's -m), capped by
-    /// the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    /// Speak HTTP/3 over QUIC (UDP): https:// URLs only, ALPN h3, on the
+    /// io_uring engine; resumes with 0-RTT on reconnects unless
+    /// --no-tls-resume.
+    #[arg(long, visible_alias = "h3")]
+    pub http3: bool,
+    /// Concurrent streams per connection, HTTP/2 or HTTP/3 (h2load's -m),
+    /// capped by the server's limit (SETTINGS_MAX_CONCURRENT_STREAMS, or
+    /// QUIC's MAX_STREAMS).
     #[arg(long, value_name = "N")]
     pub streams: Option<u32>,
     /// HTTP/2 stream window: 2^BITS-1 bytes (h2load's -w).

@@ -45,10 +45,6 @@ pub enum SetupError {
     #[error("cannot read --body-file {0}: {1}")]
     BodyFile(PathBuf, std::io::Error),
     #[error(
-        "--http3-probe needs an https:// URL, TLS 1.3 with TLS_AES_128_GCM_SHA256, the io_uring engine and no --http2, --pipeline or --unix-socket"
-    )]
-    Http3Probe,
-    #[error(
         "Lua scripts (-s) are not supported: use templates ({{{{seq}}}}, {{{{rand:1:100}}}}, {{{{feed:NAME}}}}…) in the URL, -H and -b, or --scenario FILE (see README)"
     )]
     Script,
@@ -87,7 +83,7 @@ pub enum SetupError {
         "--start-at starts one run at one instant, so --runs must be 1: run the fleet again with a new --start-at"
     )]
     StartAtRuns,
-    #[error("--streams is HTTP/2's: add --http2 (or --grpc)")]
+    #[error("--streams is HTTP/2's and HTTP/3's: add --http2 or --http3 (or --grpc)")]
     StreamsWithoutHttp2,
     #[error("--expect-status: {0}")]
     ExpectStatus(String),
@@ -117,9 +113,14 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         entries = vec![super::grpc::single(args, call, &url)?];
     }
     let calls = entries.iter().filter(|e| e.grpc.is_some()).count();
+    if calls > 0 && args.http3 {
+        // Config::validate refuses it too; here before reflection asks the
+        // server anything.
+        return Err(ConfigError::GrpcWithHttp3.into());
+    }
     // gRPC calls go over HTTP/2, and so do the plain requests beside them.
     let http2 = args.speaks_http2() || calls > 0;
-    if args.streams.is_some() && !http2 && !args.http3_probe {
+    if args.streams.is_some() && !http2 && !args.http3 {
         return Err(SetupError::StreamsWithoutHttp2);
     }
     if calls == 0 && (!args.proto.is_empty() || args.protoset.is_some()) {
@@ -209,7 +210,7 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
         part,
         start_at: args.start_at,
         bind,
-        http3: args.http3_probe.then(|| args.streams.unwrap_or(1).max(1)),
+        http3: args.http3.then(|| args.streams.unwrap_or(1)),
         grpc,
         request_log: args
             .request_log
@@ -222,15 +223,9 @@ pub fn run_config(args: &RunArgs) -> Result<Validated, SetupError> {
     if let Some(spec) = &cfg.request_log {
         create_request_log(&spec.path, &cfg)?;
     }
-    if cfg.http3.is_some() {
-        let fits = cfg.tls.as_ref().is_some_and(|t| t.for_shard_quic().is_ok())
-            && cfg.engine == Engine::Uring
-            && cfg.peer.tcp().is_some()
-            && !args.speaks_http2()
-            && args.pipeline <= 1;
-        if !fits {
-            return Err(SetupError::Http3Probe);
-        }
+    if let (Some(_), Some(t)) = (cfg.http3, &cfg.tls) {
+        // TLS 1.3 with QUIC's initial suite (--tls-version, --ciphers).
+        t.for_shard_quic()?;
     }
     Ok(cfg)
 }
@@ -747,59 +742,62 @@ mod tests {
     }
 
     #[test]
-    fn the_http3_probe_takes_what_quic_can_carry() {
-        let cfg = parse(&[
-            "-k",
-            "--engine",
-            "uring",
-            "--http3-probe",
-            "https://127.0.0.1:9/",
-        ])
-        .unwrap();
-        assert_eq!(cfg.http3, Some(1));
-        let cfg = parse(&[
-            "-k",
-            "--engine",
-            "uring",
-            "--http3-probe",
-            "--streams",
-            "16",
-            "https://127.0.0.1:9/",
-        ])
-        .unwrap();
-        assert_eq!(cfg.http3, Some(16));
-        for args in [
-            &["--http3-probe", "http://127.0.0.1:9/"][..],
-            &[
-                "-k",
-                "--engine",
-                "glommio",
-                "--http3-probe",
-                "https://127.0.0.1:9/",
-            ],
-            &[
-                "-k",
-                "--engine",
-                "uring",
-                "--http3-probe",
-                "--http2",
-                "https://127.0.0.1:9/",
-            ],
-            &[
-                "-k",
-                "--engine",
-                "uring",
-                "--http3-probe",
-                "--tls-version",
-                "1.2",
-                "https://127.0.0.1:9/",
-            ],
-        ] {
-            assert!(
-                matches!(parse(args), Err(SetupError::Http3Probe)),
-                "{args:?}"
-            );
-        }
+    fn http3_takes_what_quic_can_carry_and_refuses_the_rest() {
+        let h3 = |extra: &[&str], url: &str| {
+            let mut args = vec!["-k", "--engine", "uring", "--http3"];
+            args.extend_from_slice(extra);
+            args.push(url);
+            parse(&args)
+        };
+        let https = "https://127.0.0.1:9/";
+        assert_eq!(h3(&[], https).unwrap().http3, Some(1));
+        assert_eq!(h3(&["--streams", "16"], https).unwrap().http3, Some(16));
+        let alias = parse(&["-k", "--engine", "uring", "--h3", https]).unwrap();
+        assert_eq!(alias.http3, Some(1));
+        assert!(alias.http2.is_none());
+        let config = |extra: &[&str], url: &str| match h3(extra, url) {
+            Err(SetupError::Config(e)) => e,
+            other => panic!("{extra:?} {url}: {other:?}"),
+        };
+        assert_eq!(
+            parse(&["--http3", "http://127.0.0.1:9/"])
+                .unwrap_err()
+                .to_string(),
+            ConfigError::Http3WithoutTls.to_string()
+        );
+        assert_eq!(config(&["--http2"], https), ConfigError::Http3WithHttp2);
+        assert_eq!(
+            config(&["--pipeline", "4"], https),
+            ConfigError::PipelineWithHttp3
+        );
+        assert_eq!(
+            config(&["--no-keepalive"], https),
+            ConfigError::NoKeepaliveWithHttp3
+        );
+        assert_eq!(config(&["--streams", "0"], https), ConfigError::Streams(0));
+        let glommio = parse(&["-k", "--engine", "glommio", "--http3", https]);
+        assert!(matches!(
+            glommio,
+            Err(SetupError::Config(ConfigError::Http3Glommio))
+        ));
+        assert_eq!(
+            config(&["--grpc", "a.B/C", "-b", "{}"], https),
+            ConfigError::GrpcWithHttp3
+        );
+        assert!(matches!(
+            h3(&["--tls-version", "1.2"], https),
+            Err(SetupError::Tls(TlsError::NoQuicSuite))
+        ));
+        let sock = std::env::temp_dir().join(format!("loadgen-h3-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&sock);
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let path = sock.to_str().unwrap();
+        assert_eq!(
+            config(&["--unix-socket", path], https),
+            ConfigError::Http3Unix
+        );
+        drop(listener);
+        let _ = std::fs::remove_file(&sock);
     }
 
     #[test]
