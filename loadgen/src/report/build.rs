@@ -7,8 +7,9 @@ use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 
 use super::schema::{
-    ClientCpu, Fleet, GrpcReport, H2Report, HandshakeLatency, Histograms, Latency, Mode, Report,
-    RequestGrpc, RequestReport, Second, ShardRate, Status, TlsReport,
+    ClientCpu, Fleet, GrpcReport, H2Report, HandshakeLatency, Histograms, Latency, Mode,
+    QuicReport, Report, RequestGrpc, RequestReport, RttQuantiles, Second, ShardRate, Status,
+    TlsReport, ZeroRtt,
 };
 use super::{RunReport, per_second};
 use crate::config::{Config, Engine};
@@ -16,12 +17,19 @@ use crate::grpc::{self, GrpcStats, status::CODES};
 use crate::histogram::{encode_histogram, quantile};
 use crate::http::h2::frame::ERROR_NAMES;
 use crate::http::h2::{H2Stats, RESET_CODES};
+use crate::http::h3::QuicStats;
 use crate::stats::{RequestStats, STATUS_CODES, ShardStats, status_class};
 use crate::tls::TlsStats;
 
 /// The protocol a run speaks, as reports name it.
 pub fn http_version(cfg: &Config) -> &'static str {
-    if cfg.http2.is_some() { "2" } else { "1.1" }
+    if cfg.http3.is_some() {
+        "3"
+    } else if cfg.http2.is_some() {
+        "2"
+    } else {
+        "1.1"
+    }
 }
 
 impl GrpcReport {
@@ -112,6 +120,56 @@ impl H2Report {
             h.rst_streams[code] += n;
         }
         h
+    }
+}
+
+impl Report {
+    /// `--streams` of an HTTP/2 or HTTP/3 run, with the version's name.
+    pub fn streams(&self) -> Option<(&'static str, u32)> {
+        match (&self.h2, &self.quic) {
+            (Some(h), _) => Some(("HTTP/2", h.streams_per_conn)),
+            (None, Some(q)) => Some(("HTTP/3", q.streams_per_conn)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl QuicReport {
+    pub fn of(q: &QuicStats) -> QuicReport {
+        QuicReport {
+            streams_per_conn: 0,
+            handshakes: q.handshakes,
+            zero_rtt: ZeroRtt {
+                attempted: q.zero_rtt_attempted,
+                accepted: q.zero_rtt_accepted,
+            },
+            packets_sent: q.packets_sent,
+            packets_lost: q.packets_lost,
+            datagrams_per_send: q.datagrams_per_send(),
+            datagrams_sent: q.datagrams_sent,
+            sends: q.sends,
+            rtt_us: RttQuantiles {
+                p50: quantile(&q.rtt, 0.5),
+                p99: quantile(&q.rtt, 0.99),
+            },
+            connection_errors: q.connection_errors.clone(),
+        }
+    }
+
+    /// The counts back as stats (to merge reports); the RTTs come from
+    /// the report's histogram.
+    pub fn stats(&self, rtt: Histogram<u64>) -> QuicStats {
+        QuicStats {
+            handshakes: self.handshakes,
+            zero_rtt_attempted: self.zero_rtt.attempted,
+            zero_rtt_accepted: self.zero_rtt.accepted,
+            packets_sent: self.packets_sent,
+            packets_lost: self.packets_lost,
+            datagrams_sent: self.datagrams_sent,
+            sends: self.sends,
+            rtt,
+            connection_errors: self.connection_errors.clone(),
+        }
     }
 }
 
@@ -210,6 +268,9 @@ impl Report {
         doc.pipeline = cfg.pipeline;
         if let (Some(h2), Some(settings)) = (&mut doc.h2, cfg.http2) {
             h2.streams_per_conn = settings.streams;
+        }
+        if let (Some(q), Some(streams)) = (&mut doc.quic, cfg.http3) {
+            q.streams_per_conn = streams;
         }
         doc.http_version = http_version(cfg).into();
         doc.client_cpu = ClientCpu {
@@ -318,6 +379,7 @@ impl Report {
             conn_waits: open.then_some(t.conn_waits),
             tls: t.tls.as_deref().map(TlsReport::of),
             h2: t.h2.as_deref().map(H2Report::of),
+            quic: t.quic.as_deref().map(QuicReport::of),
             grpc: t.grpc.as_deref().map(GrpcReport::of),
             histograms: Some(Histograms {
                 latency: encode_histogram(&t.latency),
@@ -334,6 +396,7 @@ impl Report {
                     .collect(),
                 req_per_s: Some(encode_histogram(&t.rate)),
                 tls_handshake: t.tls.as_ref().map(|s| encode_histogram(&s.handshake)),
+                quic_rtt: t.quic.as_ref().map(|q| encode_histogram(&q.rtt)),
             }),
             ..Report::default()
         }

@@ -202,6 +202,10 @@ fn stats_of(inp: &Input) -> Result<ShardStats, MergeError> {
         }));
     }
     t.h2 = r.h2.as_ref().map(|h| Box::new(h.stats()));
+    if let Some(q) = &r.quic {
+        let rtt = need(src, "quic_rtt", h.quic_rtt.as_deref())?;
+        t.quic = Some(Box::new(q.stats(rtt)));
+    }
     if let Some(g) = &r.grpc {
         t.grpc = Some(Box::new(grpc_stats(src, g)?));
     }
@@ -350,6 +354,9 @@ pub fn merge(inputs: &[Input]) -> Result<Merged, MergeError> {
     doc.http_version.clone_from(&first.http_version);
     if let (Some(h2), Some(first)) = (&mut doc.h2, &first.h2) {
         h2.streams_per_conn = first.streams_per_conn;
+    }
+    if let (Some(q), Some(first)) = (&mut doc.quic, &first.quic) {
+        q.streams_per_conn = first.streams_per_conn;
     }
     doc.client_cpu = ClientCpu {
         per_shard_busy: inputs
@@ -514,11 +521,7 @@ fn header(doc: &Report, of: u32) -> String {
         "  {} threads and {} connections in all",
         doc.shards, doc.connections
     );
-    super::text::depth_line(
-        &mut s,
-        doc.pipeline,
-        doc.h2.as_ref().map(|h| h.streams_per_conn),
-    );
+    super::text::depth_line(&mut s, doc.pipeline, doc.streams());
     if let Some(t0) = doc.started_at {
         let skew = doc
             .parts

@@ -15,8 +15,9 @@ pub use hdr::{write_interval_log, write_percentiles};
 pub use read::{ReadError, reports_in};
 pub use schema::{
     Baseline, ClientCpu, ComparisonRow, Distribution, Fleet, GrpcReport, Histograms, Latency,
-    MetricUnit, Mode, PartRow, Report, RequestGrpc, RequestReport, RunEntry, SampleKind,
-    Second as SecondReport, Status, Test, ThresholdOutcome, ThresholdUnit, TlsReport, Verdict,
+    MetricUnit, Mode, PartRow, QuicReport, Report, RequestGrpc, RequestReport, RunEntry,
+    SampleKind, Second as SecondReport, Status, Test, ThresholdOutcome, ThresholdUnit, TlsReport,
+    Verdict,
 };
 pub use text::{SummaryView, header, render as render_summary, summary};
 

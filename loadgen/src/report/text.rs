@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::grpc::GrpcStats;
 use crate::histogram::{mean, quantile, within_stdev};
 use crate::http::h2::H2Stats;
+use crate::http::h3::QuicStats;
 use crate::stats::{Errors, Group, ShardStats, non_2xx_3xx};
 use crate::tls::TlsStats;
 use crate::units::{format_binary, format_metric, format_time_s, format_time_us};
@@ -98,7 +99,12 @@ pub fn header(cfg: &Config) -> String {
             crate::fleet::format_rfc3339(at)
         );
     }
-    depth_line(&mut s, cfg.pipeline, cfg.http2.map(|h| h.streams));
+    let streams = match (cfg.http2, cfg.http3) {
+        (Some(h), _) => Some(("HTTP/2", h.streams)),
+        (None, Some(n)) => Some(("HTTP/3", n)),
+        (None, None) => None,
+    };
+    depth_line(&mut s, cfg.pipeline, streams);
     let sc = &cfg.scenario;
     let methods = sc.methods();
     if !methods.is_empty() {
@@ -123,14 +129,14 @@ pub fn header(cfg: &Config) -> String {
     s
 }
 
-/// `  HTTP/2, 16 streams per connection` or `  pipeline depth 16`, for a
-/// run's header and a merged fleet's.
-pub fn depth_line(s: &mut String, pipeline: usize, streams: Option<u32>) {
+/// `  HTTP/2, 16 streams per connection` (or HTTP/3) or `  pipeline depth
+/// 16`, for a run's header and a merged fleet's.
+pub fn depth_line(s: &mut String, pipeline: usize, streams: Option<(&str, u32)>) {
     match streams {
-        Some(n) => {
+        Some((version, n)) => {
             let _ = writeln!(
                 s,
-                "  HTTP/2, {n} stream{} per connection",
+                "  {version}, {n} stream{} per connection",
                 if n == 1 { "" } else { "s" }
             );
         }
@@ -279,6 +285,9 @@ pub fn render(r: &SummaryView<'_>, latency: bool) -> String {
     if let Some(h) = t.h2.as_deref() {
         h2_line(&mut s, h, r.streams);
     }
+    if let Some(q) = t.quic.as_deref() {
+        quic_line(&mut s, q);
+    }
     error_lines(&mut s, &t.errors, t.tls.as_deref());
     let non = t.non_2xx_3xx();
     if non > 0 {
@@ -370,6 +379,33 @@ fn h2_line(s: &mut String, h: &H2Stats, streams: Option<u32>) {
     }
     if !parts.is_empty() {
         let _ = writeln!(s, "  HTTP/2: {}", parts.join(", "));
+    }
+}
+
+/// What QUIC did: `QUIC: 2 handshakes (0-RTT 1, accepted 1), 10021
+/// packets sent, 0 lost, 1.00 datagrams per send, RTT p50 95us p99 1.20ms`,
+/// then the connections that ended in error by code, if any.
+fn quic_line(s: &mut String, q: &QuicStats) {
+    let _ = writeln!(
+        s,
+        "  QUIC: {} handshake{} (0-RTT {}, accepted {}), {} packets sent, {} lost, {:.2} datagrams per send, RTT p50 {} p99 {}",
+        q.handshakes,
+        if q.handshakes == 1 { "" } else { "s" },
+        q.zero_rtt_attempted,
+        q.zero_rtt_accepted,
+        q.packets_sent,
+        q.packets_lost,
+        q.datagrams_per_send(),
+        format_time_us(quantile(&q.rtt, 0.5) as f64),
+        format_time_us(quantile(&q.rtt, 0.99) as f64),
+    );
+    if !q.connection_errors.is_empty() {
+        let errors: Vec<String> = q
+            .connection_errors
+            .iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect();
+        let _ = writeln!(s, "  QUIC connection errors: {}", errors.join(", "));
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Conn {
     pub h3: Option<(quinn_proto::ConnectionHandle, Box<h3::Connection>)>,
     pub h3_out: Vec<u8>,
     pub h3_segment: usize,
+    /// The connection's QUIC packet counts already in the shard's stats.
+    pub quic_counted: h3::PacketCounts,
     /// When bytes last came from the server.
     pub last_recv: u64,
     pub connect_started: u64,
@@ -118,6 +120,7 @@ impl Conn {
             h3: None,
             h3_out: Vec::new(),
             h3_segment: 0,
+            quic_counted: h3::PacketCounts::default(),
             last_recv: 0,
             connect_started: 0,
             handshake_started: 0,

@@ -1,5 +1,4 @@
-//! The core's side of HTTP/3 (issue 27; no command-line flag yet, and the
-//! engines do not carry datagrams yet): each slot's QUIC connection on the
+//! The core's side of HTTP/3 (`--http3`, issue 27): each slot's QUIC connection on the
 //! shard's endpoint ([`Quic`]), requests on its streams as HTTP/2 puts them
 //! on its streams, and what comes back. The engine's side is a connected
 //! UDP socket per slot: [`Action::Send`] of [`Core::send_bytes`] as
@@ -22,6 +21,7 @@ use crate::http::h2::hpack::RequestFields;
 use crate::http::h3::{self, Event, qpack};
 use crate::scenario::Scenario;
 use crate::stats::ErrorKind;
+use crate::tls::Failure;
 
 /// What a shard needs to put requests on HTTP/3 streams.
 pub(super) struct H3Requests {
@@ -72,6 +72,35 @@ impl H3Requests {
     }
 }
 
+/// A QUIC connection lost in its handshake, as TLS's [`Failure`] when TLS
+/// failed: our verifier refused the certificate (quinn-proto keeps only
+/// rustls's message, `invalid peer certificate: …`), or the server closed
+/// with a TLS alert (0x100 + alert). `None`: not TLS's doing.
+fn handshake_failure(e: &quinn_proto::ConnectionError) -> Option<Failure> {
+    use quinn_proto::ConnectionError as E;
+    let crypto = |code: quinn_proto::TransportErrorCode| {
+        let n = u64::from(code);
+        (0x100..0x200).contains(&n).then_some(n as u8)
+    };
+    match e {
+        E::TransportError(t) => {
+            crypto(t.code)?;
+            Some(match t.reason.strip_prefix("invalid peer certificate: ") {
+                Some(why) => Failure::Cert(why.to_string()),
+                None => Failure::Protocol(t.reason.clone()),
+            })
+        }
+        E::ConnectionClosed(c) => {
+            let alert = crypto(c.error_code)?;
+            Some(Failure::Alert(format!(
+                "{:?}",
+                rustls::AlertDescription::from(alert)
+            )))
+        }
+        _ => None,
+    }
+}
+
 impl Core<'_> {
     /// The slot's UDP socket is connected (instant: nothing was sent):
     /// start QUIC. With a ticket for 0-RTT the connection takes requests
@@ -88,6 +117,7 @@ impl Core<'_> {
                 let conn = h3::Connection::new(quic, depth, req.max_field_section);
                 let c = &mut self.conns[ci];
                 c.h3 = Some((h, Box::new(conn)));
+                c.quic_counted = h3::PacketCounts::default();
                 c.handshake_started = now;
                 self.set_state(ci, ConnState::Handshaking);
                 if zero_rtt {
@@ -161,8 +191,11 @@ impl Core<'_> {
         if !self.conns[ci].is(generation) || self.conns[ci].h3.is_none() {
             return;
         }
-        if polled.is_err() {
+        if let Err(e) = polled {
             // Closed with the error's code; the requests on it go again.
+            if let Some(q) = self.stats.quic.as_mut() {
+                q.add_error(h3::application_code_name(e.code()));
+            }
             self.fail(ci, ErrorKind::Protocol, now);
             return;
         }
@@ -181,8 +214,17 @@ impl Core<'_> {
     fn on_h3_event(&mut self, ci: usize, e: Event, now: u64) {
         match e {
             Event::Connected { zero_rtt } => {
+                if let Some(q) = self.stats.quic.as_mut() {
+                    q.handshakes += 1;
+                    q.zero_rtt_attempted += u64::from(zero_rtt.is_some());
+                    q.zero_rtt_accepted += u64::from(zero_rtt == Some(true));
+                }
                 let c = &self.conns[ci];
                 if let Some(t) = &mut self.stats.tls {
+                    // QUIC v1 is TLS 1.3 (RFC 9001), and the handshake
+                    // succeeds only with ALPN h3, the one we offer.
+                    t.version.get_or_insert("1.3");
+                    t.alpn.get_or_insert_with(|| "h3".into());
                     t.handshakes += 1;
                     t.resumed += u64::from(zero_rtt.is_some());
                     t.handshake
@@ -202,6 +244,10 @@ impl Core<'_> {
             }
             Event::Complete { slot, status, body } => {
                 let c = &mut self.conns[ci];
+                if let (Some(q), Some((_, conn))) = (self.stats.quic.as_mut(), c.h3.as_ref()) {
+                    let rtt_us = conn.quic().rtt().as_micros() as u64;
+                    q.rtt.saturating_record(rtt_us.max(1));
+                }
                 let first_byte = c.slots.first_byte_at(slot);
                 let popped = c.slots.pop(slot);
                 let answer = Answer {
@@ -217,12 +263,18 @@ impl Core<'_> {
             Event::Unprocessed { slot } => self.give_back(ci, Some(slot)),
             Event::Available => {}
             Event::Lost(reason) => {
+                if let Some(q) = self.stats.quic.as_mut() {
+                    q.add_error(h3::error_name(&reason));
+                }
                 let kind = match reason {
                     quinn_proto::ConnectionError::TimedOut => ErrorKind::Timeout,
                     _ => ErrorKind::Closed,
                 };
                 if self.conns[ci].state == ConnState::Handshaking {
-                    self.handshake_lost(ci, now);
+                    match handshake_failure(&reason) {
+                        Some(f) => self.tls_failed(ci, f, now),
+                        None => self.handshake_lost(ci, now),
+                    }
                 } else if self.conns[ci].slots.inflight == 0 {
                     self.replace(ci, now);
                 } else {
@@ -297,6 +349,9 @@ impl Core<'_> {
             c.h3_segment = segment;
             c.send_busy = true;
             self.stats.bytes_written += c.h3_out.len() as u64;
+            if let Some(q) = self.stats.quic.as_mut() {
+                q.add_send(c.h3_out.len(), segment);
+            }
             self.actions.push(Action::Send {
                 conn: ci as u32,
                 generation: c.generation,
@@ -355,8 +410,28 @@ impl Core<'_> {
     /// The slot's connection is dropped with its socket: the endpoint
     /// forgets it.
     pub(super) fn forget_h3(&mut self, ci: usize) {
+        self.count_quic_packets_of(ci);
         if let (Some(req), Some((h, _))) = (self.h3.as_mut(), self.conns[ci].h3.as_ref()) {
             req.quic.forget(*h, ci as u32);
+        }
+    }
+
+    /// Adds what slot `ci`'s QUIC connection sent and lost since last
+    /// counted (quinn-proto keeps totals).
+    fn count_quic_packets_of(&mut self, ci: usize) {
+        let c = &mut self.conns[ci];
+        if let (Some(q), Some((_, conn))) = (self.stats.quic.as_mut(), c.h3.as_ref()) {
+            q.add_packets(&mut c.quic_counted, h3::PacketCounts::of(conn.quic()));
+        }
+    }
+
+    /// [`Self::count_quic_packets_of`] every connection (the end of the
+    /// warm-up: what they did so far is then forgotten).
+    pub(super) fn count_quic_packets(&mut self) {
+        if self.stats.quic.is_some() {
+            for ci in 0..self.conns.len() {
+                self.count_quic_packets_of(ci);
+            }
         }
     }
 }

@@ -213,6 +213,9 @@ impl<'a> Core<'a> {
         if cfg.http2.is_some() {
             stats.h2 = Some(Box::default());
         }
+        if cfg.http3.is_some() {
+            stats.quic = Some(Box::default());
+        }
         if cfg.grpc.is_some() {
             stats.grpc = Some(Box::default());
         }
@@ -480,6 +483,8 @@ impl<'a> Core<'a> {
             // requests still in flight finish inside the measurement and
             // count toward N.
             self.warming = false;
+            // QUIC's packet counts so far belong to the warm-up too.
+            self.count_quic_packets();
             self.stats.reset_measurements();
             let outstanding = self.outstanding;
             self.quota = self.planned.map(|n| n.saturating_sub(outstanding));

@@ -166,6 +166,8 @@ pub struct ShardStats {
     pub tls: Option<Box<crate::tls::TlsStats>>,
     /// `--http2` runs only.
     pub h2: Option<Box<crate::http::h2::H2Stats>>,
+    /// `--http3` runs only.
+    pub quic: Option<Box<crate::http::h3::QuicStats>>,
     /// `--grpc` runs only: calls by gRPC status.
     pub grpc: Option<Box<crate::grpc::GrpcStats>>,
     /// Wall-clock time at which the measurement started (the engine notes
@@ -208,6 +210,7 @@ impl ShardStats {
             by_request: Vec::new(),
             tls: None,
             h2: None,
+            quic: None,
             grpc: None,
             started_at: None,
         }
@@ -347,6 +350,9 @@ impl ShardStats {
         if let Some(h) = &mut self.h2 {
             h.reset();
         }
+        if let Some(q) = &mut self.quic {
+            q.reset();
+        }
         if let Some(g) = &mut self.grpc {
             g.reset();
         }
@@ -389,6 +395,9 @@ impl ShardStats {
         }
         if let Some(b) = &o.h2 {
             self.h2.get_or_insert_with(Default::default).merge(b);
+        }
+        if let Some(b) = &o.quic {
+            self.quic.get_or_insert_with(Default::default).merge(b);
         }
         if let Some(b) = &o.grpc {
             self.grpc.get_or_insert_with(Default::default).merge(b);

@@ -24,6 +24,7 @@ mod error;
 mod frame;
 pub mod qpack;
 mod response;
+mod stats;
 mod uni;
 pub mod varint;
 
@@ -36,6 +37,7 @@ pub use connection::{Connection, Event};
 pub use error::{H3Error, code, code_name};
 pub use frame::{Frame, FrameReader, StreamKind, frame_type, write_frame_header};
 pub use response::{ResponseEvent, ResponseReader};
+pub use stats::{PacketCounts, QuicStats, application_code_name, error_name};
 pub use uni::{PeerSettings, PeerStreams, UniStream, UniStreamAction, client_control_stream};
 
 /// The ALPN protocol id of HTTP/3 over QUIC v1.

@@ -137,8 +137,11 @@ fn identity(r: &Report) -> Vec<(&'static str, String)> {
         ("-d/--duration", opt(&f.duration_s)),
         ("--warmup", r.warmup_s.to_string()),
         ("--pipeline", r.pipeline.to_string()),
-        ("the HTTP version (--http2)", r.http_version.clone()),
-        ("--streams", opt(&r.h2.as_ref().map(|h| h.streams_per_conn))),
+        (
+            "the HTTP version (--http2, --http3)",
+            r.http_version.clone(),
+        ),
+        ("--streams", opt(&r.streams().map(|(_, n)| n))),
         ("--timeout", f.timeout_s.to_string()),
         ("--no-keepalive", (!f.keepalive).to_string()),
         (

@@ -326,6 +326,84 @@ fn grpc_statuses_and_their_latencies_add_up() {
     );
 }
 
+/// QUIC's counts add up, its RTT quantiles come from the merged histogram,
+/// its connection errors merge by name, and the JSON has the fields.
+#[test]
+fn quic_counts_and_rtts_merge_exactly() {
+    let mut inputs = vec![
+        part(1, 2, &values(1, 50), 1, T0),
+        part(2, 2, &values(2, 50), 1, T0),
+    ];
+    for (k, inp) in inputs.iter_mut().enumerate() {
+        let k = k as u64;
+        let mut q = crate::http::h3::QuicStats {
+            handshakes: 2,
+            zero_rtt_attempted: 1,
+            zero_rtt_accepted: k,
+            packets_sent: 1000 + k,
+            packets_lost: 3,
+            datagrams_sent: 600,
+            sends: 200 + 100 * k,
+            ..Default::default()
+        };
+        for _ in 0..150 - 100 * k {
+            q.rtt.record(100 + 100 * k).unwrap();
+        }
+        q.rtt.record(50_000).unwrap();
+        q.add_error(
+            if k == 0 {
+                "IDLE_TIMEOUT"
+            } else {
+                "H3_NO_ERROR"
+            }
+            .into(),
+        );
+        q.add_error("IDLE_TIMEOUT".into());
+        inp.report.http_version = "3".into();
+        let mut rep = crate::report::QuicReport::of(&q);
+        rep.streams_per_conn = 8;
+        inp.report.quic = Some(rep);
+        inp.report.histograms.as_mut().unwrap().quic_rtt = Some(encode_histogram(&q.rtt));
+    }
+    let m = merge(&inputs).unwrap();
+    let q = m.report.quic.clone().expect("merged QUIC");
+    assert_eq!(q.streams_per_conn, 8);
+    assert_eq!(q.handshakes, 4);
+    assert_eq!((q.zero_rtt.attempted, q.zero_rtt.accepted), (2, 1));
+    assert_eq!((q.packets_sent, q.packets_lost), (2001, 6));
+    assert_eq!((q.datagrams_sent, q.sends), (1200, 500));
+    assert_eq!(q.datagrams_per_send, 2.4);
+    // 150 at 100 µs, 50 at 200, 2 at 50 ms: the merged histogram's.
+    assert!((100..=101).contains(&q.rtt_us.p50), "{:?}", q.rtt_us);
+    assert!((200..=201).contains(&q.rtt_us.p99), "{:?}", q.rtt_us);
+    assert_eq!(q.connection_errors["IDLE_TIMEOUT"], 3);
+    assert_eq!(q.connection_errors["H3_NO_ERROR"], 1);
+    assert_eq!(m.report.http_version, "3");
+    let json = serde_json::to_value(&m.report).unwrap();
+    for field in [
+        "handshakes",
+        "zero_rtt",
+        "packets_sent",
+        "packets_lost",
+        "datagrams_per_send",
+        "rtt_us",
+        "connection_errors",
+    ] {
+        assert!(!json["quic"][field].is_null(), "{field}: {json}");
+    }
+    assert_eq!(json["quic"]["rtt_us"]["p99"], q.rtt_us.p99);
+    let text = m.text(false);
+    assert!(text.contains("HTTP/3, 8 streams per connection"), "{text}");
+    assert!(
+        text.contains("QUIC: 4 handshakes (0-RTT 2, accepted 1), 2001 packets sent, 6 lost, 2.40 datagrams per send"),
+        "{text}"
+    );
+    assert!(
+        text.contains("QUIC connection errors: H3_NO_ERROR 1, IDLE_TIMEOUT 3"),
+        "{text}"
+    );
+}
+
 /// A scenario's gRPC calls merge per request, and per method from them.
 #[test]
 fn scenario_calls_merge_per_request_and_per_method() {

@@ -208,6 +208,44 @@ pub struct H2Report {
     pub frames_out: u64,
 }
 
+/// `--http3` runs: what QUIC did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuicReport {
+    /// `--streams`: concurrent streams asked for per connection.
+    pub streams_per_conn: u32,
+    /// Handshakes completed in the measured window.
+    pub handshakes: u64,
+    pub zero_rtt: ZeroRtt,
+    /// QUIC packets sent, and declared lost (then sent again as needed).
+    pub packets_sent: u64,
+    pub packets_lost: u64,
+    /// Datagrams per `sendmsg` call (GSO batches several).
+    pub datagrams_per_send: f64,
+    pub datagrams_sent: u64,
+    pub sends: u64,
+    /// The connection's smoothed RTT at each completed response.
+    pub rtt_us: RttQuantiles,
+    /// Connections that ended in error, by code name.
+    pub connection_errors: BTreeMap<String, u64>,
+}
+
+/// Connections that sent requests as 0-RTT early data on a resumed
+/// session, and how many of those the server accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ZeroRtt {
+    pub attempted: u64,
+    pub accepted: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RttQuantiles {
+    pub p50: u64,
+    pub p99: u64,
+}
+
 /// Runs with gRPC calls: what was called and how the calls ended, all
 /// calls together.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -319,6 +357,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub h2: Option<H2Report>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcReport>,
     /// With `--profile`: the target's profile.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -397,6 +437,9 @@ pub struct Histograms {
     /// https: the handshake times of `tls.handshake_us`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshake: Option<String>,
+    /// `--http3`: the RTTs of `quic.rtt_us`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic_rtt: Option<String>,
 }
 
 /// What identifies a fleet's load, as every part was given it.

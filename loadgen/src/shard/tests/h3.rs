@@ -9,8 +9,23 @@ use std::time::Instant;
 use super::*;
 use crate::http::h3::code;
 use crate::http::h3::quic_tests::harness::{Behaviour, Net, Server};
+use rustls::pki_types::pem::PemObject;
 
 fn h3_config(connections: usize, streams: u32, requests: u64) -> Config {
+    h3_config_resuming(connections, streams, requests, true)
+}
+
+fn h3_config_resuming(connections: usize, streams: u32, requests: u64, resume: bool) -> Config {
+    h3_config_with(connections, streams, requests, resume, true)
+}
+
+fn h3_config_with(
+    connections: usize,
+    streams: u32,
+    requests: u64,
+    resume: bool,
+    insecure: bool,
+) -> Config {
     let url = Url::parse("https://localhost:4433/").unwrap();
     let addr: SocketAddr = "127.0.0.1:4433".parse().unwrap();
     let mut cfg = Config::for_url(url, addr);
@@ -21,14 +36,24 @@ fn h3_config(connections: usize, streams: u32, requests: u64) -> Config {
     cfg.http3 = Some(streams);
     cfg.tls = Some(
         crate::tls::client_config(crate::tls::TlsInputs {
+            // Verifying: the server's self-signed certificate is trusted as
+            // a CA, which webpki refuses as the server's own (CA:TRUE).
             host: "localhost".into(),
             system_roots: Vec::new(),
-            extra_roots: Vec::new(),
-            insecure: true,
+            extra_roots: if insecure {
+                Vec::new()
+            } else {
+                rustls::pki_types::CertificateDer::pem_slice_iter(include_bytes!(
+                    "../../http/h3/testdata/cert.pem"
+                ))
+                .map(Result::unwrap)
+                .collect()
+            },
+            insecure,
             client_auth: None,
             version: None,
             ciphers: Vec::new(),
-            resume: true,
+            resume,
             http2: false,
         })
         .unwrap(),
@@ -163,8 +188,20 @@ fn n_is_exact_over_quic_and_streams_refill_as_they_end() {
     assert_eq!(st.errors.total(), 0);
     assert_eq!(st.reissued, 0);
     assert_eq!(st.ttfb.len(), 50);
-    assert_eq!(st.tls.as_ref().unwrap().handshakes, 1);
+    let t = st.tls.as_deref().unwrap();
+    assert_eq!(t.handshakes, 1);
+    assert_eq!((t.version, t.alpn.as_deref()), (Some("1.3"), Some("h3")));
     assert!(w.datagrams >= w.sends);
+    // QUIC's own counts: the core's sends as the engine carried them,
+    // quinn's packets (at least one a datagram), an RTT per response.
+    let q = st.quic.as_deref().unwrap();
+    assert_eq!(q.handshakes, 1);
+    assert_eq!((q.zero_rtt_attempted, q.zero_rtt_accepted), (0, 0));
+    assert_eq!((q.sends, q.datagrams_sent), (w.sends, w.datagrams));
+    assert!(q.packets_sent >= w.datagrams, "{q:?}");
+    assert_eq!(q.packets_lost, 0);
+    assert_eq!(q.rtt.len(), 50);
+    assert!(q.connection_errors.is_empty(), "{q:?}");
 }
 
 #[test]
@@ -178,6 +215,10 @@ fn two_connections_survive_loss_with_every_request_answered_once() {
     assert_eq!(st.errors.total(), 0);
     assert!(w.net.dropped > 10);
     assert_eq!(w.server.conns.len(), 2);
+    let q = st.quic.as_deref().unwrap();
+    assert!(q.packets_lost > 0, "{q:?}");
+    assert!(q.packets_sent > q.packets_lost);
+    assert_eq!(q.handshakes, 2);
 }
 
 #[test]
@@ -194,6 +235,21 @@ fn goaway_and_request_rejected_send_the_requests_again() {
         w.server.conns.len() >= 4,
         "a new connection after each GOAWAY"
     );
+    // Each reconnect resumed and sent its requests as 0-RTT, accepted.
+    let q = st.quic.as_deref().unwrap();
+    assert_eq!(q.handshakes, w.server.conns.len() as u64);
+    assert_eq!(q.zero_rtt_attempted, q.handshakes - 1, "{q:?}");
+    assert_eq!(q.zero_rtt_accepted, q.zero_rtt_attempted);
+    // --no-tls-resume: full handshakes, no early data.
+    let cfg = h3_config_resuming(1, 4, 20, false);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::GoawayAfter(5), None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (20, 20));
+    let q = st.quic.as_deref().unwrap();
+    assert!(q.handshakes >= 4);
+    assert_eq!(q.zero_rtt_attempted, 0);
 
     let rejected = Behaviour::ResetEvery {
         n: 3,
@@ -222,4 +278,26 @@ fn a_request_past_its_time_is_cancelled_and_its_connection_stays() {
     assert_eq!(st.responses, w.server.served());
     assert_eq!(st.responses + st.errors.timeout, 40);
     assert_eq!(w.server.conns.len(), 1, "no reconnect");
+}
+
+#[test]
+fn a_refused_certificate_ends_the_run_with_its_reason() {
+    // The harness server's certificate is a CA's (see h3_config_with).
+    let cfg = h3_config_with(2, 4, 20, true, false);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!(st.responses, 0);
+    let t = st.tls.as_deref().unwrap();
+    assert!(t.errors.cert >= 1, "{t:?}");
+    let why = t.cert_error.as_deref().unwrap();
+    assert!(why.contains("CaUsedAsEndEntity"), "{why}");
+    let q = st.quic.as_deref().unwrap();
+    assert!(
+        q.connection_errors
+            .keys()
+            .any(|k| k.starts_with("CRYPTO_ERROR(")),
+        "{q:?}"
+    );
 }
