@@ -55,6 +55,10 @@ pub struct Connection {
     body: Vec<u64>,
     /// By slot: some of the response arrived.
     started: Vec<bool>,
+    /// By slot: the rest of a request the stream's flow-control credit did
+    /// not take yet (a body above the server's initial window), written
+    /// as the stream becomes writable; the stream is finished after it.
+    unsent: Vec<Option<Bytes>>,
     /// The slot of each open request stream.
     slot_of: HashMap<StreamId, u32>,
     uni: HashMap<StreamId, UniStream>,
@@ -83,6 +87,7 @@ impl Connection {
             status: vec![0; depth],
             body: vec![0; depth],
             started: vec![false; depth],
+            unsent: vec![None; depth],
             slot_of: HashMap::new(),
             uni: HashMap::new(),
             peer: PeerStreams::new(),
@@ -141,12 +146,11 @@ impl Connection {
         if self.quic.is_handshaking() {
             self.early = true;
         }
-        let mut s = self.quic.send_stream(id);
-        // A new stream's credit is at least the peer's initial window; a
-        // request HEADERS frame is far smaller (our renderer bounds it).
-        let _ = s.write_chunks(&mut [frame.clone()]);
-        let _ = s.finish();
         let i = slot as usize;
+        // A new stream's credit is the peer's initial window: a GET's
+        // HEADERS frame fits at once; a larger body waits for credit.
+        self.unsent[i] = Some(frame.clone());
+        self.write_rest(id, i);
         self.stream_of[i] = Some(id);
         self.responses[i].reset();
         self.status[i] = 0;
@@ -156,9 +160,25 @@ impl Connection {
         true
     }
 
+    /// Writes what stream `id` (slot `i`'s) can take of its request, and
+    /// finishes the stream once all of it is written.
+    fn write_rest(&mut self, id: StreamId, i: usize) {
+        let Some(rest) = self.unsent[i].as_mut() else {
+            return;
+        };
+        let mut s = self.quic.send_stream(id);
+        // A partial write advances `rest` past what was taken.
+        let _ = s.write_chunks(std::slice::from_mut(rest));
+        if rest.is_empty() {
+            self.unsent[i] = None;
+            let _ = s.finish();
+        }
+    }
+
     /// Gives up slot `slot`'s request (a timeout): its stream is reset and
     /// the response, if any, is no longer read.
     pub fn cancel(&mut self, slot: u32) {
+        self.unsent[slot as usize] = None;
         if let Some(id) = self.stream_of[slot as usize].take() {
             self.slot_of.remove(&id);
             let c = VarInt::from_u32(code::H3_REQUEST_CANCELLED as u32);
@@ -204,6 +224,11 @@ impl Connection {
                 quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
                     self.read(id, events)?
                 }
+                quinn_proto::Event::Stream(StreamEvent::Writable { id }) => {
+                    if let Some(&slot) = self.slot_of.get(&id) {
+                        self.write_rest(id, slot as usize);
+                    }
+                }
                 quinn_proto::Event::Stream(StreamEvent::Available { dir: Dir::Bi }) => {
                     events.push(Event::Available);
                 }
@@ -221,6 +246,7 @@ impl Connection {
     fn zero_rtt_rejected(&mut self, events: &mut Vec<Event>) {
         self.control = None;
         self.slot_of.clear();
+        self.unsent.fill(None);
         for (slot, s) in self.stream_of.iter_mut().enumerate() {
             if s.take().is_some() {
                 events.push(Event::Unprocessed { slot: slot as u32 });
@@ -235,6 +261,7 @@ impl Connection {
                 && u64::from(id) >= last
             {
                 *s = None;
+                self.unsent[slot] = None;
                 self.slot_of.remove(&id);
                 events.push(Event::Unprocessed { slot: slot as u32 });
             }
@@ -326,12 +353,14 @@ impl Connection {
     }
 
     fn forget(&mut self, slot: u32) {
+        self.unsent[slot as usize] = None;
         if let Some(id) = self.stream_of[slot as usize].take() {
             self.slot_of.remove(&id);
         }
     }
 
     fn cancel_with(&mut self, slot: u32, c: u64) {
+        self.unsent[slot as usize] = None;
         if let Some(id) = self.stream_of[slot as usize].take() {
             self.slot_of.remove(&id);
             let c = VarInt::from_u64(c).unwrap_or(VarInt::from_u32(0x101));

@@ -301,3 +301,21 @@ fn a_refused_certificate_ends_the_run_with_its_reason() {
         "{q:?}"
     );
 }
+
+#[test]
+fn a_body_above_the_stream_window_is_sent_whole_as_credit_comes() {
+    let mut cfg = h3_config(1, 2, 6);
+    let mut spec = crate::http::RequestSpec::get("localhost:4433", "/");
+    spec.method = "POST".into();
+    spec.body = vec![b'x'; 100_000];
+    cfg.scenario = std::sync::Arc::new(Scenario::fixed(&spec).unwrap());
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let window = Behaviour::StreamWindow(16 * 1024);
+    let mut w = World::new(Fake::new(&cfg, &p, &s), window, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (6, 6));
+    assert_eq!(st.errors.total(), 0);
+    let body: u64 = w.server.conns.values().map(|c| c.body).sum();
+    assert_eq!(body, 6 * 100_000);
+}

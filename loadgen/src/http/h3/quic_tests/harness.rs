@@ -139,6 +139,9 @@ pub enum Behaviour {
     SilentEvery(u64),
     /// Sends a DATA frame on its control stream.
     DataOnControl,
+    /// Gives each request stream this much flow-control credit at a time
+    /// (QUIC's initial_max_stream_data and the window after it).
+    StreamWindow(u32),
 }
 
 /// One server connection: its request streams' bytes so far, and what it
@@ -158,6 +161,8 @@ pub struct ServerConn {
     goaway: Option<u64>,
     /// Requests read before the handshake completed: sent in 0-RTT.
     pub early: u64,
+    /// Request body bytes read (DATA frames after the HEADERS).
+    pub body: u64,
     pub lost: Option<quinn_proto::ConnectionError>,
 }
 
@@ -167,7 +172,7 @@ pub struct Server {
     pub behaviour: Behaviour,
 }
 
-fn server_config(early_data: bool) -> Arc<ServerConfig> {
+fn server_config(early_data: bool, behaviour: Behaviour) -> Arc<ServerConfig> {
     let certs = CertificateDer::pem_slice_iter(include_bytes!("../testdata/cert.pem"))
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -182,7 +187,13 @@ fn server_config(early_data: bool) -> Arc<ServerConfig> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = if early_data { u32::MAX } else { 0 };
     let quic = QuicServerConfig::try_from(tls).unwrap();
-    Arc::new(ServerConfig::with_crypto(Arc::new(quic)))
+    let mut config = ServerConfig::with_crypto(Arc::new(quic));
+    if let Behaviour::StreamWindow(n) = behaviour {
+        let mut t = quinn_proto::TransportConfig::default();
+        t.stream_receive_window(VarInt::from_u32(n));
+        config.transport_config(Arc::new(t));
+    }
+    Arc::new(config)
 }
 
 impl Server {
@@ -190,7 +201,7 @@ impl Server {
         Server {
             ep: Endpoint::new(
                 Arc::new(EndpointConfig::default()),
-                Some(server_config(early_data)),
+                Some(server_config(early_data, behaviour)),
                 true,
                 None,
             ),
@@ -252,6 +263,7 @@ impl Server {
                                 silenced: 0,
                                 goaway: None,
                                 early: 0,
+                                body: 0,
                                 lost: None,
                             },
                         );
@@ -352,7 +364,7 @@ impl Server {
                     }
                     _ => {}
                 }
-                serve(&mut c.conn, id, &buf, self.behaviour == Behaviour::NoStatus);
+                c.body += serve(&mut c.conn, id, &buf, self.behaviour == Behaviour::NoStatus);
                 c.served += 1;
                 if let Behaviour::GoawayAfter(n) = self.behaviour
                     && c.served == n
@@ -395,21 +407,30 @@ impl Server {
 }
 
 /// Checks the request (an independent QPACK decoder) and answers 200 with
-/// a 5-byte body.
-fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8], no_status: bool) {
-    let (frame, used) = sh::frame::decode_frame(request).unwrap();
-    assert_eq!(used, request.len(), "the request is one HEADERS frame");
+/// a 5-byte body; returns the request body's length (its DATA frames).
+fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8], no_status: bool) -> u64 {
+    let (frame, mut used) = sh::frame::decode_frame(request).unwrap();
     let sh::Frame::Headers(h) = frame else {
         panic!("request starts with {frame:?}");
     };
+    let mut body = 0;
+    while used < request.len() {
+        let (frame, n) = sh::frame::decode_frame(&request[used..]).unwrap();
+        let sh::Frame::Data(d) = frame else {
+            panic!("a request frame after HEADERS: {frame:?}");
+        };
+        body += d.data().len() as u64;
+        used += n;
+    }
     let fields = sh::QpackDecoder::new()
         .decode(h.encoded_field_section())
         .unwrap();
     let fields: Vec<(&[u8], &[u8])> = fields.iter().map(|f| (f.name(), f.value())).collect();
+    let method = if body > 0 { &b"POST"[..] } else { b"GET" };
     assert_eq!(
         [fields[0], fields[1], fields[3]],
         [
-            (&b":method"[..], &b"GET"[..]),
+            (&b":method"[..], method),
             (b":scheme", b"https"),
             (b":path", b"/"),
         ]
@@ -435,6 +456,7 @@ fn serve(conn: &mut quinn_proto::Connection, id: StreamId, request: &[u8], no_st
     let mut s = conn.send_stream(id);
     assert_eq!(s.write(&out).unwrap(), out.len());
     s.finish().unwrap();
+    body
 }
 
 /// The client: one connection at a time, driven as the shard core will
