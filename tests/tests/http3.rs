@@ -1,0 +1,264 @@
+//! `--http3`: what it refuses (one line, exit 2, before anything is
+//! sent), and loads against Caddy 2.6 (`apt-get install caddy`), whose
+//! JSON access log counts the requests it served over `HTTP/3.0`.
+
+use loadgen_tests::caddy::Caddy;
+use loadgen_tests::pki::Pki;
+use loadgen_tests::{run, run_json, skip};
+
+#[test]
+fn what_http3_cannot_carry_is_one_line_and_exit_2() {
+    let url = "https://localhost:1/";
+    for (args, want) in [
+        (
+            &["--http3", "http://127.0.0.1:1/"][..],
+            "needs an https:// URL",
+        ),
+        (&["--h3", "-k", "--http2", url], "give one of them"),
+        (
+            &["--http3", "-k", "--pipeline", "4", url],
+            "--pipeline is HTTP/1.1's",
+        ),
+        (
+            &["--http3", "-k", "--no-keepalive", url],
+            "HTTP/3 keeps its connections",
+        ),
+        (
+            &["--http3", "-k", "--streams", "0", url],
+            "--streams must be between",
+        ),
+        (
+            &["--http3", "-k", "--unix-socket", "/nonexistent.sock", url],
+            "no such socket",
+        ),
+        (
+            &["--http3", "-k", "--engine", "glommio", url],
+            "glommio's UDP sockets",
+        ),
+        (
+            &["--http3", "-k", "--tls-version", "1.2", url],
+            "HTTP/3 needs TLS 1.3",
+        ),
+        (
+            &["--http3", "-k", "--grpc", "a.B/C", "-b", "{}", url],
+            "gRPC over HTTP/3 is not supported",
+        ),
+    ] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("loadgen: "), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+/// Caddy with the test CA, or None after a loud SKIP.
+fn caddy() -> Option<(Pki, Caddy)> {
+    let pki = Pki::new().map_err(|e| skip(&e)).ok()?;
+    let caddy = Caddy::start(&pki)?;
+    Some((pki, caddy))
+}
+
+#[test]
+fn n_is_exact_against_caddy_with_1_and_8_streams_on_1_and_2_shards() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let ca = pki.ca.to_str().unwrap();
+    let url = caddy.url("/");
+    let mut served = 0;
+    for (streams, threads, n) in [
+        ("1", "1", 300),
+        ("8", "1", 1000),
+        ("1", "2", 300),
+        ("8", "2", 1000),
+    ] {
+        let n_str = n.to_string();
+        let args = [
+            "--http3",
+            "-t",
+            threads,
+            "-c",
+            "4",
+            "--streams",
+            streams,
+            "-n",
+            &n_str,
+            "--cacert",
+            ca,
+            &url,
+        ];
+        let (json, text, code) = run_json(&args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert_eq!(json["requests"], n, "{args:?}: {text}");
+        assert_eq!(json["status"]["2xx"], n, "{args:?}: {text}");
+        let errors: u64 = json["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|v| v.as_u64())
+            .sum();
+        assert_eq!(errors, 0, "{args:?}: {text}");
+        served += n;
+        assert_eq!(caddy.requests("HTTP/3.0"), served, "{args:?}: {text}");
+        assert_eq!(json["http_version"], "3", "{json}");
+        let q = &json["quic"];
+        assert_eq!(q["handshakes"], 4, "{args:?}: {q}");
+        // A datagram carries at least one packet, a send one datagram.
+        let (packets, datagrams, sends) = (
+            q["packets_sent"].as_u64().unwrap(),
+            q["datagrams_sent"].as_u64().unwrap(),
+            q["sends"].as_u64().unwrap(),
+        );
+        assert!(
+            packets >= datagrams && datagrams >= sends && sends > 0,
+            "{q}"
+        );
+        assert!(q["datagrams_per_send"].as_f64().unwrap() >= 1.0, "{q}");
+        assert!(q["rtt_us"]["p50"].as_u64().unwrap() > 0, "{q}");
+        assert_eq!(q["connection_errors"], serde_json::json!({}), "{q}");
+        assert!(
+            text.contains(&format!("HTTP/3, {streams} stream")),
+            "{text}"
+        );
+        assert!(text.contains("QUIC: 4 handshakes"), "{text}");
+    }
+}
+
+#[test]
+fn open_loop_holds_its_rate_against_caddy_within_one_percent() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let ca = pki.ca.to_str().unwrap();
+    let url = caddy.url("/");
+    let args = [
+        "--h3",
+        "-t1",
+        "-c4",
+        "--streams",
+        "4",
+        "-R",
+        "1000",
+        "-d",
+        "3s",
+        "--cacert",
+        ca,
+        &url,
+    ];
+    let (json, text, code) = run_json(&args);
+    assert_eq!(code, 0, "{text}");
+    let rps = json["rps"].as_f64().unwrap();
+    assert_eq!(json["target_rps"].as_f64().unwrap(), 1000.0);
+    assert!((rps - 1000.0).abs() <= 10.0, "achieved {rps} req/s: {text}");
+    // Every response Caddy sent was counted, bar those in flight at the
+    // end (at most one a stream).
+    let counted = json["requests"].as_u64().unwrap();
+    let served = caddy.requests("HTTP/3.0");
+    assert!(
+        served >= counted && served - counted <= 16,
+        "served {served}, counted {counted}: {text}"
+    );
+}
+
+/// Caddy's site is `localhost`: an IP-address URL sends no SNI and another
+/// `:authority`. Caddy 2.6 still completes the QUIC handshake here (the
+/// issue expected it to fail) and answers each request with an empty 200
+/// that its site's log does not count; either way the run must end at
+/// once, as a result or as one line, never hang.
+#[test]
+fn an_ip_address_url_against_the_localhost_site_ends_at_once() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let url = format!("https://127.0.0.1:{}/", caddy.port);
+    let ca = pki.ca.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&[
+        "--http3",
+        "-c2",
+        "-n",
+        "50",
+        "--cacert",
+        ca,
+        "--timeout",
+        "2s",
+        &url,
+    ]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "took {took:?}: {err}"
+    );
+    match out.status.code() {
+        Some(0) => {
+            assert!(summary.contains("50 requests in"), "{summary}");
+            assert_eq!(caddy.requests("HTTP/3.0"), 0, "not the site's: {summary}");
+        }
+        Some(1 | 2) => {
+            let last = err.trim().lines().last().unwrap_or_default();
+            assert!(last.starts_with("loadgen: "), "{err}");
+        }
+        other => panic!("exit {other:?}: {err}"),
+    }
+}
+
+/// Templates and a scenario of a GET and a POST with a body go over
+/// HTTP/3 as over HTTP/2: every request counted once, by name too.
+#[test]
+fn templates_and_scenarios_are_exact_against_caddy() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let ca = pki.ca.to_str().unwrap();
+    let templated = caddy.url("/item/{{seq}}?r={{rand:1:1000}}");
+    let args = [
+        "--h3",
+        "-c2",
+        "--streams",
+        "4",
+        "-n",
+        "400",
+        "--cacert",
+        ca,
+        &templated,
+    ];
+    let (json, text, code) = run_json(&args);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["requests"], 400, "{text}");
+    assert_eq!(caddy.requests("HTTP/3.0"), 400, "{text}");
+
+    let dir = std::env::temp_dir().join(format!("loadgen-h3-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("mix.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[request]]\nname = \"get\"\nurl = \"{}\"\nweight = 3\n\n\
+             [[request]]\nname = \"post\"\nmethod = \"POST\"\nurl = \"/orders\"\n\
+             headers = [\"Content-Type: application/json\"]\n\
+             body = '{{\"id\": {{{{seq}}}}}}'\n",
+            caddy.url("/items/{{rand:1:100}}")
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--http3",
+        "--scenario",
+        file.to_str().unwrap(),
+        "-c2",
+        "--streams",
+        "4",
+        "-n",
+        "600",
+        "--cacert",
+        ca,
+    ];
+    let (json, text, code) = run_json(&args);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(json["requests"], 600, "{text}");
+    let by_name: u64 = json["by_request"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_name, 600, "{json}");
+    assert_eq!(caddy.requests("HTTP/3.0"), 1000, "{text}");
+}
