@@ -262,3 +262,25 @@ fn templates_and_scenarios_are_exact_against_caddy() {
     assert_eq!(by_name, 600, "{json}");
     assert_eq!(caddy.requests("HTTP/3.0"), 1000, "{text}");
 }
+
+/// A certificate the client does not trust ends the run at once, in one
+/// line, as over TCP (before, each connection retried its handshake).
+#[test]
+fn an_untrusted_certificate_ends_the_run_in_one_line() {
+    let Some((_pki, caddy)) = caddy() else { return };
+    let started = std::time::Instant::now();
+    let out = run(&["--http3", "-c2", "-d", "5s", &caddy.url("/")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("TLS certificate verification failed for localhost: UnknownIssuer"),
+        "{err}"
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("CRYPTO_ERROR(UnknownCA)"), "{summary}");
+}
