@@ -213,8 +213,9 @@ pub(crate) fn walk(tgid: u32, slot: u32) -> u32 {
         return 0;
     }
     let cframe = read_u64(t + cfg.tstate_cframe as u64).unwrap_or(0);
-    let frame = if cframe == 0 {
-        0
+    // 3.13 keeps the frame in the thread state itself (no `_PyCFrame`).
+    let frame = if cframe == 0 || cfg.cframe_current_frame == PY_NONE {
+        cframe
     } else {
         read_u64(cframe + cfg.cframe_current_frame as u64).unwrap_or(0)
     };

@@ -49,11 +49,11 @@ pub fn pythons() -> Vec<(PathBuf, (u32, u32))> {
     out.into_iter().collect()
 }
 
-/// The supported ones (3.11, 3.12).
+/// The supported ones (3.11, 3.12, 3.13).
 pub fn supported_pythons() -> Vec<(PathBuf, (u32, u32))> {
     pythons()
         .into_iter()
-        .filter(|(_, v)| matches!(v.1, 11 | 12))
+        .filter(|(_, v)| matches!(v.1, 11..=13))
         .collect()
 }
 

@@ -407,7 +407,10 @@ pub struct PyConfig {
     pub interp_threads_head: u32,
     pub tstate_next: u32,
     pub tstate_native_thread_id: u32,
+    /// `.cframe` (3.11, 3.12) or `.current_frame` (3.13).
     pub tstate_cframe: u32,
+    /// `_PyCFrame.current_frame`, or [`PY_NONE`] where `tstate_cframe`
+    /// holds the frame itself (3.13).
     pub cframe_current_frame: u32,
     pub frame_code: u32,
     pub frame_previous: u32,

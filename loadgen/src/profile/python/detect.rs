@@ -35,7 +35,7 @@ pub struct Interpreter {
 pub enum Detected {
     /// No CPython in this process.
     NotPython,
-    Python(Interpreter),
+    Python(Box<Interpreter>),
     /// CPython, but its frames cannot be read: why, in one line.
     Unsupported(String),
 }
@@ -44,6 +44,9 @@ pub enum Detected {
 #[derive(Debug, Default)]
 struct Symbols {
     runtime: Option<u64>,
+    /// The first bytes of `_PyRuntime`'s initial value (3.13: its
+    /// `_Py_DebugOffsets`).
+    runtime_head: Option<Vec<u8>>,
     version: Option<u32>,
     eval: Vec<Range<u64>>,
     /// Lowest PT_LOAD address, page-aligned (where offset 0 maps).
@@ -71,7 +74,16 @@ fn read_symbols(path: &str) -> Option<Symbols> {
     for sym in elf.dynamic_symbols().chain(elf.symbols()) {
         let Ok(name) = sym.name() else { continue };
         match name {
-            "_PyRuntime" => s.runtime = Some(sym.address()),
+            "_PyRuntime" => {
+                s.runtime = Some(sym.address());
+                s.runtime_head = elf.sections().find_map(|sec| {
+                    let a = sym.address().checked_sub(sec.address())? as usize;
+                    let bytes = sec.data().ok()?;
+                    bytes
+                        .get(a..a + layout::DEBUG_OFFSETS_BYTES)
+                        .map(<[u8]>::to_vec)
+                });
+            }
             "_PyEval_EvalFrameDefault" | "_PyEval_EvalFrameDefault.cold" if sym.size() > 0 => {
                 let r = sym.address()..sym.address() + sym.size();
                 if !s.eval.contains(&r) {
@@ -163,11 +175,27 @@ fn detect_in(pid: u32, mappings: &[Mapping], exe: &str) -> Detected {
         } else {
             format!("{}.{}", version.0, version.1)
         };
-        let Some(layout) = layout::for_version(version.0, version.1) else {
-            return Detected::Unsupported(format!(
-                "CPython {shown} ({path}) is not supported (supported: {})",
-                layout::SUPPORTED
-            ));
+        let layout = match (version.0, version.1) {
+            (3, 13) => match syms.runtime_head.as_deref().map(layout::from_debug_offsets) {
+                Some(Ok(l)) => l,
+                Some(Err(why)) => {
+                    return Detected::Unsupported(format!("CPython {shown} ({path}): {why}"));
+                }
+                None => {
+                    return Detected::Unsupported(format!(
+                        "CPython {shown} ({path}): cannot read its _PyRuntime's initial value"
+                    ));
+                }
+            },
+            (a, b) => match layout::for_version(a, b) {
+                Some(l) => l,
+                None => {
+                    return Detected::Unsupported(format!(
+                        "CPython {shown} ({path}) is not supported (supported: {})",
+                        layout::SUPPORTED
+                    ));
+                }
+            },
         };
         let Some(runtime) = syms.runtime else {
             return Detected::Unsupported(format!(
@@ -188,7 +216,7 @@ fn detect_in(pid: u32, mappings: &[Mapping], exe: &str) -> Detected {
             continue;
         };
         let bias = start.wrapping_sub(syms.base);
-        return Detected::Python(Interpreter {
+        return Detected::Python(Box::new(Interpreter {
             pid,
             version,
             layout,
@@ -199,7 +227,7 @@ fn detect_in(pid: u32, mappings: &[Mapping], exe: &str) -> Detected {
                 .map(|r| r.start.wrapping_add(bias)..r.end.wrapping_add(bias))
                 .collect(),
             object: path.to_string(),
-        });
+        }));
     }
     Detected::NotPython
 }

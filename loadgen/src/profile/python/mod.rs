@@ -36,7 +36,7 @@ pub fn for_target(pid: u32, dwarf: bool) -> (Option<Interpreter>, Option<String>
                 )),
             )
         }
-        Detected::Python(py) => (Some(py), None),
+        Detected::Python(py) => (Some(*py), None),
     }
 }
 

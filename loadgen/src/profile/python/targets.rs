@@ -55,7 +55,7 @@ pub fn bpf_config(py: &Interpreter) -> PyConfig {
         tstate_next: l.tstate_next as u32,
         tstate_native_thread_id: l.tstate_native_thread_id as u32,
         tstate_cframe: l.tstate_cframe as u32,
-        cframe_current_frame: l.cframe_current_frame as u32,
+        cframe_current_frame: l.cframe_current_frame.map_or(PY_NONE, |o| o as u32),
         frame_code: l.frame_code as u32,
         frame_previous: l.frame_previous as u32,
         frame_prev_instr: l.frame_prev_instr as u32,

@@ -43,10 +43,12 @@ pub fn threads(mem: &impl Memory, py: &Interpreter) -> Vec<(u64, u64)> {
 
 /// The innermost frame of a thread (0: none, the thread runs no Python).
 pub fn current_frame(mem: &impl Memory, l: &Layout, tstate: u64) -> u64 {
-    mem.u64(tstate + l.tstate_cframe)
-        .and_then(|c| (c != 0).then(|| mem.u64(c + l.cframe_current_frame)))
-        .flatten()
-        .unwrap_or(0)
+    let first = mem.u64(tstate + l.tstate_cframe).unwrap_or(0);
+    match l.cframe_current_frame {
+        None => first,
+        Some(_) if first == 0 => 0,
+        Some(off) => mem.u64(first + off).unwrap_or(0),
+    }
 }
 
 /// Walks a frame chain from `frame`, innermost first, with boundaries.
