@@ -346,6 +346,14 @@ impl Core<'_> {
     /// they go back to the quota; in open loop they keep their intended
     /// send times (so their delay counts).
     pub(super) fn give_back(&mut self, ci: usize, only: Option<u32>) {
+        let sent = self.take_back(ci, only);
+        self.stats.reissued += sent;
+    }
+
+    /// [`Core::give_back`] without counting the requests as sent again:
+    /// for a request that never left (no stream could be opened for it).
+    /// Returns how many were counted as in flight.
+    pub(super) fn take_back(&mut self, ci: usize, only: Option<u32>) -> u64 {
         let slots = &mut self.conns[ci].slots;
         let (sent, held) = match only {
             Some(slot) => {
@@ -368,7 +376,7 @@ impl Core<'_> {
                 *q += held;
             }
         }
-        self.stats.reissued += sent;
+        sent
     }
 
     /// Closes the connection and opens a new one; its unanswered requests

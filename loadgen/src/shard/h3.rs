@@ -326,7 +326,7 @@ impl Core<'_> {
         // No stream free (the server's limit, or GOAWAY): back to the
         // quota; `Available` brings the next fill.
         while let Some(slot) = self.h3.as_mut().and_then(|r| r.refused.pop()) {
-            self.give_back(ci, Some(slot));
+            self.take_back(ci, Some(slot));
         }
         while let Some(slot) = self.h3.as_mut().and_then(|r| r.unwritable.pop()) {
             self.request_failed(ci, slot, ErrorKind::Write, now);

@@ -319,3 +319,18 @@ fn a_body_above_the_stream_window_is_sent_whole_as_credit_comes() {
     let body: u64 = w.server.conns.values().map(|c| c.body).sum();
     assert_eq!(body, 6 * 100_000);
 }
+
+#[test]
+fn a_stream_the_server_has_no_credit_for_waits_and_is_not_counted_as_resent() {
+    // 8 streams asked, 2 allowed: the rest wait for `Available`, never
+    // having left.
+    let cfg = h3_config(1, 8, 40);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::MaxStreams(2), None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (40, 40));
+    assert_eq!(st.errors.total(), 0);
+    assert_eq!(st.reissued, 0, "nothing was sent twice");
+    assert_eq!(w.server.conns.len(), 1);
+}

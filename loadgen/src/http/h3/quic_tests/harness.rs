@@ -142,6 +142,8 @@ pub enum Behaviour {
     /// Gives each request stream this much flow-control credit at a time
     /// (QUIC's initial_max_stream_data and the window after it).
     StreamWindow(u32),
+    /// Allows this many request streams open at once (MAX_STREAMS).
+    MaxStreams(u32),
 }
 
 /// One server connection: its request streams' bytes so far, and what it
@@ -188,11 +190,17 @@ fn server_config(early_data: bool, behaviour: Behaviour) -> Arc<ServerConfig> {
     tls.max_early_data_size = if early_data { u32::MAX } else { 0 };
     let quic = QuicServerConfig::try_from(tls).unwrap();
     let mut config = ServerConfig::with_crypto(Arc::new(quic));
-    if let Behaviour::StreamWindow(n) = behaviour {
-        let mut t = quinn_proto::TransportConfig::default();
-        t.stream_receive_window(VarInt::from_u32(n));
-        config.transport_config(Arc::new(t));
+    let mut t = quinn_proto::TransportConfig::default();
+    match behaviour {
+        Behaviour::StreamWindow(n) => {
+            t.stream_receive_window(VarInt::from_u32(n));
+        }
+        Behaviour::MaxStreams(n) => {
+            t.max_concurrent_bidi_streams(VarInt::from_u32(n));
+        }
+        _ => {}
     }
+    config.transport_config(Arc::new(t));
     Arc::new(config)
 }
 
