@@ -13,6 +13,10 @@
 //! `--h2` compares HTTP/2 (h2c; with `--tls`, ALPN h2): loadgen with
 //! `--http2 --streams D` against h2load with `-m D`, the depths being
 //! streams per connection; h2load is the reference (wrk has no HTTP/2).
+//!
+//! `--h3` compares HTTP/3 against Caddy instead (`compare/h3.rs`).
+
+mod h3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,6 +36,7 @@ struct Opts {
     templated: bool,
     tls: bool,
     h2: bool,
+    h3: bool,
     /// `--also NAME=BINARY`: another loadgen build as one more client.
     also: Vec<(String, PathBuf)>,
 }
@@ -75,6 +80,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         templated: false,
         tls: false,
         h2: false,
+        h3: false,
         also: Vec::new(),
     };
     let mut a = crate::args::Args::new(args);
@@ -89,6 +95,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             "--templated" => o.templated = true,
             "--tls" => o.tls = true,
             "--h2" => o.h2 = true,
+            "--h3" => o.h3 = true,
             "--also" => {
                 let v = a.string(flag)?;
                 let (name, bin) = v
@@ -100,6 +107,9 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let loadgen = crate::build_loadgen()?;
+    if o.h3 {
+        return h3::main(&o, &loadgen);
+    }
     let wrk = match which("wrk") {
         Some(w) => w,
         None if o.h2 => PathBuf::new(),
@@ -478,7 +488,11 @@ fn run_loadgen(
             .arg(o.connections.to_string())
             .arg("-d")
             .arg(format!("{}s", o.duration))
-            .arg(if o.h2 { "--streams" } else { "--pipeline" })
+            .arg(if o.h2 || o.h3 {
+                "--streams"
+            } else {
+                "--pipeline"
+            })
             .arg(depth.to_string())
             .args(["--engine", engine])
             .args(["--json", "-"])

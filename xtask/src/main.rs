@@ -101,9 +101,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   ebpf [--check]
       build the eBPF program into loadgen/bpf/ (object + manifest); --check rebuilds and compares bytes
-  compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1] [--tls] [--h2 | --templated] [--also NAME=BINARY]
+  compare [--rounds N] [--duration SECS] [--connections C] [--depths 1,16] [--server-cpu 0] [--client-cpu 1] [--tls] [--h2 | --h3 | --templated] [--also NAME=BINARY]
       nginx (1 worker) vs loadgen and wrk, alternating, client CPU µs per request; --tls over https with h2load too;
-      --also adds another loadgen build (before/after a change, another crypto provider)
+      --also adds another loadgen build (before/after a change, another crypto provider);
+      --h3: Caddy instead, loadgen --http3 and --http2 (TLS) and oha over HTTP/3 and HTTP/2 if installed
   profile-overhead [--rounds N] [--duration SECS] [--freq HZ] [--path /] [--nginx] [--off-cpu] [--connections N]
       target throughput with profiling off / loadgen --unwind fp / --unwind dwarf / perf --call-graph dwarf,16384,
       the profile's own cost figures, and end-of-load to flamegraph time; --off-cpu: off / fp / fp+off-cpu /
