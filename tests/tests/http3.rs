@@ -284,3 +284,16 @@ fn an_untrusted_certificate_ends_the_run_in_one_line() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("CRYPTO_ERROR(UnknownCA)"), "{summary}");
 }
+
+/// Nothing listening on the UDP port: the ICMP refusals are connect
+/// errors, and the run ends in one line saying so.
+#[test]
+fn a_closed_udp_port_is_a_connect_error_in_one_line() {
+    let closed = loadgen_tests::closed_port();
+    let url = format!("https://localhost:{}/", closed.port);
+    let out = run(&["--http3", "-k", "-c2", "-n", "10", "--timeout", "1s", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("could not connect to"), "{err}");
+}

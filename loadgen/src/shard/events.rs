@@ -78,7 +78,7 @@ impl Core<'_> {
     pub fn on_send_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
         let ci = conn as usize;
         if self.current(ci, generation, ConnState::Handshaking) {
-            self.handshake_lost(ci, now);
+            self.io_failed_in_handshake(ci, errno, now);
         } else if self.current(ci, generation, ConnState::Open) {
             self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Write), now);
         }
@@ -149,11 +149,23 @@ impl Core<'_> {
         }
     }
 
+    /// A send or receive failed with `errno` before the handshake ended.
+    /// `ECONNREFUSED` on a QUIC connection's UDP socket is ICMP port
+    /// unreachable: nothing listens there, a refused connect as over TCP.
+    fn io_failed_in_handshake(&mut self, ci: usize, errno: i32, now: u64) {
+        if errno == libc::ECONNREFUSED && self.conns[ci].h3.is_some() {
+            self.stats.errors.connect += 1;
+            self.backoff(ci, now);
+        } else {
+            self.handshake_lost(ci, now);
+        }
+    }
+
     /// A receive failed with `errno`.
     pub fn on_recv_failed(&mut self, conn: u32, generation: u32, errno: i32, now: u64) {
         let ci = conn as usize;
         if self.current(ci, generation, ConnState::Handshaking) {
-            self.handshake_lost(ci, now);
+            self.io_failed_in_handshake(ci, errno, now);
         } else if self.current(ci, generation, ConnState::Open) {
             self.fail(ci, ErrorKind::from_errno(errno, ErrorKind::Read), now);
         }
