@@ -747,18 +747,7 @@ mod tests {
         cfg.timeout = Duration::from_secs(5);
         cfg.http3 = Some(8);
         cfg.tls = Some(
-            crate::tls::client_config(crate::tls::TlsInputs {
-                host: "localhost".into(),
-                system_roots: Vec::new(),
-                extra_roots: Vec::new(),
-                insecure: true,
-                client_auth: None,
-                version: None,
-                ciphers: Vec::new(),
-                resume: true,
-                http2: false,
-            })
-            .unwrap(),
+            crate::tls::client_config(crate::tls::TlsInputs::insecure_for("localhost")).unwrap(),
         );
         let (run_stop, progress) = (AtomicBool::new(false), ShardProgress::default());
         let shard = Shard {

@@ -272,20 +272,10 @@ mod tests {
     }
 
     fn client_config() -> ClientConfig {
-        crate::tls::client_config(crate::tls::TlsInputs {
-            host: "localhost".into(),
-            system_roots: Vec::new(),
-            extra_roots: Vec::new(),
-            insecure: true,
-            client_auth: None,
-            version: None,
-            ciphers: Vec::new(),
-            resume: true,
-            http2: false,
-        })
-        .unwrap()
-        .for_shard_quic()
-        .unwrap()
+        crate::tls::client_config(crate::tls::TlsInputs::insecure_for("localhost"))
+            .unwrap()
+            .for_shard_quic()
+            .unwrap()
     }
 
     #[test]

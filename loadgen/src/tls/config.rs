@@ -38,6 +38,25 @@ pub struct TlsInputs {
     pub http2: bool,
 }
 
+#[cfg(test)]
+impl TlsInputs {
+    /// For tests: `host`, no roots, certificates not checked (`-k`),
+    /// TLS 1.2 and 1.3, resumption on, no h2 in ALPN.
+    pub(crate) fn insecure_for(host: &str) -> TlsInputs {
+        TlsInputs {
+            host: host.into(),
+            system_roots: Vec::new(),
+            extra_roots: Vec::new(),
+            insecure: true,
+            client_auth: None,
+            version: None,
+            ciphers: Vec::new(),
+            resume: true,
+            http2: false,
+        }
+    }
+}
+
 /// A run's TLS, ready for the shards.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -289,17 +308,7 @@ mod tests {
     use super::*;
 
     fn inputs() -> TlsInputs {
-        TlsInputs {
-            host: "example.com".into(),
-            system_roots: Vec::new(),
-            extra_roots: Vec::new(),
-            insecure: true,
-            client_auth: None,
-            version: None,
-            ciphers: Vec::new(),
-            resume: true,
-            http2: false,
-        }
+        TlsInputs::insecure_for("example.com")
     }
 
     #[test]

@@ -38,8 +38,6 @@ fn h3_config_with(
         crate::tls::client_config(crate::tls::TlsInputs {
             // Verifying: the server's self-signed certificate is trusted as
             // a CA, which webpki refuses as the server's own (CA:TRUE).
-            host: "localhost".into(),
-            system_roots: Vec::new(),
             extra_roots: if insecure {
                 Vec::new()
             } else {
@@ -50,11 +48,8 @@ fn h3_config_with(
                 .collect()
             },
             insecure,
-            client_auth: None,
-            version: None,
-            ciphers: Vec::new(),
             resume,
-            http2: false,
+            ..crate::tls::TlsInputs::insecure_for("localhost")
         })
         .unwrap(),
     );

@@ -493,18 +493,7 @@ pub struct Client {
 
 impl Client {
     fn new() -> Self {
-        let tls = client_config(TlsInputs {
-            host: "localhost".into(),
-            system_roots: Vec::new(),
-            extra_roots: Vec::new(),
-            insecure: true,
-            client_auth: None,
-            version: None,
-            ciphers: Vec::new(),
-            resume: true,
-            http2: false,
-        })
-        .unwrap();
+        let tls = client_config(TlsInputs::insecure_for("localhost")).unwrap();
         let mut fields = crate::http::h2::hpack::RequestFields::new();
         fields
             .from_http1(b"GET / HTTP/1.1\r\nHost: localhost:4433\r\n\r\n", b"https")
