@@ -222,20 +222,19 @@ impl Core<'_> {
         }
         let mut off = 0;
         while off < data.len() {
-            let c = &mut self.conns[ci];
+            let c = &self.conns[ci];
             if c.slots.inflight == 0 {
                 // Bytes nobody asked for.
                 return Delivered::Error(ErrorKind::Parse);
             }
             if c.parser.is_idle()
-                && let (Some(sent), Some(oldest)) = (c.slots.oldest_sent_at(), c.slots.oldest())
+                && c.slots.oldest_sent_at().is_some()
+                && let Some(oldest) = c.slots.oldest()
             {
                 // The first byte of the oldest request's response.
-                self.stats
-                    .ttfb
-                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
-                c.slots.note_first_byte(oldest, now);
+                self.first_byte(ci, oldest, now);
             }
+            let c = &mut self.conns[ci];
             let head = self.scenario.is_head(c.slots.oldest_which());
             match c.parser.parse(&data[off..], head) {
                 Ok((n, resp)) => {
@@ -264,6 +263,19 @@ impl Core<'_> {
             }
         }
         Delivered::More
+    }
+
+    /// The first byte of the response to the request in `slot` of
+    /// connection `ci` arrived: kept for the request log, and its time to
+    /// first byte recorded (HTTP/1.1, HTTP/2 and HTTP/3 alike).
+    #[inline]
+    pub(super) fn first_byte(&mut self, ci: usize, slot: u32, now: u64) {
+        let slots = &mut self.conns[ci].slots;
+        let sent = slots.sent_at(slot);
+        slots.note_first_byte(slot, now);
+        self.stats
+            .ttfb
+            .saturating_record((now.saturating_sub(sent) / 1000).max(1));
     }
 
     /// Books a response to a request popped off connection `ci`.

@@ -190,14 +190,7 @@ impl Core<'_> {
 
     fn on_stream_event(&mut self, ci: usize, e: Event, now: u64) {
         match e {
-            Event::FirstByte { slot } => {
-                let slots = &mut self.conns[ci].slots;
-                let sent = slots.sent_at(slot);
-                slots.note_first_byte(slot, now);
-                self.stats
-                    .ttfb
-                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
-            }
+            Event::FirstByte { slot } => self.first_byte(ci, slot, now),
             Event::Complete { slot, status, grpc } => {
                 let c = &mut self.conns[ci];
                 let first_byte = c.slots.first_byte_at(slot);

@@ -234,14 +234,7 @@ impl Core<'_> {
                     self.ready(ci, now);
                 }
             }
-            Event::FirstByte { slot } => {
-                let slots = &mut self.conns[ci].slots;
-                let sent = slots.sent_at(slot);
-                slots.note_first_byte(slot, now);
-                self.stats
-                    .ttfb
-                    .saturating_record((now.saturating_sub(sent) / 1000).max(1));
-            }
+            Event::FirstByte { slot } => self.first_byte(ci, slot, now),
             Event::Complete { slot, status, body } => {
                 let c = &mut self.conns[ci];
                 if let (Some(q), Some((_, conn))) = (self.stats.quic.as_mut(), c.h3.as_ref()) {
