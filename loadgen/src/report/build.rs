@@ -148,6 +148,9 @@ impl QuicReport {
             datagrams_per_send: q.datagrams_per_send(),
             datagrams_sent: q.datagrams_sent,
             sends: q.sends,
+            datagrams_per_receive: q.datagrams_per_receive(),
+            datagrams_received: q.datagrams_received,
+            receives: q.receives,
             rtt_us: RttQuantiles {
                 p50: quantile(&q.rtt, 0.5),
                 p99: quantile(&q.rtt, 0.99),
@@ -167,6 +170,8 @@ impl QuicReport {
             packets_lost: self.packets_lost,
             datagrams_sent: self.datagrams_sent,
             sends: self.sends,
+            datagrams_received: self.datagrams_received,
+            receives: self.receives,
             rtt,
             connection_errors: self.connection_errors.clone(),
         }

@@ -151,6 +151,9 @@ impl Core<'_> {
             return;
         }
         self.stats.bytes_read += payload.len() as u64;
+        if let Some(q) = self.stats.quic.as_mut() {
+            q.add_receive(payload.len(), segment);
+        }
         self.conns[ci].last_recv = now;
         let (Some(req), Some((h, c))) = (self.h3.as_mut(), self.conns[ci].h3.as_mut()) else {
             return;

@@ -1,6 +1,7 @@
 //! What QUIC did during an `--http3` run, per shard and merged: handshakes
 //! and 0-RTT, packets sent and lost (quinn-proto's own counts, taken as
-//! deltas), datagrams per `sendmsg` (GSO), the smoothed RTT at each
+//! deltas), datagrams per `sendmsg` (GSO) and per receive (GRO), the
+//! smoothed RTT at each
 //! response, and how connections ended in error, by code name.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,10 @@ pub struct QuicStats {
     /// carried them (one GSO send each).
     pub datagrams_sent: u64,
     pub sends: u64,
+    /// Datagrams that arrived, and the receive completions that brought
+    /// them (a GRO batch is one).
+    pub datagrams_received: u64,
+    pub receives: u64,
     /// The connection's smoothed RTT at each completed response, µs.
     pub rtt: Histogram<u64>,
     /// Connections that ended in error, by code name (`IDLE_TIMEOUT`,
@@ -42,6 +47,8 @@ impl Default for QuicStats {
             packets_lost: 0,
             datagrams_sent: 0,
             sends: 0,
+            datagrams_received: 0,
+            receives: 0,
             rtt: new_latency_histogram(),
             connection_errors: BTreeMap::new(),
         }
@@ -83,6 +90,14 @@ impl QuicStats {
         self.datagrams_sent += bytes.div_ceil(segment.max(1)) as u64;
     }
 
+    /// One receive of `bytes` in datagrams of `segment` bytes (a GRO batch;
+    /// the last possibly shorter).
+    #[inline]
+    pub fn add_receive(&mut self, bytes: usize, segment: usize) {
+        self.receives += 1;
+        self.datagrams_received += bytes.div_ceil(segment.max(1)) as u64;
+    }
+
     pub fn add_error(&mut self, name: String) {
         *self.connection_errors.entry(name).or_default() += 1;
     }
@@ -93,6 +108,15 @@ impl QuicStats {
             0.0
         } else {
             self.datagrams_sent as f64 / self.sends as f64
+        }
+    }
+
+    /// Datagrams per receive completion (0 without receives).
+    pub fn datagrams_per_receive(&self) -> f64 {
+        if self.receives == 0 {
+            0.0
+        } else {
+            self.datagrams_received as f64 / self.receives as f64
         }
     }
 
@@ -114,6 +138,8 @@ impl QuicStats {
         self.packets_lost += o.packets_lost;
         self.datagrams_sent += o.datagrams_sent;
         self.sends += o.sends;
+        self.datagrams_received += o.datagrams_received;
+        self.receives += o.receives;
         crate::histogram::add(&mut self.rtt, &o.rtt);
         for (name, &n) in &o.connection_errors {
             *self.connection_errors.entry(name.clone()).or_default() += n;
@@ -160,7 +186,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packets_are_added_as_deltas_and_sends_count_their_datagrams() {
+    fn packets_are_added_as_deltas_and_sends_and_receives_count_their_datagrams() {
         let mut s = QuicStats::default();
         let mut counted = PacketCounts::default();
         s.add_packets(&mut counted, PacketCounts { sent: 10, lost: 1 });
@@ -172,6 +198,12 @@ mod tests {
         assert_eq!((s.sends, s.datagrams_sent), (2, 5));
         assert_eq!(s.datagrams_per_send(), 2.5);
         assert_eq!(QuicStats::default().datagrams_per_send(), 0.0);
+        // A GRO batch of four (the last shorter), then one datagram.
+        s.add_receive(1350 * 3 + 40, 1350);
+        s.add_receive(90, 90);
+        assert_eq!((s.receives, s.datagrams_received), (2, 5));
+        assert_eq!(s.datagrams_per_receive(), 2.5);
+        assert_eq!(QuicStats::default().datagrams_per_receive(), 0.0);
     }
 
     #[test]

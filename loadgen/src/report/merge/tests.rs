@@ -344,6 +344,8 @@ fn quic_counts_and_rtts_merge_exactly() {
             packets_lost: 3,
             datagrams_sent: 600,
             sends: 200 + 100 * k,
+            datagrams_received: 900 + k,
+            receives: 300,
             ..Default::default()
         };
         for _ in 0..150 - 100 * k {
@@ -373,6 +375,7 @@ fn quic_counts_and_rtts_merge_exactly() {
     assert_eq!((q.packets_sent, q.packets_lost), (2001, 6));
     assert_eq!((q.datagrams_sent, q.sends), (1200, 500));
     assert_eq!(q.datagrams_per_send, 2.4);
+    assert_eq!((q.datagrams_received, q.receives), (1801, 600));
     // 150 at 100 µs, 50 at 200, 2 at 50 ms: the merged histogram's.
     assert!((100..=101).contains(&q.rtt_us.p50), "{:?}", q.rtt_us);
     assert!((200..=201).contains(&q.rtt_us.p99), "{:?}", q.rtt_us);

@@ -224,6 +224,10 @@ pub struct QuicReport {
     pub datagrams_per_send: f64,
     pub datagrams_sent: u64,
     pub sends: u64,
+    /// Datagrams per receive completion (GRO batches several).
+    pub datagrams_per_receive: f64,
+    pub datagrams_received: u64,
+    pub receives: u64,
     /// The connection's smoothed RTT at each completed response.
     pub rtt_us: RttQuantiles,
     /// Connections that ended in error, by code name.

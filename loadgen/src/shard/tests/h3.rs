@@ -70,6 +70,8 @@ struct World<'a> {
     sockets: Vec<Option<u32>>,
     sends: u64,
     datagrams: u64,
+    /// Datagrams delivered to a live socket, one receive each.
+    received: u64,
 }
 
 impl<'a> World<'a> {
@@ -83,6 +85,7 @@ impl<'a> World<'a> {
             sockets: vec![None; n],
             sends: 0,
             datagrams: 0,
+            received: 0,
         }
     }
 
@@ -145,6 +148,7 @@ impl<'a> World<'a> {
             while let Some((to, d)) = self.net.pop_to_client() {
                 let slot = u32::from(to.port() - 40100);
                 if let Some(g) = self.sockets[slot as usize] {
+                    self.received += 1;
                     self.f.core.on_datagrams(slot, g, &d, d.len(), self.f.now);
                     self.f.core.stamp(self.f.now);
                 }
@@ -193,6 +197,7 @@ fn n_is_exact_over_quic_and_streams_refill_as_they_end() {
     assert_eq!(q.handshakes, 1);
     assert_eq!((q.zero_rtt_attempted, q.zero_rtt_accepted), (0, 0));
     assert_eq!((q.sends, q.datagrams_sent), (w.sends, w.datagrams));
+    assert_eq!((q.receives, q.datagrams_received), (w.received, w.received));
     assert!(q.packets_sent >= w.datagrams, "{q:?}");
     assert_eq!(q.packets_lost, 0);
     assert_eq!(q.rtt.len(), 50);
