@@ -63,6 +63,33 @@ fn exact_counts_over_https_on_both_engines() {
     }
 }
 
+/// An open-loop run's last turn dispatches the request due at the
+/// deadline and then closes its connections; the engine sends it after
+/// the slot's TLS session is gone. It panicked ("range end index 63 out
+/// of range": the record's length applied to the plaintext requests).
+#[test]
+fn open_loop_over_https_ends_at_its_deadline() {
+    let Some((pki, nginx)) = nginx_tls(false) else {
+        return;
+    };
+    let ca = pki.ca.to_str().unwrap();
+    for engine in ["uring", "glommio"] {
+        let u = url(&nginx);
+        let args = [
+            "-c2", "-R", "200", "-d", "1", "--engine", engine, "--cacert", ca, &u,
+        ];
+        let (json, text, code) = run_json(&args);
+        assert_eq!(code, 0, "{engine}: {text}");
+        let n = json["requests"].as_u64().unwrap();
+        assert!(
+            (190..=201).contains(&n),
+            "{engine}: {n} requests at 200/s for 1 s: {text}"
+        );
+        let errors = json["errors"].as_object().unwrap();
+        assert!(errors.values().all(|v| v == 0), "{engine}: {errors:?}");
+    }
+}
+
 #[test]
 fn tls_1_2_and_pinned_suites() {
     let Some((pki, nginx)) = nginx_tls(false) else {

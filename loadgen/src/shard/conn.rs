@@ -38,6 +38,24 @@ impl ConnState {
     }
 }
 
+/// Where the bytes of a slot's last [`super::Action::Send`] are. Recorded
+/// when the send is queued, not read off the connection's protocol when
+/// the engine takes it: the core may reset the slot in the same turn (the
+/// run's last turn dispatches a request, then closes every connection),
+/// and the engine still carries out the send on the old socket before its
+/// close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFrom {
+    /// The first `send_len` bytes of the shard's fixed requests.
+    Fixed,
+    /// `out`: templated requests.
+    Out,
+    /// `tls_out`, `h2_out`, `h3_out`.
+    Tls,
+    H2,
+    H3,
+}
+
 pub struct Conn {
     pub generation: u32,
     pub state: ConnState,
@@ -53,8 +71,9 @@ pub struct Conn {
     /// A send whose completion the core waits for is with the engine;
     /// another send must not overtake it.
     pub send_busy: bool,
-    /// The bytes of the last send: `out` (templated) or the first
-    /// `send_len` bytes of the shard's fixed requests.
+    /// Which buffer the last send came from, and its length when that is
+    /// the shard's fixed requests.
+    pub send_from: SendFrom,
     pub send_len: usize,
     /// `https://`: the connection's TLS, and the records of the send in
     /// flight (changed only when no send is, so it never moves under the
@@ -112,6 +131,7 @@ impl Conn {
             out: Vec::with_capacity(out_capacity),
             generator,
             send_busy: false,
+            send_from: SendFrom::Fixed,
             send_len: 0,
             tls: None,
             tls_out: Vec::new(),

@@ -3,7 +3,7 @@
 //! to the parser and accounting for what came back, failures and re-issues,
 //! and the request timers.
 
-use super::conn::ConnState;
+use super::conn::{ConnState, SendFrom};
 use super::request_log::Completed;
 use super::{Action, BACKOFF_MAX_NS, BACKOFF_MIN_NS, Core, Delivered};
 use crate::stats::ErrorKind;
@@ -174,8 +174,10 @@ impl Core<'_> {
             c.slots
                 .assign_queued(|_| scenario.render(sg, cg, now_ms, out));
             c.send_len = c.out.len();
+            c.send_from = SendFrom::Out;
         } else {
             c.send_len = n as usize * self.req_len;
+            c.send_from = SendFrom::Fixed;
         }
         if c.slots.mark_sent() {
             self.stamp_list.push(ci as u32);

@@ -5,7 +5,7 @@
 //! else (quota, timers, re-issue, stats) is the same as for HTTP/1.1.
 //! The engines still only carry bytes.
 
-use super::conn::ConnState;
+use super::conn::{ConnState, SendFrom};
 use super::decisions::Answer;
 use super::{Action, Core, Delivered};
 use crate::http::h2::hpack::{FixedRequest, RequestFields};
@@ -150,6 +150,7 @@ impl Core<'_> {
         }
         conn.take_output(&mut c.h2_out);
         c.send_len = c.h2_out.len();
+        c.send_from = SendFrom::H2;
         c.send_busy = true;
         self.stats.bytes_written += c.send_len as u64;
         self.actions.push(Action::Send {

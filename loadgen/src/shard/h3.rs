@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::conn::ConnState;
+use super::conn::{ConnState, SendFrom};
 use super::decisions::Answer;
 use super::quic::Quic;
 use super::{Action, Core};
@@ -343,6 +343,7 @@ impl Core<'_> {
             && let Some(segment) = req.quic.transmit(conn.quic_mut(), now, &mut c.h3_out)
         {
             c.h3_segment = segment;
+            c.send_from = SendFrom::H3;
             c.send_busy = true;
             self.stats.bytes_written += c.h3_out.len() as u64;
             if let Some(q) = self.stats.quic.as_mut() {

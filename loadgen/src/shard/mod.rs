@@ -38,7 +38,7 @@ pub use request_log::{Completed, RequestLog, header as request_log_header};
 pub use slots::MAX_SLOTS;
 
 use clocks::Clocks;
-use conn::{Conn, ConnState};
+use conn::{Conn, ConnState, SendFrom};
 use h2::H2Requests;
 use h3::H3Requests;
 use open_loop::OpenLoop;
@@ -357,16 +357,12 @@ impl<'a> Core<'a> {
     #[inline]
     pub fn send_bytes(&self, conn: u32) -> &[u8] {
         let c = &self.conns[conn as usize];
-        if c.h3.is_some() {
-            &c.h3_out
-        } else if c.tls.is_some() {
-            &c.tls_out
-        } else if c.h2.is_some() {
-            &c.h2_out
-        } else if c.generator.is_some() {
-            &c.out
-        } else {
-            &self.reqs[..c.send_len]
+        match c.send_from {
+            SendFrom::Fixed => &self.reqs[..c.send_len],
+            SendFrom::Out => &c.out,
+            SendFrom::Tls => &c.tls_out,
+            SendFrom::H2 => &c.h2_out,
+            SendFrom::H3 => &c.h3_out,
         }
     }
 

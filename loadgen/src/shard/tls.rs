@@ -4,7 +4,7 @@
 
 use super::Core;
 use super::Delivered;
-use super::conn::ConnState;
+use super::conn::{ConnState, SendFrom};
 use crate::stats::ErrorKind;
 use crate::tls::session::Plain;
 use crate::tls::{Failure, Session};
@@ -53,6 +53,7 @@ impl Core<'_> {
         c.tls_out.clear();
         s.write_tls(&mut c.tls_out);
         c.send_len = c.tls_out.len();
+        c.send_from = SendFrom::Tls;
         c.send_busy = true;
         self.stats.bytes_written += c.send_len as u64;
         self.actions.push(super::Action::Send {
