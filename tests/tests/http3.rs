@@ -297,3 +297,145 @@ fn a_closed_udp_port_is_a_connect_error_in_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("could not connect to"), "{err}");
 }
+
+/// The value of the sample `name` (a whole sample name, labels included)
+/// in a Prometheus text exposition.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `--metrics-listen` over HTTP/3: the run's QUIC figures are served, and
+/// after the run (`--metrics-linger`) they are the JSON report's own.
+#[test]
+fn the_quic_figures_are_served_to_prometheus_as_the_report_has_them() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let ca = pki.ca.to_str().unwrap();
+    let port = loadgen_tests::free_port();
+    let json = std::env::temp_dir().join(format!("loadgen-h3-prom-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&json);
+    let child = std::process::Command::new(loadgen_tests::loadgen_bin())
+        .args(["--http3", "-t2", "-c4", "--streams", "4", "-n", "2000"])
+        .args(["--metrics-linger", "10s", "--cacert", ca, "--json"])
+        .arg(&json)
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .arg(caddy.url("/"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    // The report is written before the linger starts.
+    let report: serde_json::Value = loop {
+        if let Some(v) = std::fs::read(&json)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+        {
+            break v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no report"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = std::fs::remove_file(&json);
+    let body = loadgen_tests::http_get(port, "/metrics");
+    // SAFETY: kill only sends a signal to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = &report["quic"];
+    let got = |name: &str| sample(&body, name).unwrap_or_else(|| panic!("no {name}: {body}"));
+    for (name, field) in [
+        ("loadgen_quic_handshakes_total", &q["handshakes"]),
+        (
+            "loadgen_quic_zero_rtt_attempts_total",
+            &q["zero_rtt"]["attempted"],
+        ),
+        (
+            "loadgen_quic_zero_rtt_accepted_total",
+            &q["zero_rtt"]["accepted"],
+        ),
+        ("loadgen_quic_packets_sent_total", &q["packets_sent"]),
+        ("loadgen_quic_packets_lost_total", &q["packets_lost"]),
+        ("loadgen_quic_datagrams_sent_total", &q["datagrams_sent"]),
+        ("loadgen_quic_sends_total", &q["sends"]),
+        // One RTT sample per response.
+        ("loadgen_quic_rtt_seconds_count", &report["requests"]),
+    ] {
+        let want = field.as_u64().unwrap_or_else(|| panic!("{name}: {q}"));
+        assert_eq!(got(name) as u64, want, "{name}: {q}\n{body}");
+    }
+    assert_eq!(got("loadgen_quic_handshakes_total"), 4.0, "{body}");
+    let ratio = got("loadgen_quic_datagrams_sent_total") / got("loadgen_quic_sends_total");
+    let per_send = q["datagrams_per_send"].as_f64().unwrap();
+    assert!((ratio - per_send).abs() < 0.01, "{ratio} vs {per_send}");
+    // The report's RTT p50 lies in the bucket where half the samples are.
+    let count = got("loadgen_quic_rtt_seconds_count");
+    let mut below = 0.0;
+    let mut median_in = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("loadgen_quic_rtt_seconds_bucket{le=\"") else {
+            continue;
+        };
+        let (le, n) = rest.split_once("\"} ").unwrap();
+        let (le, n): (f64, f64) = (le.parse().unwrap(), n.trim().parse().unwrap());
+        if n >= count / 2.0 {
+            median_in = Some((below, le));
+            break;
+        }
+        below = le;
+    }
+    let (low, high) = median_in.unwrap_or_else(|| panic!("no median bucket: {body}"));
+    let p50 = q["rtt_us"]["p50"].as_f64().unwrap() / 1e6;
+    assert!(
+        low < p50 && p50 <= high * 1.001,
+        "p50 {p50} s not in ({low}, {high}]: {body}"
+    );
+    let errors: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("loadgen_quic_connection_errors_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum();
+    let want: u64 = q["connection_errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, want, "{body}");
+    assert!(
+        body.contains("# TYPE loadgen_quic_rtt_seconds histogram"),
+        "{body}"
+    );
+    if loadgen_tests::have("promtool") {
+        let mut check = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool: {}{}\n{body}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

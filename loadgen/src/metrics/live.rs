@@ -5,6 +5,7 @@
 //! by the scraping thread and by the main thread between runs, never by a
 //! shard.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::schedule::Schedule;
-use crate::shard::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardProgress};
+use crate::shard::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, QuicProgress, ShardProgress};
 use crate::stats::{ErrorKind, Errors};
 
 /// A histogram summed over shards.
@@ -60,6 +61,74 @@ pub struct Snapshot {
     pub latency: Buckets,
     pub lag: Buckets,
     pub connections: u64,
+    /// `--http3`: what QUIC did.
+    pub quic: QuicSnapshot,
+}
+
+/// The QUIC figures of [`QuicProgress`], summed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuicSnapshot {
+    pub handshakes: u64,
+    pub zero_rtt_attempted: u64,
+    pub zero_rtt_accepted: u64,
+    pub packets_sent: u64,
+    pub packets_lost: u64,
+    pub datagrams_sent: u64,
+    pub sends: u64,
+    pub rtt: Buckets,
+    pub connection_errors: BTreeMap<String, u64>,
+}
+
+impl QuicSnapshot {
+    fn counters(&mut self) -> [&mut u64; 7] {
+        [
+            &mut self.handshakes,
+            &mut self.zero_rtt_attempted,
+            &mut self.zero_rtt_accepted,
+            &mut self.packets_sent,
+            &mut self.packets_lost,
+            &mut self.datagrams_sent,
+            &mut self.sends,
+        ]
+    }
+
+    fn add_live(&mut self, p: &QuicProgress) {
+        let live = [
+            &p.handshakes,
+            &p.zero_rtt_attempted,
+            &p.zero_rtt_accepted,
+            &p.packets_sent,
+            &p.packets_lost,
+            &p.datagrams_sent,
+            &p.sends,
+        ];
+        for (a, b) in self.counters().into_iter().zip(live) {
+            *a += b.load(Ordering::Relaxed);
+        }
+        self.rtt.add_live(&p.rtt);
+        for (name, n) in p.errors() {
+            *self.connection_errors.entry(name.to_string()).or_default() += n;
+        }
+    }
+
+    fn add(&mut self, o: &QuicSnapshot) {
+        let theirs = [
+            o.handshakes,
+            o.zero_rtt_attempted,
+            o.zero_rtt_accepted,
+            o.packets_sent,
+            o.packets_lost,
+            o.datagrams_sent,
+            o.sends,
+        ];
+        for (a, b) in self.counters().into_iter().zip(theirs) {
+            *a += b;
+        }
+        self.rtt.add(&o.rtt);
+        for (name, &n) in &o.connection_errors {
+            *self.connection_errors.entry(name.clone()).or_default() += n;
+        }
+    }
 }
 
 impl Snapshot {
@@ -89,6 +158,7 @@ impl Snapshot {
             s.latency.add_live(&p.latency);
             s.lag.add_live(&p.lag);
             s.connections += p.connections.load(Ordering::Relaxed);
+            s.quic.add_live(&p.quic);
         }
         s
     }
@@ -112,6 +182,7 @@ impl Snapshot {
         self.latency.add(&o.latency);
         self.lag.add(&o.lag);
         self.connections = o.connections;
+        self.quic.add(&o.quic);
     }
 }
 
@@ -122,6 +193,8 @@ pub struct Info {
     pub requests: Vec<String>,
     /// Open loop: the schedule, warm-up included.
     pub schedule: Option<Schedule>,
+    /// `--http3`: the QUIC figures are served.
+    pub http3: bool,
 }
 
 /// The run in progress, if any.
@@ -314,10 +387,70 @@ pub fn render(s: &Snapshot, info: &Info, target_rate: f64) -> String {
             FixedHistogram::of(&s.lag),
         );
     }
+    if info.http3 {
+        register_quic(&mut reg, &s.quic);
+    }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
     out
+}
+
+/// `--http3`: the run's `quic` figures (as in the JSON report), under
+/// `loadgen_quic_`; the datagrams per `sendmsg` are
+/// `rate(loadgen_quic_datagrams_sent_total) / rate(loadgen_quic_sends_total)`.
+fn register_quic(reg: &mut Registry, q: &QuicSnapshot) {
+    let reg = reg.sub_registry_with_prefix("quic");
+    for (name, help, n) in [
+        ("handshakes", "QUIC handshakes completed", q.handshakes),
+        (
+            "zero_rtt_attempts",
+            "Connections that sent requests as 0-RTT early data",
+            q.zero_rtt_attempted,
+        ),
+        (
+            "zero_rtt_accepted",
+            "0-RTT attempts the server accepted",
+            q.zero_rtt_accepted,
+        ),
+        ("packets_sent", "QUIC packets sent", q.packets_sent),
+        (
+            "packets_lost",
+            "QUIC packets declared lost (then sent again as needed)",
+            q.packets_lost,
+        ),
+        (
+            "datagrams_sent",
+            "UDP datagrams handed to the kernel",
+            q.datagrams_sent,
+        ),
+        (
+            "sends",
+            "sendmsg calls that carried the datagrams (one GSO send each)",
+            q.sends,
+        ),
+    ] {
+        let c = Counter::<u64>::default();
+        c.inc_by(n);
+        reg.register(name, help, c);
+    }
+    reg.register_with_unit(
+        "rtt",
+        "The connection's smoothed RTT at each completed response",
+        Unit::Seconds,
+        FixedHistogram::of(&q.rtt),
+    );
+    let errors = Family::<Labels, Counter>::default();
+    for (name, &n) in &q.connection_errors {
+        errors
+            .get_or_create(&vec![("code".to_string(), name.clone())])
+            .inc_by(n);
+    }
+    reg.register(
+        "connection_errors",
+        "QUIC connections that ended in error, by code name",
+        errors,
+    );
 }
 
 /// Converts OpenMetrics text (prometheus-client's output) to the
@@ -381,6 +514,7 @@ mod tests {
         let live = Live::new(Info {
             requests: vec!["home".into(), "item".into()],
             schedule: None,
+            http3: false,
         });
         live.begin_run(Arc::from(vec![a, b]));
         let (s, _) = live.snapshot();
@@ -439,10 +573,81 @@ mod tests {
     }
 
     #[test]
+    fn http3_runs_add_the_quic_figures_summed_over_shards_and_runs() {
+        let shard = |errors: &[&str]| {
+            progress(0, |s| {
+                s.record_response(200, 10);
+                let mut q = crate::http::h3::QuicStats {
+                    handshakes: 2,
+                    zero_rtt_attempted: 1,
+                    zero_rtt_accepted: 1,
+                    packets_sent: 100,
+                    packets_lost: 2,
+                    datagrams_sent: 60,
+                    sends: 20,
+                    ..Default::default()
+                };
+                q.rtt.record(150).unwrap();
+                for e in errors {
+                    q.add_error(e.to_string());
+                }
+                s.quic = Some(Box::new(q));
+            })
+        };
+        let live = Live::new(Info {
+            http3: true,
+            ..Info::default()
+        });
+        live.begin_run(Arc::from(vec![
+            shard(&["IDLE_TIMEOUT"]),
+            shard(&["IDLE_TIMEOUT", "H3_FRAME_UNEXPECTED"]),
+        ]));
+        live.end_run();
+        live.begin_run(Arc::from(vec![shard(&[])]));
+        let text = live.render();
+        let samples = parse(&text).unwrap();
+        let sel = |t: &str| Selector::parse(t).unwrap().sum(&samples);
+        for (name, want) in [
+            ("loadgen_quic_handshakes_total", 6.0),
+            ("loadgen_quic_zero_rtt_attempts_total", 3.0),
+            ("loadgen_quic_zero_rtt_accepted_total", 3.0),
+            ("loadgen_quic_packets_sent_total", 300.0),
+            ("loadgen_quic_packets_lost_total", 6.0),
+            ("loadgen_quic_datagrams_sent_total", 180.0),
+            ("loadgen_quic_sends_total", 60.0),
+            ("loadgen_quic_rtt_seconds_count", 3.0),
+            ("loadgen_quic_rtt_seconds_bucket{le=\"0.0002\"}", 3.0),
+            ("loadgen_quic_rtt_seconds_bucket{le=\"0.0001\"}", 0.0),
+            (
+                "loadgen_quic_connection_errors_total{code=\"IDLE_TIMEOUT\"}",
+                2.0,
+            ),
+            (
+                "loadgen_quic_connection_errors_total{code=\"H3_FRAME_UNEXPECTED\"}",
+                1.0,
+            ),
+        ] {
+            assert_eq!(sel(name), Some(want), "{name}: {text}");
+        }
+        let sum = sel("loadgen_quic_rtt_seconds_sum").unwrap();
+        assert!((sum - 450e-6).abs() < 1e-6, "{sum}: {text}");
+        assert!(
+            text.contains("# TYPE loadgen_quic_rtt_seconds histogram"),
+            "{text}"
+        );
+
+        // Not an HTTP/3 run: none of it.
+        let live = Live::new(Info::default());
+        live.begin_run(Arc::from(vec![shard(&["IDLE_TIMEOUT"])]));
+        assert!(!live.render().contains("loadgen_quic"));
+    }
+
+    #[test]
     fn open_loop_adds_the_rate_and_lag() {
         let live = Live::new(Info {
             requests: Vec::new(),
             schedule: Some(Schedule::constant(250.0)),
+            http3: false,
         });
         let text = live.render();
         assert!(text.contains("# TYPE loadgen_target_rate gauge"), "{text}");

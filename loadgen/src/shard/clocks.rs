@@ -42,6 +42,11 @@ impl Clocks {
         self.last_count = 0;
     }
 
+    /// Whether [`Self::tick`] at `now` closes a second and publishes.
+    pub fn publishes(&self, now: u64, warming: bool, stopped: bool) -> bool {
+        !warming && (stopped || now >= self.next_second)
+    }
+
     /// Takes the samples that are due at `now`. Seconds close on their
     /// boundary, plus a final partial one when `stopped`, so the series
     /// covers the whole window. Nothing is recorded while `warming`.
@@ -67,7 +72,7 @@ impl Clocks {
             self.next_rate = now + RATE_INTERVAL_NS;
         }
         let mut published = false;
-        while !warming && (now >= self.next_second || (stopped && self.next_second > now)) {
+        while self.publishes(now, warming, stopped && self.next_second > now) {
             let last = now < self.next_second;
             stats.roll_second();
             progress.publish(stats);

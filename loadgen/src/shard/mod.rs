@@ -23,6 +23,7 @@ mod h3;
 mod open_loop;
 mod plan;
 mod quic;
+mod quic_progress;
 mod request_log;
 mod slots;
 #[cfg(test)]
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 pub use conn::GENERATION_MASK;
 pub use plan::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, ShardPlan, ShardProgress, plan};
+pub use quic_progress::QuicProgress;
 pub use request_log::{Completed, RequestLog, header as request_log_header};
 pub use slots::MAX_SLOTS;
 
@@ -494,6 +496,11 @@ impl<'a> Core<'a> {
             || self.fatal
             || self.stop.load(Ordering::Relaxed)
             || self.unreachable(now);
+        if self.clocks.publishes(now, self.warming, stopped) {
+            // quinn-proto keeps packet totals, added when a connection
+            // ends: the live figures take them first.
+            self.count_quic_packets();
+        }
         let published =
             self.clocks
                 .tick(&mut self.stats, now, self.warming, stopped, self.progress);

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::quic_progress::QuicProgress;
 use crate::config::Config;
 use crate::stats::{ErrorKind, ShardStats};
 
@@ -60,7 +61,7 @@ pub struct LiveBuckets {
 
 impl LiveBuckets {
     /// One pass over the recorded values (a few thousand slots at most).
-    fn publish(&self, h: &hdrhistogram::Histogram<u64>) {
+    pub(super) fn publish(&self, h: &hdrhistogram::Histogram<u64>) {
         let mut counts = [0u64; LIVE_BUCKETS];
         for v in h.iter_recorded() {
             let value = v.value_iterated_to();
@@ -106,6 +107,8 @@ pub struct ShardProgress {
     /// Responses per scenario request (empty unless the run reports by
     /// name).
     pub by_request: Box<[AtomicU64]>,
+    /// `--http3`: what QUIC did so far.
+    pub quic: QuicProgress,
 }
 
 impl ShardProgress {
@@ -145,6 +148,9 @@ impl ShardProgress {
         self.lag.publish(&stats.lag);
         for (slot, r) in self.by_request.iter().zip(&stats.by_request) {
             slot.store(r.responses, Ordering::Relaxed);
+        }
+        if let Some(q) = stats.quic.as_deref() {
+            self.quic.publish(q);
         }
         self.seconds
             .store(stats.seconds.len() as u64, Ordering::Release);

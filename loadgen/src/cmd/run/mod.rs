@@ -128,6 +128,7 @@ fn serve_live(ep: Endpoint, cfg: &Config, header: &mut String) -> anyhow::Result
             .schedule
             .as_ref()
             .map(|s| s.with_warmup(cfg.warmup).scaled(1.0 / cfg.part.of as f64)),
+        http3: cfg.http3.is_some(),
     }));
     let addr = ep.addr;
     ep.spawn(live.clone())

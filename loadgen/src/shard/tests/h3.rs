@@ -353,3 +353,36 @@ fn a_stream_the_server_has_no_credit_for_waits_and_is_not_counted_as_resent() {
     assert_eq!(st.reissued, 0, "nothing was sent twice");
     assert_eq!(w.server.conns.len(), 1);
 }
+
+#[test]
+fn the_live_quic_figures_at_the_end_are_the_reports() {
+    let cfg = h3_config(2, 4, 60);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, Some(9));
+    w.run();
+    let q = w.f.core.stats().quic.as_deref().unwrap();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let live = &p.quic;
+    // The connections are still open at the last publication: their
+    // packets are counted in it, not only when they close after it.
+    assert!(q.packets_sent > 0 && q.packets_lost > 0, "{q:?}");
+    assert_eq!(
+        [
+            &live.handshakes,
+            &live.packets_sent,
+            &live.packets_lost,
+            &live.datagrams_sent,
+            &live.sends,
+            &live.rtt.count
+        ]
+        .map(load),
+        [
+            q.handshakes,
+            q.packets_sent,
+            q.packets_lost,
+            q.datagrams_sent,
+            q.sends,
+            q.rtt.len()
+        ]
+    );
+}
