@@ -1,6 +1,6 @@
 //! Nothing listening, timeouts, bad flags: counted, bounded, one line.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use loadgen_tests::{Target, closed_port, run, run_json};
 
@@ -8,7 +8,7 @@ use loadgen_tests::{Target, closed_port, run, run_json};
 fn nothing_listening_duration_mode() {
     let closed = closed_port();
     let port = closed.port;
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let (json, text, code) = run_json(&[
         "-t1",
         "-c4",
@@ -30,7 +30,7 @@ fn nothing_listening_count_mode_gives_up_after_the_timeout() {
     let port = closed.port;
     // The binary is built on first use: not inside the timed window.
     loadgen_tests::loadgen_bin();
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let (json, text, code) = run_json(&[
         "-t1",
         "-c4",
@@ -52,7 +52,7 @@ fn nothing_listening_count_mode_gives_up_after_the_timeout() {
 #[test]
 fn slow_responses_time_out_and_the_run_ends_on_time() {
     let t = Target::start(1);
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let (json, text, code) = run_json(&[
         "-t1",
         "-c4",

@@ -300,7 +300,7 @@ fn a_tiny_stream_window_stalls_request_bodies() {
         update: 16,
         every: Duration::from_millis(1),
     });
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let out = load(
         &server.url("/"),
         &["-n", "8", "-c", "1", "-m", "4", "-d", body.path()],
@@ -331,7 +331,7 @@ fn a_slow_connection_window_stalls_request_bodies() {
         update: 4096,
         every: Duration::from_millis(2),
     });
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let out = load(
         &server.url("/"),
         &["-n", "2", "-c", "1", "-m", "2", "-d", body.path()],

@@ -168,7 +168,7 @@ fn an_ip_address_url_against_the_localhost_site_ends_at_once() {
     let Some((pki, caddy)) = caddy() else { return };
     let url = format!("https://127.0.0.1:{}/", caddy.port);
     let ca = pki.ca.to_str().unwrap();
-    let started = std::time::Instant::now();
+    let started = loadgen_tests::start_clock();
     let out = run(&[
         "--http3",
         "-c2",
@@ -268,7 +268,7 @@ fn templates_and_scenarios_are_exact_against_caddy() {
 #[test]
 fn an_untrusted_certificate_ends_the_run_in_one_line() {
     let Some((_pki, caddy)) = caddy() else { return };
-    let started = std::time::Instant::now();
+    let started = loadgen_tests::start_clock();
     let out = run(&["--http3", "-c2", "-d", "5s", &caddy.url("/")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -321,7 +321,7 @@ fn the_final_numbers_are_served_after_the_run_with_metrics_linger() {
     );
     // Without Ctrl-C it ends by itself after the linger.
     let port = free_port().to_string();
-    let started = Instant::now();
+    let started = loadgen_tests::start_clock();
     let out = loadgen_tests::run(&[
         "-t1",
         "-c1",

@@ -113,7 +113,7 @@ fn sigint_mid_run_still_reports() {
     let t = Target::start(1);
     let path = std::env::temp_dir().join(format!("loadgen-sigint-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let spawned = Instant::now();
+    let spawned = loadgen_tests::start_clock();
     let child = Command::new(loadgen_bin())
         .args(["-t1", "-c8", "-d", "30s", "--json"])
         .arg(&path)

@@ -228,7 +228,7 @@ fn handshakes_per_request_resume_unless_told_not_to() {
 #[test]
 fn hostile_tls_servers_are_counted_and_end_on_time() {
     let check = |url: &str, kind: &str| {
-        let started = std::time::Instant::now();
+        let started = loadgen_tests::start_clock();
         let (json, text, code) = run_json(&["-c2", "-n", "10", "--timeout", "1s", "-k", url]);
         let took = started.elapsed();
         assert_eq!(code, 1, "{kind}: {text}");
