@@ -298,6 +298,69 @@ fn a_closed_udp_port_is_a_connect_error_in_one_line() {
     assert!(err.contains("could not connect to"), "{err}");
 }
 
+/// `--profile` without a PID finds the server by its port: for HTTP/3 the
+/// process whose UDP socket is bound to it (aioquic serves no TCP at all).
+/// Without a UDP server there, one line says so and the load still runs.
+#[test]
+fn the_profiler_finds_an_http3_server_by_its_udp_port() {
+    use loadgen_tests::aioquic::{AioquicServer, H3Options};
+    let Some(pki) = Pki::new().map_err(|e| skip(&e)).ok() else {
+        return;
+    };
+    let Some(srv) = AioquicServer::start(&pki, &H3Options::default()) else {
+        return;
+    };
+    let ca = pki.ca.to_str().unwrap();
+    let folded = std::env::temp_dir().join(format!("loadgen-h3-profile-{}.folded", srv.port));
+    let url = srv.url("/");
+    let (json, text, code) = run_json(&[
+        "--http3",
+        "-c2",
+        "-d",
+        "2s",
+        "--cacert",
+        ca,
+        "--profile",
+        "--folded",
+        folded.to_str().unwrap(),
+        &url,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(json["requests"].as_u64().unwrap() > 0, "{text}");
+    assert!(text.contains("Profile of python"), "{text}");
+    let stacks = std::fs::read_to_string(&folded).expect("the folded profile");
+    let _ = std::fs::remove_file(&folded);
+    // aioquic's receive path, named by the Python frames of its process.
+    assert!(
+        stacks
+            .lines()
+            .any(|l| l.contains("QuicConnection.receive_datagram (")),
+        "{}",
+        &stacks[..stacks.len().min(3000)]
+    );
+
+    // No UDP server on the port (a TCP listener is not one): one line.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let url = format!("https://localhost:{port}/");
+    let out = run(&[
+        "--http3",
+        "-k",
+        "-c1",
+        "-n",
+        "1",
+        "--timeout",
+        "1s",
+        "--profile",
+        &url,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("no process has a UDP socket bound to port {port}")),
+        "{err}"
+    );
+}
+
 /// The value of the sample `name` (a whole sample name, labels included)
 /// in a Prometheus text exposition.
 fn sample(body: &str, name: &str) -> Option<f64> {

@@ -218,9 +218,10 @@ pub struct RunArgs {
     /// Write the latency percentile distribution (.hgrm, values in ms).
     #[arg(long)]
     pub percentiles: Option<PathBuf>,
-    /// Profile the process listening on the URL's port, or on
-    /// --unix-socket (this host), during the measured window: eBPF stack
-    /// sampling, no change to the target.
+    /// Profile the process listening on the URL's port (with --http3, the
+    /// one whose UDP socket is bound to it), or on --unix-socket (this
+    /// host), during the measured window: eBPF stack sampling, no change to
+    /// the target.
     #[arg(long)]
     pub profile: bool,
     /// Profile this process instead (repeatable; implies --profile).

@@ -1,5 +1,6 @@
 //! `--profile` without a PID: the process listening on the URL's port,
-//! found from /proc/net/tcp{,6} socket inodes and /proc/*/fd links, or on
+//! found from /proc/net/tcp{,6} socket inodes and /proc/*/fd links (for
+//! `--http3`, the UDP socket bound to it, from /proc/net/udp{,6}), or on
 //! the `--unix-socket` path, from /proc/net/unix.
 
 use std::fs;
@@ -7,21 +8,40 @@ use std::path::Path;
 
 /// Inodes of sockets in LISTEN state on `port` (any address).
 fn listening_inodes(port: u16) -> Vec<u64> {
+    inodes_on(port, &["/proc/net/tcp", "/proc/net/tcp6"], "0A")
+}
+
+/// Inodes of UDP sockets bound to `port` and not connected (a server's:
+/// its remote address is all zeros, state 07). A client's connected
+/// socket to that port has it as its remote port, not its local one.
+fn udp_server_inodes(port: u16) -> Vec<u64> {
+    inodes_on(port, &["/proc/net/udp", "/proc/net/udp6"], "07")
+}
+
+/// Inodes of the sockets in `tables` whose local port is `port`, in state
+/// `state` (hex, as the tables print it) and, for UDP, unconnected.
+fn inodes_on(port: u16, tables: &[&str], state: &str) -> Vec<u64> {
     let mut out = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in tables {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             // sl local_address rem_address st ... uid timeout inode
-            if cols.len() < 10 || cols[3] != "0A" {
+            if cols.len() < 10 || cols[3] != state {
                 continue;
             }
             let local_port = cols[1]
                 .rsplit_once(':')
                 .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            // An unconnected socket's remote port is 0 (a listening TCP
+            // socket's too).
+            let remote_port = cols[2]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
             if local_port == Some(port)
+                && remote_port == Some(0)
                 && let Ok(inode) = cols[9].parse::<u64>()
                 && inode != 0
             {
@@ -69,6 +89,12 @@ fn listening_unix_inodes(path: &Path) -> Vec<u64> {
 /// Processes holding a socket that listens on `port`, lowest PID first.
 pub fn pids_listening_on(port: u16) -> Vec<u32> {
     pids_holding(&listening_inodes(port))
+}
+
+/// Processes holding an unconnected UDP socket bound to `port` (an
+/// HTTP/3 server's), lowest PID first.
+pub fn pids_serving_udp(port: u16) -> Vec<u32> {
+    pids_holding(&udp_server_inodes(port))
 }
 
 /// Processes holding a Unix socket that listens at `path`, lowest PID
@@ -144,6 +170,26 @@ mod tests {
         assert!(comm(std::process::id()).is_some());
         assert!(is_alive(std::process::id()));
         assert!(!is_alive(u32::MAX));
+    }
+
+    #[test]
+    fn finds_ourselves_serving_udp_but_not_a_client_connected_to_it() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        assert_eq!(pids_serving_udp(port), vec![std::process::id()]);
+        // No TCP listener there, and a UDP server is no TCP listener.
+        assert!(pids_listening_on(port).is_empty());
+        drop(server);
+        // A client's connected socket names the port as its remote one.
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(peer.local_addr().unwrap()).unwrap();
+        let client_port = client.local_addr().unwrap().port();
+        assert!(
+            pids_serving_udp(client_port).is_empty(),
+            "connected: a client"
+        );
+        assert!(pids_serving_udp(port).is_empty());
     }
 
     #[test]

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use loadgen_ebpf_common::{DEFAULT_STACK_BYTES, stat};
 
-pub use find::{comm, is_alive, pids_listening_at, pids_listening_on};
+pub use find::{comm, is_alive, pids_listening_at, pids_listening_on, pids_serving_udp};
 pub use folded::{Folded, FunctionShare};
 pub use offcpu::OffCpu;
 pub use plan::{UnwindMode, parse_stack_bytes};
@@ -124,6 +124,10 @@ pub enum ProfileError {
     )]
     NoListener(u16),
     #[error(
+        "no process has a UDP socket bound to port {0} on this host (an HTTP/3 server's): start the server first, or name it with --profile-pid"
+    )]
+    NoUdpServer(u16),
+    #[error(
         "no process is listening on the Unix socket {} on this host: start the server first, or name it with --profile-pid", .0.display()
     )]
     NoUnixListener(std::path::PathBuf),
@@ -167,11 +171,20 @@ pub fn missing_capabilities() -> Option<String> {
     Some(missing.join(" and "))
 }
 
-/// Resolves `--profile` (no PID): the process listening on `port`.
-pub fn target_for_port(port: u16) -> Result<Vec<u32>, ProfileError> {
-    let pids = pids_listening_on(port);
+/// Resolves `--profile` (no PID): the process listening on `port`, or
+/// with `--http3` (`udp`) the one whose UDP socket is bound to it.
+pub fn target_for_port(port: u16, udp: bool) -> Result<Vec<u32>, ProfileError> {
+    let pids = if udp {
+        pids_serving_udp(port)
+    } else {
+        pids_listening_on(port)
+    };
     if pids.is_empty() {
-        return Err(ProfileError::NoListener(port));
+        return Err(if udp {
+            ProfileError::NoUdpServer(port)
+        } else {
+            ProfileError::NoListener(port)
+        });
     }
     Ok(pids)
 }

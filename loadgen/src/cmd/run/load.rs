@@ -141,7 +141,7 @@ pub fn start_profiler(args: &RunArgs, cfg: &Config) -> Option<Session> {
     let pids = if args.profile_pids.is_empty() {
         let found = match cfg.peer.unix() {
             Some(path) => profile::target_for_unix_socket(path),
-            None => profile::target_for_port(cfg.url.port),
+            None => profile::target_for_port(cfg.url.port, cfg.http3.is_some()),
         };
         match found {
             Ok(p) => p,
