@@ -298,6 +298,72 @@ fn a_closed_udp_port_is_a_connect_error_in_one_line() {
     assert!(err.contains("could not connect to"), "{err}");
 }
 
+/// A fleet over HTTP/3: two parts of one `-n` (half the connections
+/// each), judged by thresholds, and merged into one report whose counts
+/// are the parts' sums and Caddy's own.
+#[test]
+fn fleet_parts_thresholds_and_merge_over_http3() {
+    let Some((pki, caddy)) = caddy() else { return };
+    let ca = pki.ca.to_str().unwrap();
+    let url = caddy.url("/");
+    let dir = std::env::temp_dir().join(format!("loadgen-h3-fleet-{}", caddy.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut paths = Vec::new();
+    for part in ["1/2", "2/2"] {
+        let path = dir.join(format!("part{}.json", &part[..1]));
+        let (json, text, code) = run_json(&[
+            "--http3",
+            "-n",
+            "1001",
+            "-c4",
+            "--streams",
+            "4",
+            "--part",
+            part,
+            "--cacert",
+            ca,
+            "--threshold",
+            "p99<10s",
+            "--threshold",
+            "errors==0",
+            &url,
+        ]);
+        assert_eq!(code, 0, "{part}: {text}");
+        assert_eq!(json["connections"], 2, "{part}: {text}");
+        assert!(
+            json["thresholds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["ok"] == true)
+        );
+        std::fs::write(&path, json.to_string()).unwrap();
+        paths.push(path.to_str().unwrap().to_string());
+    }
+    let out = run(&["merge", &paths[0], &paths[1], "--threshold", "p50<1us"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Nothing here answers in a microsecond: the merged report fails it.
+    assert_eq!(out.status.code(), Some(5), "{text}{err}");
+    assert!(text.contains("1001 requests in"), "{text}");
+    assert!(text.contains("QUIC: 4 handshakes"), "{text}");
+    let merged = dir.join("merged.json");
+    let out = run(&[
+        "merge",
+        &paths[0],
+        &paths[1],
+        "--json",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
+    assert_eq!(m["requests"], 1001);
+    assert_eq!(m["http_version"], "3");
+    assert_eq!(m["quic"]["handshakes"], 4);
+    assert_eq!(caddy.requests("HTTP/3.0"), 1001, "Caddy's count");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `--profile` without a PID finds the server by its port: for HTTP/3 the
 /// process whose UDP socket is bound to it (aioquic serves no TCP at all).
 /// Without a UDP server there, one line says so and the load still runs.
