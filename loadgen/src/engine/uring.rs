@@ -30,6 +30,9 @@ const OP_CANCEL: u64 = 5;
 /// HTTP/3: a UDP socket's multishot receive, and its segmented send.
 const OP_RECVMSG: u64 = 6;
 const OP_SENDMSG: u64 = 7;
+/// HTTP/3: a socket's last send (its CONNECTION_CLOSE), which may go while
+/// another is in flight: its own buffer, in `retired` from the start.
+const OP_SENDMSG_LAST: u64 = 8;
 
 const BUF_COUNT: u16 = 1024;
 const BUF_SIZE: usize = 4096;
@@ -255,7 +258,9 @@ impl Engine<'_, '_> {
         // is in flight. The core outlives the engine, whose `Drop` shuts
         // every socket down before the core can go, however `run` ends: a
         // send still in flight then fails on its shut socket and reads no
-        // more, so nothing it points at can reach the wire.
+        // more, so nothing it points at can reach the wire. (UDP sockets
+        // are not shut down: their sends read only the engine's own
+        // copies, `UdpSend`, kept until completion or leaked.)
         if !unsafe { self.uring.push(&entry) } {
             // The kernel took nothing: the core's timers will fail the
             // request or the connect, and the slot will be replaced.
@@ -343,7 +348,32 @@ impl Engine<'_, '_> {
     }
 
     /// HTTP/3: the core's datagrams, as one send of `segment_size` pieces.
-    fn send_udp(&mut self, conn: u32, s: Socket, now: u64) {
+    /// A send without ack is the socket's last (the core closes it next):
+    /// it gets a buffer of its own, as the slot's may be in flight.
+    fn send_udp(&mut self, conn: u32, s: Socket, ack: bool, now: u64) {
+        if !ack {
+            let ud = user_data(conn, s.generation, OP_SENDMSG_LAST);
+            self.retired.push((
+                ud,
+                UdpSend {
+                    hdr: SegmentedSend::new(),
+                    data: Vec::new(),
+                },
+            ));
+            let Some((_, out)) = self.retired.last_mut() else {
+                return;
+            };
+            out.data.extend_from_slice(self.core.send_bytes(conn));
+            let segment = u16::try_from(self.core.segment_size(conn)).ok();
+            // SAFETY: `out` stays in `retired`, unchanged (its header is
+            // boxed; the vector of retired sends may move, their buffers
+            // do not), until this send's completion; if the kernel never
+            // completes it, `shutdown` leaks it.
+            let entry = unsafe { out.hdr.entry(s.fd, &out.data, segment) }.user_data(ud);
+            self.uring.in_flight += 1;
+            self.push(entry, now);
+            return;
+        }
         let slot = &mut self.udp_sends[conn as usize];
         let out = slot.get_or_insert_with(|| UdpSend {
             hdr: SegmentedSend::new(),
@@ -371,7 +401,7 @@ impl Engine<'_, '_> {
             return;
         }
         if self.quic {
-            self.send_udp(conn, s, now);
+            self.send_udp(conn, s, ack, now);
             return;
         }
         let bytes = self.core.send_bytes(conn);
@@ -424,7 +454,12 @@ impl Engine<'_, '_> {
             self.uring.in_flight += 1;
             self.push(entry, now);
         }
-        sock::shutdown(s.fd);
+        if !self.quic {
+            // (A UDP socket is not shut down: that ends none of its
+            // operations, and would fail the socket's last send, its
+            // CONNECTION_CLOSE, queued just before and not yet submitted.)
+            sock::shutdown(s.fd);
+        }
         self.closing.push(s.fd);
     }
 
@@ -469,6 +504,11 @@ impl Engine<'_, '_> {
             self.uring.in_flight = self.uring.in_flight.saturating_sub(1);
         }
         let bid = cqueue::buffer_select(c.flags);
+        if op == OP_SENDMSG_LAST {
+            // Nobody waits for it: its buffer goes.
+            self.retired.retain(|(ud, _)| *ud != c.user_data);
+            return;
+        }
         let Some(s) = self.socket(conn, generation) else {
             // A completion for a socket already replaced.
             self.recycle(op, bid);
@@ -588,7 +628,7 @@ impl Engine<'_, '_> {
                     self.uring.in_flight = self.uring.in_flight.saturating_sub(1);
                 }
                 self.recycle(op, cqueue::buffer_select(c.flags));
-                if op == OP_SENDMSG {
+                if op == OP_SENDMSG || op == OP_SENDMSG_LAST {
                     self.retired.retain(|(ud, _)| *ud != c.user_data);
                 }
             }

@@ -87,8 +87,8 @@ impl Core<'_> {
 
     /// Drops the slot's socket (if it has one) and everything on it;
     /// returns how many requests were in flight or queued.
-    pub(super) fn close_socket(&mut self, ci: usize) -> u32 {
-        self.forget_h3(ci);
+    pub(super) fn close_socket(&mut self, ci: usize, now: u64) -> u32 {
+        self.forget_h3(ci, now);
         let c = &mut self.conns[ci];
         if c.state.has_socket() {
             self.actions.push(Action::Close {
@@ -101,7 +101,7 @@ impl Core<'_> {
 
     pub(super) fn backoff(&mut self, ci: usize, now: u64) {
         let r = self.next_random();
-        self.close_socket(ci);
+        self.close_socket(ci, now);
         let c = &mut self.conns[ci];
         c.failures = c.failures.saturating_add(1);
         let base = (BACKOFF_MIN_NS << (c.failures - 1).min(7)).min(BACKOFF_MAX_NS);
@@ -397,7 +397,7 @@ impl Core<'_> {
     /// are sent again ([`Core::give_back`]).
     pub(super) fn replace(&mut self, ci: usize, now: u64) {
         self.give_back(ci, None);
-        self.close_socket(ci);
+        self.close_socket(ci, now);
         let retries = self.open_loop.as_ref().is_some_and(|ol| ol.has_retries());
         let depth = self.conns[ci].slots.depth() as u64;
         if let Some(q) = self.quota

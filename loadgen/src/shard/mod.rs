@@ -71,6 +71,9 @@ pub enum Action {
     },
     /// Send [`Core::send_bytes`] of the slot, whole. With `ack`, report
     /// [`Core::on_sent`] when done; without, report only a failure.
+    /// HTTP/3 sends always ask an ack but for a socket's last (its
+    /// CONNECTION_CLOSE, followed by its `Close`), which may go while
+    /// another send of the socket is in flight.
     Send {
         conn: u32,
         generation: u32,
@@ -553,7 +556,7 @@ impl<'a> Core<'a> {
         self.stopping = true;
         self.finished = true;
         for ci in 0..self.conns.len() {
-            self.close_socket(ci);
+            self.close_socket(ci, now);
             self.set_state(ci, ConnState::Closed);
         }
     }

@@ -106,15 +106,20 @@ impl<'a> World<'a> {
                     self.f.core.on_connected(conn, generation, now);
                 }
                 Action::Send {
-                    conn, generation, ..
+                    conn,
+                    generation,
+                    ack,
                 } => {
                     let bytes = self.f.core.send_bytes(conn).to_vec();
                     let seg = self.f.core.segment_size(conn);
                     assert!(!bytes.is_empty(), "a send without datagrams");
                     assert!(seg > 0 && bytes.len() <= 10 * seg, "one GSO send");
-                    self.sends += 1;
+                    // A send without ack is a connection's CONNECTION_CLOSE,
+                    // which the stats do not count (nor quinn its packet).
+                    let load = u64::from(ack);
+                    self.sends += load;
                     for d in bytes.chunks(seg) {
-                        self.datagrams += 1;
+                        self.datagrams += load;
                         self.net.send_from(addr_of(conn), d);
                     }
                     self.f.core.on_sent(conn, generation, now);
@@ -385,4 +390,39 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
             q.rtt.len()
         ]
     );
+}
+
+/// Every connection the core lets go, replaced after a GOAWAY or closed at
+/// the end of the run, is closed at the server too (CONNECTION_CLOSE with
+/// H3_NO_ERROR): before, the server kept each until its idle timeout.
+#[test]
+fn connections_the_core_drops_are_closed_at_the_server() {
+    let cfg = h3_config(2, 4, 30);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::GoawayAfter(5), None);
+    w.run();
+    // The end of the run's own actions: the closes, and their datagrams.
+    let last = w.f.actions();
+    w.apply(last);
+    while let Some((from, d)) = w.net.pop_to_server() {
+        w.server.datagram(w.at(), from, d, &mut w.net);
+    }
+    w.server.work(w.at(), &mut w.net);
+    assert_eq!(w.server.served(), 30);
+    assert!(w.server.conns.len() >= 6, "GOAWAYs replaced connections");
+    for c in w.server.conns.values() {
+        match &c.lost {
+            Some(quinn_proto::ConnectionError::ApplicationClosed(a)) => {
+                assert_eq!(u64::from(a.error_code), code::H3_NO_ERROR);
+            }
+            other => panic!(
+                "not closed by the client: {other:?}; {:?}",
+                w.server
+                    .conns
+                    .values()
+                    .map(|c| c.lost.is_some())
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
 }
