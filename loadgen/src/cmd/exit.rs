@@ -17,12 +17,17 @@ pub enum Cause {
     /// `--http2`, and the server does not speak it (ALPN chose another
     /// protocol, or it answered the h2c preface in HTTP/1.1).
     NoHttp2 { why: String },
+    /// `--http3`, and the server speaks no QUIC version we do.
+    NoHttp3 { why: String },
     /// The server's certificate did not verify.
     Certificate { host: String, why: String },
     /// Every TLS handshake failed, though connections were made.
     NoHandshake { addr: Peer, failed: u64 },
     /// No connection could be made.
     NoConnection { addr: Peer, errors: u64 },
+    /// `-n`: the server was reached, then refused every connection (or
+    /// handshake) for a whole `--timeout`; the run ended short.
+    LostTarget { addr: Peer },
     /// `--fail-if-slower PCT`: significantly slower than the baseline.
     Slower { pct: f64 },
     /// Responses with a status outside `--expect-status`.
@@ -35,8 +40,11 @@ impl Cause {
     pub fn code(&self) -> u8 {
         match self {
             // A usage error in effect: the flag does not fit the server.
-            Cause::NoHttp2 { .. } => 2,
-            Cause::Certificate { .. } | Cause::NoHandshake { .. } | Cause::NoConnection { .. } => 1,
+            Cause::NoHttp2 { .. } | Cause::NoHttp3 { .. } => 2,
+            Cause::Certificate { .. }
+            | Cause::NoHandshake { .. }
+            | Cause::NoConnection { .. }
+            | Cause::LostTarget { .. } => 1,
             Cause::Slower { .. } => 3,
             Cause::Unexpected { .. } => 4,
             Cause::Thresholds { .. } => 5,
@@ -70,11 +78,17 @@ impl Cause {
         if let Some(why) = &r.h2_refused {
             return Some(Cause::NoHttp2 { why: why.clone() });
         }
+        if let Some(why) = &r.h3_refused {
+            return Some(Cause::NoHttp3 { why: why.clone() });
+        }
         if let Some(why) = &r.cert_error {
             return Some(Cause::Certificate {
                 host: host.to_string(),
                 why: why.clone(),
             });
+        }
+        if r.lost_target {
+            return Some(Cause::LostTarget { addr: addr.clone() });
         }
         if r.responses > 0 {
             return None;
@@ -96,6 +110,7 @@ impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cause::NoHttp2 { why } => write!(f, "{why}; drop --http2"),
+            Cause::NoHttp3 { why } => write!(f, "{why}; drop --http3"),
             Cause::Certificate { host, why } => write!(
                 f,
                 "TLS certificate verification failed for {host}: {why}; trust its CA with --cacert FILE, or skip verification with -k"
@@ -107,6 +122,10 @@ impl fmt::Display for Cause {
             Cause::NoConnection { addr, errors } => write!(
                 f,
                 "could not connect to {addr} ({errors} connect errors): is the server running?"
+            ),
+            Cause::LostTarget { addr } => write!(
+                f,
+                "lost {addr} mid-run: no connection or handshake succeeded for a whole --timeout, so the run ended before -n was reached (see the error lines)"
             ),
             Cause::Slower { pct } => {
                 write!(
@@ -137,6 +156,10 @@ pub struct Reach {
     pub cert_error: Option<String>,
     /// Why the server would not speak HTTP/2 (`--http2`).
     pub h2_refused: Option<String>,
+    /// Why the server would not speak QUIC (`--http3`).
+    pub h3_refused: Option<String>,
+    /// `-n` ended short: the target was lost mid-run.
+    pub lost_target: bool,
 }
 
 impl Reach {
@@ -147,6 +170,8 @@ impl Reach {
             tls_failed: t.tls.as_ref().map_or(0, |t| t.errors.total()),
             cert_error: t.tls.as_ref().and_then(|t| t.cert_error.clone()),
             h2_refused: t.h2.as_ref().and_then(|h| h.refused.clone()),
+            h3_refused: t.quic.as_ref().and_then(|q| q.refused.clone()),
+            lost_target: t.lost_target,
         }
     }
 }
@@ -193,8 +218,24 @@ mod tests {
             tls_failed: 2,
             cert_error: None,
             h2_refused: None,
+            h3_refused: None,
+            lost_target: false,
         };
         assert_eq!(Cause::of_reach(&reached, "h", &addr()), None);
+    }
+
+    #[test]
+    fn a_target_lost_mid_run_fails_the_run_though_it_answered() {
+        let lost = Reach {
+            responses: 50,
+            connect_errors: 3,
+            lost_target: true,
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&lost, "h", &addr()).unwrap();
+        assert_eq!(c.code(), 1);
+        assert!(c.to_string().starts_with("lost "), "{c}");
+        assert!(c.to_string().contains("before -n was reached"), "{c}");
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl QuicReport {
             receives: self.receives,
             rtt,
             connection_errors: self.connection_errors.clone(),
+            refused: None,
         }
     }
 }

@@ -99,7 +99,10 @@ impl Core<'_> {
         c.reset()
     }
 
+    /// The slot's connect or handshake failed: it retries after a
+    /// jittered, growing delay.
     pub(super) fn backoff(&mut self, ci: usize, now: u64) {
+        self.down_since.get_or_insert(now);
         let r = self.next_random();
         self.close_socket(ci, now);
         let c = &mut self.conns[ci];

@@ -41,6 +41,7 @@ impl Core<'_> {
         }
         self.set_state(ci, ConnState::Open);
         self.ever_connected = true;
+        self.down_since = None;
         self.fill(ci, now);
         self.flush(ci);
     }

@@ -266,6 +266,16 @@ impl Core<'_> {
                     quinn_proto::ConnectionError::TimedOut => ErrorKind::Timeout,
                     _ => ErrorKind::Closed,
                 };
+                if reason == quinn_proto::ConnectionError::VersionMismatch {
+                    // No retry speaks another version: quinn-proto has only
+                    // QUIC version 1 (and drafts).
+                    if let Some(q) = self.stats.quic.as_mut() {
+                        q.refused.get_or_insert_with(|| {
+                            "the server answered with version negotiation: it speaks no QUIC version loadgen does (only version 1)".into()
+                        });
+                    }
+                    self.fatal = true;
+                }
                 if self.conns[ci].state == ConnState::Handshaking {
                     match handshake_failure(&reason) {
                         Some(f) => self.tls_failed(ci, f, now),

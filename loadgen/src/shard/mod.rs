@@ -129,6 +129,9 @@ pub struct Core<'a> {
     finished: bool,
     /// Some slot connected at least once (the target is reachable).
     ever_connected: bool,
+    /// A connect or handshake has failed since the last one succeeded:
+    /// when the first of those failures came (see [`Core::unreachable`]).
+    down_since: Option<u64>,
     /// Slots connecting or in their handshake.
     opening: u32,
     /// When the last request finished (answered or failed).
@@ -310,6 +313,7 @@ impl<'a> Core<'a> {
             stopping: false,
             finished: false,
             ever_connected: false,
+            down_since: None,
             opening: 0,
             last_completion: 0,
             batch_wait_cap_us: cfg.batch_wait.as_micros().min(u32::MAX as u128) as u32,
@@ -532,13 +536,31 @@ impl<'a> Core<'a> {
     }
 
     /// In `-n` mode, a target that never accepted a connection within the
-    /// timeout ends the run instead of retrying forever.
-    fn unreachable(&self, now: u64) -> bool {
+    /// timeout ends the run instead of retrying forever; so does one that
+    /// was reached but has refused every connect or handshake for a whole
+    /// `--timeout` since, with no connection left open (a server that died
+    /// or went silent mid-run: the `-n` can no longer be reached, and
+    /// waiting would be a hang). A restart shorter than the timeout goes
+    /// unnoticed but for the errors it caused.
+    fn unreachable(&mut self, now: u64) -> bool {
+        if self.planned.is_none() {
+            return false;
+        }
         let tls_errors = self.stats.tls.as_ref().map_or(0, |t| t.errors.total());
-        self.planned.is_some()
-            && now >= self.timeout_ns
+        if now >= self.timeout_ns
             && self.stats.errors.connect + tls_errors > 0
             && !self.ever_connected
+        {
+            return true;
+        }
+        let lost = self
+            .down_since
+            .is_some_and(|t| now >= t.saturating_add(self.timeout_ns))
+            && !self.conns.iter().any(|c| c.state == ConnState::Open);
+        if lost {
+            self.stats.lost_target = true;
+        }
+        lost
     }
 
     /// Ends the run: the measured time, and every socket closed.

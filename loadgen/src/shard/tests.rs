@@ -283,6 +283,7 @@ fn unreachable_means_never_connected() {
     assert!(f.core.is_finished(), "nothing ever connected");
     // A target that connected once and then failed is not unreachable:
     // glommio's old rule (no responses, no request errors) said it was.
+    // Not until it has refused every connect for a whole timeout.
     let mut f = Fake::new(&cfg, &p, &s);
     f.actions();
     f.connect(0, 0);
@@ -291,8 +292,55 @@ fn unreachable_means_never_connected() {
     let reconnect = connects(&f.actions());
     assert_eq!(reconnect, [(0, 1)]);
     f.core.on_connect_failed(0, 1, MS);
-    f.at(200 * MS);
+    f.at(90 * MS);
     assert!(!f.core.is_finished());
+}
+
+/// `-n` against a server that was reached and then went away (or silent):
+/// before, every slot retried its connect forever and the run never
+/// ended. Now a whole `--timeout` of failed connects ends it, flagged;
+/// a shorter outage does not.
+#[test]
+fn a_count_run_ends_when_the_target_is_lost_for_a_whole_timeout() {
+    let mut cfg = config();
+    cfg.duration = None;
+    cfg.requests = Some(10);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut f = Fake::new(&cfg, &p, &s);
+    f.actions();
+    f.connect(0, 0);
+    // The server goes away; the reconnects fail for 60 ms, then one works.
+    f.core.on_eof(0, 0, 0);
+    let mut generation = connects(&f.actions())[0].1;
+    let mut t = MS;
+    f.core.on_connect_failed(0, generation, t);
+    while t < 60 * MS {
+        t += MS;
+        if let Some(&(_, g)) = connects(&f.at(t)).first() {
+            generation = g;
+            f.core.on_connect_failed(0, generation, t);
+        }
+    }
+    while connects(&f.at(t)).is_empty() {
+        t += MS;
+    }
+    generation += 1;
+    f.now = t;
+    f.connect(0, generation);
+    assert!(!f.core.is_finished(), "a 60 ms outage, under the timeout");
+    // Gone again, for good: done a timeout after the first refusal.
+    f.core.on_eof(0, generation, t);
+    let gone = t;
+    while !f.core.is_finished() && t < gone + 300 * MS {
+        t += MS;
+        if let Some(&(_, g)) = connects(&f.at(t)).first() {
+            f.core.on_connect_failed(0, g, t);
+        }
+    }
+    assert!(f.core.is_finished());
+    assert!(t >= gone + 100 * MS && t <= gone + 120 * MS, "{t} {gone}");
+    assert!(f.core.stats().lost_target);
+    assert!(f.core.stats().errors.connect >= 2);
 }
 
 #[test]

@@ -157,6 +157,10 @@ pub struct ShardStats {
     /// Pipelined requests sent again because their connection closed
     /// before they were answered.
     pub reissued: u64,
+    /// `-n` ended short: the target, reached before, refused every
+    /// connection for a whole `--timeout` (not in the reports' numbers:
+    /// the exit status says it).
+    pub lost_target: bool,
     /// Measured time of this shard.
     pub elapsed: Duration,
     /// Per request name, indexed like the scenario's requests; empty
@@ -206,6 +210,7 @@ impl ShardStats {
             errors: Errors::default(),
             reconnects: 0,
             reissued: 0,
+            lost_target: false,
             elapsed: Duration::ZERO,
             by_request: Vec::new(),
             tls: None,
@@ -385,6 +390,7 @@ impl ShardStats {
         self.errors.merge(&o.errors);
         self.reconnects += o.reconnects;
         self.reissued += o.reissued;
+        self.lost_target |= o.lost_target;
         self.elapsed = self.elapsed.max(o.elapsed);
         if self.by_request.len() < o.by_request.len() {
             self.by_request

@@ -35,6 +35,10 @@ pub struct QuicStats {
     /// Connections that ended in error, by code name (`IDLE_TIMEOUT`,
     /// `H3_FRAME_UNEXPECTED`, `CRYPTO_ERROR(UnknownCA)`…).
     pub connection_errors: BTreeMap<String, u64>,
+    /// Why the server cannot be spoken to over QUIC at all (it answered
+    /// with version negotiation), which ends the run; not in the reports'
+    /// numbers: the exit status says it.
+    pub refused: Option<String>,
 }
 
 impl Default for QuicStats {
@@ -51,6 +55,7 @@ impl Default for QuicStats {
             receives: 0,
             rtt: new_latency_histogram(),
             connection_errors: BTreeMap::new(),
+            refused: None,
         }
     }
 }
@@ -126,6 +131,7 @@ impl QuicStats {
         rtt.reset();
         *self = QuicStats {
             rtt,
+            refused: self.refused.take(),
             ..QuicStats::default()
         };
     }
@@ -143,6 +149,9 @@ impl QuicStats {
         crate::histogram::add(&mut self.rtt, &o.rtt);
         for (name, &n) in &o.connection_errors {
             *self.connection_errors.entry(name.clone()).or_default() += n;
+        }
+        if self.refused.is_none() {
+            self.refused.clone_from(&o.refused);
         }
     }
 }

@@ -426,3 +426,24 @@ fn connections_the_core_drops_are_closed_at_the_server() {
         }
     }
 }
+
+/// A server that answers with version negotiation (it speaks no version
+/// quinn-proto does: draft 29 only here) ends the run at once, said why:
+/// before, each slot retried its handshake until the run's end.
+#[test]
+fn version_negotiation_ends_the_run_with_its_reason() {
+    let cfg = h3_config(2, 4, 20);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Draft29Only, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!(st.responses, 0);
+    assert!(w.f.now < 1_000_000_000, "ended at {} ns", w.f.now);
+    let q = st.quic.as_deref().unwrap();
+    assert!(
+        q.connection_errors.contains_key("VERSION_MISMATCH"),
+        "{q:?}"
+    );
+    let why = q.refused.as_deref().unwrap_or_default();
+    assert!(why.contains("version negotiation"), "{why}");
+}

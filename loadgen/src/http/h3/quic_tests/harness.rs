@@ -144,6 +144,9 @@ pub enum Behaviour {
     StreamWindow(u32),
     /// Allows this many request streams open at once (MAX_STREAMS).
     MaxStreams(u32),
+    /// Speaks only QUIC draft 29, not version 1: a version 1 Initial gets
+    /// version negotiation.
+    Draft29Only,
 }
 
 /// One server connection: its request streams' bytes so far, and what it
@@ -208,7 +211,13 @@ impl Server {
     pub fn new(early_data: bool, behaviour: Behaviour) -> Self {
         Server {
             ep: Endpoint::new(
-                Arc::new(EndpointConfig::default()),
+                Arc::new({
+                    let mut c = EndpointConfig::default();
+                    if behaviour == Behaviour::Draft29Only {
+                        c.supported_versions(vec![0xff00_001d]);
+                    }
+                    c
+                }),
                 Some(server_config(early_data, behaviour)),
                 true,
                 None,
