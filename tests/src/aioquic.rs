@@ -11,7 +11,12 @@
 //! H3_REQUEST_REJECTED), H3_REQUEST_REJECTED on every Nth request, silence
 //! (nothing sent at all, on any connection) after N answers, a cap on
 //! concurrent request streams (initial_max_streams_bidi, raised as streams
-//! close), and a Retry before every handshake.
+//! close), a Retry before every handshake, a short idle timeout, a
+//! connection forgotten after N answers (what comes for it then gets a
+//! stateless reset, as from a restarted server), and QUIC version 2 only
+//! (a version-1 client gets version negotiation). It counts the
+//! connections the client closed (CONNECTION_CLOSE, by code) and those
+//! that idled out.
 //!
 //! [`client`] runs aioquic's own client (`h3_client.py`), which proves the
 //! server (and the relay, `udp_relay.rs`) in tests/tests/h3_peers.rs.
@@ -51,6 +56,15 @@ pub struct H3Options {
     pub max_streams: u32,
     /// Answer each client's first Initial with a Retry.
     pub retry: bool,
+    /// Listen here (default 127.0.0.1).
+    pub host: Option<String>,
+    /// The idle timeout it offers, ms (0: aioquic's 60 s).
+    pub idle_timeout_ms: u32,
+    /// Forget a connection after this many answers on it, and answer what
+    /// comes for it with stateless resets (0: never).
+    pub reset_after: u32,
+    /// Speak QUIC version 2 only.
+    pub only_v2: bool,
 }
 
 /// The server's own count.
@@ -68,6 +82,13 @@ pub struct Counts {
     pub goaways: u64,
     /// The most requests open at once (arrived, not answered) on one connection.
     pub peak_streams: u64,
+    /// Connections the client closed (CONNECTION_CLOSE), by error code
+    /// (`0x100`: H3_NO_ERROR).
+    pub closes: BTreeMap<String, u64>,
+    /// Connections that ended by the idle timeout.
+    pub idle_timeouts: u64,
+    /// Stateless resets sent.
+    pub resets: u64,
 }
 
 impl Counts {
@@ -94,7 +115,13 @@ fn missing<T>(what: &str) -> Option<T> {
 impl AioquicServer {
     /// None (after a loud SKIP) when python3 or aioquic is missing.
     pub fn start(pki: &Pki, o: &H3Options) -> Option<AioquicServer> {
-        let mut cmd = Command::new(python());
+        Self::start_with(Command::new(python()), pki, o)
+    }
+
+    /// [`AioquicServer::start`] with `python` as the command that runs
+    /// python3 (`ip netns exec NS python3`, say).
+    pub fn start_with(python: Command, pki: &Pki, o: &H3Options) -> Option<AioquicServer> {
+        let mut cmd = python;
         cmd.args(["-c", SERVER])
             .arg(&pki.server_cert)
             .arg(&pki.server_key);
@@ -104,6 +131,7 @@ impl AioquicServer {
             ("--reject-every", o.reject_every),
             ("--silent-after", o.silent_after),
             ("--max-streams", o.max_streams),
+            ("--reset-after", o.reset_after),
         ] {
             if n > 0 {
                 cmd.args([flag, &n.to_string()]);
@@ -111,6 +139,18 @@ impl AioquicServer {
         }
         if o.retry {
             cmd.arg("--retry");
+        }
+        if o.only_v2 {
+            cmd.arg("--only-v2");
+        }
+        if o.idle_timeout_ms > 0 {
+            cmd.args([
+                "--idle-timeout",
+                &(o.idle_timeout_ms as f64 / 1000.0).to_string(),
+            ]);
+        }
+        if let Some(host) = &o.host {
+            cmd.args(["--host", host]);
         }
         let spawned = cmd
             .stdin(Stdio::piped())
@@ -162,15 +202,20 @@ impl AioquicServer {
         let v: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("aioquic server counts {line:?}: {e}"));
         let n = |k: &str| v[k].as_u64().unwrap_or(0);
-        Counts {
-            answered: v["answered"]
-                .as_object()
+        let map = |k: &str| -> BTreeMap<String, u64> {
+            v[k].as_object()
                 .map(|m| {
                     m.iter()
                         .map(|(k, c)| (k.clone(), c.as_u64().unwrap_or(0)))
                         .collect()
                 })
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        Counts {
+            answered: map("answered"),
+            closes: map("closes"),
+            idle_timeouts: n("idle_timeouts"),
+            resets: n("resets"),
             received: n("received"),
             rejected: n("rejected"),
             unanswered: n("unanswered"),
