@@ -260,8 +260,8 @@ fn a_stream_cap_below_streams_and_slow_answers_are_waited_for() {
     assert!(r.took >= Duration::from_millis(600), "{:?}", r.took);
 }
 
-/// A Retry before every handshake: the handshakes complete and every
-/// request is served once.
+/// A Retry before every handshake: the handshakes complete, every
+/// request is served once, and the Retry packets are counted.
 #[test]
 fn retry_before_each_handshake_completes() {
     let Some(pki) = pki() else { return };
@@ -281,6 +281,12 @@ fn retry_before_each_handshake_completes() {
     exact(&r, &c, 60);
     assert!(c.connections >= 6, "{c:?}");
     assert_eq!(r.quic("handshakes"), c.connections, "{}", r.text);
+    assert_eq!(r.quic("retries"), c.connections, "{}", r.text);
+    assert!(
+        r.text.contains(&format!(", Retry {})", c.connections)),
+        "{}",
+        r.text
+    );
 }
 
 /// A server that answers 30 requests and then sends nothing at all (no

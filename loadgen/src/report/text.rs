@@ -384,12 +384,17 @@ fn h2_line(s: &mut String, h: &H2Stats, streams: Option<u32>) {
 
 /// What QUIC did: `QUIC: 2 handshakes (0-RTT 1, accepted 1), 10021
 /// packets sent, 0 lost, 1.00 datagrams per send, 1.00 per receive, RTT p50
-/// 95us p99 1.20ms`,
-/// then the connections that ended in error by code, if any.
+/// 95us p99 1.20ms` (`, Retry 2` in the parentheses when servers sent
+/// any), then the connections that ended in error by code, if any.
 fn quic_line(s: &mut String, q: &QuicStats) {
+    let retries = if q.retries > 0 {
+        format!(", Retry {}", q.retries)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "  QUIC: {} handshake{} (0-RTT {}, accepted {}), {} packets sent, {} lost, {:.2} datagrams per send, {:.2} per receive, RTT p50 {} p99 {}",
+        "  QUIC: {} handshake{} (0-RTT {}, accepted {}{retries}), {} packets sent, {} lost, {:.2} datagrams per send, {:.2} per receive, RTT p50 {} p99 {}",
         q.handshakes,
         if q.handshakes == 1 { "" } else { "s" },
         q.zero_rtt_attempted,

@@ -158,7 +158,10 @@ impl Core<'_> {
         let (Some(req), Some((h, c))) = (self.h3.as_mut(), self.conns[ci].h3.as_mut()) else {
             return;
         };
-        req.quic.receive(*h, c.quic_mut(), payload, segment, now);
+        let retries = req.quic.receive(*h, c.quic_mut(), payload, segment, now);
+        if let Some(q) = self.stats.quic.as_mut() {
+            q.retries += retries;
+        }
         self.drive_h3(ci, now);
     }
 

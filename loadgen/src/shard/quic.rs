@@ -45,6 +45,14 @@ pub(super) struct Quic {
 /// No timer armed.
 const NONE: u64 = u64::MAX;
 
+/// A Retry packet (RFC 9000 §17.2.5): a long header (0x80, the fixed bit
+/// 0x40) of type 0b11, and a version that is not 0 (0 is version
+/// negotiation, whose first byte is arbitrary). Versions 1 and the drafts,
+/// the only ones quinn-proto speaks, number the types alike.
+fn is_retry(d: &[u8]) -> bool {
+    d.len() > 5 && d[0] & 0xf0 == 0xf0 && d[1..5] != [0, 0, 0, 0]
+}
+
 impl Quic {
     /// An endpoint for `slots` connections to `remote`, verifying
     /// `server_name`; `epoch` is the shard's time 0.
@@ -110,7 +118,8 @@ impl Quic {
 
     /// Datagrams from the server for connection `h`: `payload` holds them
     /// back to back, each `segment` bytes but the last (one datagram when
-    /// `segment` is its length).
+    /// `segment` is its length). Returns how many were Retry packets:
+    /// quinn-proto follows a Retry inside the handshake and counts none.
     pub fn receive(
         &mut self,
         h: ConnectionHandle,
@@ -118,10 +127,12 @@ impl Quic {
         payload: &[u8],
         segment: usize,
         now: u64,
-    ) {
+    ) -> u64 {
         let at = self.at(now);
         let mut response = Vec::new();
+        let mut retries = 0;
         for d in payload.chunks(segment.max(1)) {
+            retries += u64::from(is_retry(d));
             match self.endpoint.handle(
                 at,
                 self.remote,
@@ -142,6 +153,7 @@ impl Quic {
                 Some(DatagramEvent::NewConnection(_)) => {}
             }
         }
+        retries
     }
 
     /// Passes connection `h`'s events for the endpoint on (new connection
@@ -460,5 +472,18 @@ mod tests {
         assert_eq!(q.next_wake(), Some(80));
         assert_eq!(q.expired(80), Some((1, 1)));
         assert_eq!((q.expired(1000), q.next_wake()), (None, None));
+    }
+
+    #[test]
+    fn a_retry_is_told_by_its_long_header_type_and_nonzero_version() {
+        // Version 1 Retry, Initial, Handshake; version negotiation (version
+        // 0, any first byte); a short header; too short to say.
+        assert!(is_retry(&[0xf0, 0, 0, 0, 1, 8, 1]));
+        assert!(is_retry(&[0xff, 0xff, 0, 0, 0x1d, 8, 1]));
+        assert!(!is_retry(&[0xc0, 0, 0, 0, 1, 8, 1]));
+        assert!(!is_retry(&[0xe0, 0, 0, 0, 1, 8, 1]));
+        assert!(!is_retry(&[0xf7, 0, 0, 0, 0, 8, 1]));
+        assert!(!is_retry(&[0x40, 1, 2, 3, 4, 5, 6]));
+        assert!(!is_retry(&[0xf0, 0, 0, 0, 1]));
     }
 }

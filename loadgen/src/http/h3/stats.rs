@@ -19,6 +19,10 @@ pub struct QuicStats {
     /// the ones the server accepted.
     pub zero_rtt_attempted: u64,
     pub zero_rtt_accepted: u64,
+    /// Retry packets received: the server asked the client to prove its
+    /// address before the handshake (quinn-proto follows them, counting
+    /// none; the core spots them by their header).
+    pub retries: u64,
     /// QUIC packets sent and declared lost (quinn-proto's path counts).
     pub packets_sent: u64,
     pub packets_lost: u64,
@@ -47,6 +51,7 @@ impl Default for QuicStats {
             handshakes: 0,
             zero_rtt_attempted: 0,
             zero_rtt_accepted: 0,
+            retries: 0,
             packets_sent: 0,
             packets_lost: 0,
             datagrams_sent: 0,
@@ -140,6 +145,7 @@ impl QuicStats {
         self.handshakes += o.handshakes;
         self.zero_rtt_attempted += o.zero_rtt_attempted;
         self.zero_rtt_accepted += o.zero_rtt_accepted;
+        self.retries += o.retries;
         self.packets_sent += o.packets_sent;
         self.packets_lost += o.packets_lost;
         self.datagrams_sent += o.datagrams_sent;

@@ -217,6 +217,9 @@ pub struct QuicReport {
     /// Handshakes completed in the measured window.
     pub handshakes: u64,
     pub zero_rtt: ZeroRtt,
+    /// Retry packets received (the server asked for address validation
+    /// before its handshake).
+    pub retries: u64,
     /// QUIC packets sent, and declared lost (then sent again as needed).
     pub packets_sent: u64,
     pub packets_lost: u64,

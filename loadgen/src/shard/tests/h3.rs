@@ -447,3 +447,20 @@ fn version_negotiation_ends_the_run_with_its_reason() {
     let why = q.refused.as_deref().unwrap_or_default();
     assert!(why.contains("version negotiation"), "{why}");
 }
+
+/// A server that sends Retry before a handshake: quinn-proto follows it
+/// and counts nothing, so the core counts the Retry packets by their
+/// header. Every request is answered once.
+#[test]
+fn retry_packets_are_counted_and_the_handshakes_complete() {
+    let cfg = h3_config_resuming(2, 4, 40, false);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Retry, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!((st.responses, w.server.served()), (40, 40));
+    assert_eq!(st.errors.total(), 0);
+    let q = st.quic.as_deref().unwrap();
+    assert_eq!(q.handshakes, 2);
+    assert_eq!((w.server.retries, q.retries), (2, 2), "{q:?}");
+}

@@ -147,6 +147,9 @@ pub enum Behaviour {
     /// Speaks only QUIC draft 29, not version 1: a version 1 Initial gets
     /// version negotiation.
     Draft29Only,
+    /// Answers a client's first Initial with a Retry (address validation),
+    /// unless a NEW_TOKEN it gave validates the address already.
+    Retry,
 }
 
 /// One server connection: its request streams' bytes so far, and what it
@@ -175,6 +178,8 @@ pub struct Server {
     ep: Endpoint,
     pub conns: HashMap<ConnectionHandle, ServerConn>,
     pub behaviour: Behaviour,
+    /// Retry packets sent.
+    pub retries: u64,
 }
 
 fn server_config(early_data: bool, behaviour: Behaviour) -> Arc<ServerConfig> {
@@ -224,6 +229,7 @@ impl Server {
             ),
             conns: HashMap::new(),
             behaviour,
+            retries: 0,
         }
     }
 
@@ -264,6 +270,14 @@ impl Server {
             .ep
             .handle(now, from, None, None, BytesMut::from(&d[..]), &mut buf);
         match ev {
+            Some(DatagramEvent::NewConnection(incoming))
+                if self.behaviour == Behaviour::Retry && !incoming.remote_address_validated() =>
+            {
+                if let Ok(t) = self.ep.retry(incoming, &mut buf) {
+                    net.send(None, &t, &buf);
+                    self.retries += 1;
+                }
+            }
             Some(DatagramEvent::NewConnection(incoming)) => {
                 match self.ep.accept(incoming, now, &mut buf, None) {
                     Ok((ch, conn)) => {
