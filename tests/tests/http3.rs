@@ -496,6 +496,11 @@ fn the_quic_figures_are_served_to_prometheus_as_the_report_has_them() {
         ("loadgen_quic_packets_lost_total", &q["packets_lost"]),
         ("loadgen_quic_datagrams_sent_total", &q["datagrams_sent"]),
         ("loadgen_quic_sends_total", &q["sends"]),
+        (
+            "loadgen_quic_datagrams_received_total",
+            &q["datagrams_received"],
+        ),
+        ("loadgen_quic_receives_total", &q["receives"]),
         // One RTT sample per response.
         ("loadgen_quic_rtt_seconds_count", &report["requests"]),
     ] {

@@ -75,12 +75,14 @@ pub struct QuicSnapshot {
     pub packets_lost: u64,
     pub datagrams_sent: u64,
     pub sends: u64,
+    pub datagrams_received: u64,
+    pub receives: u64,
     pub rtt: Buckets,
     pub connection_errors: BTreeMap<String, u64>,
 }
 
 impl QuicSnapshot {
-    fn counters(&mut self) -> [&mut u64; 7] {
+    fn counters(&mut self) -> [&mut u64; 9] {
         [
             &mut self.handshakes,
             &mut self.zero_rtt_attempted,
@@ -89,6 +91,8 @@ impl QuicSnapshot {
             &mut self.packets_lost,
             &mut self.datagrams_sent,
             &mut self.sends,
+            &mut self.datagrams_received,
+            &mut self.receives,
         ]
     }
 
@@ -101,6 +105,8 @@ impl QuicSnapshot {
             &p.packets_lost,
             &p.datagrams_sent,
             &p.sends,
+            &p.datagrams_received,
+            &p.receives,
         ];
         for (a, b) in self.counters().into_iter().zip(live) {
             *a += b.load(Ordering::Relaxed);
@@ -120,6 +126,8 @@ impl QuicSnapshot {
             o.packets_lost,
             o.datagrams_sent,
             o.sends,
+            o.datagrams_received,
+            o.receives,
         ];
         for (a, b) in self.counters().into_iter().zip(theirs) {
             *a += b;
@@ -398,7 +406,8 @@ pub fn render(s: &Snapshot, info: &Info, target_rate: f64) -> String {
 
 /// `--http3`: the run's `quic` figures (as in the JSON report), under
 /// `loadgen_quic_`; the datagrams per `sendmsg` are
-/// `rate(loadgen_quic_datagrams_sent_total) / rate(loadgen_quic_sends_total)`.
+/// `rate(loadgen_quic_datagrams_sent_total) / rate(loadgen_quic_sends_total)`,
+/// and per receive likewise.
 fn register_quic(reg: &mut Registry, q: &QuicSnapshot) {
     let reg = reg.sub_registry_with_prefix("quic");
     for (name, help, n) in [
@@ -428,6 +437,16 @@ fn register_quic(reg: &mut Registry, q: &QuicSnapshot) {
             "sends",
             "sendmsg calls that carried the datagrams (one GSO send each)",
             q.sends,
+        ),
+        (
+            "datagrams_received",
+            "UDP datagrams that arrived",
+            q.datagrams_received,
+        ),
+        (
+            "receives",
+            "Receive completions that brought the datagrams (one GRO batch each)",
+            q.receives,
         ),
     ] {
         let c = Counter::<u64>::default();
@@ -585,6 +604,8 @@ mod tests {
                     packets_lost: 2,
                     datagrams_sent: 60,
                     sends: 20,
+                    datagrams_received: 90,
+                    receives: 30,
                     ..Default::default()
                 };
                 q.rtt.record(150).unwrap();
@@ -615,6 +636,8 @@ mod tests {
             ("loadgen_quic_packets_lost_total", 6.0),
             ("loadgen_quic_datagrams_sent_total", 180.0),
             ("loadgen_quic_sends_total", 60.0),
+            ("loadgen_quic_datagrams_received_total", 270.0),
+            ("loadgen_quic_receives_total", 90.0),
             ("loadgen_quic_rtt_seconds_count", 3.0),
             ("loadgen_quic_rtt_seconds_bucket{le=\"0.0002\"}", 3.0),
             ("loadgen_quic_rtt_seconds_bucket{le=\"0.0001\"}", 0.0),

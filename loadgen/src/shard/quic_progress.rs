@@ -34,6 +34,8 @@ pub struct QuicProgress {
     pub packets_lost: AtomicU64,
     pub datagrams_sent: AtomicU64,
     pub sends: AtomicU64,
+    pub datagrams_received: AtomicU64,
+    pub receives: AtomicU64,
     pub rtt: LiveBuckets,
     pub errors: [NamedCount; ERROR_SLOTS],
 }
@@ -50,6 +52,8 @@ impl QuicProgress {
             (&self.packets_lost, q.packets_lost),
             (&self.datagrams_sent, q.datagrams_sent),
             (&self.sends, q.sends),
+            (&self.datagrams_received, q.datagrams_received),
+            (&self.receives, q.receives),
         ] {
             slot.store(n, Ordering::Relaxed);
         }
@@ -109,6 +113,8 @@ mod tests {
             packets_lost: 3,
             datagrams_sent: 600,
             sends: 200,
+            datagrams_received: 700,
+            receives: 350,
             ..QuicStats::default()
         };
         q.rtt.record(80).unwrap();
@@ -125,10 +131,12 @@ mod tests {
                 &p.packets_sent,
                 &p.packets_lost,
                 &p.datagrams_sent,
-                &p.sends
+                &p.sends,
+                &p.datagrams_received,
+                &p.receives
             ]
             .map(load),
-            [4, 2, 1, 900, 3, 600, 200]
+            [4, 2, 1, 900, 3, 600, 200, 700, 350]
         );
         assert_eq!(load(&p.rtt.count), 2);
         assert_eq!(load(&p.rtt.counts[2]), 1, "80 µs ≤ 100 µs");

@@ -378,6 +378,8 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
             &live.packets_lost,
             &live.datagrams_sent,
             &live.sends,
+            &live.datagrams_received,
+            &live.receives,
             &live.rtt.count
         ]
         .map(load),
@@ -387,6 +389,8 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
             q.packets_lost,
             q.datagrams_sent,
             q.sends,
+            q.datagrams_received,
+            q.receives,
             q.rtt.len()
         ]
     );
