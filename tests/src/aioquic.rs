@@ -13,10 +13,10 @@
 //! concurrent request streams (initial_max_streams_bidi, raised as streams
 //! close), a Retry before every handshake, a short idle timeout, a
 //! connection forgotten after N answers (what comes for it then gets a
-//! stateless reset, as from a restarted server), and QUIC version 2 only
-//! (a version-1 client gets version negotiation). It counts the
-//! connections the client closed (CONNECTION_CLOSE, by code) and those
-//! that idled out.
+//! stateless reset, as from a restarted server), QUIC version 2 only (a
+//! version-1 client gets version negotiation), and another ALPN than `h3`.
+//! It counts the connections the client closed (CONNECTION_CLOSE, by code)
+//! and those that idled out.
 //!
 //! [`client`] runs aioquic's own client (`h3_client.py`), which proves the
 //! server (and the relay, `udp_relay.rs`) in tests/tests/h3_peers.rs.
@@ -65,6 +65,9 @@ pub struct H3Options {
     pub reset_after: u32,
     /// Speak QUIC version 2 only.
     pub only_v2: bool,
+    /// Offer only this ALPN protocol instead of `h3` (a QUIC server with
+    /// no HTTP/3: it refuses an h3 client with no_application_protocol).
+    pub alpn: Option<&'static str>,
 }
 
 /// The server's own count.
@@ -151,6 +154,9 @@ impl AioquicServer {
         }
         if let Some(host) = &o.host {
             cmd.args(["--host", host]);
+        }
+        if let Some(alpn) = o.alpn {
+            cmd.args(["--alpn", alpn]);
         }
         let spawned = cmd
             .stdin(Stdio::piped())

@@ -26,6 +26,7 @@ p.add_argument("--host", default="127.0.0.1")
 p.add_argument("--idle-timeout", type=float, default=0)
 p.add_argument("--reset-after", type=int, default=0)
 p.add_argument("--only-v2", action="store_true")
+p.add_argument("--alpn", help="offer only this ALPN protocol (not h3)")
 args = p.parse_args()
 
 # answered: 200s by path. received: every request's headers (answered,
@@ -161,7 +162,8 @@ def reset_forgotten(datagram_received):
 
 async def main():
     global server
-    config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN)
+    alpn = [args.alpn] if args.alpn else H3_ALPN
+    config = QuicConfiguration(is_client=False, alpn_protocols=alpn)
     config.load_cert_chain(args.cert, args.key)
     if args.idle_timeout:
         config.idle_timeout = args.idle_timeout

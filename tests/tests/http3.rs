@@ -1,7 +1,9 @@
 //! `--http3`: what it refuses (one line, exit 2, before anything is
 //! sent), and loads against Caddy 2.6 (`apt-get install caddy`), whose
-//! JSON access log counts the requests it served over `HTTP/3.0`.
+//! JSON access log counts the requests it served over `HTTP/3.0`; and a
+//! QUIC server with no HTTP/3 (aioquic's, `pip install aioquic`).
 
+use loadgen_tests::aioquic::{AioquicServer, H3Options};
 use loadgen_tests::caddy::Caddy;
 use loadgen_tests::pki::Pki;
 use loadgen_tests::{run, run_json, skip};
@@ -572,4 +574,51 @@ fn the_quic_figures_are_served_to_prometheus_as_the_report_has_them() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A QUIC server without HTTP/3 (aioquic offering only ALPN `hq-interop`)
+/// refuses our handshake with the TLS alert no_application_protocol: the
+/// run ends at once, in one line that says so, with exit 2 as `--http2`
+/// against a server without h2 (before, every connection retried its
+/// handshake until the run's end).
+#[test]
+fn a_quic_server_refusing_alpn_h3_ends_the_run_in_one_line() {
+    let Ok(pki) = Pki::new().map_err(|e| skip(&e)) else {
+        return;
+    };
+    let other = H3Options {
+        alpn: Some("hq-interop"),
+        ..H3Options::default()
+    };
+    let Some(server) = AioquicServer::start(&pki, &other) else {
+        return;
+    };
+    let ca = pki.ca.to_str().unwrap();
+    let started = loadgen_tests::start_clock();
+    let out = run(&[
+        "--http3",
+        "-c2",
+        "-d",
+        "10s",
+        "--cacert",
+        ca,
+        &server.url("/"),
+    ]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "took {took:?}: {err}"
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        "loadgen: the server refused ALPN h3 (no_application_protocol): it answers QUIC but serves no HTTP/3; drop --http3"
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("CRYPTO_ERROR(NoApplicationProtocol)"),
+        "{summary}"
+    );
 }

@@ -172,14 +172,23 @@ impl Core<'_> {
         if matches!(f, Failure::Cert(_)) {
             self.fatal = true;
         }
-        if let (Some(h2), Failure::Alert(a)) = (self.stats.h2.as_mut(), &f)
+        if let Failure::Alert(a) = &f
             && a == "NoApplicationProtocol"
         {
-            // The server speaks nothing we offered: no retry will change it.
-            h2.refused.get_or_insert_with(|| {
-                "the server refused ALPN h2 (no_application_protocol)".into()
-            });
-            self.fatal = true;
+            // The server speaks nothing we offered (h2 over TLS, h3 over
+            // QUIC): no retry will change it.
+            if let Some(h2) = self.stats.h2.as_mut() {
+                h2.refused.get_or_insert_with(|| {
+                    "the server refused ALPN h2 (no_application_protocol)".into()
+                });
+                self.fatal = true;
+            }
+            if let Some(q) = self.stats.quic.as_mut() {
+                q.refused.get_or_insert_with(|| {
+                    "the server refused ALPN h3 (no_application_protocol): it answers QUIC but serves no HTTP/3".into()
+                });
+                self.fatal = true;
+            }
         }
         if self.conns[ci].state == ConnState::Handshaking {
             self.backoff(ci, now);

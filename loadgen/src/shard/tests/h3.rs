@@ -468,3 +468,29 @@ fn retry_packets_are_counted_and_the_handshakes_complete() {
     assert_eq!(q.handshakes, 2);
     assert_eq!((w.server.retries, q.retries), (2, 2), "{q:?}");
 }
+
+/// A QUIC server that offers no `h3` refuses the handshake with the TLS
+/// alert no_application_protocol: the run ends at once, said why (before,
+/// each slot retried its handshake until the run's end).
+#[test]
+fn a_server_refusing_alpn_h3_ends_the_run_without_retrying() {
+    let cfg = h3_config(2, 4, 20);
+    let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
+    let other = Behaviour::OnlyAlpn(b"hq-interop");
+    let mut w = World::new(Fake::new(&cfg, &p, &s), other, None);
+    w.run();
+    let st = w.f.core.stats();
+    assert_eq!(st.responses, 0);
+    // One handshake a slot, refused; no backoff and retry for --timeout.
+    assert!(w.server.conns.len() <= 2, "{} tried", w.server.conns.len());
+    assert!(w.f.now < 1_000_000_000, "ended at {} ns", w.f.now);
+    let q = st.quic.as_deref().unwrap();
+    let why = q.refused.as_deref().unwrap_or_default();
+    assert!(why.contains("refused ALPN h3"), "{why}");
+    assert!(
+        q.connection_errors
+            .contains_key("CRYPTO_ERROR(NoApplicationProtocol)"),
+        "{q:?}"
+    );
+    assert!(st.tls.as_deref().unwrap().errors.alert >= 1);
+}

@@ -150,6 +150,9 @@ pub enum Behaviour {
     /// Answers a client's first Initial with a Retry (address validation),
     /// unless a NEW_TOKEN it gave validates the address already.
     Retry,
+    /// Offers only this ALPN protocol (not `h3`): rustls refuses our
+    /// handshake with the no_application_protocol alert.
+    OnlyAlpn(&'static [u8]),
 }
 
 /// One server connection: its request streams' bytes so far, and what it
@@ -194,7 +197,10 @@ fn server_config(early_data: bool, behaviour: Behaviour) -> Arc<ServerConfig> {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .unwrap();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.alpn_protocols = match behaviour {
+        Behaviour::OnlyAlpn(other) => vec![other.to_vec()],
+        _ => vec![ALPN.to_vec()],
+    };
     tls.max_early_data_size = if early_data { u32::MAX } else { 0 };
     let quic = QuicServerConfig::try_from(tls).unwrap();
     let mut config = ServerConfig::with_crypto(Arc::new(quic));
