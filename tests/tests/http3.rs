@@ -494,6 +494,7 @@ fn the_quic_figures_are_served_to_prometheus_as_the_report_has_them() {
             "loadgen_quic_zero_rtt_accepted_total",
             &q["zero_rtt"]["accepted"],
         ),
+        ("loadgen_quic_retries_total", &q["retries"]),
         ("loadgen_quic_packets_sent_total", &q["packets_sent"]),
         ("loadgen_quic_packets_lost_total", &q["packets_lost"]),
         ("loadgen_quic_datagrams_sent_total", &q["datagrams_sent"]),

@@ -71,6 +71,7 @@ pub struct QuicSnapshot {
     pub handshakes: u64,
     pub zero_rtt_attempted: u64,
     pub zero_rtt_accepted: u64,
+    pub retries: u64,
     pub packets_sent: u64,
     pub packets_lost: u64,
     pub datagrams_sent: u64,
@@ -82,11 +83,12 @@ pub struct QuicSnapshot {
 }
 
 impl QuicSnapshot {
-    fn counters(&mut self) -> [&mut u64; 9] {
+    fn counters(&mut self) -> [&mut u64; 10] {
         [
             &mut self.handshakes,
             &mut self.zero_rtt_attempted,
             &mut self.zero_rtt_accepted,
+            &mut self.retries,
             &mut self.packets_sent,
             &mut self.packets_lost,
             &mut self.datagrams_sent,
@@ -101,6 +103,7 @@ impl QuicSnapshot {
             &p.handshakes,
             &p.zero_rtt_attempted,
             &p.zero_rtt_accepted,
+            &p.retries,
             &p.packets_sent,
             &p.packets_lost,
             &p.datagrams_sent,
@@ -122,6 +125,7 @@ impl QuicSnapshot {
             o.handshakes,
             o.zero_rtt_attempted,
             o.zero_rtt_accepted,
+            o.retries,
             o.packets_sent,
             o.packets_lost,
             o.datagrams_sent,
@@ -422,6 +426,11 @@ fn register_quic(reg: &mut Registry, q: &QuicSnapshot) {
             "0-RTT attempts the server accepted",
             q.zero_rtt_accepted,
         ),
+        (
+            "retries",
+            "Retry packets received (the server asked for address validation)",
+            q.retries,
+        ),
         ("packets_sent", "QUIC packets sent", q.packets_sent),
         (
             "packets_lost",
@@ -600,6 +609,7 @@ mod tests {
                     handshakes: 2,
                     zero_rtt_attempted: 1,
                     zero_rtt_accepted: 1,
+                    retries: 2,
                     packets_sent: 100,
                     packets_lost: 2,
                     datagrams_sent: 60,
@@ -632,6 +642,7 @@ mod tests {
             ("loadgen_quic_handshakes_total", 6.0),
             ("loadgen_quic_zero_rtt_attempts_total", 3.0),
             ("loadgen_quic_zero_rtt_accepted_total", 3.0),
+            ("loadgen_quic_retries_total", 6.0),
             ("loadgen_quic_packets_sent_total", 300.0),
             ("loadgen_quic_packets_lost_total", 6.0),
             ("loadgen_quic_datagrams_sent_total", 180.0),

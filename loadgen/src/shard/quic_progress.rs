@@ -30,6 +30,7 @@ pub struct QuicProgress {
     pub handshakes: AtomicU64,
     pub zero_rtt_attempted: AtomicU64,
     pub zero_rtt_accepted: AtomicU64,
+    pub retries: AtomicU64,
     pub packets_sent: AtomicU64,
     pub packets_lost: AtomicU64,
     pub datagrams_sent: AtomicU64,
@@ -48,6 +49,7 @@ impl QuicProgress {
             (&self.handshakes, q.handshakes),
             (&self.zero_rtt_attempted, q.zero_rtt_attempted),
             (&self.zero_rtt_accepted, q.zero_rtt_accepted),
+            (&self.retries, q.retries),
             (&self.packets_sent, q.packets_sent),
             (&self.packets_lost, q.packets_lost),
             (&self.datagrams_sent, q.datagrams_sent),
@@ -109,6 +111,7 @@ mod tests {
             handshakes: 4,
             zero_rtt_attempted: 2,
             zero_rtt_accepted: 1,
+            retries: 5,
             packets_sent: 900,
             packets_lost: 3,
             datagrams_sent: 600,
@@ -128,6 +131,7 @@ mod tests {
                 &p.handshakes,
                 &p.zero_rtt_attempted,
                 &p.zero_rtt_accepted,
+                &p.retries,
                 &p.packets_sent,
                 &p.packets_lost,
                 &p.datagrams_sent,
@@ -136,7 +140,7 @@ mod tests {
                 &p.receives
             ]
             .map(load),
-            [4, 2, 1, 900, 3, 600, 200, 700, 350]
+            [4, 2, 1, 5, 900, 3, 600, 200, 700, 350]
         );
         assert_eq!(load(&p.rtt.count), 2);
         assert_eq!(load(&p.rtt.counts[2]), 1, "80 µs ≤ 100 µs");

@@ -374,6 +374,7 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
     assert_eq!(
         [
             &live.handshakes,
+            &live.retries,
             &live.packets_sent,
             &live.packets_lost,
             &live.datagrams_sent,
@@ -385,6 +386,7 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
         .map(load),
         [
             q.handshakes,
+            q.retries,
             q.packets_sent,
             q.packets_lost,
             q.datagrams_sent,
