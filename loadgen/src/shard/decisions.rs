@@ -25,6 +25,8 @@ impl Core<'_> {
     pub(super) fn check_invariants(&self) {
         let opening = self.conns.iter().filter(|c| c.state.is_opening()).count();
         assert_eq!(self.opening as usize, opening, "slots opening");
+        let open = self.conns.iter().filter(|c| c.state == ConnState::Open);
+        assert_eq!(self.open as usize, open.count(), "slots open");
         let held: u64 = self.conns.iter().map(|c| c.slots.held() as u64).sum();
         assert!(
             held <= self.outstanding,
@@ -33,14 +35,20 @@ impl Core<'_> {
         );
     }
 
-    /// Moves slot `ci` to `state`, keeping count of the slots opening.
+    /// Moves slot `ci` to `state`, keeping count of the slots opening and
+    /// open.
     pub(super) fn set_state(&mut self, ci: usize, state: ConnState) {
         let c = &mut self.conns[ci];
-        let was = c.state.is_opening();
+        let (was, was_open) = (c.state.is_opening(), c.state == ConnState::Open);
         c.state = state;
         match (was, state.is_opening()) {
             (false, true) => self.opening += 1,
             (true, false) => self.opening -= 1,
+            _ => {}
+        }
+        match (was_open, state == ConnState::Open) {
+            (false, true) => self.open += 1,
+            (true, false) => self.open -= 1,
             _ => {}
         }
     }

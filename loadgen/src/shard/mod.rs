@@ -134,6 +134,8 @@ pub struct Core<'a> {
     down_since: Option<u64>,
     /// Slots connecting or in their handshake.
     opening: u32,
+    /// Slots open (taking requests).
+    open: u32,
     /// When the last request finished (answered or failed).
     last_completion: u64,
     /// `--batch-wait`, µs, and the recent latency it is kept under
@@ -315,6 +317,7 @@ impl<'a> Core<'a> {
             ever_connected: false,
             down_since: None,
             opening: 0,
+            open: 0,
             last_completion: 0,
             batch_wait_cap_us: cfg.batch_wait.as_micros().min(u32::MAX as u128) as u32,
             recent_latency_ns: 0,
@@ -556,7 +559,7 @@ impl<'a> Core<'a> {
         let lost = self
             .down_since
             .is_some_and(|t| now >= t.saturating_add(self.timeout_ns))
-            && !self.conns.iter().any(|c| c.state == ConnState::Open);
+            && self.open == 0;
         if lost {
             self.stats.lost_target = true;
         }
