@@ -363,7 +363,9 @@ fn a_stream_the_server_has_no_credit_for_waits_and_is_not_counted_as_resent() {
 fn the_live_quic_figures_at_the_end_are_the_reports() {
     let cfg = h3_config(2, 4, 60);
     let (p, s) = (ShardProgress::default(), AtomicBool::new(false));
-    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, Some(9));
+    let mut w = World::new(Fake::new(&cfg, &p, &s), Behaviour::Normal, None);
+    // Losses on the client's side, so that its count of them moves.
+    w.net = Net::losing_client_datagrams(9);
     w.run();
     let q = w.f.core.stats().quic.as_deref().unwrap();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

@@ -31,13 +31,17 @@ fn addr(s: &str) -> SocketAddr {
 
 /// The datagrams in flight each way, with the client address each comes
 /// from or goes to, and the loss: every `drop_every`-th datagram sent
-/// (either way) is lost.
+/// (either way, or only the client's: see [`Net::losing_client_datagrams`])
+/// is lost.
 pub struct Net {
     to_server: VecDeque<(SocketAddr, Vec<u8>)>,
     to_client: VecDeque<(SocketAddr, Vec<u8>)>,
     pub sent: u64,
     pub dropped: u64,
     drop_every: Option<u64>,
+    /// Only the client's datagrams are counted toward the loss.
+    client_only: bool,
+    client_sent: u64,
 }
 
 impl Net {
@@ -48,13 +52,33 @@ impl Net {
             sent: 0,
             dropped: 0,
             drop_every,
+            client_only: false,
+            client_sent: 0,
+        }
+    }
+
+    /// Every `n`-th datagram the client sends is lost, and none of the
+    /// server's: the client's own loss count is then certain to move,
+    /// whatever order the server answers its connections in.
+    pub fn losing_client_datagrams(n: u64) -> Net {
+        Net {
+            client_only: true,
+            ..Net::new(Some(n))
         }
     }
 
     /// One datagram, unless it is the one to lose.
     fn carry(&mut self, server_bound: bool, client: SocketAddr, d: &[u8]) {
         self.sent += 1;
-        if self.drop_every.is_some_and(|n| self.sent.is_multiple_of(n)) {
+        self.client_sent += u64::from(server_bound);
+        let counted = if self.client_only {
+            server_bound.then_some(self.client_sent)
+        } else {
+            Some(self.sent)
+        };
+        if let (Some(n), Some(k)) = (self.drop_every, counted)
+            && k.is_multiple_of(n)
+        {
             self.dropped += 1;
             return;
         }
