@@ -287,8 +287,10 @@ fn an_untrusted_certificate_ends_the_run_in_one_line() {
     assert!(summary.contains("CRYPTO_ERROR(UnknownCA)"), "{summary}");
 }
 
-/// Nothing listening on the UDP port: the ICMP refusals are connect
-/// errors, and the run ends in one line saying so.
+/// Nothing listening on the UDP port (a server with HTTP/1.1 and HTTP/2
+/// only, say, as Caddy with `protocols h1 h2`): the ICMP refusals are
+/// connect errors, and the run ends in one line that says QUIC found
+/// nothing there, not only "is the server running?".
 #[test]
 fn a_closed_udp_port_is_a_connect_error_in_one_line() {
     let closed = loadgen_tests::closed_port();
@@ -297,7 +299,44 @@ fn a_closed_udp_port_is_a_connect_error_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("could not connect to"), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "loadgen: could not connect to 127.0.0.1:{} over QUIC",
+            closed.port
+        )),
+        "{err}"
+    );
+    assert!(err.contains("serve HTTP/3 on that UDP port"), "{err}");
+    assert!(err.trim().ends_with("drop --http3"), "{err}");
+}
+
+/// A UDP port that takes datagrams and never answers (a firewall that
+/// drops them, a server gone deaf): every handshake times out, and the
+/// `-n` run ends after `--timeout` in one line about QUIC, not about TLS
+/// settings.
+#[test]
+fn a_udp_port_that_never_answers_ends_in_one_line_about_quic() {
+    let deaf = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = deaf.local_addr().unwrap().port();
+    let url = format!("https://localhost:{port}/");
+    let started = loadgen_tests::start_clock();
+    let out = run(&["--http3", "-k", "-c2", "-n", "10", "--timeout", "1s", &url]);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}: {err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "loadgen: no QUIC handshake with 127.0.0.1:{port} succeeded"
+        )),
+        "{err}"
+    );
+    assert!(err.trim().ends_with("drop --http3"), "{err}");
+    drop(deaf);
 }
 
 /// A fleet over HTTP/3: two parts of one `-n` (half the connections

@@ -21,10 +21,11 @@ pub enum Cause {
     NoHttp3 { why: String },
     /// The server's certificate did not verify.
     Certificate { host: String, why: String },
-    /// Every TLS handshake failed, though connections were made.
-    NoHandshake { addr: Peer, failed: u64 },
-    /// No connection could be made.
-    NoConnection { addr: Peer, errors: u64 },
+    /// Every TLS handshake failed, though connections were made (`quic`:
+    /// QUIC handshakes, `--http3`).
+    NoHandshake { addr: Peer, failed: u64, quic: bool },
+    /// No connection could be made (`quic`: the UDP port refused QUIC).
+    NoConnection { addr: Peer, errors: u64, quic: bool },
     /// `-n`: the server was reached, then refused every connection (or
     /// handshake) for a whole `--timeout`; the run ended short.
     LostTarget { addr: Peer },
@@ -97,11 +98,13 @@ impl Cause {
             return Some(Cause::NoHandshake {
                 addr: addr.clone(),
                 failed: r.tls_failed,
+                quic: r.quic,
             });
         }
         (r.connect_errors > 0).then(|| Cause::NoConnection {
             addr: addr.clone(),
             errors: r.connect_errors,
+            quic: r.quic,
         })
     }
 }
@@ -115,11 +118,29 @@ impl fmt::Display for Cause {
                 f,
                 "TLS certificate verification failed for {host}: {why}; trust its CA with --cacert FILE, or skip verification with -k"
             ),
-            Cause::NoHandshake { addr, failed } => write!(
+            // Over QUIC a closed UDP port or a silent one is no sign that
+            // the server is down or its TLS wrong: it may serve only TCP.
+            Cause::NoHandshake {
+                addr,
+                failed,
+                quic: true,
+            } => write!(
+                f,
+                "no QUIC handshake with {addr} succeeded ({failed} failed; see the TLS errors line): does the server serve HTTP/3 on that UDP port (a firewall may drop UDP), and accept this client (--cert)? If not, drop --http3"
+            ),
+            Cause::NoHandshake { addr, failed, .. } => write!(
                 f,
                 "no TLS handshake with {addr} succeeded ({failed} failed; see the TLS errors line): is it an https server, and does it accept this client (--tls-version, --ciphers, --cert)?"
             ),
-            Cause::NoConnection { addr, errors } => write!(
+            Cause::NoConnection {
+                addr,
+                errors,
+                quic: true,
+            } => write!(
+                f,
+                "could not connect to {addr} over QUIC ({errors} connect errors: its UDP port is closed): is the server running, and does it serve HTTP/3 on that UDP port? If not, drop --http3"
+            ),
+            Cause::NoConnection { addr, errors, .. } => write!(
                 f,
                 "could not connect to {addr} ({errors} connect errors): is the server running?"
             ),
@@ -160,6 +181,8 @@ pub struct Reach {
     pub h3_refused: Option<String>,
     /// `-n` ended short: the target was lost mid-run.
     pub lost_target: bool,
+    /// `--http3`: the connections and handshakes were QUIC's.
+    pub quic: bool,
 }
 
 impl Reach {
@@ -172,6 +195,7 @@ impl Reach {
             h2_refused: t.h2.as_ref().and_then(|h| h.refused.clone()),
             h3_refused: t.quic.as_ref().and_then(|q| q.refused.clone()),
             lost_target: t.lost_target,
+            quic: t.quic.is_some(),
         }
     }
 }
@@ -220,6 +244,7 @@ mod tests {
             h2_refused: None,
             h3_refused: None,
             lost_target: false,
+            quic: true,
         };
         assert_eq!(Cause::of_reach(&reached, "h", &addr()), None);
     }
@@ -314,7 +339,8 @@ mod tests {
             c,
             Cause::NoHandshake {
                 addr: addr(),
-                failed: 4
+                failed: 4,
+                quic: false
             }
         );
         // Connect errors beside failed handshakes: the connections are
@@ -329,10 +355,41 @@ mod tests {
             c,
             Cause::NoConnection {
                 addr: addr(),
-                errors: 2
+                errors: 2,
+                quic: false
             }
         );
         assert!(c.to_string().contains("is the server running?"), "{c}");
         assert_eq!(Cause::of_reach(&Reach::default(), "h", &addr()), None);
+    }
+
+    #[test]
+    fn over_quic_reaching_nothing_asks_whether_http3_is_served_there() {
+        // A closed UDP port (ICMP refusals are connect errors): the server
+        // may well run, over TCP only.
+        let closed = Reach {
+            connect_errors: 3,
+            quic: true,
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&closed, "h", &addr()).unwrap();
+        assert_eq!(c.code(), 1);
+        assert_eq!(
+            c.to_string(),
+            "could not connect to 127.0.0.1:9 over QUIC (3 connect errors: its UDP port is closed): is the server running, and does it serve HTTP/3 on that UDP port? If not, drop --http3"
+        );
+        // A silent one: the handshakes time out, which says nothing of
+        // TLS versions or ciphers.
+        let silent = Reach {
+            tls_failed: 4,
+            quic: true,
+            ..Reach::default()
+        };
+        let c = Cause::of_reach(&silent, "h", &addr()).unwrap();
+        assert_eq!(c.code(), 1);
+        assert_eq!(
+            c.to_string(),
+            "no QUIC handshake with 127.0.0.1:9 succeeded (4 failed; see the TLS errors line): does the server serve HTTP/3 on that UDP port (a firewall may drop UDP), and accept this client (--cert)? If not, drop --http3"
+        );
     }
 }
