@@ -161,6 +161,11 @@ impl<'a> World<'a> {
                 busy = true;
             }
             if busy {
+                // A microsecond a step, as a real clock would move: frozen,
+                // a response that came after a request left would share
+                // its instant, and "nothing came since it left" would
+                // misread a live connection as dead.
+                self.f.now += 1_000;
                 continue;
             }
             let server = self
