@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::http::h3::QUIC_COUNTERS;
 use crate::schedule::Schedule;
 use crate::shard::{LIVE_BUCKETS, LIVE_BUCKETS_US, LiveBuckets, QuicProgress, ShardProgress};
 use crate::stats::{ErrorKind, Errors};
@@ -68,50 +69,16 @@ pub struct Snapshot {
 /// The QUIC figures of [`QuicProgress`], summed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QuicSnapshot {
-    pub handshakes: u64,
-    pub zero_rtt_attempted: u64,
-    pub zero_rtt_accepted: u64,
-    pub retries: u64,
-    pub packets_sent: u64,
-    pub packets_lost: u64,
-    pub datagrams_sent: u64,
-    pub sends: u64,
-    pub datagrams_received: u64,
-    pub receives: u64,
+    /// [`QuicStats::counters`](crate::http::h3::QuicStats::counters), in
+    /// their order (see [`QUIC_COUNTER_NAMES`]).
+    pub counters: [u64; QUIC_COUNTERS],
     pub rtt: Buckets,
     pub connection_errors: BTreeMap<String, u64>,
 }
 
 impl QuicSnapshot {
-    fn counters(&mut self) -> [&mut u64; 10] {
-        [
-            &mut self.handshakes,
-            &mut self.zero_rtt_attempted,
-            &mut self.zero_rtt_accepted,
-            &mut self.retries,
-            &mut self.packets_sent,
-            &mut self.packets_lost,
-            &mut self.datagrams_sent,
-            &mut self.sends,
-            &mut self.datagrams_received,
-            &mut self.receives,
-        ]
-    }
-
     fn add_live(&mut self, p: &QuicProgress) {
-        let live = [
-            &p.handshakes,
-            &p.zero_rtt_attempted,
-            &p.zero_rtt_accepted,
-            &p.retries,
-            &p.packets_sent,
-            &p.packets_lost,
-            &p.datagrams_sent,
-            &p.sends,
-            &p.datagrams_received,
-            &p.receives,
-        ];
-        for (a, b) in self.counters().into_iter().zip(live) {
+        for (a, b) in self.counters.iter_mut().zip(&p.counters) {
             *a += b.load(Ordering::Relaxed);
         }
         self.rtt.add_live(&p.rtt);
@@ -121,19 +88,7 @@ impl QuicSnapshot {
     }
 
     fn add(&mut self, o: &QuicSnapshot) {
-        let theirs = [
-            o.handshakes,
-            o.zero_rtt_attempted,
-            o.zero_rtt_accepted,
-            o.retries,
-            o.packets_sent,
-            o.packets_lost,
-            o.datagrams_sent,
-            o.sends,
-            o.datagrams_received,
-            o.receives,
-        ];
-        for (a, b) in self.counters().into_iter().zip(theirs) {
+        for (a, b) in self.counters.iter_mut().zip(o.counters) {
             *a += b;
         }
         self.rtt.add(&o.rtt);
@@ -408,56 +363,43 @@ pub fn render(s: &Snapshot, info: &Info, target_rate: f64) -> String {
     out
 }
 
+/// The Prometheus name and help of each of [`QuicSnapshot::counters`], in
+/// their order.
+const QUIC_COUNTER_NAMES: [(&str, &str); QUIC_COUNTERS] = [
+    ("handshakes", "QUIC handshakes completed"),
+    (
+        "zero_rtt_attempts",
+        "Connections that sent requests as 0-RTT early data",
+    ),
+    ("zero_rtt_accepted", "0-RTT attempts the server accepted"),
+    (
+        "retries",
+        "Retry packets received (the server asked for address validation)",
+    ),
+    ("packets_sent", "QUIC packets sent"),
+    (
+        "packets_lost",
+        "QUIC packets declared lost (then sent again as needed)",
+    ),
+    ("datagrams_sent", "UDP datagrams handed to the kernel"),
+    (
+        "sends",
+        "sendmsg calls that carried the datagrams (one GSO send each)",
+    ),
+    ("datagrams_received", "UDP datagrams that arrived"),
+    (
+        "receives",
+        "Receive completions that brought the datagrams (one GRO batch each)",
+    ),
+];
+
 /// `--http3`: the run's `quic` figures (as in the JSON report), under
 /// `loadgen_quic_`; the datagrams per `sendmsg` are
 /// `rate(loadgen_quic_datagrams_sent_total) / rate(loadgen_quic_sends_total)`,
 /// and per receive likewise.
 fn register_quic(reg: &mut Registry, q: &QuicSnapshot) {
     let reg = reg.sub_registry_with_prefix("quic");
-    for (name, help, n) in [
-        ("handshakes", "QUIC handshakes completed", q.handshakes),
-        (
-            "zero_rtt_attempts",
-            "Connections that sent requests as 0-RTT early data",
-            q.zero_rtt_attempted,
-        ),
-        (
-            "zero_rtt_accepted",
-            "0-RTT attempts the server accepted",
-            q.zero_rtt_accepted,
-        ),
-        (
-            "retries",
-            "Retry packets received (the server asked for address validation)",
-            q.retries,
-        ),
-        ("packets_sent", "QUIC packets sent", q.packets_sent),
-        (
-            "packets_lost",
-            "QUIC packets declared lost (then sent again as needed)",
-            q.packets_lost,
-        ),
-        (
-            "datagrams_sent",
-            "UDP datagrams handed to the kernel",
-            q.datagrams_sent,
-        ),
-        (
-            "sends",
-            "sendmsg calls that carried the datagrams (one GSO send each)",
-            q.sends,
-        ),
-        (
-            "datagrams_received",
-            "UDP datagrams that arrived",
-            q.datagrams_received,
-        ),
-        (
-            "receives",
-            "Receive completions that brought the datagrams (one GRO batch each)",
-            q.receives,
-        ),
-    ] {
+    for ((name, help), n) in QUIC_COUNTER_NAMES.into_iter().zip(q.counters) {
         let c = Counter::<u64>::default();
         c.inc_by(n);
         reg.register(name, help, c);

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::plan::LiveBuckets;
-use crate::http::h3::QuicStats;
+use crate::http::h3::{QUIC_COUNTERS, QuicStats};
 
 /// Distinct error names published one by one; more are summed under
 /// [`OTHER`] in the last slot (a run sees a handful).
@@ -27,16 +27,8 @@ pub struct NamedCount {
 
 #[derive(Debug, Default)]
 pub struct QuicProgress {
-    pub handshakes: AtomicU64,
-    pub zero_rtt_attempted: AtomicU64,
-    pub zero_rtt_accepted: AtomicU64,
-    pub retries: AtomicU64,
-    pub packets_sent: AtomicU64,
-    pub packets_lost: AtomicU64,
-    pub datagrams_sent: AtomicU64,
-    pub sends: AtomicU64,
-    pub datagrams_received: AtomicU64,
-    pub receives: AtomicU64,
+    /// [`QuicStats::counters`], in their order.
+    pub counters: [AtomicU64; QUIC_COUNTERS],
     pub rtt: LiveBuckets,
     pub errors: [NamedCount; ERROR_SLOTS],
 }
@@ -45,18 +37,7 @@ impl QuicProgress {
     /// Once per second, from the shard: its QUIC stats so far. The names
     /// are a few; a new one allocates once.
     pub(super) fn publish(&self, q: &QuicStats) {
-        for (slot, n) in [
-            (&self.handshakes, q.handshakes),
-            (&self.zero_rtt_attempted, q.zero_rtt_attempted),
-            (&self.zero_rtt_accepted, q.zero_rtt_accepted),
-            (&self.retries, q.retries),
-            (&self.packets_sent, q.packets_sent),
-            (&self.packets_lost, q.packets_lost),
-            (&self.datagrams_sent, q.datagrams_sent),
-            (&self.sends, q.sends),
-            (&self.datagrams_received, q.datagrams_received),
-            (&self.receives, q.receives),
-        ] {
+        for (slot, n) in self.counters.iter().zip(q.counters()) {
             slot.store(n, Ordering::Relaxed);
         }
         self.rtt.publish(&q.rtt);
@@ -127,19 +108,7 @@ mod tests {
         p.publish(&q);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         assert_eq!(
-            [
-                &p.handshakes,
-                &p.zero_rtt_attempted,
-                &p.zero_rtt_accepted,
-                &p.retries,
-                &p.packets_sent,
-                &p.packets_lost,
-                &p.datagrams_sent,
-                &p.sends,
-                &p.datagrams_received,
-                &p.receives
-            ]
-            .map(load),
+            p.counters.each_ref().map(load),
             [4, 2, 1, 5, 900, 3, 600, 200, 700, 350]
         );
         assert_eq!(load(&p.rtt.count), 2);

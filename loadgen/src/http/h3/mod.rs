@@ -37,7 +37,9 @@ pub use connection::{Connection, Event};
 pub use error::{H3Error, code, code_name};
 pub use frame::{Frame, FrameReader, StreamKind, frame_type, write_frame_header};
 pub use response::{ResponseEvent, ResponseReader};
-pub use stats::{PacketCounts, QuicStats, application_code_name, error_name};
+pub use stats::{
+    COUNTERS as QUIC_COUNTERS, PacketCounts, QuicStats, application_code_name, error_name,
+};
 pub use uni::{PeerSettings, PeerStreams, UniStream, UniStreamAction, client_control_stream};
 
 /// The ALPN protocol id of HTTP/3 over QUIC v1.

@@ -11,6 +11,9 @@ use quinn_proto::{ConnectionError, TransportErrorCode};
 
 use crate::histogram::new_latency_histogram;
 
+/// How many [`QuicStats::counters`] there are.
+pub const COUNTERS: usize = 10;
+
 #[derive(Debug, Clone)]
 pub struct QuicStats {
     /// Handshakes completed.
@@ -128,6 +131,25 @@ impl QuicStats {
         } else {
             self.datagrams_received as f64 / self.receives as f64
         }
+    }
+
+    /// The plain counters, in the one order every live view of them keeps
+    /// (the shards' publications, the Prometheus snapshot and its names):
+    /// handshakes, 0-RTT attempted and accepted, retries, packets sent and
+    /// lost, datagrams sent and sends, datagrams received and receives.
+    pub fn counters(&self) -> [u64; COUNTERS] {
+        [
+            self.handshakes,
+            self.zero_rtt_attempted,
+            self.zero_rtt_accepted,
+            self.retries,
+            self.packets_sent,
+            self.packets_lost,
+            self.datagrams_sent,
+            self.sends,
+            self.datagrams_received,
+            self.receives,
+        ]
     }
 
     /// Forgets the warm-up's counts.

@@ -378,31 +378,8 @@ fn the_live_quic_figures_at_the_end_are_the_reports() {
     // The connections are still open at the last publication: their
     // packets are counted in it, not only when they close after it.
     assert!(q.packets_sent > 0 && q.packets_lost > 0, "{q:?}");
-    assert_eq!(
-        [
-            &live.handshakes,
-            &live.retries,
-            &live.packets_sent,
-            &live.packets_lost,
-            &live.datagrams_sent,
-            &live.sends,
-            &live.datagrams_received,
-            &live.receives,
-            &live.rtt.count
-        ]
-        .map(load),
-        [
-            q.handshakes,
-            q.retries,
-            q.packets_sent,
-            q.packets_lost,
-            q.datagrams_sent,
-            q.sends,
-            q.datagrams_received,
-            q.receives,
-            q.rtt.len()
-        ]
-    );
+    assert_eq!(live.counters.each_ref().map(load), q.counters());
+    assert_eq!(load(&live.rtt.count), q.rtt.len());
 }
 
 /// Every connection the core lets go, replaced after a GOAWAY or closed at
